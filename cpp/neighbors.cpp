@@ -1,0 +1,273 @@
+// Periodic neighbour list with a Cartesian cell list.
+//
+// Returns every (i, j, R) with |r_j + R . cell - r_i| < cutoff (R integer, zero along non-periodic
+// directions), the self pair (i, i, 0) included. Atoms are first wrapped into the home cell along
+// periodic directions; images of the wrapped atoms are generated only as far as the cutoff can reach
+// (the spacing of lattice planes bounds the shift), binned in cubes of edge `cutoff`, and each home atom
+// searches the 27 surrounding bins. Work and memory are O(N) for a fixed density and cutoff.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+#include <pybind11/pybind11.h>
+
+#include "bindings.hpp"
+
+namespace py = pybind11;
+
+namespace hambench {
+namespace {
+
+using Vec3 = std::array<double, 3>;
+
+Vec3 cross(const Vec3 &a, const Vec3 &b) {
+    return {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
+}
+double dot(const Vec3 &a, const Vec3 &b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+double norm(const Vec3 &a) { return std::sqrt(dot(a, a)); }
+
+// Completes the periodic lattice vectors to a basis of R^3: non-periodic vectors that are degenerate
+// are replaced by unit vectors orthogonal to the rest. Only periodic vectors are ever used as shifts.
+std::array<Vec3, 3> complete_basis(std::array<Vec3, 3> a, const std::array<bool, 3> &pbc) {
+    int nper = 0;
+    for (int k = 0; k < 3; ++k) nper += pbc[k];
+    for (int k = 0; k < 3; ++k)
+        if (pbc[k] && norm(a[k]) < 1e-12)
+            throw std::invalid_argument("lattice vector " + std::to_string(k) + " is zero along a periodic direction");
+    if (nper == 0) return {Vec3{1, 0, 0}, Vec3{0, 1, 0}, Vec3{0, 0, 1}};
+    // Gram-Schmidt on the periodic vectors, to find a complement.
+    std::vector<Vec3> ortho;
+    for (int k = 0; k < 3; ++k) {
+        if (!pbc[k]) continue;
+        Vec3 v = a[k];
+        for (const auto &u : ortho) {
+            double c = dot(v, u);
+            for (int d = 0; d < 3; ++d) v[d] -= c * u[d];
+        }
+        double n = norm(v);
+        if (n < 1e-10 * norm(a[k])) throw std::invalid_argument("periodic lattice vectors are linearly dependent");
+        for (int d = 0; d < 3; ++d) v[d] /= n;
+        ortho.push_back(v);
+    }
+    const Vec3 axes[3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+    for (int k = 0; k < 3; ++k) {
+        if (pbc[k]) continue;
+        // keep a given non-periodic vector if it is independent of the others, else replace it
+        std::vector<Vec3> cand;
+        if (norm(a[k]) > 1e-12) cand.push_back(a[k]);
+        for (const auto &ax : axes) cand.push_back(ax);
+        bool done = false;
+        for (const auto &c0 : cand) {
+            Vec3 v = c0;
+            for (const auto &u : ortho) {
+                double c = dot(v, u);
+                for (int d = 0; d < 3; ++d) v[d] -= c * u[d];
+            }
+            double n = norm(v);
+            if (n > 1e-6 * norm(c0)) {
+                for (int d = 0; d < 3; ++d) v[d] /= n;
+                ortho.push_back(v);
+                a[k] = (&c0 == &cand[0] && norm(a[k]) > 1e-12) ? a[k] : v;
+                done = true;
+                break;
+            }
+        }
+        if (!done) throw std::runtime_error("could not complete the lattice basis");
+    }
+    return a;
+}
+
+struct Pairs {
+    std::vector<int32_t> src, dst, shift;
+};
+
+Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc, double rc) {
+    if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
+    std::array<Vec3, 3> a;
+    for (int k = 0; k < 3; ++k)
+        for (int d = 0; d < 3; ++d) a[k][d] = cell_ptr[3 * k + d];
+    a = complete_basis(a, pbc);
+    const double vol = dot(a[0], cross(a[1], a[2]));
+    if (std::abs(vol) < 1e-12) throw std::invalid_argument("cell is singular");
+    // reciprocal rows b_k with b_k . a_l = delta_kl
+    std::array<Vec3, 3> b = {cross(a[1], a[2]), cross(a[2], a[0]), cross(a[0], a[1])};
+    for (auto &v : b)
+        for (auto &x : v) x /= vol;
+
+    std::vector<double> frac(3 * n);
+    std::vector<int32_t> offset(3 * n, 0);  // r_i = wrapped_i + offset_i . a
+    std::vector<double> wrapped(3 * n);
+    for (int64_t i = 0; i < n; ++i) {
+        Vec3 r = {pos[3 * i], pos[3 * i + 1], pos[3 * i + 2]};
+        for (int d = 0; d < 3; ++d)
+            if (!std::isfinite(r[d])) throw std::invalid_argument("positions contain NaN or Inf");
+        for (int k = 0; k < 3; ++k) {
+            double f = dot(b[k], r);
+            if (pbc[k]) {
+                double fl = std::floor(f);
+                offset[3 * i + k] = static_cast<int32_t>(fl);
+                f -= fl;
+                if (f >= 1.0) { f -= 1.0; offset[3 * i + k] += 1; }
+            }
+            frac[3 * i + k] = f;
+        }
+        for (int d = 0; d < 3; ++d)
+            wrapped[3 * i + d] = frac[3 * i] * a[0][d] + frac[3 * i + 1] * a[1][d] + frac[3 * i + 2] * a[2][d];
+    }
+
+    // reach along each periodic direction, in fractional units
+    std::array<double, 3> reach{0, 0, 0};
+    std::array<int, 3> nmax{0, 0, 0};
+    for (int k = 0; k < 3; ++k) {
+        if (!pbc[k]) continue;
+        double spacing = 1.0 / norm(b[k]);  // distance between lattice planes
+        reach[k] = rc / spacing;
+        nmax[k] = static_cast<int>(std::floor(reach[k])) + 1;
+    }
+
+    // images: (atom, shift) of wrapped atoms that can lie within rc of the home cell
+    std::vector<int64_t> img_atom;
+    std::vector<int32_t> img_shift;
+    std::vector<double> img_pos;
+    for (int64_t j = 0; j < n; ++j) {
+        for (int s0 = -nmax[0]; s0 <= nmax[0]; ++s0) {
+            double g0 = frac[3 * j] + s0;
+            if (pbc[0] && (g0 <= -reach[0] || g0 >= 1.0 + reach[0])) continue;
+            for (int s1 = -nmax[1]; s1 <= nmax[1]; ++s1) {
+                double g1 = frac[3 * j + 1] + s1;
+                if (pbc[1] && (g1 <= -reach[1] || g1 >= 1.0 + reach[1])) continue;
+                for (int s2 = -nmax[2]; s2 <= nmax[2]; ++s2) {
+                    double g2 = frac[3 * j + 2] + s2;
+                    if (pbc[2] && (g2 <= -reach[2] || g2 >= 1.0 + reach[2])) continue;
+                    img_atom.push_back(j);
+                    img_shift.insert(img_shift.end(), {s0, s1, s2});
+                    for (int d = 0; d < 3; ++d) img_pos.push_back(g0 * a[0][d] + g1 * a[1][d] + g2 * a[2][d]);
+                }
+            }
+        }
+    }
+    const int64_t m = static_cast<int64_t>(img_atom.size());
+
+    // Cartesian bins of edge >= rc over the bounding box of the images
+    Vec3 lo{1e300, 1e300, 1e300}, hi{-1e300, -1e300, -1e300};
+    for (int64_t p = 0; p < m; ++p)
+        for (int d = 0; d < 3; ++d) {
+            lo[d] = std::min(lo[d], img_pos[3 * p + d]);
+            hi[d] = std::max(hi[d], img_pos[3 * p + d]);
+        }
+    double edge = rc;
+    std::array<int64_t, 3> nb{1, 1, 1};
+    for (;;) {
+        int64_t total = 1;
+        for (int d = 0; d < 3; ++d) {
+            nb[d] = m ? std::max<int64_t>(1, static_cast<int64_t>((hi[d] - lo[d]) / edge) + 1) : 1;
+            total *= nb[d];
+        }
+        if (total <= 8 * m + 64) break;  // sparse point clouds: coarser bins keep memory O(N)
+        edge *= 2.0;
+    }
+    auto bin_of = [&](const double *r, int d) {
+        int64_t c = static_cast<int64_t>((r[d] - lo[d]) / edge);
+        return std::min<int64_t>(std::max<int64_t>(c, 0), nb[d] - 1);
+    };
+    const int64_t nbins = nb[0] * nb[1] * nb[2];
+    std::vector<int64_t> head(nbins + 1, 0), order(m);
+    std::vector<int64_t> binid(m);
+    for (int64_t p = 0; p < m; ++p) {
+        const double *r = &img_pos[3 * p];
+        binid[p] = (bin_of(r, 0) * nb[1] + bin_of(r, 1)) * nb[2] + bin_of(r, 2);
+        head[binid[p] + 1]++;
+    }
+    for (int64_t c = 0; c < nbins; ++c) head[c + 1] += head[c];
+    {
+        std::vector<int64_t> fill(head.begin(), head.end() - 1);
+        for (int64_t p = 0; p < m; ++p) order[fill[binid[p]]++] = p;
+    }
+
+    Pairs out;
+    const double rc2 = rc * rc;
+    struct Hit { int32_t j, s0, s1, s2; };
+    std::vector<Hit> hits;
+    for (int64_t i = 0; i < n; ++i) {
+        const double *ri = &wrapped[3 * i];
+        int64_t c0 = bin_of(ri, 0), c1 = bin_of(ri, 1), c2 = bin_of(ri, 2);
+        hits.clear();
+        for (int64_t x = std::max<int64_t>(0, c0 - 1); x <= std::min<int64_t>(nb[0] - 1, c0 + 1); ++x)
+            for (int64_t y = std::max<int64_t>(0, c1 - 1); y <= std::min<int64_t>(nb[1] - 1, c1 + 1); ++y)
+                for (int64_t z = std::max<int64_t>(0, c2 - 1); z <= std::min<int64_t>(nb[2] - 1, c2 + 1); ++z) {
+                    int64_t c = (x * nb[1] + y) * nb[2] + z;
+                    for (int64_t q = head[c]; q < head[c + 1]; ++q) {
+                        int64_t p = order[q];
+                        double dx = img_pos[3 * p] - ri[0], dy = img_pos[3 * p + 1] - ri[1],
+                               dz = img_pos[3 * p + 2] - ri[2];
+                        if (dx * dx + dy * dy + dz * dz < rc2) {
+                            int64_t j = img_atom[p];
+                            // r_j + R.a - r_i = image - wrapped_i  with  R = S - offset_j + offset_i
+                            hits.push_back({static_cast<int32_t>(j),
+                                            img_shift[3 * p] - offset[3 * j] + offset[3 * i],
+                                            img_shift[3 * p + 1] - offset[3 * j + 1] + offset[3 * i + 1],
+                                            img_shift[3 * p + 2] - offset[3 * j + 2] + offset[3 * i + 2]});
+                        }
+                    }
+                }
+        std::sort(hits.begin(), hits.end(), [](const Hit &u, const Hit &v) {
+            return std::tie(u.j, u.s0, u.s1, u.s2) < std::tie(v.j, v.s0, v.s1, v.s2);
+        });
+        for (const auto &h : hits) {
+            out.src.push_back(static_cast<int32_t>(i));
+            out.dst.push_back(h.j);
+            out.shift.insert(out.shift.end(), {h.s0, h.s1, h.s2});
+        }
+    }
+    return out;
+}
+
+py::tuple neighbor_list(py::array_t<double, py::array::c_style | py::array::forcecast> positions,
+                        py::array_t<double, py::array::c_style | py::array::forcecast> cell,
+                        std::array<bool, 3> pbc, double cutoff) {
+    if (positions.ndim() != 2 || positions.shape(1) != 3)
+        throw std::invalid_argument("positions must have shape (N, 3), got ndim " + std::to_string(positions.ndim()));
+    if (cell.ndim() != 2 || cell.shape(0) != 3 || cell.shape(1) != 3)
+        throw std::invalid_argument("cell must have shape (3, 3)");
+    const int64_t n = positions.shape(0);
+    Pairs p;
+    {
+        py::gil_scoped_release release;
+        p = build(positions.data(), n, cell.data(), pbc, cutoff);
+    }
+    const auto e = static_cast<py::ssize_t>(p.src.size());
+    py::array_t<int32_t> src(e), dst(e), shift({e, static_cast<py::ssize_t>(3)});
+    std::copy(p.src.begin(), p.src.end(), src.mutable_data());
+    std::copy(p.dst.begin(), p.dst.end(), dst.mutable_data());
+    std::copy(p.shift.begin(), p.shift.end(), shift.mutable_data());
+    return py::make_tuple(src, dst, shift);
+}
+
+}  // namespace
+
+void bind_neighbors(py::module_ &m) {
+    m.def("neighbor_list", &neighbor_list, py::arg("positions"), py::arg("cell"), py::arg("pbc"),
+          py::arg("cutoff"),
+          R"doc(All pairs (i, j, R) with |r_j + R . cell - r_i| < cutoff, the self pair (i, i, 0) included.
+
+Parameters
+----------
+positions : (N, 3) float64, Cartesian, any length unit
+cell : (3, 3) float64, rows are the lattice vectors (ignored along non-periodic directions)
+pbc : three bools, periodicity along each lattice vector
+cutoff : float, same unit as positions
+
+Returns
+-------
+src, dst : (E,) int32 atom indices;  shift : (E, 3) int32 lattice vector R.
+Sorted by (src, dst, R); O(N) with a cell list.)doc");
+}
+
+}  // namespace hambench

@@ -1,0 +1,235 @@
+"""The ``hambench`` command line: thin — parse, call the library, report.
+
+Conventions: commands that write take ``-o/--output``; errors are one line on stderr with a non-zero exit
+(1 bad input, 2 usage, 3 not available yet); ``--debug`` shows tracebacks; long work shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import HambenchError, NotYetAvailable
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class _Group(click.Group):
+    """Turns library errors into one clear line (traceback only with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except HambenchError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hambench: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("hambench: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # unexpected: still one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hambench: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="hambench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars; print a summary line only.")
+@click.pass_context
+def main(ctx, debug, quiet):
+    """hambench — benchmark suite for machine-learned electronic-structure Hamiltonians.
+
+    \b
+    Typical flow:
+      hambench prepare --source deeph/folder --input data/MoTe2 -o mote2.zarr
+      hambench info mote2.zarr
+      hambench train tracegrad-deephe3 --data mote2.zarr -o runs/tg
+      hambench score preds.zarr --truth mote2.zarr -o scores.json
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet or not sys.stderr.isatty()
+
+
+# --- prepare ---------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.option("--source", "-s", required=True, metavar="FAMILY/NAME",
+              help="Data source, e.g. deeph/folder, deeph/bilayer_graphene, openmx/scfout, pyscf/qm9, "
+                   "pyscf/outputs, pyscf/crystal, qh9/stable, abacus/csr, siesta/hsx. "
+                   "`hambench prepare --list-sources` lists them.")
+@click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Raw input file or folder.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output store (NAME.zarr).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option("--cutoff", type=float, help="Build edges with the neighbour list (Å) instead of the DFT block keys.")
+@click.option("--augment", type=int, default=0, show_default=True,
+              help="Add K rotation-augmented copies of every structure.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of rotations, sampling and displacements.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local Dask worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="Address of a running dask.distributed scheduler.")
+@click.option("--limit", type=int, help="[molecules] at most this many molecules.")
+@click.option("--ids", help="[molecules] comma-separated QM9 indices, e.g. 1,2,3.")
+@click.option("--max-atoms", type=int, help="[molecules] only molecules with at most this many atoms.")
+@click.option("--max-heavy", type=int, help="[molecules] only molecules with at most this many heavy atoms.")
+@click.option("--xc", help="[pyscf] exchange-correlation functional (default b3lyp5 molecules, pbe crystals).")
+@click.option("--basis", help="[pyscf] basis set (default def2-svp molecules, gth-dzvp crystals).")
+@click.option("--grid-level", type=int, help="[pyscf] DFT integration grid level (default 3).")
+@click.option("--conv-tol", type=float, help="[pyscf] SCF convergence threshold in Hartree (default 1e-9).")
+@click.option("--density-fit", is_flag=True, help="[pyscf] density fitting.")
+@click.option("--raw-dir", type=click.Path(path_type=Path), help="[pyscf] cache of raw DFT results (resumable).")
+@click.option("--system", help="[pyscf/crystal] graphene, mos2, bilayer_graphene.")
+@click.option("--structures", type=click.Path(path_type=Path), help="[pyscf/crystal] ASE-readable structures.")
+@click.option("--count", type=int, help="[pyscf/crystal] number of structures to generate.")
+@click.option("--supercell", help="[pyscf/crystal] supercell, e.g. 2x2x1.")
+@click.option("--displacement", type=float, help="[pyscf/crystal] Gaussian displacement amplitude (Å).")
+@click.option("--temperature", type=float, help="[pyscf/crystal] thermal displacements at this temperature (K).")
+@click.option("--kmesh", help="[pyscf/crystal] k-point mesh, e.g. 6x6x1.")
+@click.option("--list-sources", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, p, v: _list_sources(ctx) if v else None, help="List the sources and exit.")
+@click.pass_context
+def prepare(ctx, source, input_path, output, **options):
+    """Convert raw DFT outputs into a chunked Zarr store of per-edge H/S blocks.
+
+    \b
+    Examples:
+      hambench prepare --source deeph/folder --input ../shared/realdata/deeph_legacy_MoTe2 -o mote2.zarr
+      hambench prepare --source openmx/scfout --input runs/graphene -o graphene.zarr --augment 2
+      hambench prepare --source pyscf/qm9 --limit 20 --max-atoms 9 -o qm9.zarr --workers 2
+    """
+    from .pipelines import prepare as run_prepare
+
+    if output is None:
+        raise click.UsageError("missing option -o/--output")
+    options = {k: v for k, v in options.items() if v is not None and v is not False}
+    summary = run_prepare(source, input_path, output, quiet=ctx.obj["quiet"], **options)
+    click.echo(summary)
+
+
+def _list_sources(ctx):
+    from .pipelines import list_sources
+
+    for name, doc in list_sources():
+        click.echo(f"{name:28s} {doc}")
+    ctx.exit(0)
+
+
+# --- info ------------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(store, as_json):
+    """Summarise a store: structures, atoms, edges, species/orbitals, sizes, splits, provenance.
+
+    \b
+    Example:
+      hambench info mote2.zarr
+    """
+    from .store import open_store
+
+    s = open_store(store)
+    click.echo(s.summary_json() if as_json else s.summary())
+
+
+# --- export ----------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["deeph", "deeph-legacy"]), default="deeph", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output folder.")
+def export(store, fmt, output):
+    """Write a store back out in another ecosystem's format (one folder per structure).
+
+    \b
+    Example:
+      hambench export graphene.zarr --format deeph -o graphene_deeph/
+    """
+    from .pipelines.export import export_store
+
+    click.echo(export_store(store, fmt, output))
+
+
+# --- model zoo, scoring, leaderboard (later issues) ------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("model", metavar="MODEL")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Training store.")
+@click.option("--config", type=click.Path(path_type=Path), help="YAML config overriding the model's defaults.")
+@click.option("--preset", default="paper", show_default=True, help="Named preset (paper, tiny).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Run folder.")
+def train(model, data, config, preset, device, output):
+    """Train a model of the zoo (deephe3, qhnet, harmose, tracegrad-deephe3, tracegrad-qhnet, …).
+
+    \b
+    Example:
+      hambench train tracegrad-deephe3 --data mote2.zarr --preset tiny -o runs/tg
+    """
+    raise NotYetAvailable("`hambench train` arrives with the model-zoo issue; prepare a store meanwhile")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Store to predict.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="preds.zarr")
+def predict(run, data, output):
+    """Predict Hamiltonian blocks of a store with a trained run.
+
+    \b
+    Example:
+      hambench predict runs/tg --data test.zarr -o preds.zarr
+    """
+    raise NotYetAvailable("`hambench predict` arrives with the model-zoo issue")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("preds", type=click.Path(path_type=Path))
+@click.option("--truth", type=click.Path(path_type=Path), help="Truth store (default: the one recorded in PREDS).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="scores.json")
+def score(preds, truth, output):
+    """Score predictions: MAE of H (meV / µEh), ε, ψ, SCF acceleration, bands.
+
+    \b
+    Example:
+      hambench score preds.zarr --truth test.zarr -o scores.json
+    """
+    raise NotYetAvailable("`hambench score` arrives with the scoring issue")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("action", type=click.Choice(["submit", "validate", "build"]))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Site folder (build).")
+def leaderboard(action, path, output):
+    """Manage the leaderboard: validate/submit a submission, build the static site.
+
+    \b
+    Example:
+      hambench leaderboard build -o site/
+    """
+    raise NotYetAvailable("`hambench leaderboard` arrives with the leaderboard issue")
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
+              help="Folder for the demo's outputs.")
+@click.pass_context
+def demo(ctx, output):
+    """Run the main job on the embedded demo data (prepare a store, summarise it).
+
+    \b
+    Example:
+      hambench demo -o demo_out
+    """
+    from .demo import run_demo
+
+    run_demo(output, quiet=ctx.obj["quiet"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

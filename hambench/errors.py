@@ -1,0 +1,31 @@
+"""Errors of hambench. Every user-facing failure is one of these, printed as one line by the CLI."""
+
+from __future__ import annotations
+
+
+class HambenchError(Exception):
+    """Base class: a failure the user can act on (bad input, missing data, wrong version)."""
+
+    exit_code = 1
+
+
+class InputError(HambenchError, ValueError):
+    """An input file or folder is missing, truncated, corrupt or inconsistent.
+
+    The message names the file and the problem.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class StoreError(HambenchError, ValueError):
+    """A store is of another version, misses a field, or is inconsistent."""
+
+
+class NotYetAvailable(HambenchError, NotImplementedError):
+    """A command whose work belongs to a later part of hambench."""
+
+    exit_code = 3

@@ -1,0 +1,176 @@
+"""The in-memory record every ``prepare`` source produces and the store writer consumes.
+
+A :class:`Structure` holds one molecule or periodic cell, already in hambench conventions (eV, Å,
+hambench orbital order, spin-outer spinful blocks). Sources convert at their boundary and build one of these;
+they never touch the store. ``validate`` checks everything a later step will trust.
+
+Edges (i, j, R): H_ij(R) = <φ_i(r) | H | φ_j(r − R·cell)>; blocks are stored flat, one (n_i, n_j) block per edge
+in row-major order ((2n_i, 2n_j) complex when spinful; the overlap stays real (n_i, n_j)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .conventions import n_orbitals, z_to_symbol
+from .errors import InputError
+
+__all__ = ["Structure", "block_sizes", "HERMITIAN_TOL"]
+
+#: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
+HERMITIAN_TOL = 1e-5
+
+
+def block_sizes(Z_src: np.ndarray, Z_dst: np.ndarray, species: dict[int, list[int]], spinful: bool = False):
+    """Rows and columns of each edge's block: ``(n_i, n_j)`` arrays (doubled when spinful)."""
+    zmax = int(max(species)) + 1 if species else 1
+    norb = np.zeros(zmax, dtype=np.int64)
+    for z, shells in species.items():
+        norb[int(z)] = n_orbitals(shells, spinful)
+    return norb[np.asarray(Z_src)], norb[np.asarray(Z_dst)]
+
+
+@dataclass
+class Structure:
+    """One molecule or periodic cell in hambench conventions.
+
+    Attributes
+    ----------
+    id : str, unique within a store (e.g. the source folder's name)
+    Z : (N,) int, atomic numbers
+    pos : (N, 3) float64, Cartesian positions, Å
+    cell : (3, 3) float64, rows are lattice vectors, Å (zeros for a molecule)
+    pbc : (3,) bool
+    src, dst : (E,) int32, local atom indices of each edge;  shift : (E, 3) int32, lattice vector R
+    H : flat float64 (complex128 when spinful), eV, hambench order, edge blocks concatenated
+    S : flat float64, overlap, same edges (real (n_i, n_j) even when spinful); may be None
+    species : {Z: [l of each shell]} for every element present
+    spinful : SOC / non-collinear blocks (2n_i, 2n_j), spin-outer
+    energy, nelectron, fermi_level : eV, electrons, eV (NaN when unknown)
+    rotation : (3, 3) rotation applied to a parent (identity for originals);  parent : local index or -1
+    sources : [(path, sha256)] raw files this structure came from
+    """
+
+    id: str
+    Z: np.ndarray
+    pos: np.ndarray
+    cell: np.ndarray
+    pbc: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    shift: np.ndarray
+    H: np.ndarray
+    S: np.ndarray | None
+    species: dict[int, list[int]]
+    spinful: bool = False
+    energy: float = float("nan")
+    nelectron: float = float("nan")
+    fermi_level: float = float("nan")
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    parent: int = -1
+    sources: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.Z = np.asarray(self.Z, dtype=np.int16).reshape(-1)
+        self.pos = np.asarray(self.pos, dtype=np.float64).reshape(-1, 3)
+        self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3, 3)
+        self.pbc = np.asarray(self.pbc, dtype=bool).reshape(3)
+        self.src = np.asarray(self.src, dtype=np.int32).reshape(-1)
+        self.dst = np.asarray(self.dst, dtype=np.int32).reshape(-1)
+        self.shift = np.asarray(self.shift, dtype=np.int32).reshape(-1, 3)
+        self.H = np.asarray(self.H, dtype=np.complex128 if self.spinful else np.float64).reshape(-1)
+        if self.S is not None:
+            self.S = np.asarray(self.S, dtype=np.float64).reshape(-1)
+        self.species = {int(z): [int(l) for l in shells] for z, shells in self.species.items()}
+        self.rotation = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
+
+    # --- sizes -------------------------------------------------------------------------------------------
+    @property
+    def natoms(self) -> int:
+        return len(self.Z)
+
+    @property
+    def nedges(self) -> int:
+        return len(self.src)
+
+    def block_shapes(self, spinful: bool | None = None):
+        """(n_i, n_j) of each edge block; ``spinful=False`` gives the overlap's shapes."""
+        sp = self.spinful if spinful is None else spinful
+        return block_sizes(self.Z[self.src], self.Z[self.dst], self.species, sp)
+
+    def block_ptr(self, spinful: bool | None = None) -> np.ndarray:
+        ni, nj = self.block_shapes(spinful)
+        return np.concatenate([[0], np.cumsum(ni * nj)]).astype(np.int64)
+
+    def block(self, e: int, which: str = "H") -> np.ndarray:
+        """The block of edge ``e`` as a 2-D array (a view)."""
+        spin = self.spinful if which == "H" else False
+        ptr = self.block_ptr(spin)
+        ni, nj = self.block_shapes(spin)
+        arr = self.H if which == "H" else self.S
+        return arr[ptr[e] : ptr[e + 1]].reshape(ni[e], nj[e])
+
+    def edge_index(self) -> dict[tuple[int, int, int, int, int], int]:
+        """Map (i, j, R1, R2, R3) → edge number."""
+        return {(int(i), int(j), *map(int, r)): e for e, (i, j, r) in enumerate(zip(self.src, self.dst, self.shift))}
+
+    # --- checks ------------------------------------------------------------------------------------------
+    def validate(self, path=None, hermitian_tol: float = HERMITIAN_TOL, check_pairs: bool = True) -> None:
+        """Raise :class:`InputError` (naming ``path``) if anything a later step trusts is off.
+
+        Checks shapes, finite values, known elements with shells, edge indices, block sizes against the
+        shells, and — when ``check_pairs`` — that every edge (i, j, R) has its partner (j, i, −R) with
+        H_ji(−R) = H_ij(R)ᴴ (and S likewise) to ``hermitian_tol``.
+        """
+        where = path if path is not None else self.id
+        n = self.natoms
+        if self.pos.shape != (n, 3):
+            raise InputError(where, f"positions have shape {self.pos.shape}, expected ({n}, 3)")
+        if not np.all(np.isfinite(self.pos)) or not np.all(np.isfinite(self.cell)):
+            raise InputError(where, "positions or cell contain NaN/Inf")
+        for z in np.unique(self.Z):
+            if z < 1 or z > 118:
+                raise InputError(where, f"unknown atomic number {z}")
+            if int(z) not in self.species:
+                raise InputError(where, f"no orbital shells known for element {z_to_symbol(z)}")
+        if not (len(self.dst) == self.nedges and self.shift.shape == (self.nedges, 3)):
+            raise InputError(where, "edge arrays have inconsistent lengths")
+        if self.nedges and (self.src.min() < 0 or self.dst.min() < 0 or max(self.src.max(), self.dst.max()) >= n):
+            raise InputError(where, f"edge atom index out of range 0..{n - 1}")
+        if np.any(self.shift[:, ~self.pbc] != 0):
+            raise InputError(where, "non-zero cell shift along a non-periodic direction")
+        expect = int(self.block_ptr()[-1])
+        if self.H.size != expect:
+            raise InputError(where, f"Hamiltonian has {self.H.size} elements, the orbital counts of the edges need {expect}")
+        if not np.all(np.isfinite(self.H)):
+            raise InputError(where, "Hamiltonian contains NaN/Inf")
+        if self.S is not None:
+            expect_s = int(self.block_ptr(False)[-1])
+            if self.S.size != expect_s:
+                raise InputError(where, f"overlap has {self.S.size} elements, the orbital counts of the edges need {expect_s}")
+            if not np.all(np.isfinite(self.S)):
+                raise InputError(where, "overlap contains NaN/Inf")
+        if check_pairs:
+            self._check_pairs(where, hermitian_tol)
+
+    def _check_pairs(self, where, tol: float) -> None:
+        index = self.edge_index()
+        worst, worst_key = 0.0, None
+        for e, (i, j, r) in enumerate(zip(self.src, self.dst, self.shift)):
+            key = (int(j), int(i), *(-int(x) for x in r))
+            f = index.get(key)
+            if f is None:
+                raise InputError(where, f"edge (i={i}, j={j}, R={tuple(int(x) for x in r)}) has no partner (j, i, -R)")
+            if f < e:
+                continue
+            for which in ("H", "S") if self.S is not None else ("H",):
+                d = float(np.max(np.abs(self.block(e, which) - self.block(f, which).conj().T), initial=0.0))
+                if d > worst:
+                    worst, worst_key = d, (which, int(i), int(j), tuple(int(x) for x in r))
+        if worst > tol:
+            which, i, j, r = worst_key
+            raise InputError(
+                where, f"{which} is not Hermitian: |{which}_ij(R) - {which}_ji(-R)^H| = {worst:.3g} > {tol:g} at (i={i}, j={j}, R={r})"
+            )

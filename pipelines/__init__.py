@@ -1,0 +1,1 @@
+"""hambench.pipelines"""
