@@ -51,6 +51,7 @@ class Structure:
     energy, nelectron, fermi_level : eV, electrons, eV (NaN when unknown)
     rotation : (3, 3) rotation applied to a parent (identity for originals);  parent : local index or -1
     sources : [(path, sha256)] raw files this structure came from
+    splits : {split name: subset} this structure belongs to, e.g. {"qh9-stable-id": "train"}
     """
 
     id: str
@@ -71,6 +72,7 @@ class Structure:
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     parent: int = -1
     sources: list = field(default_factory=list)
+    splits: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.Z = np.asarray(self.Z, dtype=np.int16).reshape(-1)
