@@ -29,3 +29,8 @@ class NotYetAvailable(HambenchError, NotImplementedError):
     """A command whose work belongs to a later part of hambench."""
 
     exit_code = 3
+
+
+class ExcludedItem(InputError):
+    """One work item that is reported and left out of a store (e.g. an SCF that did not converge),
+    while the rest of ``prepare`` goes on."""

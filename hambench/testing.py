@@ -10,7 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TOL", "tol", "realdata_path", "require_realdata"]
+__all__ = [
+    "TOL",
+    "tol",
+    "realdata_path",
+    "require_realdata",
+    "equivariance_error",
+    "assert_blocks_equivariant",
+    "assert_model_equivariant",
+    "random_edge_blocks",
+]
 
 #: absolute tolerances of exact identities (rotations, round trips, permutations), per dtype
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -47,3 +56,60 @@ def require_realdata(*parts: str) -> Path:
             pytest.fail(msg + " — CI must have it")
         pytest.skip(msg)
     return p
+
+
+# --- equivariance assertions (reused by model, prepare and leaderboard tests) ---------------------------
+def equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful: bool = False) -> float:
+    """Max abs difference between ``blocks_Rx`` (blocks of the rotated structure) and the rotated ``blocks_x``.
+
+    Both are flat edge blocks in hambench order over the same edges (see :mod:`hambench.so3`).
+    """
+    from .so3 import rotate_edge_blocks
+
+    expect = rotate_edge_blocks(blocks_x, Z_src, Z_dst, species, R, spinful)
+    got = np.asarray(blocks_Rx).reshape(-1)
+    if got.shape != expect.shape:
+        raise AssertionError(f"blocks of the rotated structure have {got.size} elements, expected {expect.size}")
+    return float(np.max(np.abs(got - expect), initial=0.0))
+
+
+def assert_blocks_equivariant(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, atol: float | None = None,
+                              spinful: bool = False) -> float:
+    """Assert ``blocks_Rx == D_i(R) blocks_x D_j(R)^†`` edge by edge to ``atol`` (default: :func:`tol` of the
+    dtype). Returns the measured max abs error, so tests can report it.
+    """
+    atol = tol(np.asarray(blocks_x).dtype) if atol is None else float(atol)
+    err = equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful)
+    if not err <= atol:
+        raise AssertionError(f"blocks are not equivariant: max |H(Rx) - D H(x) D^†| = {err:.3g} > atol {atol:.3g}")
+    return err
+
+
+def assert_model_equivariant(f, pos, Z_src, Z_dst, species, R=None, atol: float | None = None,
+                             spinful: bool = False, cell=None, rng=None) -> float:
+    """Assert that a block predictor is equivariant: ``f(R pos, R cell) == D f(pos, cell) D^†``.
+
+    ``f(pos, cell)`` returns flat edge blocks (hambench order) for the given Cartesian positions (N, 3) and cell
+    (rows are lattice vectors, or None for a molecule); the edges (and their shifts) must not change under the
+    rotation. ``R`` defaults to a random rotation from ``rng`` (seeded 0). Returns the max abs error.
+    """
+    from .so3 import random_rotation
+
+    if R is None:
+        R = random_rotation(np.random.default_rng(0) if rng is None else rng)
+    pos = np.asarray(pos)
+    out_x = np.asarray(f(pos, cell))
+    out_Rx = np.asarray(f(pos @ R.T, None if cell is None else np.asarray(cell) @ R.T))
+    return assert_blocks_equivariant(out_x, out_Rx, Z_src, Z_dst, species, R, atol, spinful)
+
+
+def random_edge_blocks(rng, Z_src, Z_dst, species, spinful: bool = False, dtype=np.float64) -> np.ndarray:
+    """Random flat edge blocks of the right sizes (complex when spinful), for algebra tests."""
+    from .so3 import block_offsets
+
+    ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
+    x = rng.standard_normal(int(ptr[-1]))
+    if spinful:
+        x = x + 1j * rng.standard_normal(int(ptr[-1]))
+        return x.astype(np.result_type(dtype, np.complex64))
+    return x.astype(dtype)
