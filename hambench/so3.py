@@ -1,0 +1,376 @@
+"""SO(3) algebra of orbital blocks in hambench order: Wigner-D, block rotation, CG decomposition, traces.
+
+Conventions (DESIGN.md §4, FACTS.md §2)
+    A shell of angular momentum l holds the real spherical harmonics m = -l..l (p: y, z, x). A rotation R
+    (3x3, acting on column vectors, r -> R r) acts on a shell by ``D_l(R)`` defined by
+    ``Y_l(R r) = D_l(R) Y_l(r)``. For a structure rotated by R, every edge block becomes
+    ``H'_ij = D_i(R) H_ij D_j(R)^†`` where ``D_i`` is block-diagonal over the shells of atom i.
+    Spinful blocks (spin-outer, ``[[uu, ud], [du, dd]]``) rotate with ``kron(U(R), D_i(R))``, U the SU(2)
+    matrix of R (``U (v·σ) U^† = (R v)·σ``).
+
+e3nn is the one source of Wigner matrices and 3j symbols: this module is the only place that calls it.
+e3nn's harmonics use y as the polar axis; in the frame (y, z, x) they are the standard ones, so
+``D_l(R) = Irrep(l, (-1)^l).D_from_matrix(P R Pᵀ)`` with ``P = eye(3)[[1, 2, 0]]``. e3nn builds its matrices
+in torch's *default* dtype, so every call runs under a float64 default (restored afterwards).
+
+Flat block arrays
+    ``blocks`` is the concatenation over edges of row-major ``(n_i, n_j)`` blocks (``(2n_i, 2n_j)`` complex
+    when spinful), ``n = n_orbitals(species[Z])``. Bulk functions group edges by ``(Z_i, Z_j)`` and do one
+    batched matmul per group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from functools import lru_cache
+
+import numpy as np
+
+from .conventions import n_orbitals
+
+__all__ = [
+    "wigner_D",
+    "spin_half_D",
+    "orbital_D",
+    "random_rotation",
+    "block_offsets",
+    "rotate_edge_blocks",
+    "rotate_edge_blocks_loop",
+    "edge_traces",
+    "edge_traces_loop",
+    "cg_basis",
+    "decompose_block",
+    "compose_block",
+    "decompose_blocks",
+    "compose_blocks",
+]
+
+#: e3nn's frame in hambench coordinates: (x_e, y_e, z_e) = (y, z, x)
+_P = np.eye(3)[[1, 2, 0]]
+
+
+# --- e3nn access (float64 everywhere) --------------------------------------------------------------------
+@contextlib.contextmanager
+def _float64_default():
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield torch
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _as_rotation(R) -> np.ndarray:
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (3, 3):
+        raise ValueError(f"a rotation must be a 3x3 matrix, got shape {R.shape}")
+    if not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
+        raise ValueError("matrix is not orthogonal (R Rᵀ ≠ 1 to 1e-6)")
+    return R
+
+
+def wigner_D(l: int, R) -> np.ndarray:
+    """Real Wigner matrix ``(2l+1, 2l+1)`` float64 of a 3x3 rotation R in hambench order.
+
+    ``Y_l(R r) = D_l(R) Y_l(r)`` for the real spherical harmonics m = -l..l. An improper R (det -1) gives
+    the parity-correct matrix ``(-1)^l D_l(-R)`` (orbitals of angular momentum l have parity (-1)^l).
+    """
+    l = int(l)
+    if l < 0:
+        raise ValueError(f"angular momentum must be >= 0, got {l}")
+    R = _as_rotation(R)
+    if l == 0:
+        return np.ones((1, 1))
+    from e3nn import o3
+
+    with _float64_default() as torch:
+        Re = torch.as_tensor(_P @ R @ _P.T, dtype=torch.float64)
+        D = o3.Irrep(l, (-1) ** l).D_from_matrix(Re)
+        return D.detach().cpu().numpy().astype(np.float64, copy=True)
+
+
+def _quaternion(R: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) of a proper rotation (Shepperd's method, stable for all angles)."""
+    t = np.trace(R)
+    diag = np.array([t, R[0, 0], R[1, 1], R[2, 2]])
+    k = int(np.argmax(diag))
+    if k == 0:
+        w = 0.5 * np.sqrt(1.0 + t)
+        q = np.array([w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)])
+    elif k == 1:
+        x = 0.5 * np.sqrt(1.0 + R[0, 0] - R[1, 1] - R[2, 2])
+        q = np.array([(R[2, 1] - R[1, 2]) / (4 * x), x, (R[0, 1] + R[1, 0]) / (4 * x), (R[0, 2] + R[2, 0]) / (4 * x)])
+    elif k == 2:
+        y = 0.5 * np.sqrt(1.0 - R[0, 0] + R[1, 1] - R[2, 2])
+        q = np.array([(R[0, 2] - R[2, 0]) / (4 * y), (R[0, 1] + R[1, 0]) / (4 * y), y, (R[1, 2] + R[2, 1]) / (4 * y)])
+    else:
+        z = 0.5 * np.sqrt(1.0 - R[0, 0] - R[1, 1] + R[2, 2])
+        q = np.array([(R[1, 0] - R[0, 1]) / (4 * z), (R[0, 2] + R[2, 0]) / (4 * z), (R[1, 2] + R[2, 1]) / (4 * z), z])
+    return q / np.linalg.norm(q)
+
+
+_SIGMA = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=np.complex128)
+
+
+def spin_half_D(R) -> np.ndarray:
+    """SU(2) matrix ``(2, 2)`` complex of a proper rotation R: ``U (v·σ) U^† = (R v)·σ``.
+
+    For an improper R the spin part of ``-R`` is used (spin is a pseudovector). The overall sign is
+    arbitrary (SU(2) double cover); blocks use U twice, so it cancels.
+    """
+    R = _as_rotation(R)
+    if np.linalg.det(R) < 0:
+        R = -R
+    w, x, y, z = _quaternion(R)
+    return w * np.eye(2, dtype=np.complex128) - 1j * (x * _SIGMA[0] + y * _SIGMA[1] + z * _SIGMA[2])
+
+
+def _shell_Ds(shells, R) -> dict[int, np.ndarray]:
+    return {l: wigner_D(l, R) for l in sorted({int(l) for l in shells})}
+
+
+def _block_diag(shells, Ds: dict[int, np.ndarray]) -> np.ndarray:
+    n = n_orbitals(shells)
+    out = np.zeros((n, n))
+    start = 0
+    for l in shells:
+        d = 2 * int(l) + 1
+        out[start : start + d, start : start + d] = Ds[int(l)]
+        start += d
+    return out
+
+
+def orbital_D(shells, R, spinful: bool = False) -> np.ndarray:
+    """Rotation of one atom's orbitals: block-diagonal ``D_l(R)`` over its shells, ``(n, n)`` float64.
+
+    ``spinful``: ``kron(spin_half_D(R), D)``, ``(2n, 2n)`` complex, for the spin-outer layout.
+    """
+    D = _block_diag(shells, _shell_Ds(shells, R))
+    return np.kron(spin_half_D(R), D) if spinful else D
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A proper rotation (det +1) drawn uniformly from SO(3) (normalised Gaussian quaternion)."""
+    w, x, y, z = (q := rng.standard_normal(4)) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+# --- flat edge blocks ------------------------------------------------------------------------------------
+def _norb_table(species, spinful: bool) -> np.ndarray:
+    zmax = int(max(species)) + 1 if species else 1
+    norb = np.zeros(zmax, dtype=np.int64)
+    for z, shells in species.items():
+        norb[int(z)] = n_orbitals(shells, spinful)
+    return norb
+
+
+def block_offsets(Z_src, Z_dst, species, spinful: bool = False):
+    """``(ptr, n_i, n_j)``: offsets (E+1,) int64 of each edge's block in the flat array, and its shape."""
+    Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)
+    Z_dst = np.asarray(Z_dst, dtype=np.int64).reshape(-1)
+    if Z_src.shape != Z_dst.shape:
+        raise ValueError(f"Z_src and Z_dst differ in length ({Z_src.size} vs {Z_dst.size})")
+    missing = sorted({int(z) for z in np.unique(np.concatenate([Z_src, Z_dst]))} - {int(z) for z in species})
+    if missing:
+        raise ValueError(f"no shells known for atomic number(s) {missing}")
+    norb = _norb_table(species, spinful)
+    ni, nj = norb[Z_src], norb[Z_dst]
+    ptr = np.zeros(len(ni) + 1, dtype=np.int64)
+    np.cumsum(ni * nj, out=ptr[1:])
+    return ptr, ni, nj
+
+
+def _groups(Z_src, Z_dst):
+    """Edges grouped by (Z_i, Z_j): yields ``(zi, zj, edge_indices)``."""
+    Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)
+    Z_dst = np.asarray(Z_dst, dtype=np.int64).reshape(-1)
+    if Z_src.size == 0:
+        return
+    key = Z_src * 1024 + Z_dst
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    cuts = np.flatnonzero(np.diff(ks)) + 1
+    for part in np.split(order, cuts):
+        k = int(key[part[0]])
+        yield k // 1024, k % 1024, part
+
+
+def _gather_index(ptr: np.ndarray, edges: np.ndarray, size: int) -> np.ndarray:
+    return ptr[edges][:, None] + np.arange(size, dtype=np.int64)[None, :]
+
+
+def _check_flat(blocks, ptr, spinful: bool) -> np.ndarray:
+    blocks = np.asarray(blocks).reshape(-1)
+    if blocks.size != ptr[-1]:
+        raise ValueError(f"flat blocks have {blocks.size} elements, the edges' orbital counts need {int(ptr[-1])}")
+    if spinful and not np.iscomplexobj(blocks):
+        blocks = blocks.astype(np.result_type(blocks.dtype, np.complex64))
+    return blocks
+
+
+def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
+    """Rotate flat edge blocks: ``D_i(R) H_ij D_j(R)^†`` for every edge (one batched matmul per element pair).
+
+    The result has the dtype of ``blocks`` (the rotation matrices are cast to it, so float32 stays float32).
+    """
+    ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = _check_flat(blocks, ptr, spinful)
+    dtype = blocks.dtype
+    Dz = {int(z): orbital_D(sh, R, spinful).astype(dtype) for z, sh in species.items()}
+    out = np.empty_like(blocks)
+    for zi, zj, edges in _groups(Z_src, Z_dst):
+        a, b = int(ni[edges[0]]), int(nj[edges[0]])
+        idx = _gather_index(ptr, edges, a * b)
+        X = blocks[idx].reshape(-1, a, b)
+        Y = np.matmul(np.matmul(Dz[zi], X), Dz[zj].conj().T)
+        out[idx] = Y.reshape(len(edges), a * b)
+    return out
+
+
+def rotate_edge_blocks_loop(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
+    """Straightforward per-edge loop of :func:`rotate_edge_blocks` (reference and benchmark baseline)."""
+    ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = _check_flat(blocks, ptr, spinful)
+    out = np.empty_like(blocks)
+    Z_src = np.asarray(Z_src).reshape(-1)
+    Z_dst = np.asarray(Z_dst).reshape(-1)
+    for e in range(len(Z_src)):
+        Di = orbital_D(species[int(Z_src[e])], R, spinful)
+        Dj = orbital_D(species[int(Z_dst[e])], R, spinful)
+        H = blocks[ptr[e] : ptr[e + 1]].reshape(ni[e], nj[e])
+        out[ptr[e] : ptr[e + 1]] = (Di @ H @ Dj.conj().T).reshape(-1)
+    return out
+
+
+def _shell_starts(shells) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([2 * int(l) + 1 for l in shells])[:-1]]).astype(np.int64)
+
+
+def edge_traces(blocks, Z_src, Z_dst, species, spinful: bool = False):
+    """TraceGrad labels ``T_b = tr(H_b H_b^†)`` for every basic block b of every edge.
+
+    b = (shell p of atom i) x (shell q of atom j), p-major then q. For spinful blocks H_b is the whole
+    spinor sub-block (its four spin parts). Returns ``(T, T_ptr)``: T flat float64, T_ptr (E+1,) int64.
+    """
+    ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = _check_flat(blocks, ptr, spinful)
+    Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)
+    Z_dst = np.asarray(Z_dst, dtype=np.int64).reshape(-1)
+    nsh = np.zeros(int(max(species)) + 1 if species else 1, dtype=np.int64)
+    for z, sh in species.items():
+        nsh[int(z)] = len(sh)
+    counts = nsh[Z_src] * nsh[Z_dst]
+    T_ptr = np.zeros(len(Z_src) + 1, dtype=np.int64)
+    np.cumsum(counts, out=T_ptr[1:])
+    T = np.empty(int(T_ptr[-1]), dtype=np.float64)
+    for zi, zj, edges in _groups(Z_src, Z_dst):
+        a, b = int(ni[edges[0]]), int(nj[edges[0]])
+        idx = _gather_index(ptr, edges, a * b)
+        X = blocks[idx]
+        A2 = (X.real.astype(np.float64) ** 2 + (X.imag.astype(np.float64) ** 2 if np.iscomplexobj(X) else 0.0)).reshape(-1, a, b)
+        if spinful:
+            A2 = A2.reshape(-1, 2, a // 2, 2, b // 2).sum(axis=(1, 3))
+        si, sj = _shell_starts(species[zi]), _shell_starts(species[zj])
+        Tb = np.add.reduceat(np.add.reduceat(A2, si, axis=1), sj, axis=2)  # (k, n_shell_i, n_shell_j)
+        T[_gather_index(T_ptr, edges, len(si) * len(sj))] = Tb.reshape(len(edges), -1)
+    return T, T_ptr
+
+
+def edge_traces_loop(blocks, Z_src, Z_dst, species, spinful: bool = False):
+    """Straightforward per-block loop of :func:`edge_traces` (reference and benchmark baseline)."""
+    ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = _check_flat(blocks, ptr, spinful)
+    T, T_ptr = [], [0]
+    for e in range(len(ptr) - 1):
+        H = blocks[ptr[e] : ptr[e + 1]].reshape(ni[e], nj[e])
+        shi, shj = species[int(np.asarray(Z_src).reshape(-1)[e])], species[int(np.asarray(Z_dst).reshape(-1)[e])]
+        n_i, n_j = n_orbitals(shi), n_orbitals(shj)
+        si, sj = _shell_starts(shi), _shell_starts(shj)
+        for p, lp in enumerate(shi):
+            rows = np.arange(si[p], si[p] + 2 * lp + 1)
+            if spinful:
+                rows = np.concatenate([rows, rows + n_i])
+            for q, lq in enumerate(shj):
+                cols = np.arange(sj[q], sj[q] + 2 * lq + 1)
+                if spinful:
+                    cols = np.concatenate([cols, cols + n_j])
+                Hb = H[np.ix_(rows, cols)].astype(np.complex128 if spinful else np.float64)
+                T.append(float(np.real(np.trace(Hb @ Hb.conj().T))))
+        T_ptr.append(len(T))
+    return np.asarray(T, dtype=np.float64), np.asarray(T_ptr, dtype=np.int64)
+
+
+# --- Clebsch-Gordan decomposition of l1 ⊗ l2 blocks -----------------------------------------------------
+@lru_cache(maxsize=256)
+def _cg_basis_cached(l1: int, l2: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    from e3nn import o3
+
+    cols = []
+    Ls = tuple(range(abs(l1 - l2), l1 + l2 + 1))
+    with _float64_default() as torch:
+        for L in Ls:
+            C = o3.wigner_3j(l1, l2, L, dtype=torch.float64).detach().cpu().numpy()  # ||C||_F = 1
+            cols.append(C.reshape((2 * l1 + 1) * (2 * l2 + 1), 2 * L + 1) * np.sqrt(2 * L + 1))
+    Q = np.concatenate(cols, axis=1)
+    Q.setflags(write=False)
+    return Q, Ls
+
+
+def cg_basis(l1: int, l2: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Orthogonal change of basis ``Q`` ((2l1+1)(2l2+1), same) from a flattened l1⊗l2 block to irreps.
+
+    Columns are grouped by L = |l1-l2|..l1+l2 (2L+1 each); ``parts = vec(block) @ Q`` and
+    ``vec(block) = parts @ Qᵀ``. ``parts[L]`` rotates with ``wigner_D(L, R)`` when the block rotates as
+    ``D_l1 H D_l2ᵀ``. Returns ``(Q, Ls)``; Q is read-only.
+    """
+    l1, l2 = int(l1), int(l2)
+    if l1 < 0 or l2 < 0:
+        raise ValueError(f"angular momenta must be >= 0, got ({l1}, {l2})")
+    return _cg_basis_cached(l1, l2)
+
+
+def decompose_blocks(blocks, l1: int, l2: int) -> np.ndarray:
+    """Bulk decomposition: ``(..., 2l1+1, 2l2+1)`` → ``(..., (2l1+1)(2l2+1))`` irreps concatenated by L."""
+    Q, _ = cg_basis(l1, l2)
+    blocks = np.asarray(blocks)
+    d1, d2 = 2 * l1 + 1, 2 * l2 + 1
+    if blocks.shape[-2:] != (d1, d2):
+        raise ValueError(f"block shape {blocks.shape} is not (..., {d1}, {d2}) for l1={l1}, l2={l2}")
+    return blocks.reshape(*blocks.shape[:-2], d1 * d2) @ Q.astype(blocks.dtype if blocks.dtype == np.float32 else np.float64)
+
+
+def compose_blocks(parts, l1: int, l2: int) -> np.ndarray:
+    """Inverse of :func:`decompose_blocks`: ``(..., (2l1+1)(2l2+1))`` → ``(..., 2l1+1, 2l2+1)``."""
+    Q, _ = cg_basis(l1, l2)
+    parts = np.asarray(parts)
+    d1, d2 = 2 * l1 + 1, 2 * l2 + 1
+    if parts.shape[-1] != d1 * d2:
+        raise ValueError(f"irrep vector length {parts.shape[-1]} is not {d1 * d2} for l1={l1}, l2={l2}")
+    return (parts @ Q.T.astype(parts.dtype if parts.dtype == np.float32 else np.float64)).reshape(*parts.shape[:-1], d1, d2)
+
+
+def decompose_block(block, l1: int, l2: int) -> dict[int, np.ndarray]:
+    """Split a basic block ``(..., 2l1+1, 2l2+1)`` into irreps: ``{L: (..., 2L+1)}``, L = |l1-l2|..l1+l2."""
+    flat = decompose_blocks(block, l1, l2)
+    out, start = {}, 0
+    for L in cg_basis(l1, l2)[1]:
+        out[L] = flat[..., start : start + 2 * L + 1]
+        start += 2 * L + 1
+    return out
+
+
+def compose_block(parts: dict[int, np.ndarray], l1: int, l2: int) -> np.ndarray:
+    """Inverse of :func:`decompose_block`: ``{L: (..., 2L+1)}`` → ``(..., 2l1+1, 2l2+1)``."""
+    Ls = cg_basis(l1, l2)[1]
+    if sorted(int(k) for k in parts) != list(Ls):
+        raise ValueError(f"irreps {sorted(parts)} do not match l1={l1} ⊗ l2={l2} (need L = {list(Ls)})")
+    flat = np.concatenate([np.asarray(parts[L]) for L in Ls], axis=-1)
+    return compose_blocks(flat, l1, l2)
