@@ -71,6 +71,7 @@ SOURCES: dict[str, str] = {
     "qh9/dynamic": "qh9:QH9Source",
     "abacus/csr": "abacus:AbacusSource",
     "siesta/hsx": "siesta:SiestaSource",
+    "synthetic/random": "synthetic:SyntheticSource",
 }
 
 

@@ -1,0 +1,451 @@
+"""The hambench store (Zarr v3): schema, validation on open, reader, and the shard-aligned streaming writer.
+
+One store holds many structures (molecules or periodic cells) of one data set, in hambench conventions.
+Ragged data are flat arrays with ``*_ptr`` offsets (CSR style), chunked and sharded so that a store of 10⁵
+structures is a few hundred files and any structure range can be read without reading the rest.
+
+Schema, version 1 (``attrs["hambench_store_version"] == 1``); ``n`` structures, ``A`` atoms, ``E`` edges:
+
+======================  ===============  ==========================================================================
+array                   shape, dtype     meaning
+======================  ===============  ==========================================================================
+structures/id           (n,) str         unique structure id (source folder name, QM9 index, ``<id>/rot<k>``…)
+structures/natoms       (n,) int32       atoms per structure
+structures/nedges       (n,) int64       edges per structure
+structures/atom_ptr     (n+1,) int64     atoms of structure s are atoms[atom_ptr[s]:atom_ptr[s+1]]
+structures/edge_ptr     (n+1,) int64     edges of structure s are edges[edge_ptr[s]:edge_ptr[s+1]]
+structures/cell         (n, 3, 3) f8     rows are lattice vectors, Å (zeros for molecules)
+structures/pbc          (n, 3) bool      periodicity along each lattice vector
+structures/energy       (n,) f8          total energy, eV (NaN if unknown)
+structures/nelectron    (n,) f8          number of electrons (NaN if unknown)
+structures/fermi_level  (n,) f8          Fermi level / chemical potential, eV (NaN if unknown)
+structures/parent       (n,) int64       index of the structure this one is a rotated copy of, −1 for originals
+structures/rotation     (n, 3, 3) f8     rotation applied to the parent (r' = R r); identity for originals
+structures/sources      (n,) str         JSON list of [path, sha256] of the raw files
+splits/<name>           (n,) int8        index into attrs["splits"][<name>] (e.g. train/val/test), −1 = none
+atoms/Z                 (A,) int16       atomic numbers
+atoms/pos               (A, 3) f8        Cartesian positions, Å
+edges/src, edges/dst    (E,) int32       local atom indices (within the structure) of i and j
+edges/shift             (E, 3) int32     lattice vector R: H_ij(R) = <φ_i(r)|H|φ_j(r − R·cell)>
+edges/H_ptr             (E+1,) int64     block of edge e is blocks/H[H_ptr[e]:H_ptr[e+1]], row-major (n_i, n_j)
+edges/S_ptr             (E+1,) int64     same for blocks/S (spinful stores: S stays (n_i, n_j) real)
+edges/T_ptr             (E+1,) int64     trace labels of edge e are blocks/T[T_ptr[e]:T_ptr[e+1]]
+blocks/H                flat f8 | c16    Hamiltonian, eV, hambench order; complex (2n_i, 2n_j) spin-outer if spinful
+blocks/S                flat f8          overlap (dimensionless)
+blocks/T                flat f8          T_b = tr(H_b H_b†), eV², basic blocks b = (shell p of i) ⊗ (shell q of j),
+                                         p-major then q
+======================  ===============  ==========================================================================
+
+Attributes: ``hambench_store_version``, ``kind`` (crystal | molecule), ``units`` {energy: eV, length: Å},
+``orbital_convention`` ("hambench-real-sh-v1"), ``spinful``, ``species`` {Z: [l of each shell]}, ``dft``
+{code, version, functional, basis, …}, ``constants`` (which unit constants converted the data), ``splits``
+{name: [labels]}, ``counts`` {structures, atoms, edges, H, S, T}, ``source`` {name, input, options},
+``created_by`` {hambench version}, ``excluded`` [{item, reason}].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .conventions import ORBITAL_CONVENTION, n_orbitals, z_to_symbol
+from .errors import StoreError
+from .structure import Structure
+
+__all__ = ["STORE_VERSION", "FIELDS", "open_store", "Store", "StoreWriter"]
+
+STORE_VERSION = 1
+
+#: every array of a version-1 store: name → (dtype, trailing shape); "H" is complex128 in spinful stores
+FIELDS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "structures/id": ("str", ()),
+    "structures/natoms": ("int32", ()),
+    "structures/nedges": ("int64", ()),
+    "structures/atom_ptr": ("int64", ()),
+    "structures/edge_ptr": ("int64", ()),
+    "structures/cell": ("float64", (3, 3)),
+    "structures/pbc": ("bool", (3,)),
+    "structures/energy": ("float64", ()),
+    "structures/nelectron": ("float64", ()),
+    "structures/fermi_level": ("float64", ()),
+    "structures/parent": ("int64", ()),
+    "structures/rotation": ("float64", (3, 3)),
+    "structures/sources": ("str", ()),
+    "atoms/Z": ("int16", ()),
+    "atoms/pos": ("float64", (3,)),
+    "edges/src": ("int32", ()),
+    "edges/dst": ("int32", ()),
+    "edges/shift": ("int32", (3,)),
+    "edges/H_ptr": ("int64", ()),
+    "edges/S_ptr": ("int64", ()),
+    "edges/T_ptr": ("int64", ()),
+    "blocks/H": ("float64", ()),
+    "blocks/S": ("float64", ()),
+    "blocks/T": ("float64", ()),
+}
+REQUIRED_ATTRS = ("hambench_store_version", "kind", "units", "orbital_convention", "spinful", "species", "counts")
+
+#: bytes of one inner chunk and of one shard (the unit of files on disk)
+CHUNK_BYTES = 1 << 20
+SHARD_BYTES = 64 << 20
+
+
+def _layout(length: int, row_bytes: int) -> tuple[int, int]:
+    """(chunk rows, shard rows) of a 1-D-chunked array: ~1 MiB chunks inside ~64 MiB shards."""
+    chunk = min(max(1, CHUNK_BYTES // max(row_bytes, 1)), max(1, length))
+    shard = chunk * max(1, SHARD_BYTES // (chunk * max(row_bytes, 1)))
+    if length <= shard:  # a small array: one shard that just fits
+        shard = max(chunk, chunk * math.ceil(max(length, 1) / chunk))
+    return chunk, shard
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+@dataclass
+class _Ptrs:
+    atom: np.ndarray
+    edge: np.ndarray
+    H: np.ndarray
+    S: np.ndarray
+    T: np.ndarray
+
+
+class Store:
+    """A hambench store opened for reading: ``len(store)``, ``store[k] -> Structure``, ``store.attrs``.
+
+    Use :func:`open_store`; opening validates the version and the fields.
+    """
+
+    def __init__(self, path, group):
+        self.path = Path(path)
+        self.group = group
+        self.attrs = dict(group.attrs.asdict())
+        self._ptr: _Ptrs | None = None
+
+    def __len__(self) -> int:
+        return int(self.attrs["counts"]["structures"])
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, {len(self)} structures)"
+
+    def array(self, name: str):
+        """The zarr array ``name`` (e.g. ``'blocks/H'``)."""
+        return self.group[name]
+
+    @property
+    def spinful(self) -> bool:
+        return bool(self.attrs["spinful"])
+
+    @property
+    def species(self) -> dict[int, list[int]]:
+        return {int(z): list(map(int, s)) for z, s in self.attrs["species"].items()}
+
+    @property
+    def ptr(self) -> _Ptrs:
+        """The offset arrays, loaded once (O(n + E) integers)."""
+        if self._ptr is None:
+            g = self.group
+            self._ptr = _Ptrs(
+                g["structures/atom_ptr"][:], g["structures/edge_ptr"][:], g["edges/H_ptr"][:], g["edges/S_ptr"][:],
+                g["edges/T_ptr"][:],
+            )
+        return self._ptr
+
+    def split(self, name: str) -> dict[str, np.ndarray]:
+        """Structure indices of each subset of split ``name``."""
+        labels = self.attrs.get("splits", {}).get(name)
+        if labels is None:
+            raise StoreError(f"{self.path}: no split named {name!r}; splits: {sorted(self.attrs.get('splits', {}))}")
+        codes = self.group[f"splits/{name}"][:]
+        return {lab: np.flatnonzero(codes == i) for i, lab in enumerate(labels)}
+
+    def __getitem__(self, k: int) -> Structure:
+        n = len(self)
+        if not -n <= k < n:
+            raise IndexError(f"structure {k} out of range for a store of {n}")
+        k %= n
+        g, p = self.group, self.ptr
+        a0, a1 = int(p.atom[k]), int(p.atom[k + 1])
+        e0, e1 = int(p.edge[k]), int(p.edge[k + 1])
+        Z = g["atoms/Z"][a0:a1]
+        present = {int(z) for z in np.unique(Z)}
+        splits = {}
+        for name, labels in self.attrs.get("splits", {}).items():
+            c = int(g[f"splits/{name}"][k])
+            if c >= 0:
+                splits[name] = labels[c]
+        return Structure(
+            id=str(g["structures/id"][k]),
+            Z=Z,
+            pos=g["atoms/pos"][a0:a1],
+            cell=g["structures/cell"][k],
+            pbc=g["structures/pbc"][k],
+            src=g["edges/src"][e0:e1],
+            dst=g["edges/dst"][e0:e1],
+            shift=g["edges/shift"][e0:e1],
+            H=g["blocks/H"][int(p.H[e0]) : int(p.H[e1])],
+            S=g["blocks/S"][int(p.S[e0]) : int(p.S[e1])],
+            species={z: s for z, s in self.species.items() if z in present},
+            spinful=self.spinful,
+            energy=float(g["structures/energy"][k]),
+            nelectron=float(g["structures/nelectron"][k]),
+            fermi_level=float(g["structures/fermi_level"][k]),
+            rotation=g["structures/rotation"][k],
+            parent=int(g["structures/parent"][k]),
+            sources=[tuple(x) for x in json.loads(str(g["structures/sources"][k]))],
+            splits=splits,
+        )
+
+    def traces(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Trace labels of structure ``k``: (T flat, T_ptr local per edge)."""
+        p = self.ptr
+        e0, e1 = int(p.edge[k]), int(p.edge[k + 1])
+        tp = p.T[e0 : e1 + 1]
+        return self.group["blocks/T"][int(tp[0]) : int(tp[-1])], tp - tp[0]
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self[k]
+
+    # --- summaries ---------------------------------------------------------------------------------------
+    def summary_dict(self) -> dict:
+        a, g = self.attrs, self.group
+        nbytes = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        natoms = g["structures/natoms"][:]
+        parent = g["structures/parent"][:]
+        splits = {}
+        for name, labels in a.get("splits", {}).items():
+            codes = g[f"splits/{name}"][:]
+            splits[name] = {lab: int(np.sum(codes == i)) for i, lab in enumerate(labels)}
+        return {
+            "path": str(self.path),
+            "version": a["hambench_store_version"],
+            "kind": a["kind"],
+            "spinful": a["spinful"],
+            "structures": len(self),
+            "augmented": int(np.sum(parent >= 0)),
+            "atoms": int(a["counts"]["atoms"]),
+            "atoms_per_structure": [int(natoms.min()), int(natoms.max())] if len(natoms) else [0, 0],
+            "edges": int(a["counts"]["edges"]),
+            "matrix_elements": {"H": int(a["counts"]["H"]), "S": int(a["counts"]["S"]), "T": int(a["counts"]["T"])},
+            "species": {
+                z_to_symbol(int(z)): {"shells": s, "orbitals": n_orbitals(s)} for z, s in a["species"].items()
+            },
+            "bytes_on_disk": nbytes,
+            "files": sum(1 for f in self.path.rglob("*") if f.is_file()),
+            "splits": splits,
+            "dft": a.get("dft", {}),
+            "source": a.get("source", {}),
+            "excluded": a.get("excluded", []),
+            "units": a["units"],
+            "orbital_convention": a["orbital_convention"],
+        }
+
+    def summary_json(self) -> str:
+        return json.dumps(self.summary_dict(), indent=2, ensure_ascii=False)
+
+    def summary(self) -> str:
+        d = self.summary_dict()
+        lines = [
+            f"{d['path']}: hambench store v{d['version']}, {d['kind']}{', spinful (SOC)' if d['spinful'] else ''}",
+            f"  structures  {d['structures']} ({d['augmented']} rotation-augmented), "
+            f"{d['atoms_per_structure'][0]}–{d['atoms_per_structure'][1]} atoms each",
+            f"  atoms       {d['atoms']}",
+            f"  edges       {d['edges']}",
+            f"  elements    H {d['matrix_elements']['H']:,}  S {d['matrix_elements']['S']:,}  "
+            f"trace labels {d['matrix_elements']['T']:,}",
+            f"  on disk     {d['bytes_on_disk'] / 1e6:.2f} MB in {d['files']} files",
+            "  species     "
+            + ", ".join(f"{el} {v['shells']} ({v['orbitals']} orbitals)" for el, v in d["species"].items()),
+        ]
+        for name, counts in d["splits"].items():
+            lines.append(f"  split {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if d["dft"]:
+            lines.append("  dft         " + ", ".join(f"{k}={v}" for k, v in d["dft"].items()))
+        if d["source"]:
+            lines.append(f"  source      {d['source'].get('name')} ← {d['source'].get('input')}")
+        if d["excluded"]:
+            lines.append(f"  excluded    {len(d['excluded'])} items (see `hambench info --json`)")
+        lines.append(f"  units       {d['units']['energy']}, {d['units']['length']}; orbitals {d['orbital_convention']}")
+        return "\n".join(lines)
+
+
+def open_store(path) -> Store:
+    """Open a store for reading, validating its version and required fields (:class:`StoreError` if not)."""
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such store")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as e:
+        raise StoreError(f"{path}: not a Zarr v3 store ({type(e).__name__}: {e})") from None
+    attrs = group.attrs.asdict()
+    version = attrs.get("hambench_store_version")
+    if version is None:
+        raise StoreError(f"{path}: not a hambench store (no hambench_store_version attribute)")
+    if version != STORE_VERSION:
+        raise StoreError(f"{path}: store version {version}, this hambench reads version {STORE_VERSION}")
+    for key in REQUIRED_ATTRS:
+        if key not in attrs:
+            raise StoreError(f"{path}: missing attribute {key!r}")
+    if attrs["orbital_convention"] != ORBITAL_CONVENTION:
+        raise StoreError(f"{path}: orbital convention {attrs['orbital_convention']!r}, expected {ORBITAL_CONVENTION!r}")
+    counts = attrs["counts"]
+    expect_len = {
+        "structures": counts["structures"],
+        "atoms": counts["atoms"],
+        "edges": counts["edges"],
+    }
+    for name, (dtype, trail) in FIELDS.items():
+        try:
+            arr = group[name]
+        except KeyError:
+            raise StoreError(f"{path}: missing field {name}") from None
+        first = name.split("/")[0]
+        n0 = {"structures": expect_len["structures"], "atoms": expect_len["atoms"], "edges": expect_len["edges"]}.get(
+            first
+        )
+        if name.endswith("_ptr"):
+            n0 += 1
+        if first == "blocks":
+            n0 = counts[name.split("/")[1]]
+        if tuple(arr.shape) != (n0, *trail):
+            raise StoreError(f"{path}: field {name} has shape {tuple(arr.shape)}, expected {(n0, *trail)}")
+    for name in attrs.get("splits", {}):
+        if f"splits/{name}" not in group:
+            raise StoreError(f"{path}: missing field splits/{name}")
+    return Store(path, group)
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+class _Sink:
+    """Appends rows to one zarr array in shard-aligned writes (each shard is written exactly once)."""
+
+    def __init__(self, array, shard_rows: int):
+        self.array, self.shard, self.cursor = array, shard_rows, 0
+        self.pending: list[np.ndarray] = []
+        self.npending = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        self.pending.append(rows)
+        self.npending += len(rows)
+        if self.npending >= self.shard:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self.pending:
+            return
+        data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        take = len(data) if final else (len(data) // self.shard) * self.shard
+        if take:
+            self.array[self.cursor : self.cursor + take] = data[:take]
+            self.cursor += take
+        rest = data[take:]
+        self.pending = [rest] if len(rest) else []
+        self.npending = len(rest)
+
+    def close(self) -> None:
+        self._flush(final=True)
+        if self.cursor != self.array.shape[0]:
+            raise RuntimeError(f"{self.array.path}: wrote {self.cursor} rows, expected {self.array.shape[0]}")
+
+
+class StoreWriter:
+    """Writes a store of known total sizes by streaming structure batches in order.
+
+    >>> w = StoreWriter(path, counts, attrs, split_names)   # doctest: +SKIP
+    >>> w.append(batch); ...; w.close()
+
+    ``counts`` = {structures, atoms, edges, H, S, T}; ``batch`` is a dict of concatenated per-structure,
+    per-atom, per-edge and flat arrays (see :func:`hambench.pipelines.driver`). Offsets (``*_ptr``) are
+    computed here. The caller writes into a temporary path and renames it on success.
+    """
+
+    def __init__(self, path, counts: dict, attrs: dict, split_names: list[str] = ()):
+        import zarr
+
+        self.path = Path(path)
+        self.counts = dict(counts)
+        spinful = bool(attrs["spinful"])
+        self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        lengths = {
+            "structures": counts["structures"],
+            "atoms": counts["atoms"],
+            "edges": counts["edges"],
+        }
+        self.sinks: dict[str, _Sink] = {}
+        for name, (dtype, trail) in FIELDS.items():
+            first, last = name.split("/")
+            n0 = lengths.get(first, counts.get(last))
+            if name.endswith("_ptr"):
+                n0 += 1
+            if name == "blocks/H" and spinful:
+                dtype = "complex128"
+            self._create(name, n0, dtype, trail)
+        for s in split_names:
+            self._create(f"splits/{s}", counts["structures"], "int8", ())
+        self._offsets = {"atom": 0, "edge": 0, "H": 0, "S": 0, "T": 0}
+        for ptr in ("structures/atom_ptr", "structures/edge_ptr", "edges/H_ptr", "edges/S_ptr", "edges/T_ptr"):
+            self.sinks[ptr].append(np.zeros(1, np.int64))
+        full_attrs = {
+            "hambench_store_version": STORE_VERSION,
+            "units": {"energy": "eV", "length": "Å"},
+            "orbital_convention": ORBITAL_CONVENTION,
+            **attrs,
+            "counts": {k: int(v) for k, v in counts.items()},
+        }
+        self.group.attrs.update(full_attrs)
+
+    def _create(self, name, n0, dtype, trail):
+        if dtype == "str":
+            chunk, shard = _layout(n0, 64)
+            arr = self.group.create_array(name, shape=(n0,), dtype=str, chunks=(chunk,), shards=(shard,))
+        else:
+            row = int(np.dtype(dtype).itemsize * int(np.prod(trail, dtype=np.int64)))
+            chunk, shard = _layout(n0, row)
+            arr = self.group.create_array(
+                name, shape=(n0, *trail), dtype=dtype, chunks=(chunk, *trail), shards=(shard, *trail),
+                compressors=None, fill_value=0,
+            )
+        self.sinks[name] = _Sink(arr, shard)
+
+    def append(self, batch: dict) -> None:
+        """Append a batch of whole structures (arrays keyed like :data:`FIELDS`, without the ``*_ptr``).
+
+        Needs ``structures/natoms``, ``structures/nedges`` and per-edge sizes ``edges/H_size``,
+        ``edges/S_size``, ``edges/T_size`` to compute the offsets.
+        """
+        o = self._offsets
+        for key, ptr, sizes in (
+            ("atom", "structures/atom_ptr", batch["structures/natoms"]),
+            ("edge", "structures/edge_ptr", batch["structures/nedges"]),
+            ("H", "edges/H_ptr", batch["edges/H_size"]),
+            ("S", "edges/S_ptr", batch["edges/S_size"]),
+            ("T", "edges/T_ptr", batch["edges/T_size"]),
+        ):
+            c = np.cumsum(np.asarray(sizes, dtype=np.int64)) + o[key]
+            if len(c):
+                o[key] = int(c[-1])
+            self.sinks[ptr].append(c)
+        for name, sink in self.sinks.items():
+            if name.endswith("_ptr"):
+                continue
+            if name not in batch:
+                raise KeyError(f"batch lacks {name}")
+            sink.append(np.asarray(batch[name]))
+
+    def close(self) -> None:
+        for sink in self.sinks.values():
+            sink.close()
+        o = self._offsets
+        expect = {"atom": "atoms", "edge": "edges", "H": "H", "S": "S", "T": "T"}
+        for k, c in expect.items():
+            if o[k] != self.counts[c]:
+                raise RuntimeError(f"{self.path}: wrote {o[k]} {c}, expected {self.counts[c]}")

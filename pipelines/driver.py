@@ -1,0 +1,419 @@
+"""Runs any prepare source into a store: Dask over item ranges, resumable parts, shard-aligned assembly.
+
+Flow::
+
+    items = source.items()                       # deterministic list of work items
+    ranges of items  ──Dask tasks──▶  NAME.zarr.partial/parts/NNNNN.npz (+ .json marks it done)
+    parts, in order  ──StoreWriter──▶ NAME.zarr.partial/store.zarr ──rename──▶ NAME.zarr
+
+A killed run leaves finished parts behind; the same command resumes from them. Assembly reads one part at a
+time (memory bounded by the largest range) and writes each shard once, so the store's bytes do not depend on
+the number of workers, on the ranges, or on interruptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ExcludedItem, HambenchError, InputError
+from ..structure import Structure
+from . import get_source
+
+__all__ = ["run", "process_range", "structure_arrays", "rotate_structure", "restrict_edges"]
+
+#: items per range at most (a range is one Dask task and one part file)
+MAX_RANGE_ITEMS = 64
+SPLIT_ORDER = ("train", "val", "test")
+
+
+# --- per-structure work (runs in workers) ----------------------------------------------------------------
+def rotate_structure(s: Structure, R: np.ndarray, index: int, k: int) -> Structure:
+    """A rigidly rotated copy (r' = R r) of structure ``s`` (local index ``index``): positions, cell, blocks."""
+    from .. import so3
+
+    Zs, Zd = s.Z[s.src], s.Z[s.dst]
+    return Structure(
+        id=f"{s.id}/rot{k}",
+        Z=s.Z,
+        pos=s.pos @ R.T,
+        cell=s.cell @ R.T,
+        pbc=s.pbc,
+        src=s.src,
+        dst=s.dst,
+        shift=s.shift,
+        H=so3.rotate_edge_blocks(s.H, Zs, Zd, s.species, R, spinful=s.spinful),
+        S=None if s.S is None else so3.rotate_edge_blocks(s.S, Zs, Zd, s.species, R, spinful=False),
+        species=s.species,
+        spinful=s.spinful,
+        energy=s.energy,
+        nelectron=s.nelectron,
+        fermi_level=s.fermi_level,
+        rotation=R,
+        parent=index,
+        sources=s.sources,
+        splits=s.splits,
+    )
+
+
+def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, int]:
+    """Replace the edges of ``s`` by the neighbour list within ``cutoff`` (Å).
+
+    Blocks of edges the DFT file has are kept; pairs the file lacks (beyond the basis functions' reach, where
+    H and S vanish) get zero blocks. Returns the new structure and the number of zero-filled edges.
+    """
+    from .. import _core
+
+    src, dst, shift = _core.neighbor_list(s.pos, s.cell, tuple(bool(x) for x in s.pbc), float(cutoff))
+    index = s.edge_index()
+    hp, sp = s.block_ptr(), s.block_ptr(False)
+    new = Structure(id=s.id, Z=s.Z, pos=s.pos, cell=s.cell, pbc=s.pbc, src=src, dst=dst, shift=shift,
+                    H=np.zeros(0), S=None, species=s.species, spinful=s.spinful)
+    nhp, nsp = new.block_ptr(), new.block_ptr(False)
+    H = np.zeros(int(nhp[-1]), dtype=s.H.dtype)
+    S = np.zeros(int(nsp[-1])) if s.S is not None else None
+    missing = 0
+    for e, (i, j, r) in enumerate(zip(src, dst, shift)):
+        f = index.get((int(i), int(j), *map(int, r)))
+        if f is None:
+            missing += 1
+            continue
+        H[nhp[e] : nhp[e + 1]] = s.H[hp[f] : hp[f + 1]]
+        if S is not None:
+            S[nsp[e] : nsp[e + 1]] = s.S[sp[f] : sp[f + 1]]
+    out = Structure(**{**s.__dict__, "src": src, "dst": dst, "shift": shift, "H": H, "S": S})
+    return out, missing
+
+
+def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict:
+    """Concatenate structures into one batch of store arrays (+ per-edge sizes for the offsets)."""
+    cat = np.concatenate
+    b = {
+        "structures/id": np.array([s.id for s in structs], dtype=object),
+        "structures/natoms": np.array([s.natoms for s in structs], np.int32),
+        "structures/nedges": np.array([s.nedges for s in structs], np.int64),
+        "structures/cell": np.array([s.cell for s in structs], np.float64).reshape(-1, 3, 3),
+        "structures/pbc": np.array([s.pbc for s in structs], bool).reshape(-1, 3),
+        "structures/energy": np.array([s.energy for s in structs], np.float64),
+        "structures/nelectron": np.array([s.nelectron for s in structs], np.float64),
+        "structures/fermi_level": np.array([s.fermi_level for s in structs], np.float64),
+        "structures/parent": np.array([s.parent for s in structs], np.int64),
+        "structures/rotation": np.array([s.rotation for s in structs], np.float64).reshape(-1, 3, 3),
+        "structures/sources": np.array([json.dumps([list(x) for x in s.sources]) for s in structs], dtype=object),
+        "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
+        "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
+        "edges/src": cat([s.src for s in structs]).astype(np.int32),
+        "edges/dst": cat([s.dst for s in structs]).astype(np.int32),
+        "edges/shift": cat([s.shift for s in structs]).reshape(-1, 3).astype(np.int32),
+        "blocks/H": cat([s.H for s in structs]),
+        "blocks/S": cat([s.S if s.S is not None else np.zeros(int(s.block_ptr(False)[-1])) for s in structs]),
+        "blocks/T": cat([t[0] for t in traces]),
+        "edges/H_size": cat([np.diff(s.block_ptr()) for s in structs]),
+        "edges/S_size": cat([np.diff(s.block_ptr(False)) for s in structs]),
+        "edges/T_size": cat([np.diff(t[1]) for t in traces]),
+    }
+    return b
+
+
+def process_range(source, items: list, first_index: int, part: str, augment: int, seed: int, cutoff) -> dict:
+    """Read, check, convert and augment the structures of ``items``; write them as one part file.
+
+    Returns the part's manifest (sizes, ids of excluded items). ``first_index`` is the global index of the
+    range's first item: rotations are seeded by (seed, item index, structure, copy), so they do not depend on
+    how items are grouped into ranges.
+    """
+    from .. import so3
+
+    structs: list[Structure] = []
+    traces = []
+    excluded = []
+    zero_filled = 0
+    for n, item in enumerate(items):
+        try:
+            got = source.read(item)
+        except ExcludedItem as e:
+            excluded.append({"item": str(item), "reason": str(e)})
+            continue
+        for m, s in enumerate(got):
+            where = s.sources[0][0] if s.sources else str(item)
+            s.validate(path=where)
+            if cutoff:
+                s, missing = restrict_edges(s, cutoff)
+                zero_filled += missing
+            t = so3.edge_traces(s.H, s.Z[s.src], s.Z[s.dst], s.species, spinful=s.spinful)
+            s.parent = -1
+            local = len(structs)
+            structs.append(s)
+            traces.append(t)
+            rng = np.random.default_rng([seed, first_index + n, m])
+            for k in range(augment):
+                R = so3.random_rotation(rng)
+                structs.append(rotate_structure(s, R, local, k))
+                traces.append(t)  # traces are rotation invariant: the parent's labels, exactly
+    manifest = {
+        "structures": len(structs),
+        "excluded": excluded,
+        "zero_filled_edges": zero_filled,
+        "splits": {},
+        "species": {},
+        "spinful": None,
+    }
+    if structs:
+        batch = structure_arrays(structs, traces)
+        names = sorted({k for s in structs for k in s.splits})
+        for name in names:
+            batch[f"splitlabel/{name}"] = np.array([s.splits.get(name, "") for s in structs], dtype=object)
+        manifest.update(
+            splits={name: sorted({s.splits[name] for s in structs if name in s.splits}) for name in names},
+            species={str(z): sh for s in structs for z, sh in s.species.items()},
+            spinful=bool(structs[0].spinful),
+            atoms=int(batch["atoms/Z"].size),
+            edges=int(batch["edges/src"].size),
+            H=int(batch["blocks/H"].size),
+            S=int(batch["blocks/S"].size),
+            T=int(batch["blocks/T"].size),
+        )
+        if any(s.spinful != structs[0].spinful for s in structs):
+            raise InputError(items[0], "mixes spinful and spinless structures in one data set")
+        tmp = f"{part}.{uuid.uuid4().hex}.tmp.npz"
+        np.savez(tmp, **{k.replace("/", "|"): v for k, v in batch.items()})
+        os.replace(tmp, f"{part}.npz")
+    tmp = f"{part}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f)
+    os.replace(tmp, f"{part}.json")  # the .json marks the part as finished
+    return manifest
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+def _ranges(n: int, workers: int) -> list[list[int]]:
+    size = max(1, min(MAX_RANGE_ITEMS, math.ceil(n / max(1, 4 * workers))))
+    return [[a, min(n, a + size)] for a in range(0, n, size)]
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _progress(quiet: bool, total: int, label: str):
+    from contextlib import nullcontext
+
+    if quiet:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+        transient=False,
+    )
+
+
+def run(
+    source: str,
+    input_path,
+    output,
+    *,
+    quiet: bool = False,
+    workers: int = 1,
+    scheduler: str | None = None,
+    augment: int = 0,
+    seed: int = 0,
+    cutoff: float | None = None,
+    overwrite: bool = False,
+    **options,
+) -> str:
+    """Prepare ``output`` (a ``.zarr`` store) from ``source`` reading ``input_path``; returns a summary line."""
+    t0 = time.perf_counter()
+    output = Path(output)
+    if augment < 0:
+        raise InputError(None, f"--augment must be >= 0, got {augment}")
+    if workers < 1:
+        raise InputError(None, f"--workers must be >= 1, got {workers}")
+    if cutoff is not None and not cutoff > 0:
+        raise InputError(None, f"--cutoff must be positive, got {cutoff}")
+    if output.exists() and not overwrite:
+        raise InputError(output, "exists already; choose another -o or pass --overwrite")
+    if source.startswith("pyscf/") and "raw_dir" not in options:
+        options["raw_dir"] = output.with_name(output.name.removesuffix(".zarr") + ".raw")
+    src = get_source(source, input_path, seed=seed, cutoff=cutoff, **options)
+    items = src.items()
+    if not items:
+        raise InputError(input_path, f"no input for source {source} found here")
+    partial = output.with_name(output.name + ".partial")
+    parts_dir = partial / "parts"
+    key = {
+        "source": source,
+        "input": str(input_path),
+        "options": {k: str(v) for k, v in sorted(options.items())},
+        "augment": augment,
+        "seed": seed,
+        "cutoff": cutoff,
+        "items": _fingerprint([str(i) for i in items]),
+        "hambench": __version__,
+    }
+    manifest_path = partial / "manifest.json"
+    ranges = None
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+            if old.get("key") == key:
+                ranges = old["ranges"]
+        except (OSError, ValueError):
+            ranges = None
+        if ranges is None:
+            print(f"hambench: {partial} is from a different command; starting over", file=sys.stderr)
+            shutil.rmtree(partial)
+    if ranges is None:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        ranges = _ranges(len(items), workers if scheduler is None else 8)
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "ranges": ranges}, indent=1))
+        os.replace(tmp, manifest_path)
+
+    part_name = [str(parts_dir / f"{r:05d}") for r in range(len(ranges))]
+    todo = [r for r in range(len(ranges)) if not Path(part_name[r] + ".json").exists()]
+    done_items = sum(b - a for r, (a, b) in enumerate(ranges) if r not in set(todo))
+    try:
+        _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done_items,
+                 f"prepare {source}")
+        summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite)
+    except HambenchError:
+        shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
+        raise
+    dt = time.perf_counter() - t0
+    return summary + f" in {dt:.1f} s"
+
+
+def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label):
+    total = len(items)
+    nexcluded = 0
+    with _progress(quiet, total, label) as bar:
+        task = bar.add_task(label, total=total, completed=done, note="") if bar else None
+
+        def advance(r, manifest):
+            nonlocal nexcluded
+            nexcluded += len(manifest["excluded"])
+            if bar:
+                a, b = ranges[r]
+                bar.update(task, advance=b - a, note=f"excluded {nexcluded}" if nexcluded else "")
+
+        if workers == 1 and scheduler is None:
+            for r in todo:
+                a, b = ranges[r]
+                advance(r, process_range(src, items[a:b], a, part_name[r], augment, seed, cutoff))
+            return
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        try:
+            futures = {}
+            for r in todo:
+                a, b = ranges[r]
+                fut = client.submit(process_range, src, items[a:b], a, part_name[r], augment, seed, cutoff,
+                                    key=f"hambench-range-{r}-{uuid.uuid4().hex[:8]}", pure=False)
+                futures[fut] = r
+            for fut in as_completed(futures):
+                try:
+                    advance(futures[fut], fut.result())
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite) -> str:
+    from ..store import StoreWriter
+
+    manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
+    filled = [m for m in manifests if m["structures"]]
+    excluded = [e for m in manifests for e in m["excluded"]]
+    if not filled:
+        raise InputError(input_path, f"no structure could be prepared ({len(excluded)} items excluded)")
+    spinful = {m["spinful"] for m in filled}
+    if len(spinful) != 1:
+        raise InputError(input_path, "mixes spinful and spinless structures in one data set")
+    species: dict[str, list[int]] = {}
+    for m in filled:
+        for z, sh in m["species"].items():
+            if species.setdefault(z, sh) != sh:
+                raise InputError(input_path, f"element Z={z} has different shells in different structures: "
+                                             f"{species[z]} vs {sh}")
+    split_labels: dict[str, list[str]] = {}
+    for m in filled:
+        for name, labs in m["splits"].items():
+            split_labels.setdefault(name, [])
+            split_labels[name] = sorted(set(split_labels[name]) | set(labs),
+                                        key=lambda x: (SPLIT_ORDER.index(x) if x in SPLIT_ORDER else 9, x))
+    counts = {c: sum(m.get(c, 0) for m in filled) for c in ("structures", "atoms", "edges", "H", "S", "T")}
+    sattrs = src.attrs()
+    attrs = {
+        "kind": sattrs.get("kind", "crystal"),
+        "spinful": spinful.pop(),
+        "species": dict(sorted(species.items(), key=lambda kv: int(kv[0]))),
+        "dft": sattrs.get("dft", {}),
+        "constants": sattrs.get("constants", "CODATA2018"),
+        "splits": split_labels,
+        "source": {"name": source, "input": str(input_path),
+                   "options": {k: str(v) for k, v in sorted(options.items()) if k != "raw_dir"},
+                   "augment": key["augment"], "seed": key["seed"], "cutoff": key["cutoff"]},
+        "created_by": {"hambench": __version__},
+        "excluded": excluded,
+        "zero_filled_edges": int(sum(m["zero_filled_edges"] for m in manifests)),
+    }
+    for k, v in sattrs.items():
+        attrs.setdefault(k, v)
+    tmp_store = partial / "store.zarr"
+    if tmp_store.exists():
+        shutil.rmtree(tmp_store)
+    writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))
+    offset = 0
+    for p, m in zip(part_name, manifests):
+        if not m["structures"]:
+            continue
+        with np.load(p + ".npz", allow_pickle=True) as z:
+            batch = {k.replace("|", "/"): z[k] for k in z.files}
+        parent = batch["structures/parent"]
+        batch["structures/parent"] = np.where(parent >= 0, parent + offset, -1)
+        for name, labels in split_labels.items():
+            lab = batch.pop(f"splitlabel/{name}", None)
+            codes = np.full(m["structures"], -1, np.int8)
+            if lab is not None:
+                for c, l in enumerate(labels):
+                    codes[lab == l] = c
+            batch[f"splits/{name}"] = codes
+        writer.append(batch)
+        offset += m["structures"]
+    writer.close()
+    if output.exists() and overwrite:
+        shutil.rmtree(output)
+    os.replace(tmp_store, output)
+    shutil.rmtree(partial)
+    nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
+    msg = (f"wrote {output}: {counts['structures']} structures, {counts['atoms']} atoms, {counts['edges']} edges, "
+           f"{counts['H']:,} H elements, {nbytes / 1e6:.1f} MB")
+    if excluded:
+        msg += f"; {len(excluded)} items excluded (hambench info --json {output})"
+    if attrs["zero_filled_edges"]:
+        msg += f"; {attrs['zero_filled_edges']} edges beyond the DFT pair list zero-filled"
+    return msg
