@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "Compiled kernels of hambench.";
     m.attr("__version__") = HAMBENCH_VERSION;
     hambench::bind_neighbors(m);
+    hambench::bind_scfout(m);
 }
