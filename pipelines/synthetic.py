@@ -66,9 +66,10 @@ class SyntheticSource(Source):
     name = "synthetic/random"
     doc = "random cells with random Hermitian-paired blocks, for tests and benchmarks (--count N)"
 
-    def __init__(self, input_path=None, source_name=None, count: int = 8, seed: int = 0, spinful: bool = False,
+    def __init__(self, input_path=None, source_name=None, count: int | None = None, seed: int = 0, spinful: bool = False,
                  natoms: int = 8, edge_cutoff: float = 4.0, delay: float = 0.0, **options):
         super().__init__(input_path, **options)
+        count = 8 if count is None else count
         if int(count) < 1:
             raise InputError(None, f"--count must be >= 1, got {count}")
         self.count, self.seed, self.spinful = int(count), int(seed), bool(spinful)
