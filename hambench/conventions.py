@@ -41,6 +41,9 @@ __all__ = [
     "z_to_symbol",
     "n_orbitals",
     "shell_slices",
+    "shells_from_pyscf",
+    "pyscf_species_shells",
+    "pyscf_atom_slices",
 ]
 
 # --- units (CODATA 2018) ---------------------------------------------------------------------------------
@@ -241,3 +244,36 @@ def shell_slices(shells) -> list[slice]:
         out.append(slice(start, start + 2 * int(l) + 1))
         start += 2 * int(l) + 1
     return out
+
+
+# --- PySCF basis descriptions ----------------------------------------------------------------------------
+def shells_from_pyscf(mol, atom: int) -> list[int]:
+    """Shells (l per radial function) of atom ``atom`` of a PySCF ``Mole``/``Cell``, in PySCF's AO order.
+
+    A PySCF shell with ``bas_nctr > 1`` (general contraction, e.g. cc-pVDZ) holds several radial functions of
+    the same l; its AOs come contraction-major, so it counts as ``nctr`` consecutive hambench shells.
+    """
+    shells: list[int] = []
+    for ib in range(mol.nbas):
+        if mol.bas_atom(ib) == atom:
+            shells += [int(mol.bas_angular(ib))] * int(mol.bas_nctr(ib))
+    return shells
+
+
+def pyscf_species_shells(mol) -> dict[int, list[int]]:
+    """``{Z: shells}`` of a PySCF molecule/cell; ``ValueError`` if one element has two different bases."""
+    if getattr(mol, "cart", False):
+        raise ValueError("PySCF molecule uses Cartesian AOs (mol.cart = True); hambench needs spherical AOs")
+    out: dict[int, list[int]] = {}
+    for a in range(mol.natm):
+        z = symbol_to_z(re.sub(r"[^A-Za-z]", "", mol.atom_pure_symbol(a)))
+        shells = shells_from_pyscf(mol, a)
+        if z in out and out[z] != shells:
+            raise ValueError(f"element {z_to_symbol(z)} has two different bases ({out[z]} and {shells}) in one molecule")
+        out[z] = shells
+    return out
+
+
+def pyscf_atom_slices(mol) -> list[slice]:
+    """AO range of each atom of a PySCF molecule (PySCF orders AOs atom by atom)."""
+    return [slice(int(r[2]), int(r[3])) for r in mol.aoslice_by_atom()]
