@@ -245,7 +245,9 @@ py::dict read_scfout(const std::string &path, const std::string &what) {
         const char *s = raw.data() + static_cast<size_t>(k) * kLineBytes;
         size_t n = strnlen(s, kLineBytes);
         while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) --n;
-        lines.append(py::str(PyUnicode_DecodeLatin1(s, static_cast<py::ssize_t>(n), nullptr), false));
+        PyObject *u = PyUnicode_DecodeUTF8(s, static_cast<py::ssize_t>(n), "replace");
+        if (!u) throw py::error_already_set();
+        lines.append(py::reinterpret_steal<py::str>(u));
     }
     std::string tail(static_cast<size_t>(rd.remaining()), '\0');
     rd.read(tail.data(), rd.remaining(), "appended text");
