@@ -452,3 +452,29 @@ def test_source_single_run_and_folder_of_runs(graphene, bismuthene, tmp_path):
         get_source("openmx/scfout", tmp_path / "notes")
     with pytest.raises(InputError, match="needs --input"):
         get_source("openmx/scfout", None)
+
+
+# --- end to end through the prepare driver ----------------------------------------------------------------------
+def test_prepare_store_round_trip_and_failure_leaves_no_store(bismuthene, graphene, tmp_path):
+    from hambench.pipelines import prepare
+    from hambench.store import open_store
+
+    out = tmp_path / "soc.zarr"
+    prepare("openmx/scfout", bismuthene, out, quiet=True)
+    store = open_store(out)
+    got = store[0]
+    ref = scfout_to_structure(bismuthene / "openmx.scfout")
+    assert store.spinful and len(store) == 1
+    np.testing.assert_array_equal(got.H, ref.H)
+    np.testing.assert_array_equal(got.S, ref.S)
+    np.testing.assert_array_equal(got.shift, ref.shift)
+    # a run folder with a truncated .scfout: one clear error naming the file, no store left behind
+    run = tmp_path / "runs" / "bad"
+    run.mkdir(parents=True)
+    raw = (graphene / "openmx.scfout").read_bytes()
+    (run / "openmx.scfout").write_bytes(raw[: len(raw) // 2])
+    bad_out = tmp_path / "bad.zarr"
+    with pytest.raises(InputError, match=r"bad/openmx.scfout: truncated .scfout"):
+        prepare("openmx/scfout", tmp_path / "runs", bad_out, quiet=True)
+    assert not bad_out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("bad.zarr")]
