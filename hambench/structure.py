@@ -157,22 +157,59 @@ class Structure:
         if check_pairs:
             self._check_pairs(where, hermitian_tol)
 
-    def _check_pairs(self, where, tol: float) -> None:
+    def partner_index(self) -> np.ndarray:
+        """For each edge (i, j, R), the index of its partner (j, i, −R); −1 where the partner is missing."""
+        E = self.nedges
+        if E == 0:
+            return np.zeros(0, np.int64)
+        span = int(np.abs(self.shift).max(initial=0))
+        K, N = 2 * span + 1, max(self.natoms, 1)
+        if N * N * K**3 < 2**62:
+            def encode(a, b, r):
+                r = r.astype(np.int64) + span
+                return (((a.astype(np.int64) * N + b) * K + r[:, 0]) * K + r[:, 1]) * K + r[:, 2]
+
+            key = encode(self.src, self.dst, self.shift)
+            want = encode(self.dst, self.src, -self.shift)
+            order = np.argsort(key, kind="stable")
+            pos = np.searchsorted(key, want, sorter=order)
+            pos = np.minimum(pos, E - 1)
+            found = key[order[pos]] == want
+            return np.where(found, order[pos], -1).astype(np.int64)
         index = self.edge_index()
-        worst, worst_key = 0.0, None
-        for e, (i, j, r) in enumerate(zip(self.src, self.dst, self.shift)):
-            key = (int(j), int(i), *(-int(x) for x in r))
-            f = index.get(key)
-            if f is None:
-                raise InputError(where, f"edge (i={i}, j={j}, R={tuple(int(x) for x in r)}) has no partner (j, i, -R)")
-            if f < e:
-                continue
-            for which in ("H", "S") if self.S is not None else ("H",):
-                d = float(np.max(np.abs(self.block(e, which) - self.block(f, which).conj().T), initial=0.0))
-                if d > worst:
-                    worst, worst_key = d, (which, int(i), int(j), tuple(int(x) for x in r))
-        if worst > tol:
-            which, i, j, r = worst_key
-            raise InputError(
-                where, f"{which} is not Hermitian: |{which}_ij(R) - {which}_ji(-R)^H| = {worst:.3g} > {tol:g} at (i={i}, j={j}, R={r})"
-            )
+        return np.array([index.get((int(j), int(i), *(-int(x) for x in r)), -1)
+                         for i, j, r in zip(self.src, self.dst, self.shift)], dtype=np.int64)
+
+    def _check_pairs(self, where, tol: float) -> None:
+        partner = self.partner_index()
+        missing = np.flatnonzero(partner < 0)
+        if len(missing):
+            e = int(missing[0])
+            raise InputError(where, f"edge (i={self.src[e]}, j={self.dst[e]}, R={tuple(int(x) for x in self.shift[e])}) "
+                                    "has no partner (j, i, -R)")
+        for which in ("H", "S") if self.S is not None else ("H",):
+            spin = self.spinful if which == "H" else False
+            arr = self.H if which == "H" else self.S
+            ptr = self.block_ptr(spin)
+            ni, nj = self.block_shapes(spin)
+            worst, worst_e = 0.0, -1
+            for a, b in {(int(x), int(y)) for x, y in zip(ni, nj)}:
+                edges = np.flatnonzero((ni == a) & (nj == b))
+                if not len(edges):
+                    continue
+                idx = ptr[edges][:, None] + np.arange(a * b)[None, :]
+                blk = arr[idx].reshape(-1, a, b)
+                f = partner[edges]
+                pidx = ptr[f][:, None] + np.arange(a * b)[None, :]
+                pblk = arr[pidx].reshape(-1, b, a)
+                d = np.abs(blk - np.conj(pblk).transpose(0, 2, 1)).reshape(len(edges), -1).max(axis=1, initial=0.0)
+                k = int(np.argmax(d))
+                if d[k] > worst:
+                    worst, worst_e = float(d[k]), int(edges[k])
+            if worst > tol:
+                e = worst_e
+                r = tuple(int(x) for x in self.shift[e])
+                raise InputError(
+                    where, f"{which} is not Hermitian: |{which}_ij(R) - {which}_ji(-R)^H| = {worst:.3g} > {tol:g} "
+                           f"at (i={self.src[e]}, j={self.dst[e]}, R={r})"
+                )

@@ -1,0 +1,47 @@
+"""Structure checks: partner lookup against a dict reference, missing partners, shape errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hambench.errors import InputError
+from hambench.pipelines.synthetic import random_structure
+
+
+def test_partner_index_matches_dict_reference():
+    s = random_structure(np.random.default_rng(1), natoms=10, cutoff=5.0)
+    idx = s.edge_index()
+    ref = [idx[(int(j), int(i), *(-int(x) for x in r))] for i, j, r in zip(s.src, s.dst, s.shift)]
+    np.testing.assert_array_equal(s.partner_index(), ref)
+
+
+def test_missing_partner_is_reported():
+    s = random_structure(np.random.default_rng(2), natoms=4)
+    e = int(np.flatnonzero(s.src != s.dst)[0])
+    keep = np.ones(s.nedges, bool)
+    keep[e] = False
+    ptr = s.block_ptr()
+    mask = np.repeat(keep, np.diff(ptr))
+    sp = s.block_ptr(False)
+    s.src, s.dst, s.shift = s.src[keep], s.dst[keep], s.shift[keep]
+    s.H, s.S = s.H[mask], s.S[np.repeat(keep, np.diff(sp))]
+    s.validate(check_pairs=False)
+    with pytest.raises(InputError, match="has no partner"):
+        s.validate()
+
+
+def test_wrong_block_size_and_bad_index():
+    s = random_structure(np.random.default_rng(3), natoms=3)
+    s.H = s.H[:-1]
+    with pytest.raises(InputError, match="orbital counts"):
+        s.validate()
+    s = random_structure(np.random.default_rng(3), natoms=3)
+    s.dst = s.dst.copy()
+    s.dst[0] = 7
+    with pytest.raises(InputError, match="out of range"):
+        s.validate()
+    s = random_structure(np.random.default_rng(3), natoms=3)
+    s.species = {}
+    with pytest.raises(InputError, match="no orbital shells"):
+        s.validate()
