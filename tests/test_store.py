@@ -244,3 +244,13 @@ def test_info_summary(synthetic_store):
     assert d["structures"] == 18 and d["augmented"] == 12
     assert d["species"]["C"]["orbitals"] == 13 and d["species"]["H"]["orbitals"] == 5
     assert d["splits"]["random"] == {"train": 6, "val": 6, "test": 6}
+
+
+def test_running_scheduler_address(tmp_path):
+    from dask.distributed import LocalCluster
+
+    ref, out = tmp_path / "ref.zarr", tmp_path / "sched.zarr"
+    prepare("synthetic/random", None, ref, quiet=True, count=4, seed=8)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        prepare("synthetic/random", None, out, quiet=True, count=4, seed=8, scheduler=cluster.scheduler_address)
+    assert tree_digest(out) == tree_digest(ref)
