@@ -209,6 +209,7 @@ py::dict read_scfout(const std::string &path, const std::string &what) {
                 pj[p] = j - 1;
                 for (int d = 0; d < 3; ++d) pR[3 * p + d] = atv_ijk4[4 * static_cast<int64_t>(c) + 1 + d];
                 bp[p + 1] = bp[p] + static_cast<int64_t>(norb[a]) * norb[j - 1];
+                if (bp[p + 1] > rd.remaining() / 8) rd.truncated("matrices (H, ...)", 8 * bp[p + 1]);
             }
         }
     }

@@ -139,7 +139,7 @@ def _out_info(text: str) -> dict:
     m = re.search(r"performed by OpenMX Ver\.\s*([0-9][0-9.]*)", text)
     if m:
         info["version"] = m.group(1).rstrip(".")
-    found = re.findall(r"^\s*Utot\.\s+(-?[0-9.]+(?:[eE][-+]?\d+)?)\s*$", text, flags=re.M)
+    found = re.findall(r"\bUtot\.[ \t]+(-?\d+\.\d*(?:[eE][-+]?\d+)?)[ \t]*$", text, flags=re.M)
     if found:
         info["utot"] = float(found[-1])
     return info

@@ -478,3 +478,21 @@ def test_prepare_store_round_trip_and_failure_leaves_no_store(bismuthene, graphe
         prepare("openmx/scfout", tmp_path / "runs", bad_out, quiet=True)
     assert not bad_out.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("bad.zarr")]
+
+
+def test_every_truncation_point_is_a_clear_error(bismuthene, tmp_path):
+    """Cut the SOC file at every record boundary (±1 byte) and inside each record: always a ValueError."""
+    src = bismuthene / "openmx.scfout"
+    _, recs = reference_read(src)
+    raw = src.read_bytes()
+    cuts = {0, 3}
+    for off, dt, count in recs.values():
+        end = off + dt.itemsize * count
+        cuts |= {off, off + 1, (off + end) // 2, end - 1}
+    cuts = sorted(c for c in cuts if 0 <= c < recs["input_lines"][0] + recs["input_lines"][2])
+    path = tmp_path / "cut.scfout"
+    for c in cuts:
+        path.write_bytes(raw[:c])
+        with pytest.raises(ValueError, match=r"cut.scfout: (truncated|not an OpenMX)"):
+            core_read(str(path), "all")
+    assert len(cuts) > 40
