@@ -192,7 +192,8 @@ def to_hambench(block: np.ndarray, code: str, shells_i, shells_j, spinful: bool 
     block = np.asarray(block)
     if block.shape[-2:] != (len(pi), len(pj)):
         raise ValueError(f"block shape {block.shape} does not match shells {list(shells_i)} x {list(shells_j)}")
-    return block[..., pi[:, None], pj[None, :]] * (si[:, None] * sj[None, :])
+    # signs are ±1, exact in float32: keeps float32/complex64 blocks in their dtype
+    return block[..., pi[:, None], pj[None, :]] * (si[:, None] * sj[None, :]).astype(np.float32)
 
 
 def from_hambench(block: np.ndarray, code: str, shells_i, shells_j, spinful: bool = False) -> np.ndarray:
@@ -206,7 +207,7 @@ def from_hambench(block: np.ndarray, code: str, shells_i, shells_j, spinful: boo
     if block.shape[-2:] != (len(pi), len(pj)):
         raise ValueError(f"block shape {block.shape} does not match shells {list(shells_i)} x {list(shells_j)}")
     out = np.empty_like(block)
-    out[..., pi[:, None], pj[None, :]] = block * (si[:, None] * sj[None, :])
+    out[..., pi[:, None], pj[None, :]] = block * (si[:, None] * sj[None, :]).astype(np.float32)
     return out
 
 
