@@ -15,8 +15,9 @@ in torch's *default* dtype, so every call runs under a float64 default (restored
 
 Flat block arrays
     ``blocks`` is the concatenation over edges of row-major ``(n_i, n_j)`` blocks (``(2n_i, 2n_j)`` complex
-    when spinful), ``n = n_orbitals(species[Z])``. Bulk functions group edges by ``(Z_i, Z_j)`` and do one
-    batched matmul per group.
+    when spinful), ``n = n_orbitals(species[Z])``. Bulk functions run one Numba pass over the flat array,
+    shell pair by shell pair (``_so3_kernels``); ``*_grouped`` are the NumPy versions (one batched matmul per
+    (Z_i, Z_j) group) and ``*_loop`` the straightforward per-edge loops, kept as references and baselines.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ __all__ = [
     "random_rotation",
     "block_offsets",
     "rotate_edge_blocks",
+    "rotate_edge_blocks_grouped",
     "rotate_edge_blocks_loop",
     "edge_traces",
+    "edge_traces_grouped",
     "edge_traces_loop",
     "cg_basis",
     "decompose_block",
@@ -216,11 +219,51 @@ def _check_flat(blocks, ptr, spinful: bool) -> np.ndarray:
     return blocks
 
 
-def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
-    """Rotate flat edge blocks: ``D_i(R) H_ij D_j(R)^†`` for every edge (one batched matmul per element pair).
+def _packed_shells(species):
+    """Tables for the Numba kernels: nsh[z], sh_l[z, p], sh_start[z, p], norb[z] (spinless), lmax."""
+    zmax = int(max(species)) + 1 if species else 1
+    maxsh = max((len(s) for s in species.values()), default=1) or 1
+    nsh = np.zeros(zmax, np.int64)
+    sh_l = np.zeros((zmax, maxsh), np.int64)
+    sh_start = np.zeros((zmax, maxsh), np.int64)
+    norb = np.zeros(zmax, np.int64)
+    for z, shells in species.items():
+        nsh[z] = len(shells)
+        sh_l[z, : len(shells)] = shells
+        sh_start[z, : len(shells)] = _shell_starts(shells) if shells else []
+        norb[z] = n_orbitals(shells)
+    lmax = int(max((max(s) for s in species.values() if s), default=0))
+    return nsh, sh_l, sh_start, norb, lmax
 
-    The result has the dtype of ``blocks`` (the rotation matrices are cast to it, so float32 stays float32).
+
+def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
+    """Rotate flat edge blocks: ``D_i(R) H_ij D_j(R)^†`` for every edge.
+
+    One pass of a Numba kernel over the flat array, shell pair by shell pair (never a dense D). The result has
+    the dtype of ``blocks`` (float32 stays float32; spinful real input becomes complex).
     """
+    from . import _so3_kernels
+
+    ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))
+    nsh, sh_l, sh_start, norb, lmax = _packed_shells(species)
+    real = np.float32 if blocks.dtype in (np.float32, np.complex64) else np.float64
+    Dl = np.zeros((lmax + 1, 2 * lmax + 1, 2 * lmax + 1), dtype=real)
+    for l in sorted({int(l) for s in species.values() for l in s}):
+        Dl[l, : 2 * l + 1, : 2 * l + 1] = wigner_D(l, R)
+    out = np.empty_like(blocks)
+    Zi = np.ascontiguousarray(np.asarray(Z_src, dtype=np.int64).reshape(-1))
+    Zj = np.ascontiguousarray(np.asarray(Z_dst, dtype=np.int64).reshape(-1))
+    if spinful:
+        U = spin_half_D(R).astype(blocks.dtype)
+        _so3_kernels.rotate_blocks_spinful(blocks, out, ptr, Zi, Zj, nsh, sh_l, sh_start, norb, Dl, U)
+    else:
+        _so3_kernels.rotate_blocks(blocks, out, ptr, Zi, Zj, nsh, sh_l, sh_start, norb, Dl)
+    return out
+
+
+def rotate_edge_blocks_grouped(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
+    """NumPy version of :func:`rotate_edge_blocks`: one batched dense matmul per (Z_i, Z_j) group."""
     ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = _check_flat(blocks, ptr, spinful)
     dtype = blocks.dtype
@@ -242,9 +285,9 @@ def rotate_edge_blocks_loop(blocks, Z_src, Z_dst, species, R, spinful: bool = Fa
     out = np.empty_like(blocks)
     Z_src = np.asarray(Z_src).reshape(-1)
     Z_dst = np.asarray(Z_dst).reshape(-1)
+    Dz = {int(z): orbital_D(sh, R, spinful) for z, sh in species.items()}
     for e in range(len(Z_src)):
-        Di = orbital_D(species[int(Z_src[e])], R, spinful)
-        Dj = orbital_D(species[int(Z_dst[e])], R, spinful)
+        Di, Dj = Dz[int(Z_src[e])], Dz[int(Z_dst[e])]
         H = blocks[ptr[e] : ptr[e + 1]].reshape(ni[e], nj[e])
         out[ptr[e] : ptr[e + 1]] = (Di @ H @ Dj.conj().T).reshape(-1)
     return out
@@ -254,12 +297,38 @@ def _shell_starts(shells) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([2 * int(l) + 1 for l in shells])[:-1]]).astype(np.int64)
 
 
+def _trace_ptr(Z_src, Z_dst, species) -> np.ndarray:
+    nsh = np.zeros(int(max(species)) + 1 if species else 1, dtype=np.int64)
+    for z, sh in species.items():
+        nsh[int(z)] = len(sh)
+    counts = nsh[np.asarray(Z_src, dtype=np.int64).reshape(-1)] * nsh[np.asarray(Z_dst, dtype=np.int64).reshape(-1)]
+    T_ptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=T_ptr[1:])
+    return T_ptr
+
+
 def edge_traces(blocks, Z_src, Z_dst, species, spinful: bool = False):
     """TraceGrad labels ``T_b = tr(H_b H_b^†)`` for every basic block b of every edge.
 
     b = (shell p of atom i) x (shell q of atom j), p-major then q. For spinful blocks H_b is the whole
-    spinor sub-block (its four spin parts). Returns ``(T, T_ptr)``: T flat float64, T_ptr (E+1,) int64.
+    spinor sub-block (its four spin parts). Returns ``(T, T_ptr)``: T flat float64 (accumulated in float64
+    whatever the input dtype), T_ptr (E+1,) int64. One Numba pass over the flat array.
     """
+    from . import _so3_kernels
+
+    ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
+    blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))
+    nsh, sh_l, sh_start, norb, _ = _packed_shells(species)
+    T_ptr = _trace_ptr(Z_src, Z_dst, species)
+    T = np.empty(int(T_ptr[-1]), dtype=np.float64)
+    Zi = np.ascontiguousarray(np.asarray(Z_src, dtype=np.int64).reshape(-1))
+    Zj = np.ascontiguousarray(np.asarray(Z_dst, dtype=np.int64).reshape(-1))
+    _so3_kernels.block_traces(blocks, T, ptr, T_ptr, Zi, Zj, nsh, sh_l, sh_start, norb, bool(spinful))
+    return T, T_ptr
+
+
+def edge_traces_grouped(blocks, Z_src, Z_dst, species, spinful: bool = False):
+    """NumPy version of :func:`edge_traces`: one vectorised reduction per (Z_i, Z_j) group."""
     ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = _check_flat(blocks, ptr, spinful)
     Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)

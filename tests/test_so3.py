@@ -197,7 +197,10 @@ def test_rotate_edge_blocks_matches_loop_and_composes(dtype, spinful, rng):
     fast = so3.rotate_edge_blocks(H, Z_SRC, Z_DST, SPECIES, R1, spinful)
     assert fast.dtype == H.dtype
     slow = so3.rotate_edge_blocks_loop(H.astype(np.complex128 if spinful else np.float64), Z_SRC, Z_DST, SPECIES, R1, spinful)
+    grouped = so3.rotate_edge_blocks_grouped(H, Z_SRC, Z_DST, SPECIES, R1, spinful)
+    assert grouped.dtype == H.dtype
     assert np.max(np.abs(fast - slow)) < 10 * tol(dtype)
+    assert np.max(np.abs(grouped - slow)) < 10 * tol(dtype)
     # group property, Frobenius norm per edge preserved
     two = so3.rotate_edge_blocks(fast, Z_SRC, Z_DST, SPECIES, R2, spinful)
     once = so3.rotate_edge_blocks(H, Z_SRC, Z_DST, SPECIES, R2 @ R1, spinful)
@@ -223,7 +226,9 @@ def test_edge_traces_match_loop_and_are_invariant(spinful, rng):
     H = random_edge_blocks(rng, Z_SRC, Z_DST, SPECIES, spinful)
     T, T_ptr = so3.edge_traces(H, Z_SRC, Z_DST, SPECIES, spinful)
     T_ref, T_ptr_ref = so3.edge_traces_loop(H, Z_SRC, Z_DST, SPECIES, spinful)
-    assert np.array_equal(T_ptr, T_ptr_ref) and T.dtype == np.float64
+    T_grp, T_ptr_grp = so3.edge_traces_grouped(H, Z_SRC, Z_DST, SPECIES, spinful)
+    assert np.array_equal(T_ptr, T_ptr_ref) and np.array_equal(T_ptr_grp, T_ptr_ref) and T.dtype == np.float64
+    assert np.max(np.abs(T_grp - T_ref) / T_ref) < 1e-13
     nsh = {z: len(s) for z, s in SPECIES.items()}
     assert np.array_equal(np.diff(T_ptr), [nsh[a] * nsh[b] for a, b in zip(Z_SRC, Z_DST)])
     assert np.max(np.abs(T - T_ref) / T_ref) < 1e-13
