@@ -60,7 +60,8 @@ NUM_MOLECULES = {"100k": 999, "300k": 2998}
 FRAMES_PER_MOLECULE = 100
 TRAIN, VAL, TEST = 0, 1, 2
 LABELS = ("train", "val", "test")
-ROWS_PER_ITEM = 200
+#: rows per work item: the driver groups up to 64 items per part, so a part holds <= 512 molecules (~250 MB)
+ROWS_PER_ITEM = 8
 
 
 # --- splits (return a label per row: 0 train, 1 val, 2 test) ---------------------------------------------
