@@ -1,0 +1,95 @@
+"""Shared step of the sparse-matrix readers (ABACUS CSR, SIESTA HSX): matrix elements → edge blocks.
+
+Both codes store, per lattice vector R, a sparse matrix over the orbitals of the unit cell. The readers turn their
+file into flat arrays (one entry per stored element: value, row orbital, column orbital, R index) and this module
+groups them into (i, j, R) edge blocks in hambench order with vectorised numpy — no Python loop over elements.
+
+Orbital bookkeeping: ``orbital_map(Z, species, code)`` gives, for every native orbital of the cell, its atom, its
+hambench position inside the atom and its sign (inverse of :func:`hambench.conventions.atom_permutation`, so the
+same table as ``to_hambench``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import conventions as cv
+
+__all__ = ["OrbitalMap", "orbital_map", "edge_keys", "select_edges", "scatter_blocks"]
+
+
+class OrbitalMap:
+    """Per native orbital: ``atom``, hambench ``pos`` inside the atom, ``sign``; per atom: ``norb``, ``first``."""
+
+    def __init__(self, atom, pos, sign, norb, first):
+        self.atom, self.pos, self.sign, self.norb, self.first = atom, pos, sign, norb, first
+
+    @property
+    def n(self) -> int:
+        return int(self.atom.size)
+
+
+def orbital_map(Z, species: dict[int, list[int]], code: str) -> OrbitalMap:
+    """Orbital map of a cell whose orbitals are atom-major, each atom in ``code``'s native order."""
+    atoms, pos, sign, norb = [], [], [], []
+    for a, z in enumerate(np.asarray(Z)):
+        perm, sgn = cv.atom_permutation(code, species[int(z)])
+        n = perm.size
+        inv = np.empty(n, np.int64)
+        inv[perm] = np.arange(n)  # new[k] = s_k old[perm_k]  →  old o goes to k = inv[o] with sign s_k
+        sg = np.empty(n)
+        sg[perm] = sgn
+        atoms.append(np.full(n, a, np.int64))
+        pos.append(inv)
+        sign.append(sg)
+        norb.append(n)
+    norb = np.asarray(norb, np.int64)
+    first = np.concatenate([[0], np.cumsum(norb)[:-1]]).astype(np.int64)
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    return OrbitalMap(cat(atoms, np.int64), cat(pos, np.int64), cat(sign, np.float64), norb, first)
+
+
+def edge_keys(row_atom, col_atom, r_rank, natoms: int, nr: int) -> np.ndarray:
+    """One int64 key per element, ordering (i, j, R) lexicographically when R ranks are lexicographic."""
+    return (row_atom.astype(np.int64) * natoms + col_atom) * nr + r_rank
+
+
+def select_edges(keys: np.ndarray) -> np.ndarray:
+    """Sorted unique edge keys of the elements (non-empty blocks)."""
+    return np.unique(keys)
+
+
+def decode_edges(edges: np.ndarray, natoms: int, r_sorted: np.ndarray):
+    """``(src, dst, shift)`` of sorted edge keys."""
+    nr = len(r_sorted)
+    rr = edges % nr
+    ij = edges // nr
+    return (ij // natoms).astype(np.int32), (ij % natoms).astype(np.int32), r_sorted[rr].astype(np.int32)
+
+
+def scatter_blocks(edges, keys, values, row_pos, col_pos, row_sig, col_sig, ni, nj, spinful: bool, dtype,
+                   row_spin=None, col_spin=None):
+    """Flat blocks of ``edges`` filled from the elements; elements whose key is not an edge are dropped.
+
+    ``row_pos``/``col_pos`` are hambench positions inside the atoms, ``row_sig``/``col_sig`` the (−1)^m signs,
+    ``ni``/``nj`` the spinless orbital counts of each edge's atoms. Spinful blocks are (2n_i, 2n_j), spin-outer;
+    ``row_spin``/``col_spin`` (0 = ↑, 1 = ↓) place each element. Returns ``(flat, dropped)``.
+    """
+    e = np.searchsorted(edges, keys)
+    e_clip = np.minimum(e, len(edges) - 1)
+    keep = (e < len(edges)) & (edges[e_clip] == keys) if len(edges) else np.zeros(keys.shape, bool)
+    dropped = int(keys.size - np.count_nonzero(keep))
+    if dropped:
+        e, values, row_pos, col_pos = e[keep], values[keep], row_pos[keep], col_pos[keep]
+        row_sig, col_sig = row_sig[keep], col_sig[keep]
+        if spinful:
+            row_spin, col_spin = row_spin[keep], col_spin[keep]
+    f = 2 if spinful else 1
+    sizes = (f * ni) * (f * nj)
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    ncols = f * nj[e]
+    r = row_pos + (row_spin * ni[e] if spinful else 0)
+    c = col_pos + (col_spin * nj[e] if spinful else 0)
+    flat = np.zeros(int(ptr[-1]), dtype=dtype)
+    flat[ptr[e] + r * ncols + c] = values * (row_sig * col_sig)
+    return flat, dropped
