@@ -140,7 +140,7 @@ def select_molecules(table, limit=None, ids=None, max_atoms=None, max_heavy=None
         symbols = tuple(_SYMBOL.findall(r.Elements))
         xyz = np.array([float(c) for c in _NUMBER.findall(r.XYZ_Ang)])  # "[[0.5,0.,1.],...]": not JSON
         if len(symbols) != int(r.N_atoms) or xyz.size != 3 * len(symbols):
-            raise InputError(f"QM9 {r.Index}", f"cannot parse the elements/coordinates of this qm9pack row")
+            raise InputError(f"QM9 {r.Index}", "cannot parse the elements/coordinates of this qm9pack row")
         xyz = tuple(map(tuple, xyz.reshape(-1, 3).tolist()))
         out.append((int(r.Index), str(r.SMILES), symbols, xyz))
     return out

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import BOHR_ANGSTROM, HARTREE_EV
+from ..conventions import BOHR_ANGSTROM
 from ..errors import InputError
 from . import Source
 
