@@ -79,6 +79,12 @@ def main(ctx, debug, quiet):
 @click.option("--ids", help="[molecules] comma-separated QM9 indices, e.g. 1,2,3.")
 @click.option("--max-atoms", type=int, help="[molecules] only molecules with at most this many atoms.")
 @click.option("--max-heavy", type=int, help="[molecules] only molecules with at most this many heavy atoms.")
+@click.option("--sample", is_flag=True, help="[molecules] draw --limit molecules at random (with --seed) "
+                                            "instead of the first ones in QM9 order.")
+@click.option("--dataset-version", "version", type=click.Choice(["100k", "300k"]),
+              help="[qh9/dynamic] database version (default: from the file name).")
+@click.option("--max-cycle", type=int, help="[pyscf] maximum SCF cycles (default 50); unconverged → excluded.")
+@click.option("--threads", type=int, help="[pyscf] threads per worker (default 1).")
 @click.option("--xc", help="[pyscf] exchange-correlation functional (default b3lyp5 molecules, pbe crystals).")
 @click.option("--basis", help="[pyscf] basis set (default def2-svp molecules, gth-dzvp crystals).")
 @click.option("--grid-level", type=int, help="[pyscf] DFT integration grid level (default 3).")

@@ -389,8 +389,8 @@ class QM9Source(Source):
             ids=options.get("ids"),
             max_atoms=options.get("max_atoms"),
             max_heavy=options.get("max_heavy"),
-            # seed 0 is the CLI's default: keep the first molecules in QM9 order; any other seed samples
-            seed=options.get("seed") if options.get("seed") not in (None, 0) else None,
+            # --sample draws a random subset of --limit with --seed; otherwise the first molecules in QM9 order
+            seed=options.get("seed", 0) if options.get("sample") else None,
         )
         if not self._items:
             raise InputError("pyscf/qm9", "no QM9 molecule matches the selection options")
