@@ -94,6 +94,14 @@ def test_wigner_D_homomorphism_and_orthogonality(l, rng):
     assert abs(np.linalg.det(D1) - 1) < 1e-12
 
 
+def test_wigner_D_batched_equals_single(rng):
+    Rs = np.stack([so3.random_rotation(rng) for _ in range(6)]).reshape(2, 3, 3, 3)
+    for l in (0, 1, 3):
+        D = so3.wigner_D(l, Rs)
+        assert D.shape == (2, 3, 2 * l + 1, 2 * l + 1)
+        assert np.max(np.abs(D[1, 2] - so3.wigner_D(l, Rs[1, 2]))) < 1e-14
+
+
 def test_wigner_D_l1_is_R_in_yzx_order(rng):
     for _ in range(5):
         R = so3.random_rotation(rng)
