@@ -31,6 +31,7 @@ from .conventions import n_orbitals
 
 __all__ = [
     "wigner_D",
+    "wigner_D_e3nn",
     "spin_half_D",
     "orbital_D",
     "random_rotation",
@@ -74,13 +75,41 @@ def _as_rotation(R, batch: bool = False) -> np.ndarray:
     return R
 
 
+def wigner_D_e3nn(l: int, R) -> np.ndarray:
+    """``wigner_D`` straight from e3nn: ``Irrep(l, (-1)^l).D_from_matrix(P R Pᵀ)`` under a float64 default.
+
+    The definition :func:`wigner_D` must equal (tested to 1e-12 for l <= 8); ≈4 ms per call.
+    """
+    l = int(l)
+    if l < 0:
+        raise ValueError(f"angular momentum must be >= 0, got {l}")
+    R = _as_rotation(R, batch=True)
+    from e3nn import o3
+
+    with _float64_default() as torch:
+        Re = torch.as_tensor(_P @ R @ _P.T, dtype=torch.float64)
+        D = o3.Irrep(l, (-1) ** l).D_from_matrix(Re)
+        return D.detach().cpu().numpy().astype(np.float64, copy=True)
+
+
+@lru_cache(maxsize=64)
+def _ladder(l: int) -> np.ndarray:
+    """Orthonormal columns (from e3nn's wigner_3j) projecting (l-1) ⊗ 1 onto L = l: ((2l-1)*3, 2l+1)."""
+    Q, Ls = cg_basis(l - 1, 1)
+    C = np.ascontiguousarray(Q[:, -(2 * l + 1) :])  # L = l is the last (largest) irrep of (l-1) ⊗ 1
+    C.setflags(write=False)
+    return C
+
+
 def wigner_D(l: int, R) -> np.ndarray:
     """Real Wigner matrix ``(2l+1, 2l+1)`` float64 of a 3x3 rotation R in hambench order.
 
-    ``Y_l(R r) = D_l(R) Y_l(r)`` for the real spherical harmonics m = -l..l. An improper R (det -1) gives
-    the parity-correct matrix ``(-1)^l D_l(-R)`` (orbitals of angular momentum l have parity (-1)^l).
-    A stack ``(..., 3, 3)`` gives ``(..., 2l+1, 2l+1)`` in one e3nn call (≈0.15 ms per rotation instead of
-    ≈4 ms for a single one).
+    ``Y_l(R r) = D_l(R) Y_l(r)`` for the real spherical harmonics m = -l..l; equal to e3nn's
+    ``Irrep(l, (-1)^l).D_from_matrix(P R Pᵀ)`` (:func:`wigner_D_e3nn`, tested to 1e-12 for l <= 8). Built
+    without e3nn's per-call matrix exponentials: D_1 = R in (y, z, x) order and, with e3nn's orthonormal
+    3j columns C_l of (l-1) ⊗ 1 → l, ``D_l = C_lᵀ (D_{l-1} ⊗ D_1) C_l`` (exact: C_l intertwines), ~20 µs
+    instead of ~4 ms. An improper R (det -1) gives the parity-correct ``(-1)^l D_l(-R)``.
+    A stack ``(..., 3, 3)`` gives ``(..., 2l+1, 2l+1)``.
     """
     l = int(l)
     if l < 0:
@@ -88,12 +117,14 @@ def wigner_D(l: int, R) -> np.ndarray:
     R = _as_rotation(R, batch=True)
     if l == 0:
         return np.ones(R.shape[:-2] + (1, 1))
-    from e3nn import o3
-
-    with _float64_default() as torch:
-        Re = torch.as_tensor(_P @ R @ _P.T, dtype=torch.float64)
-        D = o3.Irrep(l, (-1) ** l).D_from_matrix(Re)
-        return D.detach().cpu().numpy().astype(np.float64, copy=True)
+    D1 = R[..., [1, 2, 0], :][..., :, [1, 2, 0]]
+    D = D1
+    for L in range(2, l + 1):
+        C = _ladder(L)
+        d = 2 * L - 1
+        K = (D[..., :, None, :, None] * D1[..., None, :, None, :]).reshape(*R.shape[:-2], 3 * d, 3 * d)
+        D = np.swapaxes(C, 0, 1) @ K @ C
+    return np.ascontiguousarray(D)
 
 
 def _quaternion(R: np.ndarray) -> np.ndarray:

@@ -108,12 +108,25 @@ def test_wigner_D_l1_is_R_in_yzx_order(rng):
         assert np.max(np.abs(so3.wigner_D(1, R) - R[np.ix_([1, 2, 0], [1, 2, 0])])) < 1e-14
 
 
-def test_wigner_D_keeps_callers_torch_dtype(rng):
+@pytest.mark.parametrize("l", range(0, 9))
+def test_wigner_D_equals_e3nn_definition(l, rng):
+    """The fast ladder construction equals e3nn's D_from_matrix(P R Pᵀ), proper and improper, batched."""
+    Rs = np.stack([so3.random_rotation(rng) for _ in range(3)] + [-so3.random_rotation(rng)])
+    assert np.max(np.abs(so3.wigner_D(l, Rs) - so3.wigner_D_e3nn(l, Rs))) < 1e-12
+
+
+def test_wigner_D_e3nn_is_float64_whatever_the_torch_default(rng):
+    """Precision trap (FACTS.md §2): e3nn builds D in torch's default dtype; so3 must force float64 and
+    restore the caller's default."""
     torch = pytest.importorskip("torch")
     old = torch.get_default_dtype()
+    R1, R2 = so3.random_rotation(rng), so3.random_rotation(rng)
     try:
         torch.set_default_dtype(torch.float32)
-        so3.wigner_D(2, so3.random_rotation(rng))
+        for l in (1, 2, 4):
+            D1, D2, D12 = (so3.wigner_D_e3nn(l, R) for R in (R1, R2, R1 @ R2))
+            assert np.max(np.abs(D12 - D1 @ D2)) < 1e-12  # ~6e-7 if built in float32
+        assert np.max(np.abs(so3.wigner_D_e3nn(1, R1) - R1[np.ix_([1, 2, 0], [1, 2, 0])])) < 1e-14
         assert torch.get_default_dtype() == torch.float32
     finally:
         torch.set_default_dtype(old)
