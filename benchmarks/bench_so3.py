@@ -5,7 +5,8 @@ spinful: bismuthene-like (Bi s,s,p,d: 20x20 complex blocks). Methods:
     loop     per-edge Python loop (D per element precomputed, dense D_i H D_jᵀ)  -- the baseline
     grouped  NumPy: one batched dense matmul per (Z_i, Z_j) group (gather / scatter)
     numba    hambench.so3 default: one Numba pass over the flat array, shell pair by shell pair
-Every fast result is checked against the loop on the same data before it is timed.
+Every fast result is checked against the loop on the same data before it is timed. `H.copy()` (same size) is
+printed as the memory-traffic floor.
 
 Run:  .venv/bin/python benchmarks/bench_so3.py [--edges 100000]
 """
@@ -56,6 +57,13 @@ def main():
         so3.rotate_edge_blocks(h, zi, zj, SPECIES_QM9, R, sp)
         so3.edge_traces(h, zi, zj, SPECIES_QM9, sp)
 
+    print("\n## wigner_D(l, R) for one rotation: ladder from e3nn 3j vs e3nn D_from_matrix (both float64)")
+    print(f"{'l':>3s} {'e3nn ms':>9s} {'ladder ms':>10s} {'e3nn/ladder':>12s} {'max |diff|':>11s}")
+    for l in (1, 2, 3, 4):
+        t_e, De = best(lambda: so3.wigner_D_e3nn(l, R), repeat=20)
+        t_l, Dl = best(lambda: so3.wigner_D(l, R), repeat=20)
+        print(f"{l:3d} {t_e * 1e3:9.3f} {t_l * 1e3:10.3f} {t_e / t_l:11.0f}x {np.max(np.abs(De - Dl)):11.1e}")
+
     print("\n## rotate_edge_blocks  D_i H D_j^T")
     print(f"{'workload':34s} {'elements':>10s} {'loop s':>8s} {'grouped s':>9s} {'numba s':>8s} {'grouped/loop':>12s} {'numba/loop':>11s}")
     cases = [
@@ -71,7 +79,9 @@ def main():
         t_nb, nb = best(lambda: so3.rotate_edge_blocks(H, zi, zj, species, R, spinful))
         scale = np.max(np.abs(ref))
         assert np.max(np.abs(grp - ref)) <= 1e-5 * scale and np.max(np.abs(nb - ref)) <= 1e-5 * scale
-        print(f"{name:34s} {H.size:10d} {t_loop:8.3f} {t_grp:9.3f} {t_nb:8.3f} {t_loop / t_grp:11.1f}x {t_loop / t_nb:10.1f}x")
+        t_copy, _ = best(lambda: H.copy())
+        print(f"{name:34s} {H.size:10d} {t_loop:8.3f} {t_grp:9.3f} {t_nb:8.3f} {t_loop / t_grp:11.1f}x {t_loop / t_nb:10.1f}x"
+              f"   (H.copy(): {t_copy:.3f} s)")
 
     print("\n## edge_traces  T_b = tr(H_b H_b^†) per basic block")
     print(f"{'workload':34s} {'edges':>8s} {'loop s':>8s} {'grouped s':>9s} {'numba s':>8s} {'grouped/loop':>12s} {'numba/loop':>11s}")

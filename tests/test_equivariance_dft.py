@@ -329,3 +329,30 @@ def test_soc_symmetry_fails_with_wrong_spin_rotation(op):
         [(W[a] @ H[ptr[k] : ptr[k + 1]].reshape(ni[k], nj[k]) @ W[b].conj().T).ravel() for k, (a, b) in enumerate(zip(Zi, Zj))]
     )
     assert _symmetry_error(H, Z, species, pairs, image, Q, True, rotated=wrong) > 1.0
+
+
+def test_assert_model_equivariant_on_pyscf_overlap():
+    """The shipped model-equivariance helper accepts an equivariant 'model' (PySCF's overlap as a function of the
+    positions) and rejects a non-equivariant one."""
+    from pyscf import gto
+
+    from hambench.testing import assert_model_equivariant
+
+    atoms = _qm9_molecule(MOLECULES["methane"])
+    symbols = [s for s, _ in atoms]
+    pos = np.array([x for _, x in atoms])
+
+    def overlap_model(p, cell):
+        mol = gto.M(atom=list(zip(symbols, map(tuple, p))), basis="def2-svp", unit="Angstrom", verbose=0)
+        return _to_edge_blocks(mol, mol.intor("int1e_ovlp"))[0]
+
+    mol = gto.M(atom=atoms, basis="def2-svp", unit="Angstrom", verbose=0)
+    _, Zi, Zj, species = _to_edge_blocks(mol, mol.intor("int1e_ovlp"))
+    err = assert_model_equivariant(overlap_model, pos, Zi, Zj, species, rng=np.random.default_rng(5))
+    assert err < 1e-12
+
+    def broken(p, cell):  # depends on the absolute x coordinate: not rotation-equivariant
+        return overlap_model(p, cell) * (1 + 0.1 * p[0, 0])
+
+    with pytest.raises(AssertionError, match="not equivariant"):
+        assert_model_equivariant(broken, pos, Zi, Zj, species, rng=np.random.default_rng(5))
