@@ -10,8 +10,10 @@ Conventions (DESIGN.md §4, FACTS.md §2)
 
 e3nn is the one source of Wigner matrices and 3j symbols: this module is the only place that calls it.
 e3nn's harmonics use y as the polar axis; in the frame (y, z, x) they are the standard ones, so
-``D_l(R) = Irrep(l, (-1)^l).D_from_matrix(P R Pᵀ)`` with ``P = eye(3)[[1, 2, 0]]``. e3nn builds its matrices
-in torch's *default* dtype, so every call runs under a float64 default (restored afterwards).
+``D_l(R) = Irrep(l, (-1)^l).D_from_matrix(P R Pᵀ)`` with ``P = eye(3)[[1, 2, 0]]`` (:func:`wigner_D_e3nn`).
+e3nn builds its matrices in torch's *default* dtype, so every call runs under a float64 default (restored
+afterwards). :func:`wigner_D` returns the same matrices (tested to 1e-12, l <= 8) 20-30x faster, built from
+D_1 and e3nn's 3j symbols instead of e3nn's per-call matrix exponentials.
 
 Flat block arrays
     ``blocks`` is the concatenation over edges of row-major ``(n_i, n_j)`` blocks (``(2n_i, 2n_j)`` complex
