@@ -255,3 +255,20 @@ def test_abacus_mos2_raw_csr_converted_equals_deeph_dock(abacus_mos2, which, raw
         worst_native = max(worst_native, np.max(np.abs(block.ravel() - ref)))
     assert worst == 0.0
     assert worst_native > 1e-3  # the native order differs: the test can fail
+
+
+def test_pyscf_species_shells_of_periodic_gth_cell():
+    """GTH bases on a PySCF periodic Cell: shells agree with DeepH-dock's MgO record (gth-szv)."""
+    from pyscf.pbc import gto as pgto
+
+    folder = require_realdata("pyscf_H2O_MgO", "MgO")
+    info = json.loads((folder / "info.json").read_text())
+    syms, pos = _poscar(folder)
+    lines = (folder / "POSCAR").read_text().splitlines()
+    cell = pgto.Cell()
+    cell.atom = list(zip(syms, map(tuple, pos)))
+    cell.a = [[float(x) for x in lines[k].split()] for k in (2, 3, 4)]
+    cell.basis, cell.pseudo, cell.verbose = info["basis"], "gth-pade", 0
+    cell.build()
+    assert cv.pyscf_species_shells(cell) == {cv.symbol_to_z(s): v for s, v in info["elements_orbital_map"].items()}
+    assert sum(cv.n_orbitals(cv.shells_from_pyscf(cell, a)) for a in range(cell.natm)) == cell.nao == info["orbits_quantity"]
