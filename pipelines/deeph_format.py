@@ -1,0 +1,351 @@
+"""DeepH folder formats: read and write the legacy (DeepH-pack / DeepH-E3) and the DeepH-dock layouts.
+
+Legacy folder (FACTS.md §3): element.dat (Z per atom), lat.dat (3×3 Å, **columns** are lattice vectors),
+site_positions.dat (3×N Å, columns are atoms), orbital_types.dat (l of each shell, one line per atom),
+info.json (fermi_level, isspinful), hamiltonians.h5 / overlaps.h5 with one dataset per pair named
+"[Rx, Ry, Rz, i, j]" (1-based atoms), blocks in OpenMX order, eV.
+
+DeepH-dock folder: POSCAR (Å), info.json (elements_orbital_map, spinful, fermi_energy_eV, …), hamiltonian.h5 /
+overlap.h5 with atom_pairs (N, 5) [R1, R2, R3, i, j] 0-based, chunk_boundaries, chunk_shapes, entries (flat,
+row-major blocks) in hambench order, eV.
+
+Both become a :class:`~hambench.structure.Structure` with edges sorted by (i, j, R).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import atom_permutation, n_orbitals, symbol_to_z, z_to_symbol
+from ..errors import InputError
+from ..structure import Structure
+from .h5fast import read_datasets
+
+__all__ = [
+    "detect_layout",
+    "read_legacy_folder",
+    "read_new_folder",
+    "write_legacy_folder",
+    "write_new_folder",
+    "read_poscar",
+    "sha256",
+]
+
+_KEY = re.compile(r"^\[\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def detect_layout(folder) -> str:
+    """``'legacy'`` (hamiltonians.h5) or ``'new'`` (hamiltonian.h5); InputError otherwise."""
+    folder = Path(folder)
+    if (folder / "hamiltonians.h5").exists():
+        return "legacy"
+    if (folder / "hamiltonian.h5").exists():
+        return "new"
+    raise InputError(folder, "no hamiltonians.h5 (legacy DeepH) or hamiltonian.h5 (DeepH-dock) here")
+
+
+def _need(folder: Path, name: str) -> Path:
+    p = folder / name
+    if not p.exists():
+        raise InputError(p, "missing file")
+    return p
+
+
+def _loadtxt(path: Path, ndim: int) -> np.ndarray:
+    try:
+        a = np.loadtxt(path, ndmin=ndim)
+    except ValueError as e:
+        raise InputError(path, f"not a numeric table ({e})") from None
+    if not np.all(np.isfinite(a)):
+        raise InputError(path, "contains NaN/Inf")
+    return a
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    try:
+        return read_datasets(path)
+    except OSError as e:
+        raise InputError(path, f"cannot read HDF5 (truncated or corrupt?): {e}") from None
+
+
+def _sorted_edges(src, dst, shift):
+    """Order of edges by (i, j, R)."""
+    return np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], dst, src))
+
+
+def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, where, spinful: bool):
+    """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts."""
+    out = []
+    norb = np.array([n_orbitals(s, spinful) for s in shells_of_atom])
+    for b, i, j in zip(blocks, src, dst):
+        if b.shape != (norb[i], norb[j]):
+            raise InputError(where, f"block of atoms ({i}, {j}) has shape {b.shape}, the orbitals need "
+                                    f"{(int(norb[i]), int(norb[j]))}")
+        if code != "hambench":
+            pi, si = atom_permutation(code, shells_of_atom[i])
+            pj, sj = atom_permutation(code, shells_of_atom[j])
+            if spinful:
+                n_i, n_j = len(pi), len(pj)
+                pi, si = np.concatenate([pi, pi + n_i]), np.concatenate([si, si])
+                pj, sj = np.concatenate([pj, pj + n_j]), np.concatenate([sj, sj])
+            b = b[np.ix_(pi, pj)] * np.outer(si, sj)
+        out.append(b.ravel())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _species(Z, shells_of_atom, where) -> dict[int, list[int]]:
+    species: dict[int, list[int]] = {}
+    for z, sh in zip(Z, shells_of_atom):
+        if species.setdefault(int(z), list(sh)) != list(sh):
+            raise InputError(where, f"element {z_to_symbol(int(z))} has different shells on different atoms: "
+                                    f"{species[int(z)]} vs {list(sh)}")
+    return species
+
+
+# --- legacy ----------------------------------------------------------------------------------------------
+def read_legacy_folder(folder) -> Structure:
+    """Read a legacy DeepH processed folder into a Structure (hambench order, edges sorted by (i, j, R))."""
+    folder = Path(folder)
+    Zf = _need(folder, "element.dat")
+    Z = _loadtxt(Zf, 1).astype(int)
+    for z in Z:
+        if not 1 <= z <= 118:
+            raise InputError(Zf, f"unknown atomic number {z}")
+    lat = _loadtxt(_need(folder, "lat.dat"), 2)
+    pos = _loadtxt(_need(folder, "site_positions.dat"), 2)
+    if lat.shape != (3, 3):
+        raise InputError(folder / "lat.dat", f"expected a 3x3 matrix, got shape {lat.shape}")
+    if pos.shape != (3, len(Z)):
+        raise InputError(folder / "site_positions.dat", f"expected shape (3, {len(Z)}), got {pos.shape}")
+    ot = _need(folder, "orbital_types.dat")
+    shells = [list(map(int, line.split())) for line in ot.read_text().splitlines() if line.strip()]
+    if len(shells) != len(Z):
+        raise InputError(ot, f"{len(shells)} lines for {len(Z)} atoms")
+    info_p = folder / "info.json"
+    info = json.loads(info_p.read_text()) if info_p.exists() else {}
+    spinful = bool(info.get("isspinful", False))
+    species = _species(Z, shells, ot)
+
+    edges = {}
+    data = {}
+    for name, fname in (("H", "hamiltonians.h5"), ("S", "overlaps.h5")):
+        path = _need(folder, fname)
+        ds = _read_h5(path)
+        keys = []
+        for k in ds:
+            m = _KEY.match(k)
+            if not m:
+                raise InputError(path, f"dataset name {k!r} is not of the form '[Rx, Ry, Rz, i, j]'")
+            r1, r2, r3, i, j = map(int, m.groups())
+            if not (1 <= i <= len(Z) and 1 <= j <= len(Z)):
+                raise InputError(path, f"dataset {k!r}: atom index out of 1..{len(Z)}")
+            keys.append((i - 1, j - 1, r1, r2, r3, k))
+        keys.sort()
+        edges[name] = [k[:5] for k in keys]
+        data[name] = ([ds[k[5]] for k in keys], path)
+    if edges["H"] != edges["S"]:
+        raise InputError(folder / "overlaps.h5", "the overlap's atom pairs differ from the Hamiltonian's")
+    e = np.array(edges["H"], dtype=np.int64).reshape(-1, 5)
+    src, dst, shift = e[:, 0], e[:, 1], e[:, 2:5]
+    H = _assemble(data["H"][0], Z, shells, src, dst, "deeph-legacy", data["H"][1], spinful)
+    S = _assemble(data["S"][0], Z, shells, src, dst, "deeph-legacy", data["S"][1], False)
+    files = [folder / f for f in ("element.dat", "lat.dat", "site_positions.dat", "orbital_types.dat",
+                                  "info.json", "hamiltonians.h5", "overlaps.h5") if (folder / f).exists()]
+    return Structure(
+        id=folder.name, Z=Z, pos=pos.T, cell=lat.T, pbc=[True, True, True], src=src, dst=dst, shift=shift,
+        H=H, S=S, species=species, spinful=spinful,
+        fermi_level=float(info.get("fermi_level", np.nan)),
+        sources=[(str(f), sha256(f)) for f in files],
+    )
+
+
+# --- DeepH-dock ------------------------------------------------------------------------------------------
+def read_poscar(path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(element symbol per atom, cell rows Å, Cartesian positions Å) of a VASP 5 POSCAR."""
+    path = Path(path)
+    lines = [l.split() for l in path.read_text().splitlines()]
+    try:
+        scale = float(lines[1][0])
+        cell = np.array([[float(x) for x in lines[k][:3]] for k in (2, 3, 4)]) * scale
+        symbols, counts = lines[5], [int(x) for x in lines[6]]
+        k = 7
+        if lines[k][0][0] in "sS":  # selective dynamics
+            k += 1
+        direct = lines[k][0][0] in "dD"
+        n = sum(counts)
+        coords = np.array([[float(x) for x in lines[k + 1 + a][:3]] for a in range(n)])
+    except (IndexError, ValueError) as e:
+        raise InputError(path, f"not a VASP 5 POSCAR ({e})") from None
+    if len(symbols) != len(counts):
+        raise InputError(path, "element line and count line differ in length")
+    pos = coords @ cell if direct else coords * scale
+    return [s for s, c in zip(symbols, counts) for _ in range(c)], cell, pos
+
+
+def read_new_folder(folder) -> Structure:
+    """Read a DeepH-dock folder (POSCAR, info.json, hamiltonian.h5, overlap.h5) into a Structure."""
+    folder = Path(folder)
+    pp = _need(folder, "POSCAR")
+    symbols, cell, pos = read_poscar(pp)
+    info_p = _need(folder, "info.json")
+    info = json.loads(info_p.read_text())
+    try:
+        Z = np.array([symbol_to_z(s) for s in symbols])
+    except ValueError as e:
+        raise InputError(pp, str(e)) from None
+    omap = info.get("elements_orbital_map", {})
+    try:
+        shells = [list(map(int, omap[s])) for s in symbols]
+    except KeyError as e:
+        raise InputError(info_p, f"elements_orbital_map has no entry for {e}") from None
+    spinful = bool(info.get("spinful", False))
+    species = _species(Z, shells, info_p)
+    arrays = {}
+    for name, fname in (("H", "hamiltonian.h5"), ("S", "overlap.h5")):
+        path = _need(folder, fname)
+        ds = _read_h5(path)
+        for need in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries"):
+            if need not in ds:
+                raise InputError(path, f"missing dataset {need}")
+        pairs = np.asarray(ds["atom_pairs"], np.int64).reshape(-1, 5)
+        bounds = np.asarray(ds["chunk_boundaries"], np.int64)
+        shapes = np.asarray(ds["chunk_shapes"], np.int64).reshape(-1, 2)
+        entries = np.asarray(ds["entries"])
+        if len(bounds) != len(pairs) + 1 or len(shapes) != len(pairs) or bounds[-1] != entries.size:
+            raise InputError(path, "atom_pairs, chunk_boundaries, chunk_shapes and entries are inconsistent")
+        if np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]):
+            raise InputError(path, "chunk_shapes do not match chunk_boundaries")
+        if pairs.size and (pairs[:, 3:].min() < 0 or pairs[:, 3:].max() >= len(Z)):
+            raise InputError(path, f"atom index out of 0..{len(Z) - 1}")
+        arrays[name] = (pairs, bounds, shapes, entries, path)
+    pH, pS = arrays["H"][0], arrays["S"][0]
+    oH = _sorted_edges(pH[:, 3], pH[:, 4], pH[:, :3])
+    oS = _sorted_edges(pS[:, 3], pS[:, 4], pS[:, :3])
+    if not np.array_equal(pH[oH], pS[oS]):
+        raise InputError(arrays["S"][4], "the overlap's atom pairs differ from the Hamiltonian's")
+    src, dst, shift = pH[oH, 3], pH[oH, 4], pH[oH, :3]
+    flat = {}
+    for name, order in (("H", oH), ("S", oS)):
+        pairs, bounds, shapes, entries, path = arrays[name]
+        blocks = [entries[bounds[e] : bounds[e + 1]].reshape(shapes[e]) for e in order]
+        flat[name] = _assemble(blocks, Z, shells, src, dst, "hambench", path, spinful and name == "H")
+    files = [folder / f for f in ("POSCAR", "info.json", "hamiltonian.h5", "overlap.h5")]
+    return Structure(
+        id=folder.name, Z=Z, pos=pos, cell=cell, pbc=[True, True, True], src=src, dst=dst, shift=shift,
+        H=flat["H"], S=flat["S"], species=species, spinful=spinful,
+        fermi_level=float(info.get("fermi_energy_eV", np.nan)),
+        sources=[(str(f), sha256(f)) for f in files],
+    )
+
+
+# --- writers ---------------------------------------------------------------------------------------------
+class _AtomicFolder:
+    """Write into ``folder.partial-<uuid>`` and rename to ``folder`` on success."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.tmp = self.folder.with_name(f"{self.folder.name}.partial-{uuid.uuid4().hex[:8]}")
+
+    def __enter__(self) -> Path:
+        if self.folder.exists():
+            raise InputError(self.folder, "exists already")
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.folder)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+def _blocks_in(s: Structure, which: str, code: str):
+    """Blocks of ``s`` converted from hambench to ``code`` order, one (n_i, n_j) array per edge."""
+    from ..conventions import from_hambench
+
+    spin = s.spinful if which == "H" else False
+    out = []
+    for e in range(s.nedges):
+        b = s.block(e, which)
+        if code != "hambench":
+            b = from_hambench(b, code, s.species[int(s.Z[s.src[e]])], s.species[int(s.Z[s.dst[e]])], spin)
+        out.append(np.ascontiguousarray(b))
+    return out
+
+
+def write_legacy_folder(s: Structure, folder) -> Path:
+    """Write ``s`` as a legacy DeepH folder (OpenMX order, 1-based keys), atomically."""
+    import h5py
+
+    with _AtomicFolder(folder) as tmp:
+        np.savetxt(tmp / "element.dat", s.Z.astype(int), fmt="%d")
+        np.savetxt(tmp / "lat.dat", s.cell.T)
+        np.savetxt(tmp / "site_positions.dat", s.pos.T)
+        (tmp / "orbital_types.dat").write_text(
+            "\n".join(" ".join(str(l) for l in s.species[int(z)]) for z in s.Z) + "\n")
+        (tmp / "info.json").write_text(json.dumps(
+            {"nsites": s.natoms, "isorthogonal": False, "isspinful": bool(s.spinful),
+             "fermi_level": float(s.fermi_level) if np.isfinite(s.fermi_level) else 0.0}, indent=1))
+        for which, fname in (("H", "hamiltonians.h5"), ("S", "overlaps.h5")):
+            with h5py.File(tmp / fname, "w") as f:
+                for e, b in enumerate(_blocks_in(s, which, "deeph-legacy")):
+                    r = s.shift[e]
+                    f[f"[{r[0]}, {r[1]}, {r[2]}, {s.src[e] + 1}, {s.dst[e] + 1}]"] = b
+    return Path(folder)
+
+
+def write_new_folder(s: Structure, folder) -> Path:
+    """Write ``s`` as a DeepH-dock folder (hambench order, 0-based atom_pairs), atomically.
+
+    Atoms are written in the structure's order (POSCAR groups consecutive runs of one element).
+    """
+    import h5py
+
+    with _AtomicFolder(folder) as tmp:
+        runs = []
+        for z in s.Z:
+            if runs and runs[-1][0] == int(z):
+                runs[-1][1] += 1
+            else:
+                runs.append([int(z), 1])
+        lines = [s.id, "1.0"] + [" ".join(f"{x:.10f}" for x in v) for v in s.cell]
+        lines += [" ".join(z_to_symbol(z) for z, _ in runs), " ".join(str(c) for _, c in runs), "Cartesian"]
+        lines += [" ".join(f"{x:.10f}" for x in p) for p in s.pos]
+        (tmp / "POSCAR").write_text("\n".join(lines) + "\n")
+        info = {
+            "atoms_quantity": s.natoms,
+            "orbits_quantity": int(sum(n_orbitals(s.species[int(z)]) for z in s.Z)),
+            "orthogonal_basis": False,
+            "spinful": bool(s.spinful),
+            "fermi_energy_eV": float(s.fermi_level) if np.isfinite(s.fermi_level) else 0.0,
+            "elements_orbital_map": {z_to_symbol(z): sh for z, sh in sorted(s.species.items())},
+        }
+        (tmp / "info.json").write_text(json.dumps(info, indent=2))
+        pairs = np.column_stack([s.shift, s.src, s.dst]).astype(np.int64)
+        for which, fname in (("H", "hamiltonian.h5"), ("S", "overlap.h5")):
+            blocks = _blocks_in(s, which, "hambench")
+            shapes = np.array([b.shape for b in blocks], np.int64).reshape(-1, 2)
+            bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
+            with h5py.File(tmp / fname, "w") as f:
+                f["atom_pairs"] = pairs
+                f["chunk_boundaries"] = bounds
+                f["chunk_shapes"] = shapes
+                f["entries"] = np.concatenate([b.ravel() for b in blocks]) if blocks else np.zeros(0)
+    return Path(folder)
