@@ -90,23 +90,35 @@ def _sorted_edges(src, dst, shift):
 
 
 def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, where, spinful: bool):
-    """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts."""
-    out = []
-    norb = np.array([n_orbitals(s, spinful) for s in shells_of_atom])
-    for b, i, j in zip(blocks, src, dst):
-        if b.shape != (norb[i], norb[j]):
-            raise InputError(where, f"block of atoms ({i}, {j}) has shape {b.shape}, the orbitals need "
-                                    f"{(int(norb[i]), int(norb[j]))}")
+    """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts.
+
+    Edges are grouped by element pair: each group is stacked once and reordered with one fancy index.
+    """
+    norb = np.array([n_orbitals(s, spinful) for s in shells_of_atom], dtype=np.int64)
+    ni, nj = norb[src], norb[dst]
+    ptr = np.concatenate([[0], np.cumsum(ni * nj)])
+    dtype = np.result_type(*[b.dtype for b in blocks[:1]], np.float64) if blocks else np.float64
+    out = np.empty(int(ptr[-1]), dtype=dtype)
+    for e, b in enumerate(blocks):
+        if b.shape != (ni[e], nj[e]):
+            raise InputError(where, f"block of atoms ({src[e]}, {dst[e]}) has shape {b.shape}, the orbitals need "
+                                    f"{(int(ni[e]), int(nj[e]))}")
+    Za, Zb = np.asarray(Z)[src], np.asarray(Z)[dst]
+    for za, zb in {(int(a), int(b)) for a, b in zip(Za, Zb)}:
+        edges = np.flatnonzero((Za == za) & (Zb == zb))
+        stack = np.stack([blocks[e] for e in edges])
         if code != "hambench":
-            pi, si = atom_permutation(code, shells_of_atom[i])
-            pj, sj = atom_permutation(code, shells_of_atom[j])
+            i0, j0 = int(src[edges[0]]), int(dst[edges[0]])
+            pi, si = atom_permutation(code, shells_of_atom[i0])
+            pj, sj = atom_permutation(code, shells_of_atom[j0])
             if spinful:
-                n_i, n_j = len(pi), len(pj)
-                pi, si = np.concatenate([pi, pi + n_i]), np.concatenate([si, si])
-                pj, sj = np.concatenate([pj, pj + n_j]), np.concatenate([sj, sj])
-            b = b[np.ix_(pi, pj)] * np.outer(si, sj)
-        out.append(b.ravel())
-    return np.concatenate(out) if out else np.zeros(0)
+                pi, si = np.concatenate([pi, pi + len(pi)]), np.concatenate([si, si])
+                pj, sj = np.concatenate([pj, pj + len(pj)]), np.concatenate([sj, sj])
+            stack = stack[:, pi[:, None], pj[None, :]] * (si[:, None] * sj[None, :])
+        size = stack.shape[1] * stack.shape[2]
+        idx = ptr[edges][:, None] + np.arange(size)[None, :]
+        out[idx] = stack.reshape(len(edges), size)
+    return out
 
 
 def _species(Z, shells_of_atom, where) -> dict[int, list[int]]:

@@ -10,6 +10,7 @@ h5py's.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -89,7 +90,7 @@ def read_datasets(path) -> dict[str, np.ndarray]:
                 parsed = None
             if parsed is not None:
                 shape, dtype, start, nbytes = parsed
-                count = int(np.prod(shape, dtype=np.int64))
+                count = math.prod(shape)
                 if nbytes == count * dtype.itemsize and start + nbytes <= len(raw):
                     out[name] = buf[start : start + nbytes].view(dtype).reshape(shape)
                     continue
