@@ -32,7 +32,7 @@ def _as_pbc(pbc) -> tuple[bool, bool, bool]:
 def _as_cell(cell, pbc: tuple[bool, bool, bool]) -> np.ndarray:
     if cell is None:
         if any(pbc):
-            raise ValueError(f"a cell is needed along the periodic directions pbc={pbc}, got cell=None")
+            raise ValueError(f"periodic boundaries pbc={pbc} needs a cell, got cell=None")
         return np.zeros((3, 3))
     cell = np.array(cell, dtype=np.float64)  # a copy: rows are zeroed below
     if cell.shape != (3, 3):
@@ -58,7 +58,7 @@ def _as_cell(cell, pbc: tuple[bool, bool, bool]) -> np.ndarray:
     return cell
 
 
-def neighbor_list(positions, cell=None, pbc=False, *, cutoff: float):
+def neighbor_list(positions, cutoff: float, cell=None, pbc=False):
     """All pairs of atoms closer than ``cutoff``, across periodic boundaries.
 
     Parameters
@@ -66,13 +66,13 @@ def neighbor_list(positions, cell=None, pbc=False, *, cutoff: float):
     positions : array_like, shape (N, 3)
         Cartesian positions (Å, or any length unit shared with ``cell`` and ``cutoff``). Atoms may lie
         outside the home cell; the shifts always refer to the positions as given.
+    cutoff : float
+        Strictly positive; pairs at distance exactly ``cutoff`` are excluded.
     cell : array_like, shape (3, 3), optional
         Lattice vectors as rows. Rows along non-periodic directions are ignored (a slab's vacuum vector may be
         zero or anything). ``None`` for a molecule.
     pbc : bool or sequence of three bools
         Periodicity along each lattice vector; one bool applies to all three.
-    cutoff : float
-        Strictly positive; pairs at distance exactly ``cutoff`` are excluded.
 
     Returns
     -------
@@ -92,7 +92,7 @@ def neighbor_list(positions, cell=None, pbc=False, *, cutoff: float):
     Example
     -------
     >>> import numpy as np
-    >>> src, dst, shift = neighbor_list(np.zeros((1, 3)), np.eye(3), True, cutoff=1.5)
+    >>> src, dst, shift = neighbor_list(np.zeros((1, 3)), 1.5, np.eye(3), True)
     >>> len(src)  # the atom itself, 6 nearest and 12 second-nearest images of a simple cubic lattice
     19
     """
@@ -120,7 +120,7 @@ def edge_vectors(positions, cell, src, dst, shift) -> np.ndarray:
     -------
     >>> import numpy as np
     >>> pos = np.array([[0.0, 0, 0], [0.0, 0, 1.0]])
-    >>> edge_vectors(pos, None, *neighbor_list(pos, cutoff=1.5))[1]
+    >>> edge_vectors(pos, None, *neighbor_list(pos, 1.5))[1]
     array([0., 0., 1.])
     """
     pos = np.asarray(positions, dtype=np.float64)
