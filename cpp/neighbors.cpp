@@ -190,40 +190,71 @@ Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::arr
         std::vector<int64_t> fill(head.begin(), head.end() - 1);
         for (int64_t p = 0; p < m; ++p) order[fill[binid[p]]++] = p;
     }
+    // images copied into bin order: each bin's candidates are contiguous in memory
+    std::vector<double> spos(3 * m);
+    std::vector<int32_t> sdelta(3 * m);  // R = S - offset_j (offset_i added per home atom)
+    std::vector<int32_t> satom(m);
+    for (int64_t q = 0; q < m; ++q) {
+        const int64_t p = order[q], j = img_atom[p];
+        satom[q] = static_cast<int32_t>(j);
+        for (int d = 0; d < 3; ++d) {
+            spos[3 * q + d] = img_pos[3 * p + d];
+            sdelta[3 * q + d] = img_shift[3 * p + d] - offset[3 * j + d];
+        }
+    }
 
-    Pairs out;
     const double rc2 = rc * rc;
     struct Hit { int32_t j, s0, s1, s2; };
-    std::vector<Hit> hits;
+    // home atoms visited in bin order (neighbouring atoms share candidate bins in cache); each atom's
+    // sorted hits form one segment, copied out in atom order at the end
+    std::vector<int64_t> home(n), home_bin(n);
     for (int64_t i = 0; i < n; ++i) {
         const double *ri = &wrapped[3 * i];
-        int64_t c0 = bin_of(ri, 0), c1 = bin_of(ri, 1), c2 = bin_of(ri, 2);
-        hits.clear();
+        home_bin[i] = (bin_of(ri, 0) * nb[1] + bin_of(ri, 1)) * nb[2] + bin_of(ri, 2);
+    }
+    std::iota(home.begin(), home.end(), 0);
+    std::stable_sort(home.begin(), home.end(), [&](int64_t u, int64_t v) { return home_bin[u] < home_bin[v]; });
+    std::vector<Hit> all;
+    all.reserve(static_cast<size_t>(n) * 16);
+    std::vector<int64_t> seg(n + 1, 0), seg_start(n);
+    for (const int64_t i : home) {
+        const double *ri = &wrapped[3 * i];
+        const int64_t c0 = bin_of(ri, 0), c1 = bin_of(ri, 1), c2 = bin_of(ri, 2);
+        const size_t start = all.size();
         for (int64_t x = std::max<int64_t>(0, c0 - 1); x <= std::min<int64_t>(nb[0] - 1, c0 + 1); ++x)
             for (int64_t y = std::max<int64_t>(0, c1 - 1); y <= std::min<int64_t>(nb[1] - 1, c1 + 1); ++y)
                 for (int64_t z = std::max<int64_t>(0, c2 - 1); z <= std::min<int64_t>(nb[2] - 1, c2 + 1); ++z) {
-                    int64_t c = (x * nb[1] + y) * nb[2] + z;
+                    const int64_t c = (x * nb[1] + y) * nb[2] + z;
                     for (int64_t q = head[c]; q < head[c + 1]; ++q) {
-                        int64_t p = order[q];
-                        double dx = img_pos[3 * p] - ri[0], dy = img_pos[3 * p + 1] - ri[1],
-                               dz = img_pos[3 * p + 2] - ri[2];
+                        const double dx = spos[3 * q] - ri[0], dy = spos[3 * q + 1] - ri[1],
+                                     dz = spos[3 * q + 2] - ri[2];
                         if (dx * dx + dy * dy + dz * dz < rc2) {
-                            int64_t j = img_atom[p];
                             // r_j + R.a - r_i = image - wrapped_i  with  R = S - offset_j + offset_i
-                            hits.push_back({static_cast<int32_t>(j),
-                                            img_shift[3 * p] - offset[3 * j] + offset[3 * i],
-                                            img_shift[3 * p + 1] - offset[3 * j + 1] + offset[3 * i + 1],
-                                            img_shift[3 * p + 2] - offset[3 * j + 2] + offset[3 * i + 2]});
+                            all.push_back({satom[q], sdelta[3 * q] + offset[3 * i],
+                                           sdelta[3 * q + 1] + offset[3 * i + 1],
+                                           sdelta[3 * q + 2] + offset[3 * i + 2]});
                         }
                     }
                 }
-        std::sort(hits.begin(), hits.end(), [](const Hit &u, const Hit &v) {
+        std::sort(all.begin() + start, all.end(), [](const Hit &u, const Hit &v) {
             return std::tie(u.j, u.s0, u.s1, u.s2) < std::tie(v.j, v.s0, v.s1, v.s2);
         });
-        for (const auto &h : hits) {
-            out.src.push_back(static_cast<int32_t>(i));
-            out.dst.push_back(h.j);
-            out.shift.insert(out.shift.end(), {h.s0, h.s1, h.s2});
+        seg_start[i] = static_cast<int64_t>(start);
+        seg[i + 1] = static_cast<int64_t>(all.size() - start);
+    }
+    for (int64_t i = 0; i < n; ++i) seg[i + 1] += seg[i];
+    Pairs out;
+    out.src.resize(all.size());
+    out.dst.resize(all.size());
+    out.shift.resize(3 * all.size());
+    for (int64_t i = 0; i < n; ++i) {
+        int64_t w = seg[i];
+        for (int64_t h = seg_start[i]; h < seg_start[i] + (seg[i + 1] - seg[i]); ++h, ++w) {
+            out.src[w] = static_cast<int32_t>(i);
+            out.dst[w] = all[h].j;
+            out.shift[3 * w] = all[h].s0;
+            out.shift[3 * w + 1] = all[h].s1;
+            out.shift[3 * w + 2] = all[h].s2;
         }
     }
     return out;
