@@ -88,7 +88,10 @@ struct Pairs {
     std::vector<int32_t> src, dst, shift;
 };
 
-Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc, double rc) {
+// Candidate pairs within rc of each other, measured between wrapped atoms and images (rounding of the
+// wrap makes these distances differ from the definition's by a few ulps; build() re-measures them).
+Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc,
+                       double rc) {
     if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
     std::array<Vec3, 3> a;
     for (int k = 0; k < 3; ++k)
@@ -258,6 +261,45 @@ Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::arr
         }
     }
     return out;
+}
+
+// All (i, j, R) with |r_j + R.a - r_i| < rc, the distance evaluated on the positions as given, as
+// (r_j - r_i) + (R_0 a_0 + R_1 a_1 + R_2 a_2): so a pair exactly at rc is never returned even when the
+// atoms lie far outside the home cell. The cell list searches a slightly larger radius (the wrap into the
+// home cell moves positions by rounding, up to ~1e-16 of their magnitude) and every candidate is re-measured.
+Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc, double rc) {
+    if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
+    double scale = rc;
+    for (int64_t t = 0; t < 3 * n; ++t) scale = std::max(scale, std::abs(pos[t]));
+    std::array<Vec3, 3> a{};
+    for (int k = 0; k < 3; ++k)
+        if (pbc[k]) {
+            for (int d = 0; d < 3; ++d) a[k][d] = cell_ptr[3 * k + d];
+            scale += norm(a[k]);
+        }
+    Pairs cand = build_candidates(pos, n, cell_ptr, pbc, rc + 1e-10 * scale);
+    const double rc2 = rc * rc;
+    size_t w = 0;
+    for (size_t e = 0; e < cand.src.size(); ++e) {
+        const double *ri = &pos[3 * static_cast<int64_t>(cand.src[e])];
+        const double *rj = &pos[3 * static_cast<int64_t>(cand.dst[e])];
+        const int32_t *R = &cand.shift[3 * e];
+        double d2 = 0.0;
+        for (int d = 0; d < 3; ++d) {
+            const double t = (rj[d] - ri[d]) + (R[0] * a[0][d] + R[1] * a[1][d] + R[2] * a[2][d]);
+            d2 += t * t;
+        }
+        if (d2 < rc2) {  // compaction keeps the (src, dst, R) order
+            cand.src[w] = cand.src[e];
+            cand.dst[w] = cand.dst[e];
+            for (int d = 0; d < 3; ++d) cand.shift[3 * w + d] = R[d];
+            ++w;
+        }
+    }
+    cand.src.resize(w);
+    cand.dst.resize(w);
+    cand.shift.resize(3 * w);
+    return cand;
 }
 
 py::tuple neighbor_list(py::array_t<double, py::array::c_style | py::array::forcecast> positions,
