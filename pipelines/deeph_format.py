@@ -337,9 +337,9 @@ def write_new_folder(s: Structure, folder) -> Path:
                 runs[-1][1] += 1
             else:
                 runs.append([int(z), 1])
-        lines = [s.id, "1.0"] + [" ".join(f"{x:.10f}" for x in v) for v in s.cell]
+        lines = [s.id, "1.0"] + [" ".join(repr(float(x)) for x in v) for v in s.cell]
         lines += [" ".join(z_to_symbol(z) for z, _ in runs), " ".join(str(c) for _, c in runs), "Cartesian"]
-        lines += [" ".join(f"{x:.10f}" for x in p) for p in s.pos]
+        lines += [" ".join(repr(float(x)) for x in p) for p in s.pos]
         (tmp / "POSCAR").write_text("\n".join(lines) + "\n")
         info = {
             "atoms_quantity": s.natoms,

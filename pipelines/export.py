@@ -1,0 +1,106 @@
+"""``hambench export``: a store → one DeepH folder per structure (DeepH-dock or legacy DeepH-pack/DeepH-E3 layout).
+
+The whole export is written into ``<output>.partial-<uuid>`` and renamed to ``output`` only when every structure
+is written, so an interrupted export never leaves a half-filled ``output``. Folder names are the structure ids
+made safe for a file system (``a/rot0`` → ``a_rot0``; collisions get ``-<index>``); ``export.json`` in the output
+maps every folder back to its structure (id, index, parent, rotation).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["FORMATS", "export_store", "folder_names"]
+
+#: ``--format`` → writer name in :mod:`hambench.pipelines.deeph_format`
+FORMATS = {"deeph": "write_new_folder", "deeph-legacy": "write_legacy_folder"}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def folder_names(ids) -> list[str]:
+    """A safe, unique folder name for every structure id, in order.
+
+    Runs of characters other than letters, digits and ``._+=-`` become ``_``; leading dots are dropped (no hidden
+    folders, no ``..``); an empty result becomes ``structure``. Names are unique ignoring case (case-insensitive
+    file systems): a name already taken gets ``-<index of the structure>``.
+    """
+    out, taken = [], set()
+    for k, sid in enumerate(ids):
+        name = _UNSAFE.sub("_", str(sid)).lstrip(".")[:200] or "structure"
+        if name.lower() in taken or name.lower() == "export.json":
+            name = f"{name}-{k}"
+            while name.lower() in taken:
+                name += "_"
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
+def _progress(quiet: bool, total: int):
+    from contextlib import nullcontext
+
+    if quiet:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("structures"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def export_store(store_path, fmt: str, output, quiet: bool = False) -> str:
+    """Write every structure of the store ``store_path`` as a ``fmt`` folder under ``output``; returns a summary line.
+
+    ``fmt`` is ``"deeph"`` (DeepH-dock: POSCAR, info.json, hamiltonian.h5 / overlap.h5, hambench order) or
+    ``"deeph-legacy"`` (element.dat, lat.dat, …, hamiltonians.h5 / overlaps.h5 keyed "[Rx, Ry, Rz, i, j]" 1-based,
+    OpenMX order). Raises :class:`~hambench.errors.StoreError` for a store of the wrong kind or version and
+    :class:`~hambench.errors.InputError` for an unknown format or an ``output`` that exists and is not empty.
+    """
+    from ..store import open_store
+    from . import deeph_format
+
+    t0 = time.perf_counter()
+    if fmt not in FORMATS:
+        raise InputError(None, f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise InputError(output, "exists and is not empty; choose another -o")
+    st = open_store(store_path)
+    if not (output.parent if str(output.parent) else Path(".")).exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
+    write = getattr(deeph_format, FORMATS[fmt])
+    n = len(st)
+    ids = [str(x) for x in st.array("structures/id")[:]] if n else []
+    names = folder_names(ids)
+    tmp = output.with_name(f"{output.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    index = []
+    try:
+        with _progress(quiet, n) as bar:
+            task = bar.add_task("export", total=n) if bar else None
+            for k, name in enumerate(names):
+                s = st[k]
+                write(s, tmp / name)
+                entry = {"folder": name, "id": s.id, "index": k}
+                if s.parent >= 0:
+                    entry.update(parent=int(s.parent), rotation=[[float(x) for x in r] for r in s.rotation])
+                index.append(entry)
+                if bar:
+                    bar.update(task, advance=1)
+        (tmp / "export.json").write_text(json.dumps(
+            {"store": str(store_path), "format": fmt, "spinful": st.spinful, "structures": index}, indent=1))
+        if output.exists():  # an empty directory: replace it
+            output.rmdir()
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return f"exported {n} structure{'s' if n != 1 else ''} of {store_path} as {fmt} folders to {output} " \
+           f"in {time.perf_counter() - t0:.1f} s"
