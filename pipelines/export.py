@@ -70,11 +70,12 @@ def export_store(store_path, fmt: str, output, quiet: bool = False) -> str:
     if fmt not in FORMATS:
         raise InputError(None, f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+    if output.exists() and not output.is_dir():
+        raise InputError(output, "exists and is a file; choose another -o")
+    if output.exists() and any(output.iterdir()):
         raise InputError(output, "exists and is not empty; choose another -o")
     st = open_store(store_path)
-    if not (output.parent if str(output.parent) else Path(".")).exists():
-        output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     write = getattr(deeph_format, FORMATS[fmt])
     n = len(st)
     ids = [str(x) for x in st.array("structures/id")[:]] if n else []

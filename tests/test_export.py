@@ -129,6 +129,9 @@ def test_cli_export_and_refusals(mote2_store, tmp_path):
     empty.mkdir()
     assert "exported" in export_store(mote2_store, "deeph-legacy", empty, quiet=True)
     assert (empty / "deeph_new_MoTe2" / "hamiltonians.h5").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        export_store(mote2_store, "deeph", tmp_path / "afile", quiet=True)
     with pytest.raises(InputError, match="unknown export format"):
         export_store(mote2_store, "xyz", tmp_path / "x", quiet=True)
     not_store = tmp_path / "not_a_store"
