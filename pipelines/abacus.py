@@ -145,7 +145,8 @@ def _float(buf, p, n, pow10):
         if p == start:
             return 0.0, p, False
         e += -x if eneg else x
-    # m < 2**63 exact; m * 10^e is one correctly rounded operation when m < 2**53 and |e| <= 22
+    # m * 10^e is one correctly rounded operation (= strtod) when m < 2**53 (<= 15 significant digits, as ABACUS
+    # writes) and |e| <= 22; longer mantissas or larger exponents are within a few ulp
     v = float(m)
     if m == 0:
         v = 0.0
@@ -212,6 +213,8 @@ def _parse_csr_kernel(buf, p, n_r, dim, cplx, pow10):
         nnzs[k] = nnz
         if nnz == 0:
             continue
+        if 4 * nnz > n - p:  # every element needs >= 2 bytes of value and >= 2 of column index
+            return 2, p, rvec, nnzs, re_, im, rows, cols, ridx, total
         if total + nnz > cap:
             return 8, p, rvec, nnzs, re_, im, rows, cols, ridx, total
         p = _skip_lines(buf, p, n)
@@ -602,7 +605,7 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
     codes_all = r_code(r_all)
     h_nonempty = set(r_code(hs[0]["R"][hs[0]["nnz"] > 0]).tolist())
     s_nonempty = r_code(sm["R"][sm["nnz"] > 0])
-    missing = [tuple(r) for r, c in zip(sm["R"][sm["nnz"] > 0], s_nonempty) if c not in h_nonempty]
+    missing = [tuple(int(x) for x in r) for r, c in zip(sm["R"][sm["nnz"] > 0], s_nonempty) if c not in h_nonempty]
     if missing:
         raise InputError(s_path, f"overlap has elements at R = {missing[0]} (and {len(missing) - 1} more) where "
                                  f"{h_paths[0].name} has none: the two files do not describe the same run")
