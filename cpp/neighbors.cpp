@@ -115,6 +115,9 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
             double f = dot(b[k], r);
             if (pbc[k]) {
                 double fl = std::floor(f);
+                if (!(std::abs(fl) < 1e9))
+                    throw std::invalid_argument("atom " + std::to_string(i) + " lies more than 1e9 cells away along lattice vector " +
+                                                std::to_string(k) + ": wrap the positions first");
                 offset[3 * i + k] = static_cast<int32_t>(fl);
                 f -= fl;
                 if (f >= 1.0) { f -= 1.0; offset[3 * i + k] += 1; }
@@ -165,20 +168,55 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
             lo[d] = std::min(lo[d], img_pos[3 * p + d]);
             hi[d] = std::max(hi[d], img_pos[3 * p + d]);
         }
+    // Per axis, the occupied bin columns are numbered with every run of empty columns squeezed to one:
+    // adjacency of occupied columns is kept, so a far outlier (a molecule beside a distant atom) costs one
+    // extra column instead of forcing coarse bins on the dense part. Small ranges use a lookup table,
+    // large ones a sorted list of occupied columns.
     double edge = rc;
     std::array<int64_t, 3> nb{1, 1, 1};
+    std::array<std::vector<int64_t>, 3> occupied, squeezed;
+    std::array<bool, 3> table{};
+    auto column = [&](double x, int d) {
+        const double c = (x - lo[d]) / edge;  // >= 0 for every image
+        return c < 4e18 ? static_cast<int64_t>(c) : static_cast<int64_t>(4e18);
+    };
     for (;;) {
         int64_t total = 1;
         for (int d = 0; d < 3; ++d) {
-            nb[d] = m ? std::max<int64_t>(1, static_cast<int64_t>((hi[d] - lo[d]) / edge) + 1) : 1;
-            total *= nb[d];
+            const int64_t range = m ? column(hi[d], d) + 1 : 1;
+            table[d] = range <= 4 * m + 64;
+            std::vector<int64_t> &occ = occupied[d], &sq = squeezed[d];
+            if (table[d]) {
+                occ.assign(range, 0);
+                for (int64_t p = 0; p < m; ++p) occ[column(img_pos[3 * p + d], d)] = 1;
+                sq.assign(range, 0);
+                int64_t c = 0, last = -2;
+                for (int64_t t = 0; t < range; ++t)
+                    if (occ[t]) {
+                        if (last >= 0) c += (t - last > 1) ? 2 : 1;
+                        sq[t] = c;
+                        last = t;
+                    }
+                nb[d] = c + 1;
+            } else {
+                occ.resize(m);
+                for (int64_t p = 0; p < m; ++p) occ[p] = column(img_pos[3 * p + d], d);
+                std::sort(occ.begin(), occ.end());
+                occ.erase(std::unique(occ.begin(), occ.end()), occ.end());
+                sq.assign(occ.size(), 0);
+                for (size_t t = 1; t < occ.size(); ++t) sq[t] = sq[t - 1] + ((occ[t] - occ[t - 1] > 1) ? 2 : 1);
+                nb[d] = sq.empty() ? 1 : sq.back() + 1;
+            }
+            total = total > 8 * m + 64 ? total : total * nb[d];
         }
         if (total <= 8 * m + 64) break;  // sparse point clouds: coarser bins keep memory O(N)
         edge *= 2.0;
     }
-    auto bin_of = [&](const double *r, int d) {
-        int64_t c = static_cast<int64_t>((r[d] - lo[d]) / edge);
-        return std::min<int64_t>(std::max<int64_t>(c, 0), nb[d] - 1);
+    auto bin_of = [&](const double *r, int d) -> int64_t {
+        const int64_t c = column(r[d], d);
+        if (table[d]) return squeezed[d][std::min<int64_t>(c, static_cast<int64_t>(squeezed[d].size()) - 1)];
+        const auto it = std::lower_bound(occupied[d].begin(), occupied[d].end(), c);
+        return squeezed[d][std::min<size_t>(it - occupied[d].begin(), squeezed[d].size() - 1)];
     };
     const int64_t nbins = nb[0] * nb[1] * nb[2];
     std::vector<int64_t> head(nbins + 1, 0), order(m);
@@ -269,15 +307,28 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
 // home cell moves positions by rounding, up to ~1e-16 of their magnitude) and every candidate is re-measured.
 Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc, double rc) {
     if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
-    double scale = rc;
-    for (int64_t t = 0; t < 3 * n; ++t) scale = std::max(scale, std::abs(pos[t]));
-    std::array<Vec3, 3> a{};
+    std::array<Vec3, 3> a{}, basis;
     for (int k = 0; k < 3; ++k)
-        if (pbc[k]) {
-            for (int d = 0; d < 3; ++d) a[k][d] = cell_ptr[3 * k + d];
-            scale += norm(a[k]);
-        }
-    Pairs cand = build_candidates(pos, n, cell_ptr, pbc, rc + 1e-10 * scale);
+        for (int d = 0; d < 3; ++d) basis[k][d] = a[k][d] = pbc[k] ? cell_ptr[3 * k + d] : 0.0;
+    basis = complete_basis(basis, pbc);
+    // Rounding bound of the wrap: fractional coordinates carry ~eps |a_k||b_k| |r| (the skew of the cell
+    // amplifies it), images ~eps (reach + 1) |a_k| <= eps skew (rc + |a_k|). A search radius larger by
+    // 1e-12 (≈ 5000 ulps) of that scale loses no pair; when that exceeds 1 % of the cutoff the coordinates
+    // cannot resolve the cutoff at all.
+    const double vol = dot(basis[0], cross(basis[1], basis[2]));
+    double skew = 1.0, extent = rc, span = 0.0;
+    for (int k = 0; k < 3; ++k) {
+        const Vec3 bk = cross(basis[(k + 1) % 3], basis[(k + 2) % 3]);
+        skew = std::max(skew, norm(basis[k]) * norm(bk) / std::abs(vol));
+        span += norm(a[k]);
+    }
+    for (int64_t t = 0; t < 3 * n; ++t) extent = std::max(extent, std::abs(pos[t]));
+    const double slack = 1e-12 * skew * (extent + rc + span);
+    if (!(slack < 0.01 * rc))
+        throw std::invalid_argument("coordinates up to " + std::to_string(extent) +
+                                    " are too large for cutoff " + std::to_string(rc) +
+                                    " (double precision cannot resolve it): wrap or centre the positions");
+    Pairs cand = build_candidates(pos, n, cell_ptr, pbc, rc + slack);
     const double rc2 = rc * rc;
     size_t w = 0;
     for (size_t e = 0; e < cand.src.size(); ++e) {

@@ -130,3 +130,22 @@ def test_cutoff_is_strict_at_exact_lattice_distances():
         assert as_set(src, dst, shift) == {(int(a), int(b), *map(int, grid[c])) for a, b, c in zip(i, j, s)}
         n_boundary += int(np.count_nonzero(dd == rc * rc))
     assert n_boundary > 0  # the cases do put images exactly on the cutoff sphere
+
+
+def test_dense_cluster_beside_far_atoms_matches_brute_force():
+    """A molecule with atoms far away (a cluster plus outliers 1e3–1e8 Å off): the cell list squeezes the
+    empty columns between them, and the result equals the O(N²) list exactly."""
+    rng = np.random.default_rng(8)
+    for scale in (1e3, 1e5, 1e8):
+        pos = np.vstack([rng.uniform(0, 6, (40, 3)), rng.uniform(-1, 1, (3, 3)) * scale, rng.uniform(0, 3, (6, 3)) + scale])
+        src, dst, shift = neighbor_list(pos, 2.0)
+        d = np.linalg.norm(pos[None, :] - pos[:, None], axis=-1)
+        i, j = np.nonzero(d < 2.0)
+        assert as_set(src, dst, shift) == {(int(a), int(b), 0, 0, 0) for a, b in zip(i, j)}
+
+
+def test_coordinates_beyond_double_precision_are_refused():
+    with pytest.raises(ValueError, match="too large for cutoff"):
+        neighbor_list(np.array([[0.0, 0, 0], [1e17, 0, 0]]), 2.0)
+    with pytest.raises(ValueError, match="cells away"):
+        neighbor_list(np.array([[0.0, 0, 0], [0, 0, 3e9]]), 1e3 * 1.5, np.eye(3) * 1e-3 * 2, True)
