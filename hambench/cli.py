@@ -70,6 +70,9 @@ def main(ctx, debug, quiet):
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output store (NAME.zarr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
 @click.option("--cutoff", type=float, help="Build edges with the neighbour list (Å) instead of the DFT block keys.")
+@click.option("--edges", type=click.Choice(["overlap", "hamiltonian"]),
+              help="[abacus/siesta] keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every "
+                   "pair with stored Hamiltonian elements.")
 @click.option("--augment", type=int, default=0, show_default=True,
               help="Add K rotation-augmented copies of every structure.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rotations, sampling and displacements.")
