@@ -88,10 +88,11 @@ struct Pairs {
     std::vector<int32_t> src, dst, shift;
 };
 
-// Candidate pairs within rc of each other, measured between wrapped atoms and images (rounding of the
-// wrap makes these distances differ from the definition's by a few ulps; build() re-measures them).
+// Pairs closer than rc_exact, found with a cell list of search radius rc = rc_exact + slack between wrapped
+// atoms and images. The wrap moves positions by rounding (at most `slack`), so a pair whose wrapped distance
+// lies within slack of rc_exact is re-measured on the positions as given (see build()).
 Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc,
-                       double rc) {
+                       double rc, double rc_exact, double slack) {
     if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
     std::array<Vec3, 3> a;
     for (int k = 0; k < 3; ++k)
@@ -245,6 +246,21 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
     }
 
     const double rc2 = rc * rc;
+    const double rc2_sure = rc_exact > slack ? (rc_exact - slack) * (rc_exact - slack) : 0.0;
+    const double rc2_exact = rc_exact * rc_exact;
+    std::array<Vec3, 3> shift_vec{};  // only periodic rows: R is zero along the others
+    for (int k = 0; k < 3; ++k)
+        if (pbc[k]) shift_vec[k] = a[k];
+    // the definition's distance, evaluated as (r_j - r_i) + (R_0 a_0 + R_1 a_1 + R_2 a_2)
+    auto exact_inside = [&](int64_t i, int64_t j, int32_t R0, int32_t R1, int32_t R2) {
+        double d2 = 0.0;
+        for (int d = 0; d < 3; ++d) {
+            const double t = (pos[3 * j + d] - pos[3 * i + d]) +
+                             (R0 * shift_vec[0][d] + R1 * shift_vec[1][d] + R2 * shift_vec[2][d]);
+            d2 += t * t;
+        }
+        return d2 < rc2_exact;
+    };
     struct Hit { int32_t j, s0, s1, s2; };
     // home atoms visited in bin order (neighbouring atoms share candidate bins in cache); each atom's
     // sorted hits form one segment, copied out in atom order at the end
@@ -269,11 +285,12 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
                     for (int64_t q = head[c]; q < head[c + 1]; ++q) {
                         const double dx = spos[3 * q] - ri[0], dy = spos[3 * q + 1] - ri[1],
                                      dz = spos[3 * q + 2] - ri[2];
-                        if (dx * dx + dy * dy + dz * dz < rc2) {
+                        const double d2 = dx * dx + dy * dy + dz * dz;
+                        if (d2 < rc2) {
                             // r_j + R.a - r_i = image - wrapped_i  with  R = S - offset_j + offset_i
-                            all.push_back({satom[q], sdelta[3 * q] + offset[3 * i],
-                                           sdelta[3 * q + 1] + offset[3 * i + 1],
-                                           sdelta[3 * q + 2] + offset[3 * i + 2]});
+                            const Hit h{satom[q], sdelta[3 * q] + offset[3 * i], sdelta[3 * q + 1] + offset[3 * i + 1],
+                                        sdelta[3 * q + 2] + offset[3 * i + 2]};
+                            if (d2 < rc2_sure || exact_inside(i, h.j, h.s0, h.s1, h.s2)) all.push_back(h);
                         }
                     }
                 }
@@ -304,7 +321,7 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
 // All (i, j, R) with |r_j + R.a - r_i| < rc, the distance evaluated on the positions as given, as
 // (r_j - r_i) + (R_0 a_0 + R_1 a_1 + R_2 a_2): so a pair exactly at rc is never returned even when the
 // atoms lie far outside the home cell. The cell list searches a slightly larger radius (the wrap into the
-// home cell moves positions by rounding, up to ~1e-16 of their magnitude) and every candidate is re-measured.
+// home cell moves positions by rounding, ~1e-16 of their magnitude) and re-measures candidates near rc.
 Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::array<bool, 3> &pbc, double rc) {
     if (!(rc > 0.0) || !std::isfinite(rc)) throw std::invalid_argument("cutoff must be a positive finite number");
     std::array<Vec3, 3> a{}, basis;
@@ -328,29 +345,7 @@ Pairs build(const double *pos, int64_t n, const double *cell_ptr, const std::arr
         throw std::invalid_argument("coordinates up to " + std::to_string(extent) +
                                     " are too large for cutoff " + std::to_string(rc) +
                                     " (double precision cannot resolve it): wrap or centre the positions");
-    Pairs cand = build_candidates(pos, n, cell_ptr, pbc, rc + slack);
-    const double rc2 = rc * rc;
-    size_t w = 0;
-    for (size_t e = 0; e < cand.src.size(); ++e) {
-        const double *ri = &pos[3 * static_cast<int64_t>(cand.src[e])];
-        const double *rj = &pos[3 * static_cast<int64_t>(cand.dst[e])];
-        const int32_t *R = &cand.shift[3 * e];
-        double d2 = 0.0;
-        for (int d = 0; d < 3; ++d) {
-            const double t = (rj[d] - ri[d]) + (R[0] * a[0][d] + R[1] * a[1][d] + R[2] * a[2][d]);
-            d2 += t * t;
-        }
-        if (d2 < rc2) {  // compaction keeps the (src, dst, R) order
-            cand.src[w] = cand.src[e];
-            cand.dst[w] = cand.dst[e];
-            for (int d = 0; d < 3; ++d) cand.shift[3 * w + d] = R[d];
-            ++w;
-        }
-    }
-    cand.src.resize(w);
-    cand.dst.resize(w);
-    cand.shift.resize(3 * w);
-    return cand;
+    return build_candidates(pos, n, cell_ptr, pbc, rc + slack, rc, slack);
 }
 
 py::tuple neighbor_list(py::array_t<double, py::array::c_style | py::array::forcecast> positions,
