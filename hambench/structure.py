@@ -10,6 +10,7 @@ in row-major order ((2n_i, 2n_j) complex when spinful; the overlap stays real (n
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,10 +18,19 @@ import numpy as np
 from .conventions import n_orbitals, z_to_symbol
 from .errors import InputError
 
-__all__ = ["Structure", "block_sizes", "HERMITIAN_TOL"]
+__all__ = ["Structure", "block_sizes", "file_sha256", "HERMITIAN_TOL"]
 
 #: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
 HERMITIAN_TOL = 1e-5
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, read in 1 MiB chunks: the provenance recorded in ``Structure.sources``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def block_sizes(Z_src: np.ndarray, Z_dst: np.ndarray, species: dict[int, list[int]], spinful: bool = False):

@@ -29,7 +29,6 @@ A run is a folder holding ``STRU`` (+ ``INPUT``) and an output folder ``OUT.<suf
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -39,7 +38,7 @@ from numba import njit
 
 from .. import conventions as cv
 from ..errors import InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from . import Source
 from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 
@@ -488,13 +487,6 @@ def parse_log(text: str) -> dict:
 
 
 # --- one run ---------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def find_abacus_runs(root: Path) -> list[Path]:
     """Every ``OUT.*`` folder holding ``data-HR-sparse_SPIN0.csr`` under ``root`` (``root`` may be the OUT
@@ -667,7 +659,7 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
         energy=info.get("energy_eV", float("nan")),
         nelectron=info.get("nelectron", float("nan")),
         fermi_level=info.get("fermi_eV", float("nan")),
-        sources=[(str(p), _sha256(p)) for p in files],
+        sources=[(str(p), file_sha256(p)) for p in files],
     )
 
 

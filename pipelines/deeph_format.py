@@ -14,7 +14,6 @@ Both become a :class:`~hambench.structure.Structure` with edges sorted by (i, j,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..conventions import atom_permutation, n_orbitals, symbol_to_z, z_to_symbol
 from ..errors import InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from .h5fast import read_datasets
 
 __all__ = [
@@ -36,18 +35,9 @@ __all__ = [
     "write_legacy_folder",
     "write_new_folder",
     "read_poscar",
-    "sha256",
 ]
 
 _KEY = re.compile(r"^\[\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def detect_layout(folder) -> str:
@@ -183,7 +173,7 @@ def read_legacy_folder(folder) -> Structure:
         id=folder.name, Z=Z, pos=pos.T, cell=lat.T, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=H, S=S, species=species, spinful=spinful,
         fermi_level=float(info.get("fermi_level", np.nan)),
-        sources=[(str(f), sha256(f)) for f in files],
+        sources=[(str(f), file_sha256(f)) for f in files],
     )
 
 
@@ -262,7 +252,7 @@ def read_new_folder(folder) -> Structure:
         id=folder.name, Z=Z, pos=pos, cell=cell, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=flat["H"], S=flat["S"], species=species, spinful=spinful,
         fermi_level=float(info.get("fermi_energy_eV", np.nan)),
-        sources=[(str(f), sha256(f)) for f in files],
+        sources=[(str(f), file_sha256(f)) for f in files],
     )
 
 

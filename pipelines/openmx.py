@@ -28,7 +28,6 @@ pair); this module turns its flat arrays into hambench conventions with vectoris
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from .. import conventions as cv
 from ..errors import InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from . import Source
 
 __all__ = ["ScfoutSource", "read_scfout", "scfout_to_structure", "parse_openmx_input", "openmx_species"]
@@ -124,13 +123,6 @@ def openmx_species(parsed: dict) -> tuple[dict[str, dict], list[str]]:
         labels.append(row[1])
     return species, labels
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _out_info(text: str) -> dict:
@@ -302,7 +294,7 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
         energy=energy,
         nelectron=float(d["Total_Num_Electrons"]),
         fermi_level=float(d["ChemP"]) * hartree,
-        sources=[(str(path), _sha256(path))],
+        sources=[(str(path), file_sha256(path))],
     )
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..conventions import HARTREE_EV, atom_permutation, symbol_to_z
 from ..errors import ExcludedItem, InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from . import Source
 
 __all__ = [
@@ -269,13 +269,6 @@ def _load_raw(path: Path) -> dict | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def molecule_structure(sid: str, Z, pos_ang, fock_ha, overlap, shells, energy_ha=float("nan"),
                        nelectron=float("nan"), code: str = "pyscf", sources=(), splits=None) -> Structure:
@@ -477,7 +470,7 @@ def raw_to_structure(raw: dict, sid: str, path: Path, basis: str) -> Structure:
         shells_of_atoms(mol),
         energy_ha=float(raw["e_tot"]),
         nelectron=float(raw["nelectron"]),
-        sources=[(str(path), _sha256(Path(path)))],
+        sources=[(str(path), file_sha256(Path(path)))],
     )
 
 
@@ -562,7 +555,7 @@ class PySCFOutputsSource(Source):
             shells_of_atoms(mol),
             energy_ha=float(scf.get("e_tot", float("nan"))),
             nelectron=float(mol.nelectron),
-            sources=[(str(path), _sha256(path))],
+            sources=[(str(path), file_sha256(path))],
         )
 
     def attrs(self) -> dict:

@@ -39,7 +39,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from numba import njit
 
 from .. import conventions as cv
 from ..errors import InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from . import Source
 from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 
@@ -82,13 +81,6 @@ def _record_table(buf):
         p = q + 4
     return 0, p, start[:k], length[:k]
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_hsx(path) -> dict:
@@ -404,7 +396,7 @@ def hsx_to_structure(path, *, struct_id: str | None = None) -> Structure:
         Z=Z, pos=hsx["xa"] * cv.BOHR_ANGSTROM, cell=hsx["ucell"] * cv.BOHR_ANGSTROM, pbc=np.ones(3, bool),
         src=src, dst=dst, shift=shift, H=H, S=S, species=species, spinful=nspin > 1,
         energy=info.get("energy_eV", float("nan")), nelectron=hsx["qtot"], fermi_level=hsx["Ef"] * cv.RYDBERG_EV,
-        sources=[(str(p), _sha256(p)) for p in files],
+        sources=[(str(p), file_sha256(p)) for p in files],
     )
 
 
