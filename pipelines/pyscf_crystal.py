@@ -417,9 +417,12 @@ def run_crystal(symbols, pos_ang, cell_ang, pbc, protocol: dict, fft_mesh, threa
         ovlp = np.asarray(mf.get_ovlp())
         t1 = time.perf_counter()
         frac = np.vstack([_frac_mesh(fft_mesh), CHECK_KPTS * np.asarray(pbc, float)])
-        kd = cell.get_abs_kpts(frac)
-        hd = np.asarray(mf.get_hcore(cell, kd)) + np.asarray(mf.get_veff(cell, dm, kpts=kpts, kpts_band=kd))
-        sd = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kd))
+        if mf.converged:
+            kd = cell.get_abs_kpts(frac)
+            hd = np.asarray(mf.get_hcore(cell, kd)) + np.asarray(mf.get_veff(cell, dm, kpts=kpts, kpts_band=kd))
+            sd = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kd))
+        else:  # excluded anyway: skip the dense Fock
+            hd = sd = np.zeros((len(frac), 0, 0), complex)
         t_dense = time.perf_counter() - t1
         nd = int(np.prod(fft_mesh))
         mu = getattr(mf, "mu", None)

@@ -20,7 +20,7 @@ from hambench.conventions import HARTREE_EV, atom_permutation
 from hambench.errors import InputError
 from hambench.pipelines import pyscf_crystal as pc
 
-FAST = dict(system="graphene", count=1, basis="gth-szv", kmesh="3x3x1", ke_cutoff=100, vacuum=10.0, threads=2)
+FAST = dict(system="graphene", count=1, basis="gth-szv", kmesh="2x2x1", ke_cutoff=100, vacuum=10.0, threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +235,48 @@ def test_prepare_store_from_cached_run(run, tmp_path):
     assert g.attrs["kind"] == "crystal" and g.attrs["dft"]["basis"] == "gth-szv"
     assert np.array_equal(np.asarray(g["blocks/H"][:]), s.H)
     assert json.loads(json.dumps(g.attrs["dft"]))["functional"] == "pbe"
+
+
+
+
+def _h2_box(path, a):
+    ase = pytest.importorskip("ase")
+    ase.io.write(path, ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]], cell=[a, a, a], pbc=True),
+                 format="extxyz")
+    return path
+
+
+def test_cli_prepare_end_to_end(tmp_path):
+    """``hambench prepare --source pyscf/crystal --structures FILE`` → a valid crystal store (H2 in a 5 Å box,
+    Γ-point SCF: the cheapest real run through the CLI, ~20 s here)."""
+    import zarr
+    from click.testing import CliRunner
+
+    from hambench.cli import main
+
+    f = _h2_box(tmp_path / "h2.extxyz", 5.0)
+    out = tmp_path / "h2.zarr"
+    r = CliRunner().invoke(main, ["-q", "prepare", "--source", "pyscf/crystal", "--structures", str(f),
+                                  "--basis", "gth-szv", "--kmesh", "1x1x1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "1 structures, 2 atoms" in r.output
+    g = zarr.open_group(str(out), mode="r")
+    assert g.attrs["kind"] == "crystal" and g.attrs["dft"]["code"] == "PySCF"
+    raws = list((tmp_path / "h2.raw").glob("*.npz"))  # the driver's default raw_dir beside the store
+    assert len(raws) == 1
+    raw = pc._load_raw(raws[0])
+    src = pc.CrystalSource(None, structures=f, basis="gth-szv", kmesh="1x1x1")
+    s = pc.raw_to_structure(raw, "h2", raws[0], src.protocol)
+    assert np.array_equal(np.asarray(g["blocks/H"][:]), s.H)
+    # the Γ-point SCF eigenvalues from the stored blocks (eV)
+    assert np.abs(pc.structure_bands(s, np.zeros((1, 3)))[0] - raw["mo_energy"][0] * HARTREE_EV).max() < 1e-4
+
+
+def test_unconverged_scf_is_excluded(tmp_path):
+    # one cycle from the minao guess cannot converge; H2 in a 4 Å box, Γ only, 40 Ha: a few seconds
+    f = _h2_box(tmp_path / "h2.extxyz", 4.0)
+    src = pc.CrystalSource(None, structures=f, basis="gth-szv", kmesh="1x1x1", ke_cutoff=40, max_cycle=1,
+                           raw_dir=tmp_path, fft_mesh="3x3x3")
+    with pytest.raises(pc.SCFNotConverged, match="did not converge"):
+        src.read(src.items()[0])
+    assert issubclass(pc.SCFNotConverged, InputError)
