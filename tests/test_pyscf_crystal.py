@@ -280,3 +280,28 @@ def test_unconverged_scf_is_excluded(tmp_path):
     with pytest.raises(pc.SCFNotConverged, match="did not converge"):
         src.read(src.items()[0])
     assert issubclass(pc.SCFNotConverged, InputError)
+
+
+def test_catalogue_geometry():
+    """Nearest-neighbour distances of the catalogue cells (Å, to 1e-3): C–C 1.420, Mo–S 2.417, AB interlayer 3.35."""
+
+    def nearest(system, a, b):
+        sym, pos, cell, pbc = pc.catalogue_structure(system, 12.0)
+        shifts = np.array([[i, j, 0] for i in (-1, 0, 1) for j in (-1, 0, 1)]) @ cell
+        best = np.inf
+        for i, si in enumerate(sym):
+            for j, sj in enumerate(sym):
+                if (si, sj) == (a, b):
+                    d = np.linalg.norm(pos[j] + shifts - pos[i], axis=1)
+                    best = min(best, d[d > 1e-9].min())
+        return best, pos, cell
+
+    d, pos, cell = nearest("graphene", "C", "C")
+    assert abs(d - 2.46 / np.sqrt(3)) < 1e-3 and abs(cell[2, 2] - 12.0) < 1e-12 and np.allclose(pos[:, 2], 6.0)
+    d, pos, cell = nearest("mos2", "Mo", "S")
+    assert abs(d - np.hypot(3.16 / np.sqrt(3), 1.586)) < 1e-3 and abs(cell[2, 2] - (3.172 + 12.0)) < 1e-9
+    sym, pos, cell, pbc = pc.catalogue_structure("bilayer_graphene", 12.0)
+    assert len(sym) == 4 and abs(pos[2, 2] - pos[0, 2] - 3.35) < 1e-12
+    # AB stacking: exactly one atom of the top layer sits above an atom of the bottom layer
+    above = [np.min(np.linalg.norm((pos[:2, :2] - p[:2]), axis=1)) < 1e-9 for p in pos[2:]]
+    assert sorted(above) == [False, True]
