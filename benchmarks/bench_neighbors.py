@@ -75,7 +75,8 @@ def main():
                 assert len(i) + n == len(src)
                 ratio_v = t_v / t_ours
             t_a = ratio_a = float("nan")
-            if Atoms is not None and n <= (4000 if kind == "cluster+far atom" else 16000):  # ASE bins the bounding box: OOM beyond
+            # ASE bins the bounding box: out of memory on the cluster beyond 4k atoms
+            if Atoms is not None and n <= (4000 if kind == "cluster+far atom" else 16000):
                 atoms = Atoms(numbers=np.ones(n, int), positions=pos, cell=cell, pbc=pbc)
                 t_a, (i, _, _) = best(lambda: ase_neighbor_list("ijS", atoms, rc), repeat=1)
                 assert len(i) + n == len(src)

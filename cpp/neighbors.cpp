@@ -117,7 +117,8 @@ Pairs build_candidates(const double *pos, int64_t n, const double *cell_ptr, con
             if (pbc[k]) {
                 double fl = std::floor(f);
                 if (!(std::abs(fl) < 1e9))
-                    throw std::invalid_argument("atom " + std::to_string(i) + " lies more than 1e9 cells away along lattice vector " +
+                    throw std::invalid_argument("atom " + std::to_string(i) +
+                                                " lies more than 1e9 cells away along lattice vector " +
                                                 std::to_string(k) + ": wrap the positions first");
                 offset[3 * i + k] = static_cast<int32_t>(fl);
                 f -= fl;

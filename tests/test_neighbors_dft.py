@@ -137,7 +137,8 @@ def test_dense_cluster_beside_far_atoms_matches_brute_force():
     empty columns between them, and the result equals the O(N²) list exactly."""
     rng = np.random.default_rng(8)
     for scale in (1e3, 1e5, 1e8):
-        pos = np.vstack([rng.uniform(0, 6, (40, 3)), rng.uniform(-1, 1, (3, 3)) * scale, rng.uniform(0, 3, (6, 3)) + scale])
+        far = [rng.uniform(-1, 1, (3, 3)) * scale, rng.uniform(0, 3, (6, 3)) + scale]
+        pos = np.vstack([rng.uniform(0, 6, (40, 3)), *far])
         src, dst, shift = neighbor_list(pos, 2.0)
         d = np.linalg.norm(pos[None, :] - pos[:, None], axis=-1)
         i, j = np.nonzero(d < 2.0)
