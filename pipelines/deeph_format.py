@@ -9,7 +9,18 @@ DeepH-dock folder: POSCAR (Å), info.json (elements_orbital_map, spinful, fermi_
 overlap.h5 with atom_pairs (N, 5) [R1, R2, R3, i, j] 0-based, chunk_boundaries, chunk_shapes, entries (flat,
 row-major blocks) in hambench order, eV.
 
-Both become a :class:`~hambench.structure.Structure` with edges sorted by (i, j, R).
+Both become a :class:`~hambench.structure.Structure` with edges sorted by (i, j, R) whatever the order in the file
+(legacy files list datasets by name, DeepH-dock files in the writer's order); the writers keep the Structure's
+order, so folder → Structure → folder gives the same pairs and blocks, possibly listed in another order.
+
+Every structure is read with ``pbc = (True, True, True)``: DeepH folders have no periodicity flag, and a molecule
+comes in a large pseudo-cell with only R = 0 pairs (e.g. realdata ``pyscf_H2O_MgO/H2O``), which is exactly what
+a periodic reading of that file means. ``energy`` and ``nelectron`` are NaN (the folders do not store them);
+``fermi_level`` comes from info.json (NaN when absent).
+
+Every failure — missing file, truncated or corrupt HDF5, NaN/Inf, a block whose shape does not match the orbital
+counts, an unknown element, a dataset name that is not a pair key — raises
+:class:`~hambench.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ __all__ = [
     "write_legacy_folder",
     "write_new_folder",
     "read_poscar",
+    "bloch_matrices",
 ]
 
 _KEY = re.compile(r"^\[\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]$")
@@ -67,6 +79,16 @@ def _loadtxt(path: Path, ndim: int) -> np.ndarray:
     return a
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise InputError(path, f"expected a JSON object, got {type(info).__name__}")
+    return info
+
+
 def _read_h5(path: Path) -> dict[str, np.ndarray]:
     try:
         return read_datasets(path)
@@ -79,20 +101,23 @@ def _sorted_edges(src, dst, shift):
     return np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], dst, src))
 
 
-def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, where, spinful: bool):
-    """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts.
+def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, where, spinful: bool, label):
+    """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts and for
+    NaN/Inf (``label(e)`` names edge ``e`` in messages, as the file names it).
 
     Edges are grouped by element pair: each group is stacked once and reordered with one fancy index.
     """
     norb = np.array([n_orbitals(s, spinful) for s in shells_of_atom], dtype=np.int64)
     ni, nj = norb[src], norb[dst]
     ptr = np.concatenate([[0], np.cumsum(ni * nj)])
-    dtype = np.result_type(*[b.dtype for b in blocks[:1]], np.float64) if blocks else np.float64
+    dtype = np.complex128 if spinful else np.float64
     out = np.empty(int(ptr[-1]), dtype=dtype)
     for e, b in enumerate(blocks):
         if b.shape != (ni[e], nj[e]):
-            raise InputError(where, f"block of atoms ({src[e]}, {dst[e]}) has shape {b.shape}, the orbitals need "
+            raise InputError(where, f"block {label(e)} has shape {b.shape}, the orbitals of its atoms need "
                                     f"{(int(ni[e]), int(nj[e]))}")
+        if np.iscomplexobj(b) and not np.iscomplexobj(out):
+            raise InputError(where, f"block {label(e)} is complex but the structure is not spinful")
     Za, Zb = np.asarray(Z)[src], np.asarray(Z)[dst]
     for za, zb in {(int(a), int(b)) for a, b in zip(Za, Zb)}:
         edges = np.flatnonzero((Za == za) & (Zb == zb))
@@ -108,7 +133,21 @@ def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, 
         size = stack.shape[1] * stack.shape[2]
         idx = ptr[edges][:, None] + np.arange(size)[None, :]
         out[idx] = stack.reshape(len(edges), size)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        e = int(np.searchsorted(ptr, bad[0], side="right") - 1)
+        raise InputError(where, f"block {label(e)} contains NaN/Inf")
     return out
+
+
+def _float(info: dict, key: str, path) -> float:
+    v = info.get(key)
+    if v is None:
+        return float("nan")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{key} is not a number: {v!r}") from None
 
 
 def _species(Z, shells_of_atom, where) -> dict[int, list[int]]:
@@ -125,7 +164,10 @@ def read_legacy_folder(folder) -> Structure:
     """Read a legacy DeepH processed folder into a Structure (hambench order, edges sorted by (i, j, R))."""
     folder = Path(folder)
     Zf = _need(folder, "element.dat")
-    Z = _loadtxt(Zf, 1).astype(int)
+    Zr = _loadtxt(Zf, 1)
+    if Zr.ndim != 1 or not len(Zr) or np.any(Zr != np.round(Zr)):
+        raise InputError(Zf, "expected one integer atomic number per line")
+    Z = Zr.astype(int)
     for z in Z:
         if not 1 <= z <= 118:
             raise InputError(Zf, f"unknown atomic number {z}")
@@ -136,12 +178,16 @@ def read_legacy_folder(folder) -> Structure:
     if pos.shape != (3, len(Z)):
         raise InputError(folder / "site_positions.dat", f"expected shape (3, {len(Z)}), got {pos.shape}")
     ot = _need(folder, "orbital_types.dat")
-    shells = [list(map(int, line.split())) for line in ot.read_text().splitlines() if line.strip()]
+    try:
+        shells = [list(map(int, line.split())) for line in ot.read_text().splitlines() if line.strip()]
+    except ValueError:
+        raise InputError(ot, "expected integers (l of each shell), one line per atom") from None
     if len(shells) != len(Z):
         raise InputError(ot, f"{len(shells)} lines for {len(Z)} atoms")
+    if any(l < 0 for sh in shells for l in sh):
+        raise InputError(ot, "negative angular momentum")
     info_p = folder / "info.json"
-    info = json.loads(info_p.read_text()) if info_p.exists() else {}
-    spinful = bool(info.get("isspinful", False))
+    info = _read_json(info_p) if info_p.exists() else None
     species = _species(Z, shells, ot)
 
     edges = {}
@@ -159,20 +205,30 @@ def read_legacy_folder(folder) -> Structure:
                 raise InputError(path, f"dataset {k!r}: atom index out of 1..{len(Z)}")
             keys.append((i - 1, j - 1, r1, r2, r3, k))
         keys.sort()
+        if any(a[:5] == b[:5] for a, b in zip(keys, keys[1:])):
+            raise InputError(path, "two datasets name the same atom pair")
         edges[name] = [k[:5] for k in keys]
         data[name] = ([ds[k[5]] for k in keys], path)
+    if info is None:  # no info.json: spinful exactly when the Hamiltonian blocks are complex
+        spinful = any(np.iscomplexobj(b) for b in data["H"][0][:1])
+    else:
+        spinful = bool(info.get("isspinful", False))
     if edges["H"] != edges["S"]:
         raise InputError(folder / "overlaps.h5", "the overlap's atom pairs differ from the Hamiltonian's")
     e = np.array(edges["H"], dtype=np.int64).reshape(-1, 5)
     src, dst, shift = e[:, 0], e[:, 1], e[:, 2:5]
-    H = _assemble(data["H"][0], Z, shells, src, dst, "deeph-legacy", data["H"][1], spinful)
-    S = _assemble(data["S"][0], Z, shells, src, dst, "deeph-legacy", data["S"][1], False)
+    def label(e):
+        r = shift[e]
+        return f"'[{r[0]}, {r[1]}, {r[2]}, {src[e] + 1}, {dst[e] + 1}]'"
+
+    H = _assemble(data["H"][0], Z, shells, src, dst, "deeph-legacy", data["H"][1], spinful, label)
+    S = _assemble(data["S"][0], Z, shells, src, dst, "deeph-legacy", data["S"][1], False, label)
     files = [folder / f for f in ("element.dat", "lat.dat", "site_positions.dat", "orbital_types.dat",
                                   "info.json", "hamiltonians.h5", "overlaps.h5") if (folder / f).exists()]
     return Structure(
         id=folder.name, Z=Z, pos=pos.T, cell=lat.T, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=H, S=S, species=species, spinful=spinful,
-        fermi_level=float(info.get("fermi_level", np.nan)),
+        fermi_level=_float(info or {}, "fermi_level", info_p),
         sources=[(str(f), file_sha256(f)) for f in files],
     )
 
@@ -206,7 +262,7 @@ def read_new_folder(folder) -> Structure:
     pp = _need(folder, "POSCAR")
     symbols, cell, pos = read_poscar(pp)
     info_p = _need(folder, "info.json")
-    info = json.loads(info_p.read_text())
+    info = _read_json(info_p)
     try:
         Z = np.array([symbol_to_z(s) for s in symbols])
     except ValueError as e:
@@ -225,13 +281,18 @@ def read_new_folder(folder) -> Structure:
         for need in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries"):
             if need not in ds:
                 raise InputError(path, f"missing dataset {need}")
-        pairs = np.asarray(ds["atom_pairs"], np.int64).reshape(-1, 5)
-        bounds = np.asarray(ds["chunk_boundaries"], np.int64)
-        shapes = np.asarray(ds["chunk_shapes"], np.int64).reshape(-1, 2)
-        entries = np.asarray(ds["entries"])
+        pairs, bounds, shapes, entries = (np.asarray(ds[k]) for k in ("atom_pairs", "chunk_boundaries",
+                                                                      "chunk_shapes", "entries"))
+        if pairs.ndim != 2 or pairs.shape[1] != 5 or shapes.ndim != 2 or shapes.shape[1] != 2 or bounds.ndim != 1:
+            raise InputError(path, f"atom_pairs {pairs.shape} / chunk_shapes {shapes.shape} / chunk_boundaries "
+                                   f"{bounds.shape} do not have the shapes (N, 5) / (N, 2) / (N+1,)")
+        if not all(np.issubdtype(a.dtype, np.integer) for a in (pairs, bounds, shapes)):
+            raise InputError(path, "atom_pairs, chunk_boundaries and chunk_shapes must be integers")
+        pairs, bounds, shapes = pairs.astype(np.int64), bounds.astype(np.int64), shapes.astype(np.int64)
+        entries = entries.reshape(-1)
         if len(bounds) != len(pairs) + 1 or len(shapes) != len(pairs) or bounds[-1] != entries.size:
             raise InputError(path, "atom_pairs, chunk_boundaries, chunk_shapes and entries are inconsistent")
-        if np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]):
+        if len(bounds) and bounds[0] != 0 or np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]):
             raise InputError(path, "chunk_shapes do not match chunk_boundaries")
         if pairs.size and (pairs[:, 3:].min() < 0 or pairs[:, 3:].max() >= len(Z)):
             raise InputError(path, f"atom index out of 0..{len(Z) - 1}")
@@ -242,16 +303,24 @@ def read_new_folder(folder) -> Structure:
     if not np.array_equal(pH[oH], pS[oS]):
         raise InputError(arrays["S"][4], "the overlap's atom pairs differ from the Hamiltonian's")
     src, dst, shift = pH[oH, 3], pH[oH, 4], pH[oH, :3]
+    if len(src) > 1:
+        same = np.all(np.diff(np.column_stack([src, dst, shift]), axis=0) == 0, axis=1)
+        if np.any(same):
+            raise InputError(arrays["H"][4], "an atom pair is listed twice in atom_pairs")
+
+    def label(e):
+        return f"of atom_pairs row [{shift[e][0]}, {shift[e][1]}, {shift[e][2]}, {src[e]}, {dst[e]}]"
+
     flat = {}
     for name, order in (("H", oH), ("S", oS)):
         pairs, bounds, shapes, entries, path = arrays[name]
         blocks = [entries[bounds[e] : bounds[e + 1]].reshape(shapes[e]) for e in order]
-        flat[name] = _assemble(blocks, Z, shells, src, dst, "hambench", path, spinful and name == "H")
+        flat[name] = _assemble(blocks, Z, shells, src, dst, "hambench", path, spinful and name == "H", label)
     files = [folder / f for f in ("POSCAR", "info.json", "hamiltonian.h5", "overlap.h5")]
     return Structure(
         id=folder.name, Z=Z, pos=pos, cell=cell, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=flat["H"], S=flat["S"], species=species, spinful=spinful,
-        fermi_level=float(info.get("fermi_energy_eV", np.nan)),
+        fermi_level=_float(info, "fermi_energy_eV", info_p),
         sources=[(str(f), file_sha256(f)) for f in files],
     )
 
@@ -351,3 +420,70 @@ def write_new_folder(s: Structure, folder) -> Path:
                 f["chunk_shapes"] = shapes
                 f["entries"] = np.concatenate([b.ravel() for b in blocks]) if blocks else np.zeros(0)
     return Path(folder)
+
+
+# --- Bloch sums ------------------------------------------------------------------------------------------
+def bloch_matrices(s: Structure, kfrac) -> tuple[np.ndarray, np.ndarray]:
+    """H(k) and S(k) of a structure: ``M(k) = Σ_R exp(+2πi k·R) M(R)`` (DeepH-dock's convention).
+
+    Parameters
+    ----------
+    s : Structure (eV, hambench order); ``s.S`` must not be None
+    kfrac : (3,) or (nk, 3) k-points in fractional coordinates of the reciprocal lattice
+
+    Returns
+    -------
+    Hk, Sk : (norb, norb) complex128 each, or (nk, norb, norb) for several k-points. Orbitals are atom-major in
+        the structure's atom order; spinful structures give (2 norb, 2 norb) with each atom's orbitals as in its
+        blocks (↑ orbitals, then ↓ orbitals) and ``Sk`` = S(k) expanded by the identity in spin, so the
+        generalized eigenvalues of (Hk, Sk) are the band energies (eV) in both cases.
+
+    No atomic-position phase is applied (the "R-gauge"), so eigenvalues, not eigenvectors, compare across codes.
+
+    Example
+    -------
+    >>> Hk, Sk = bloch_matrices(s, [0.0, 0.0, 0.0])  # doctest: +SKIP
+    >>> energies = scipy.linalg.eigh(Hk, Sk, eigvals_only=True)  # doctest: +SKIP
+    """
+    import scipy.sparse as sp
+
+    if s.S is None:
+        raise ValueError(f"structure {s.id!r} has no overlap; S(k) cannot be formed")
+    k = np.asarray(kfrac, dtype=np.float64)
+    single = k.ndim == 1
+    k = k.reshape(-1, 3)
+    nspin = 2 if s.spinful else 1
+    n_atom = np.array([n_orbitals(s.species[int(z)]) for z in s.Z], dtype=np.int64)
+    off = np.concatenate([[0], np.cumsum(nspin * n_atom)])  # first row of each atom in the full matrix
+    norb = int(off[-1])
+    phase = np.exp(2j * np.pi * (k @ s.shift.T.astype(np.float64)))  # (nk, E)
+    ni, nj = n_atom[s.src], n_atom[s.dst]
+    E = s.nedges
+
+    def entry_coords(bi, bj, ptr):
+        """Edge, full-matrix row and column of every entry of the flat (bi x bj per edge) array."""
+        sizes = bi * bj
+        edge = np.repeat(np.arange(E), sizes)
+        local = np.arange(int(ptr[-1])) - ptr[edge]
+        row = off[s.src][edge] + local // bj[edge]
+        col = off[s.dst][edge] + local % bj[edge]
+        return edge, row, col
+
+    def transform(values, edge, row, col):
+        # A[(row, col), edge] = value; M(k) for every k at once = A @ phase(k)
+        A = sp.csr_matrix((values, (row * norb + col, edge)), shape=(norb * norb, E))
+        return np.ascontiguousarray((A @ phase.T).T).reshape(len(k), norb, norb)
+
+    hptr = np.concatenate([[0], np.cumsum(nspin * ni * nspin * nj)])
+    Hk = transform(s.H, *entry_coords(nspin * ni, nspin * nj, hptr))
+    sptr = np.concatenate([[0], np.cumsum(ni * nj)])
+    edge, row, col = entry_coords(ni, nj, sptr)
+    if s.spinful:  # S ⊗ I₂ inside each atom: the ↓ copy sits n_i rows / n_j columns further
+        row = np.concatenate([row, row + ni[edge]])
+        col = np.concatenate([col, col + nj[edge]])
+        edge = np.concatenate([edge, edge])
+        Svals = np.concatenate([s.S, s.S])
+    else:
+        Svals = s.S
+    Sk = transform(Svals.astype(np.complex128), edge, row, col)
+    return (Hk[0], Sk[0]) if single else (Hk, Sk)
