@@ -347,17 +347,27 @@ class _AtomicFolder:
         return False
 
 
-def _blocks_in(s: Structure, which: str, code: str):
-    """Blocks of ``s`` converted from hambench to ``code`` order, one (n_i, n_j) array per edge."""
+def _blocks_in(s: Structure, which: str, code: str) -> list[np.ndarray]:
+    """Blocks of ``s`` converted from hambench to ``code`` order, one (n_i, n_j) array per edge.
+
+    Edges are grouped by element pair; each group is gathered and reordered with one fancy index.
+    """
     from ..conventions import from_hambench
 
     spin = s.spinful if which == "H" else False
-    out = []
-    for e in range(s.nedges):
-        b = s.block(e, which)
+    arr = s.H if which == "H" else s.S
+    ptr = s.block_ptr(spin)
+    ni, nj = s.block_shapes(spin)
+    Za, Zb = s.Z[s.src].astype(np.int64), s.Z[s.dst].astype(np.int64)
+    out: list[np.ndarray] = [np.empty((0, 0))] * s.nedges
+    for key in np.unique(Za * 1000 + Zb):
+        edges = np.flatnonzero(Za * 1000 + Zb == key)
+        a, b = int(ni[edges[0]]), int(nj[edges[0]])
+        stack = arr[ptr[edges][:, None] + np.arange(a * b)[None, :]].reshape(len(edges), a, b)
         if code != "hambench":
-            b = from_hambench(b, code, s.species[int(s.Z[s.src[e]])], s.species[int(s.Z[s.dst[e]])], spin)
-        out.append(np.ascontiguousarray(b))
+            stack = from_hambench(stack, code, s.species[int(key // 1000)], s.species[int(key % 1000)], spin)
+        for k, e in enumerate(edges):
+            out[e] = stack[k]
     return out
 
 
@@ -374,11 +384,18 @@ def write_legacy_folder(s: Structure, folder) -> Path:
         (tmp / "info.json").write_text(json.dumps(
             {"nsites": s.natoms, "isorthogonal": False, "isspinful": bool(s.spinful),
              "fermi_level": float(s.fermi_level) if np.isfinite(s.fermi_level) else 0.0}, indent=1))
+        names = [f"[{r[0]}, {r[1]}, {r[2]}, {i + 1}, {j + 1}]".encode()
+                 for r, i, j in zip(s.shift.tolist(), s.src.tolist(), s.dst.tolist())]
         for which, fname in (("H", "hamiltonians.h5"), ("S", "overlaps.h5")):
+            blocks = _blocks_in(s, which, "deeph-legacy")
             with h5py.File(tmp / fname, "w") as f:
-                for e, b in enumerate(_blocks_in(s, which, "deeph-legacy")):
-                    r = s.shift[e]
-                    f[f"[{r[0]}, {r[1]}, {r[2]}, {s.src[e] + 1}, {s.dst[e] + 1}]"] = b
+                # h5py's low-level calls: the same contiguous datasets as ``f[name] = block`` in ~60 % of the time
+                tid = h5py.h5t.py_create(blocks[0].dtype if blocks else np.dtype("<f8"))
+                spaces: dict = {}
+                for name, b in zip(names, blocks):
+                    b = np.ascontiguousarray(b)
+                    space = spaces.get(b.shape) or spaces.setdefault(b.shape, h5py.h5s.create_simple(b.shape))
+                    h5py.h5d.create(f.id, name, tid, space).write(h5py.h5s.ALL, h5py.h5s.ALL, b)
     return Path(folder)
 
 
@@ -410,15 +427,14 @@ def write_new_folder(s: Structure, folder) -> Path:
         }
         (tmp / "info.json").write_text(json.dumps(info, indent=2))
         pairs = np.column_stack([s.shift, s.src, s.dst]).astype(np.int64)
-        for which, fname in (("H", "hamiltonian.h5"), ("S", "overlap.h5")):
-            blocks = _blocks_in(s, which, "hambench")
-            shapes = np.array([b.shape for b in blocks], np.int64).reshape(-1, 2)
-            bounds = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
+        # the flat arrays already are DeepH-dock's entries: blocks in edge order, row-major, hambench order
+        for arr, spin, fname in ((s.H, s.spinful, "hamiltonian.h5"), (s.S, False, "overlap.h5")):
+            ni, nj = s.block_shapes(spin)
             with h5py.File(tmp / fname, "w") as f:
                 f["atom_pairs"] = pairs
-                f["chunk_boundaries"] = bounds
-                f["chunk_shapes"] = shapes
-                f["entries"] = np.concatenate([b.ravel() for b in blocks]) if blocks else np.zeros(0)
+                f["chunk_boundaries"] = s.block_ptr(spin).astype(np.int64)
+                f["chunk_shapes"] = np.column_stack([ni, nj]).astype(np.int64).reshape(-1, 2)
+                f["entries"] = np.ascontiguousarray(arr)
     return Path(folder)
 
 
