@@ -371,14 +371,40 @@ def _blocks_in(s: Structure, which: str, code: str) -> list[np.ndarray]:
     return out
 
 
+#: vacuum (Å) added to a molecule's extent to make the pseudo-cell DeepH folders need
+MOLECULE_VACUUM = 20.0
+
+
+def _export_cell(s: Structure) -> np.ndarray:
+    """The cell written to a folder: the structure's own, or for a molecule (no periodic direction, no cell) an
+    orthorhombic pseudo-cell of its extent + :data:`MOLECULE_VACUUM` Å, as DeepH-dock's PySCF molecules have."""
+    if abs(np.linalg.det(s.cell)) > 1e-9:
+        return s.cell
+    if s.pbc.any() or s.shift.any():
+        raise InputError(s.id, "periodic structure with a singular cell cannot be written as a DeepH folder")
+    extent = s.pos.max(axis=0) - s.pos.min(axis=0) if s.natoms else np.zeros(3)
+    return np.diag(extent + MOLECULE_VACUUM)
+
+
 def write_legacy_folder(s: Structure, folder) -> Path:
-    """Write ``s`` as a legacy DeepH folder (OpenMX order, 1-based keys), atomically."""
+    """Write ``s`` as a legacy DeepH folder (DeepH-pack / DeepH-E3), atomically, and return its path.
+
+    Files as DeepH-pack writes them: element.dat, lat.dat and rlat.dat (columns are vectors; rlat = 2π lat⁻ᵀ),
+    site_positions.dat (columns are atoms), orbital_types.dat, R_list.dat (the R of the pairs, sorted),
+    info.json (nsites, isorthogonal, isspinful, fermi_level — 0.0 when unknown), hamiltonians.h5 and overlaps.h5:
+    one float64 (complex128 (2n_i, 2n_j) spin-outer when spinful) dataset per edge, named "[Rx, Ry, Rz, i, j]"
+    with 1-based atoms, blocks in OpenMX order. Written to ``folder.partial-<uuid>`` and renamed when complete;
+    ``folder`` must not exist. A molecule gets a pseudo-cell (:func:`_export_cell`).
+    """
     import h5py
 
+    cell = _export_cell(s)
     with _AtomicFolder(folder) as tmp:
         np.savetxt(tmp / "element.dat", s.Z.astype(int), fmt="%d")
-        np.savetxt(tmp / "lat.dat", s.cell.T)
+        np.savetxt(tmp / "lat.dat", cell.T)
+        np.savetxt(tmp / "rlat.dat", 2 * np.pi * np.linalg.inv(cell.T).T)
         np.savetxt(tmp / "site_positions.dat", s.pos.T)
+        np.savetxt(tmp / "R_list.dat", np.unique(s.shift, axis=0).reshape(-1, 3), fmt="%d")
         (tmp / "orbital_types.dat").write_text(
             "\n".join(" ".join(str(l) for l in s.species[int(z)]) for z in s.Z) + "\n")
         (tmp / "info.json").write_text(json.dumps(
@@ -400,12 +426,20 @@ def write_legacy_folder(s: Structure, folder) -> Path:
 
 
 def write_new_folder(s: Structure, folder) -> Path:
-    """Write ``s`` as a DeepH-dock folder (hambench order, 0-based atom_pairs), atomically.
+    """Write ``s`` as a DeepH-dock folder, atomically, and return its path.
 
-    Atoms are written in the structure's order (POSCAR groups consecutive runs of one element).
+    Files: POSCAR (Cartesian Å, floats written with ``repr`` so they read back exactly), info.json
+    (atoms_quantity, orbits_quantity, orthogonal_basis, spinful, fermi_energy_eV — 0.0 when unknown,
+    elements_orbital_map), hamiltonian.h5 and overlap.h5 with atom_pairs (E, 5) int64 [R1, R2, R3, i, j] 0-based,
+    chunk_boundaries (E+1,) int64, chunk_shapes (E, 2) int64, entries (float64, complex128 for a spinful H; the
+    overlap stays real (n_i, n_j)) in hambench order. Pairs are in the structure's edge order. Atoms keep the
+    structure's order: the POSCAR lists consecutive runs of one element (``O H O`` / ``1 1 1`` when atoms of one
+    element are not adjacent), so atom indices mean the same in the folder as in the store. A molecule gets a
+    pseudo-cell (:func:`_export_cell`). Written to ``folder.partial-<uuid>`` and renamed when complete.
     """
     import h5py
 
+    cell = _export_cell(s)
     with _AtomicFolder(folder) as tmp:
         runs = []
         for z in s.Z:
@@ -413,7 +447,7 @@ def write_new_folder(s: Structure, folder) -> Path:
                 runs[-1][1] += 1
             else:
                 runs.append([int(z), 1])
-        lines = [s.id, "1.0"] + [" ".join(repr(float(x)) for x in v) for v in s.cell]
+        lines = [s.id.replace("\n", " ") or "hambench", "1.0"] + [" ".join(repr(float(x)) for x in v) for v in cell]
         lines += [" ".join(z_to_symbol(z) for z, _ in runs), " ".join(str(c) for _, c in runs), "Cartesian"]
         lines += [" ".join(repr(float(x)) for x in p) for p in s.pos]
         (tmp / "POSCAR").write_text("\n".join(lines) + "\n")

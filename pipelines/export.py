@@ -49,7 +49,8 @@ def _progress(quiet: bool, total: int):
 
     if quiet:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     return Progress(TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("structures"),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

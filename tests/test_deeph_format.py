@@ -244,6 +244,10 @@ def test_legacy_round_trip_has_equal_blocks(tmp_path):
         np.testing.assert_array_equal(np.loadtxt(out / fname), np.loadtxt(folder / fname), err_msg=fname)
     assert (out / "orbital_types.dat").read_text().split() == (folder / "orbital_types.dat").read_text().split()
     assert json.loads((out / "info.json").read_text()) == json.loads((folder / "info.json").read_text())
+    np.testing.assert_allclose(np.loadtxt(out / "rlat.dat"), np.loadtxt(folder / "rlat.dat"), rtol=0, atol=1e-14)
+    with h5py.File(folder / "hamiltonians.h5") as f:
+        r_keys = {tuple(json.loads(k)[:3]) for k in f}
+    assert {tuple(r) for r in np.loadtxt(out / "R_list.dat", dtype=int)} == r_keys
     assert_same_structure(read_legacy_folder(out), s)
 
 
@@ -261,6 +265,45 @@ def test_spinful_through_legacy_and_dock_writers(tmp_path):
     (leg / "info.json").unlink()  # without info.json, complex blocks still mean spinful
     assert read_legacy_folder(leg).spinful
     assert_same_structure(read_new_folder(write_new_folder(back, tmp_path / "dock")), s)
+
+
+def blocks_by_key(s):
+    return {k: (s.block(e), s.block(e, "S")) for k, e in s.edge_index().items()}
+
+
+def test_atoms_of_one_element_apart_keep_their_indices(tmp_path):
+    """Atoms O H H reordered to H O H: the POSCAR lists runs 'H O H' / '1 1 1' and every block keeps its pair."""
+    s = read_new_folder(require_realdata("pyscf_H2O_MgO", "H2O"))
+    perm = np.array([1, 0, 2])
+    inv = np.argsort(perm)
+    t = type(s)(id="HOH", Z=s.Z[perm], pos=s.pos[perm], cell=s.cell, pbc=s.pbc, src=inv[s.src], dst=inv[s.dst],
+                shift=s.shift, H=s.H, S=s.S, species=s.species, fermi_level=s.fermi_level)
+    t.validate()
+    out = write_new_folder(t, tmp_path / "hoh")
+    assert (out / "POSCAR").read_text().splitlines()[5:7] == ["H O H", "1 1 1"]
+    back = read_new_folder(out)
+    np.testing.assert_array_equal(back.Z, [1, 8, 1])
+    np.testing.assert_array_equal(back.pos, t.pos)
+    got, ref = blocks_by_key(back), blocks_by_key(t)
+    assert got.keys() == ref.keys()
+    for k in ref:
+        np.testing.assert_array_equal(got[k][0], ref[k][0])  # exact
+        np.testing.assert_array_equal(got[k][1], ref[k][1])
+
+
+def test_molecule_without_cell_gets_a_pseudo_cell(tmp_path):
+    s = read_new_folder(require_realdata("pyscf_H2O_MgO", "H2O"))
+    s.cell, s.pbc = np.zeros((3, 3)), np.zeros(3, bool)
+    s.validate()
+    box = np.diag(np.ptp(s.pos, axis=0) + 20.0)  # Å: extent + MOLECULE_VACUUM
+    for write, read in ((write_new_folder, read_new_folder), (write_legacy_folder, read_legacy_folder)):
+        back = read(write(s, tmp_path / write.__name__))
+        np.testing.assert_allclose(back.cell, box, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(back.H, s.H)
+        np.testing.assert_allclose(back.pos, s.pos, rtol=0, atol=1e-12)
+    s.shift[0] = [1, 0, 0]
+    with pytest.raises(InputError, match="singular cell"):
+        write_new_folder(s, tmp_path / "bad")
 
 
 def test_writers_are_atomic(tmp_path):
