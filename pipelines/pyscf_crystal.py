@@ -713,8 +713,13 @@ class CrystalSource(Source):
         if self.protocol["fft_mesh"]:
             mesh = parse_mesh(self.protocol["fft_mesh"], "--fft-mesh")
             return mesh, _alias_error(S_big, big, np.unique(kept, axis=0), mesh)
-        return choose_fft_mesh(S_big, big, kept, pbc, self.protocol["alias_tol"],
-                               start=parse_mesh(self.protocol["kmesh"]))
+        mesh, err = choose_fft_mesh(S_big, big, kept, pbc, self.protocol["alias_tol"],
+                                    start=parse_mesh(self.protocol["kmesh"]))
+        if err >= self.protocol["alias_tol"]:
+            raise InputError(sid, f"overlap aliasing {err:.1e} >= alias_tol {self.protocol['alias_tol']:g} even on a "
+                                  f"{'x'.join(map(str, mesh))} mesh: the images across a non-periodic direction "
+                                  "overlap; add vacuum (or raise alias_tol)")
+        return mesh, err
 
     def compute(self, item) -> tuple[dict, Path, bool]:
         """The raw result of one structure, from the cache or computed; returns (raw, path, computed)."""
