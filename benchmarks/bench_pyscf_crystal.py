@@ -17,8 +17,6 @@ import platform
 import tempfile
 import time
 
-import numpy as np
-
 
 POINTS = [  # (system, supercell, kmesh)
     ("graphene", "1x1x1", "2x2x1"),
