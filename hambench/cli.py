@@ -101,6 +101,13 @@ def main(ctx, debug, quiet):
 @click.option("--displacement", type=float, help="[pyscf/crystal] Gaussian displacement amplitude (Å).")
 @click.option("--temperature", type=float, help="[pyscf/crystal] thermal displacements at this temperature (K).")
 @click.option("--kmesh", help="[pyscf/crystal] k-point mesh, e.g. 6x6x1.")
+@click.option("--ke-cutoff", type=float, help="[pyscf/crystal] plane-wave kinetic-energy cutoff (Ha).")
+@click.option("--vacuum", type=float, help="[pyscf/crystal] vacuum between slab images (Å, default 12).")
+@click.option("--smearing", type=float, help="[pyscf/crystal] Fermi-Dirac smearing (Ha, default 0.005; 0 = off).")
+@click.option("--fft-mesh", help="[pyscf/crystal] k-mesh of the lattice transform, e.g. 9x9x1 (default: chosen).")
+@click.option("--alias-tol", type=float, help="[pyscf/crystal] aliasing bound that chooses that mesh (1e-6).")
+@click.option("--deeph-dir", type=click.Path(path_type=Path),
+              help="[pyscf/crystal] also write each structure as a DeepH legacy folder here.")
 @click.option("--list-sources", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, p, v: _list_sources(ctx) if v else None, help="List the sources and exit.")
 @click.pass_context
