@@ -469,3 +469,64 @@ def test_detect_layout(tmp_path, legacy_copy, dock_copy):
     assert detect_layout(legacy_copy) == "legacy" and detect_layout(dock_copy) == "new"
     with pytest.raises(InputError, match="no hamiltonians.h5"):
         detect_layout(tmp_path)
+
+
+# --- DeepH-dock itself reads what we write (optional: deepx-dock needs Python >= 3.12) ---------------------
+@pytest.fixture(scope="module")
+def dock():
+    """The ``dock`` command of deepx-dock: ``$HAMBENCH_DEEPX_DOCK`` or ``dock`` on PATH, else skip."""
+    import os
+    import subprocess
+
+    exe = os.environ.get("HAMBENCH_DEEPX_DOCK") or shutil.which("dock")
+    if not exe:
+        pytest.skip("deepx-dock is not installed (it needs Python >= 3.12): e.g. `python3.12 -m venv /tmp/dx && "
+                    "/tmp/dx/bin/pip install deepx-dock==0.9.11`, then HAMBENCH_DEEPX_DOCK=/tmp/dx/bin/dock")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    if r.returncode != 0 or "DeepH-dock" not in r.stdout:
+        pytest.skip(f"{exe} is not deepx-dock's dock command")
+    return exe
+
+
+def run_dock(dock, *args):
+    import subprocess
+
+    r = subprocess.run([dock, *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def dock_band(dock, folder, k_path_text):
+    (folder / "K_PATH").write_text(k_path_text)
+    run_dock(dock, "compute", "eigen", "calc-band", folder, "-p", "1")
+    with h5py.File(folder / "band.h5") as f:
+        return f["band_data"][()] + f["fermi_energy_before_shift_eV"][()], f["kpoints_frac_list"][()]
+
+
+@pytest.mark.parametrize("parts", [("deeph_new_MoTe2_band_reference",),
+                                   ("openmx_bismuthene_soc_scfout", "deeph_dock_converted")],
+                         ids=["MoTe2", "bismuthene-SOC"])
+def test_deepx_dock_bands_of_our_folder_equal_ours(dock, parts, tmp_path):
+    s = read_new_folder(require_realdata(*parts))
+    folder = write_new_folder(s, tmp_path / "dft" / "x")
+    k_path = ("20 0 0 0 0.5 0 0 G M\n15 0.5 0 0 0.3333333333 0.3333333333 0 M K\n"
+              "20 0.3333333333 0.3333333333 0 0 0 0 K G\n")
+    bands, k = dock_band(dock, folder, k_path)
+    Hk, Sk = bloch_matrices(s, k)
+    ours = np.array([scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)])
+    assert bands.shape == (ours.shape[1], len(k)) == ((40 if s.spinful else 57), 55)
+    assert np.abs(ours - bands.T).max() < 1e-9  # eV (measured 1.5e-12 for MoTe2)
+
+
+def test_deepx_dock_converts_our_folders_both_ways(dock, tmp_path):
+    """Our legacy folders → DeepH-dock's upgrade → identical Structures; our DeepH-dock folders → its downgrade →
+    legacy folders our reader turns into identical Structures (spinless MoTe2 and spinful bismuthene)."""
+    ref = {"mote2": read_legacy_folder(require_realdata("deeph_legacy_MoTe2")),
+           "bi": read_new_folder(require_realdata("openmx_bismuthene_soc_scfout", "deeph_dock_converted"))}
+    for name, s in ref.items():
+        write_legacy_folder(s, tmp_path / "legacy" / name)
+        write_new_folder(s, tmp_path / "new" / name)
+    run_dock(dock, "convert", "deeph", "upgrade", tmp_path / "legacy", tmp_path / "up", "-p", "1")
+    run_dock(dock, "convert", "deeph", "downgrade", tmp_path / "new", tmp_path / "down", "-p", "1")
+    for name, s in ref.items():
+        assert_same_structure(read_new_folder(tmp_path / "up" / name), s, pos_atol=1e-12)
+        assert_same_structure(read_legacy_folder(tmp_path / "down" / name), s, pos_atol=1e-12)
