@@ -234,6 +234,34 @@ def read_legacy_folder(folder) -> Structure:
 
 
 # --- DeepH-dock ------------------------------------------------------------------------------------------
+def _gather_dock(order, bounds, shapes, entries, shells_of_atom, src, dst, spinful: bool, where, label):
+    """The flat block array of a DeepH-dock file with its pairs taken in ``order`` (already hambench order):
+    one vectorised gather, after checking every chunk shape against the orbital counts."""
+    norb = np.array([n_orbitals(sh, spinful) for sh in shells_of_atom], dtype=np.int64)
+    ni, nj = norb[src], norb[dst]
+    sh = shapes[order]
+    bad = np.flatnonzero((sh[:, 0] != ni) | (sh[:, 1] != nj))
+    if len(bad):
+        e = int(bad[0])
+        raise InputError(where, f"block {label(e)} has shape {tuple(int(x) for x in sh[e])}, the orbitals of its "
+                                f"atoms need {(int(ni[e]), int(nj[e]))}")
+    if np.iscomplexobj(entries) and not spinful:
+        raise InputError(where, "entries are complex but the structure is not spinful (info.json)")
+    sizes = ni * nj
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    dtype = np.complex128 if spinful else np.float64
+    if np.array_equal(bounds[order], ptr[:-1]):  # pairs already in (i, j, R) order: the entries as they are
+        out = np.array(entries[: ptr[-1]], dtype=dtype)
+    else:
+        idx = np.repeat(bounds[order] - ptr[:-1], sizes) + np.arange(ptr[-1])
+        out = entries[idx].astype(dtype)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        e = int(np.searchsorted(ptr, bad[0], side="right") - 1)
+        raise InputError(where, f"block {label(e)} contains NaN/Inf")
+    return out
+
+
 def read_poscar(path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(element symbol per atom, cell rows Å, Cartesian positions Å) of a VASP 5 POSCAR."""
     path = Path(path)
@@ -314,8 +342,8 @@ def read_new_folder(folder) -> Structure:
     flat = {}
     for name, order in (("H", oH), ("S", oS)):
         pairs, bounds, shapes, entries, path = arrays[name]
-        blocks = [entries[bounds[e] : bounds[e + 1]].reshape(shapes[e]) for e in order]
-        flat[name] = _assemble(blocks, Z, shells, src, dst, "hambench", path, spinful and name == "H", label)
+        flat[name] = _gather_dock(order, bounds, shapes, entries, shells, src, dst, spinful and name == "H", path,
+                                  label)
     files = [folder / f for f in ("POSCAR", "info.json", "hamiltonian.h5", "overlap.h5")]
     return Structure(
         id=folder.name, Z=Z, pos=pos, cell=cell, pbc=[True, True, True], src=src, dst=dst, shift=shift,
