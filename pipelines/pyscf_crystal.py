@@ -41,17 +41,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import BOHR_ANGSTROM, HARTREE_EV, atom_permutation, pyscf_species_shells, symbol_to_z
 from ..errors import ExcludedItem, InputError
-from ..structure import Structure
+from ..structure import Structure, file_sha256
 from . import Source
+from .pyscf_qm9 import _load_raw, _write_npz_atomic
 
 __all__ = [
     "CrystalSource",
@@ -569,35 +568,6 @@ def raw_to_structure(raw: dict, sid: str, path, protocol: dict, cutoff=None, sou
     )
 
 
-# --- files -----------------------------------------------------------------------------------------------
-def _write_npz_atomic(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _load_raw(path: Path) -> dict | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --- the source ------------------------------------------------------------------------------------------
 class CrystalSource(Source):
     """Crystals generated and labelled with PySCF periodic DFT (KRKS PBE, GTH); real-space H(R), S(R)."""
@@ -733,14 +703,14 @@ class CrystalSource(Source):
         raw = run_crystal(symbols, pos, cellv, pbc, self.protocol, mesh, threads=self.threads, where=sid)
         raw["alias_error_S"] = np.float64(alias)
         raw["id"] = np.array(sid)
-        _write_npz_atomic(path, raw)
+        _write_npz_atomic(path, raw, compressed=False)
         return raw, path, True
 
     def read(self, item) -> list:
         raw, path, _ = self.compute(item)
         if not bool(raw["converged"]):
             raise SCFNotConverged(path, f"SCF of {item[0]} did not converge in {self.protocol.get('max_cycle', 50)} cycles")
-        s = raw_to_structure(raw, item[0], path, self.protocol, self.cutoff, sources=[(str(path), _sha256(path))])
+        s = raw_to_structure(raw, item[0], path, self.protocol, self.cutoff, sources=[(str(path), file_sha256(path))])
         if self.deeph_dir is not None:
             from .deeph_format import write_legacy_folder
 

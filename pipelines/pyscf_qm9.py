@@ -248,12 +248,13 @@ def run_pyscf(symbols, xyz_ang, protocol: dict, threads: int = 1, where=None) ->
     }
 
 
-def _write_npz_atomic(path: Path, arrays: dict) -> None:
+def _write_npz_atomic(path: Path, arrays: dict, compressed: bool = True) -> None:
+    """Write a raw-result cache file atomically (temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     try:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
