@@ -17,7 +17,6 @@ self pairs included, row-major (i, then j); blocks of the full Fock (eV) and ove
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -30,6 +29,8 @@ import numpy as np
 
 from ..conventions import HARTREE_EV, atom_permutation, symbol_to_z
 from ..errors import ExcludedItem, InputError
+from ..pyscf_mol import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
+from ..pyscf_mol import protocol_key as _protocol_key
 from ..structure import Structure, file_sha256
 from . import Source
 
@@ -47,20 +48,6 @@ __all__ = [
     "raw_file_name",
 ]
 
-#: the QH9 protocol with modern PySCF (FACTS.md §5); every field can be overridden by an option
-DEFAULT_PROTOCOL = {
-    "code": "PySCF",
-    "method": "RKS",
-    "xc": "b3lyp5",
-    "basis": "def2-svp",
-    "grid_level": 3,
-    "conv_tol": 1e-9,
-    "density_fit": False,
-    "max_cycle": 50,
-    "charge": 0,
-    "spin": 0,
-    "cart": False,
-}
 #: version of the raw .npz layout written by :func:`run_pyscf`
 RAW_FORMAT = 1
 QM9_COLUMNS = ["Index", "SMILES", "N_atoms", "Stoichiometry", "Elements", "XYZ_Ang"]
@@ -147,82 +134,22 @@ def select_molecules(table, limit=None, ids=None, max_atoms=None, max_heavy=None
 
 
 # --- PySCF -----------------------------------------------------------------------------------------------
-def shells_of_atoms(mol) -> list[list[int]]:
-    """Angular momentum of every contracted shell of every atom, in PySCF's AO order (l repeated per nctr)."""
-    shells: list[list[int]] = [[] for _ in range(mol.natm)]
-    for ib in range(mol.nbas):
-        shells[mol.bas_atom(ib)] += [int(mol.bas_angular(ib))] * int(mol.bas_nctr(ib))
-    return shells
-
-
-def protocol_of(options: dict) -> dict:
-    """The DFT protocol: :data:`DEFAULT_PROTOCOL` with the options given (None means default)."""
-    p = dict(DEFAULT_PROTOCOL)
-    for k in ("xc", "basis", "grid_level", "conv_tol", "density_fit", "max_cycle"):
-        if options.get(k) is not None:
-            p[k] = options[k]
-    p["xc"] = str(p["xc"]).lower()
-    p["basis"] = str(p["basis"]).lower()
-    p["grid_level"] = int(p["grid_level"])
-    p["conv_tol"] = float(p["conv_tol"])
-    p["density_fit"] = bool(p["density_fit"])
-    p["max_cycle"] = int(p["max_cycle"])
-    return p
-
-
-def _protocol_key(protocol: dict) -> str:
-    """Short hash of the protocol fields that change the result (max_cycle does not)."""
-    keep = {k: v for k, v in protocol.items() if k != "max_cycle"}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
-
-
 def raw_file_name(index: int, protocol: dict) -> str:
     """Cache file name of QM9 molecule ``index`` under ``protocol``: ``dsgdb9nsd_000001_<hash>.npz``."""
     return f"dsgdb9nsd_{int(index):06d}_{_protocol_key(protocol)}.npz"
 
 
-def build_mol(symbols, xyz_ang, protocol: dict, where=None):
-    """A PySCF ``Mole`` (Å input); unknown elements or a basis without them → :class:`InputError`."""
-    from pyscf import gto
-
-    for s in symbols:
-        try:
-            symbol_to_z(s)
-        except ValueError:
-            raise InputError(where, f"unknown element symbol {s!r}") from None
-    try:
-        mol = gto.M(
-            atom=[(s, tuple(p)) for s, p in zip(symbols, xyz_ang)],
-            basis=protocol["basis"],
-            unit="Angstrom",
-            charge=protocol["charge"],
-            spin=protocol["spin"],
-            cart=protocol["cart"],
-            verbose=0,
-        )
-    except (RuntimeError, KeyError, ValueError) as e:
-        raise InputError(where, f"PySCF cannot build the molecule ({type(e).__name__}: {e})") from None
-    return mol
-
-
 def run_pyscf(symbols, xyz_ang, protocol: dict, threads: int = 1, where=None) -> dict:
     """One RKS calculation; returns the raw result (Hartree, PySCF AO order) as a dict of arrays/scalars."""
     import pyscf
-    from pyscf import dft, lib
+    from pyscf import lib
 
     mol = build_mol(symbols, xyz_ang, protocol, where)
     old_threads = lib.num_threads()
     lib.num_threads(int(threads))
     try:
         t0 = time.perf_counter()
-        mf = dft.RKS(mol)
-        mf.xc = protocol["xc"]
-        mf.grids.level = protocol["grid_level"]
-        mf.conv_tol = protocol["conv_tol"]
-        mf.max_cycle = protocol["max_cycle"]
-        if protocol["density_fit"]:
-            mf = mf.density_fit()
-        mf.verbose = 0
+        mf = make_rks(mol, protocol)
         e_tot = mf.kernel()
         fock = mf.get_fock()  # F[D_final], what QH9 stores
         wall = time.perf_counter() - t0
