@@ -1,0 +1,540 @@
+"""The prediction store: predicted Hamiltonian blocks of some structures of a truth store, and how to read them.
+
+A prediction store (``preds.zarr``) has the truth store's schema (:mod:`hambench.store`), restricted to the
+predicted structures: the same structure ids, atoms and edges (copied from the truth), ``blocks/H`` = the
+predictions (optional ``blocks/T`` = predicted trace labels), no overlap (``blocks/S`` is empty). Attributes::
+
+    hambench_predictions_version: 1
+    truth:      {path, checksum, store_version}    # the content checksum of the whole truth store
+    model:      {name, checkpoint, config}          # whatever the predictor says about itself
+    split:      "name:subset" | null
+    created_by: {hambench, command}
+    content_checksum: {algorithm, sha256, fingerprint}   # the store's own checksum, cached
+
+People who train with their own code write one with :func:`write_predictions` and score it with
+``hambench score``; ``hambench predict`` uses the same writer. :func:`open_predictions` refuses a prediction
+store that does not match its truth (changed checksum, unknown ids, other edges or block sizes, NaN/Inf, another
+version) with one :class:`~hambench.errors.InputError` line naming the file.
+
+Example
+-------
+>>> from hambench.predictions import write_predictions, open_predictions      # doctest: +SKIP
+>>> write_predictions("test.zarr", ids, blocks, "preds.zarr", {"model": {"name": "mine"}})  # doctest: +SKIP
+>>> p = open_predictions("preds.zarr")           # finds test.zarr from the attrs and validates  # doctest: +SKIP
+>>> pred, true = p.pair(0)                        # two Structures: predicted H / true H and S   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import HambenchError, InputError
+from .store import STORE_VERSION, Store, StoreWriter, open_store
+from .structure import Structure
+
+__all__ = [
+    "PREDICTIONS_VERSION",
+    "CHECKSUM_ALGORITHM",
+    "store_checksum",
+    "write_predictions",
+    "open_predictions",
+    "Predictions",
+    "read_range",
+    "index_runs",
+]
+
+PREDICTIONS_VERSION = 1
+CHECKSUM_ALGORITHM = "hambench-content-sha256-v1"
+
+#: the arrays the content checksum covers, in this order (blocks/T only where present)
+CHECKSUM_FIELDS = (
+    "structures/id", "structures/natoms", "structures/nedges", "structures/cell", "structures/pbc",
+    "atoms/Z", "atoms/pos", "edges/src", "edges/dst", "edges/shift", "blocks/H", "blocks/S", "blocks/T",
+)
+#: elements per slice when streaming a large array through the hash or a check
+_SLICE = 1 << 22
+
+
+def _as_store(store) -> Store:
+    if isinstance(store, Store):
+        return store
+    try:
+        return open_store(store)
+    except HambenchError:
+        raise
+    except Exception as e:  # pragma: no cover - zarr's own failures
+        raise InputError(store, f"cannot be opened as a hambench store ({type(e).__name__}: {e})") from None
+
+
+# --- content checksum ------------------------------------------------------------------------------------
+def _fingerprint(path: Path) -> str:
+    """Cheap identity of a store's files (relative path, size, mtime) except the root ``zarr.json`` (the
+    attributes, where the cached checksum itself lives)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if rel == "zarr.json":
+            continue
+        st = f.stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _canonical(a: np.ndarray) -> bytes:
+    a = np.asarray(a)
+    if a.dtype.kind in "fc":
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    elif a.dtype.kind in "iub":
+        a = a.astype(np.dtype(f"<i{max(a.dtype.itemsize, 1)}") if a.dtype.kind != "b" else np.uint8, copy=False)
+    return np.ascontiguousarray(a).tobytes()
+
+
+def _compute_checksum(st: Store) -> str:
+    a = st.attrs
+    h = hashlib.sha256()
+    head = {
+        "algorithm": CHECKSUM_ALGORITHM,
+        "kind": a["kind"],
+        "spinful": bool(a["spinful"]),
+        "species": {str(z): list(s) for z, s in sorted(a["species"].items(), key=lambda kv: int(kv[0]))},
+    }
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for name in CHECKSUM_FIELDS:
+        arr = st.group[name]
+        n = int(arr.shape[0])
+        if name == "blocks/T" and n == 0:
+            continue
+        h.update(f"\n{name}\0{n}\0".encode())
+        if name == "structures/id":
+            for a0 in range(0, n, 1 << 16):
+                ids = arr[a0 : min(n, a0 + (1 << 16))]
+                h.update("".join(f"{x}\0" for x in ids).encode())
+            continue
+        row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)))
+        step = max(1, _SLICE // row)
+        for a0 in range(0, n, step):
+            h.update(_canonical(arr[a0 : min(n, a0 + step)]))
+    return h.hexdigest()
+
+
+def store_checksum(store) -> str:
+    """Content checksum of a store: sha256 over its ids, atoms (Z, positions), cells, edges and blocks H, S (T
+    where present), in a canonical byte order, plus kind, spinfulness and species.
+
+    The value is read from ``attrs["content_checksum"]`` when that cache's file fingerprint (sizes and mtimes of
+    every array file) still matches; otherwise it is computed by streaming the arrays (~1 GB/s).
+    """
+    st = _as_store(store)
+    cache = st.attrs.get("content_checksum")
+    if isinstance(cache, dict) and cache.get("algorithm") == CHECKSUM_ALGORITHM and cache.get("sha256"):
+        if cache.get("fingerprint") == _fingerprint(st.path):
+            return str(cache["sha256"])
+    return _compute_checksum(st)
+
+
+def _cache_checksum(path: Path) -> str:
+    """Compute and store the content checksum in the store's own attrs (used on prediction stores we write)."""
+    import zarr
+
+    st = open_store(path)
+    value = _compute_checksum(st)
+    g = zarr.open_group(str(path), mode="r+")
+    g.attrs["content_checksum"] = {"algorithm": CHECKSUM_ALGORITHM, "sha256": value, "fingerprint": _fingerprint(path)}
+    return value
+
+
+# --- reading structure ranges in bulk --------------------------------------------------------------------
+def index_runs(indices: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split a sequence of structure indices into runs of consecutive ones: ``(first position, start, stop)``
+    with ``indices[pos:pos + stop - start] == range(start, stop)``."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0:
+        return []
+    brk = np.flatnonzero(np.diff(idx) != 1) + 1
+    starts = np.concatenate([[0], brk])
+    stops = np.concatenate([brk, [idx.size]])
+    return [(int(p), int(idx[p]), int(idx[p]) + int(q - p)) for p, q in zip(starts, stops)]
+
+
+def read_range(store: Store, a: int, b: int, blocks: Sequence[str] = ("H", "S")) -> dict:
+    """Structures ``a..b-1`` of a store as flat arrays, read with one slice per field.
+
+    Returns the store's arrays by field name (``"structures/id"``, ``"atoms/Z"``, ``"edges/src"``,
+    ``"blocks/H"``, …; only the ``blocks`` asked for) and local offsets: ``atom_ptr``, ``edge_ptr``
+    (``b - a + 1``), ``H_ptr``, ``S_ptr``, ``T_ptr`` (``E + 1``, starting at 0).
+    """
+    g, p = store.group, store.ptr
+    a0, a1 = int(p.atom[a]), int(p.atom[b])
+    e0, e1 = int(p.edge[a]), int(p.edge[b])
+    out: dict = {
+        "atom_ptr": p.atom[a : b + 1] - a0,
+        "edge_ptr": p.edge[a : b + 1] - e0,
+    }
+    for name in ("structures/id", "structures/natoms", "structures/nedges", "structures/cell", "structures/pbc",
+                 "structures/energy", "structures/nelectron", "structures/fermi_level", "structures/parent",
+                 "structures/rotation", "structures/sources"):
+        out[name] = g[name][a:b]
+    out["structures/id"] = np.array([str(x) for x in out["structures/id"]], dtype=object)
+    for name in ("atoms/Z", "atoms/pos"):
+        out[name] = g[name][a0:a1]
+    for name in ("edges/src", "edges/dst", "edges/shift"):
+        out[name] = g[name][e0:e1]
+    for which in ("H", "S", "T"):
+        ptr = getattr(p, which)[e0 : e1 + 1]
+        out[f"{which}_ptr"] = ptr - ptr[0]
+        if which in blocks:
+            out[f"blocks/{which}"] = g[f"blocks/{which}"][int(ptr[0]) : int(ptr[-1])]
+    for name in store.attrs.get("splits", {}):
+        out[f"splits/{name}"] = g[f"splits/{name}"][a:b]
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+def _resolve_indices(truth: Store, ids, where) -> np.ndarray:
+    ids = list(ids)
+    n = len(truth)
+    if not ids:
+        raise InputError(where, "no structures to write (ids is empty)")
+    if all(isinstance(x, (int, np.integer)) for x in ids):
+        idx = np.asarray(ids, dtype=np.int64)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.size:
+            raise InputError(where, f"structure index {int(bad[0])} is out of range for {truth.path} ({n} structures)")
+    else:
+        lookup = {str(s): k for k, s in enumerate(truth.group["structures/id"][:])}
+        idx = np.empty(len(ids), dtype=np.int64)
+        for k, x in enumerate(ids):
+            got = lookup.get(str(x))
+            if got is None:
+                raise InputError(where, f"structure id {str(x)!r} is not in the truth store {truth.path}")
+            idx[k] = got
+    u, c = np.unique(idx, return_counts=True)
+    if np.any(c > 1):
+        dup = str(truth.group["structures/id"][int(u[c > 1][0])])
+        raise InputError(where, f"structure {dup!r} is given more than once")
+    return idx
+
+
+def _check_flat(x, expect: int, spinful: bool, sid: str, what: str, where) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind == "c" and not spinful:
+        if np.any(x.imag != 0):
+            raise InputError(where, f"structure {sid!r}: complex {what} for a spinless truth store")
+        x = x.real
+    if x.dtype.kind not in "fciub":
+        raise InputError(where, f"structure {sid!r}: {what} has dtype {x.dtype}, expected numbers")
+    x = x.reshape(-1).astype(np.complex128 if (spinful and what == "H") else np.float64)
+    if x.size != expect:
+        raise InputError(where, f"structure {sid!r}: {what} has {x.size} elements, the truth's edges need {expect}")
+    if not np.all(np.isfinite(x)):
+        raise InputError(where, f"structure {sid!r}: {what} contains NaN/Inf")
+    return x
+
+
+def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_path, meta: dict | None = None,
+                      T: Iterable | None = None, overwrite: bool = False) -> Path:
+    """Write a prediction store for structures ``ids`` of a truth store (atomically).
+
+    Parameters
+    ----------
+    truth_store_or_path : a :class:`~hambench.store.Store` or its path
+    ids : structure ids (str) or indices (int) of the truth store, in the order the store will hold them
+    blocks : one flat array per structure (same order): the predicted H blocks of the truth's edges, hambench
+        order, row-major per edge, eV (complex for spinful stores). May be a generator (streamed).
+    out_path : ``NAME.zarr``; written to ``NAME.zarr.partial`` and renamed at the end
+    meta : ``{"model": {name, checkpoint, config}, "split": "name:subset" | None, "created_by": {...}}``;
+        other keys are kept under ``attrs["meta"]``
+    T : optional predicted trace labels, one flat array per structure (sizes of the truth's T)
+    overwrite : replace an existing ``out_path``
+
+    Returns the path written. Raises :class:`InputError` (naming ``out_path``) for unknown or repeated ids,
+    wrong sizes, NaN/Inf, or complex blocks for a spinless store.
+    """
+    truth = _as_store(truth_store_or_path)
+    out = Path(out_path)
+    meta = dict(meta or {})
+    if out.exists() and not overwrite:
+        raise InputError(out, "exists already; choose another path or pass overwrite=True (--overwrite)")
+    idx = _resolve_indices(truth, ids, out)
+    spinful = truth.spinful
+    p = truth.ptr
+    E = p.edge[idx + 1] - p.edge[idx]
+    nH = p.H[p.edge[idx + 1]] - p.H[p.edge[idx]]
+    nT = p.T[p.edge[idx + 1]] - p.T[p.edge[idx]]
+    counts = {
+        "structures": int(idx.size),
+        "atoms": int(np.sum(p.atom[idx + 1] - p.atom[idx])),
+        "edges": int(np.sum(E)),
+        "H": int(np.sum(nH)),
+        "S": 0,
+        "T": int(np.sum(nT)) if T is not None else 0,
+    }
+    splits = truth.attrs.get("splits", {})
+    attrs = {
+        "kind": truth.attrs["kind"],
+        "spinful": spinful,
+        "species": truth.attrs["species"],
+        "dft": truth.attrs.get("dft", {}),
+        "constants": truth.attrs.get("constants", "CODATA2018"),
+        "splits": splits,
+        "hambench_predictions_version": PREDICTIONS_VERSION,
+        "truth": {"path": str(truth.path.resolve()), "checksum": store_checksum(truth),
+                  "store_version": int(truth.attrs["hambench_store_version"])},
+        "model": meta.pop("model", {}) or {},
+        "split": meta.pop("split", None),
+        "created_by": meta.pop("created_by", None) or {"hambench": __version__, "command": " ".join(sys.argv)},
+    }
+    if meta:
+        attrs["meta"] = meta
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    blocks_it = iter(blocks)
+    T_it = iter(T) if T is not None else None
+    try:
+        writer = StoreWriter(partial, counts, attrs, list(splits))
+        for pos, a, b in index_runs(idx):
+            d = read_range(truth, a, b, blocks=())
+            n = b - a
+            edge_local = d["edge_ptr"]
+            batch = {k: v for k, v in d.items() if "/" in k and not k.startswith("blocks/")}
+            # parents: the truth's global index, or −1 (the prediction store is a subset)
+            batch["structures/parent"] = np.full(n, -1, np.int64)
+            Hs, Ts = [], []
+            for k in range(n):
+                sid = str(d["structures/id"][k])
+                e0, e1 = int(edge_local[k]), int(edge_local[k + 1])
+                need = int(d["H_ptr"][e1] - d["H_ptr"][e0])
+                try:
+                    x = next(blocks_it)
+                except StopIteration:
+                    raise InputError(out, f"blocks has fewer entries ({pos + k}) than ids ({idx.size})") from None
+                Hs.append(_check_flat(x, need, spinful, sid, "H", out))
+                if T_it is not None:
+                    needT = int(d["T_ptr"][e1] - d["T_ptr"][e0])
+                    try:
+                        t = next(T_it)
+                    except StopIteration:
+                        raise InputError(out, f"T has fewer entries ({pos + k}) than ids ({idx.size})") from None
+                    Ts.append(_check_flat(t, needT, False, sid, "T", out))
+            batch["blocks/H"] = np.concatenate(Hs) if Hs else np.zeros(0)
+            batch["blocks/S"] = np.zeros(0)
+            batch["blocks/T"] = np.concatenate(Ts) if Ts else np.zeros(0)
+            batch["edges/H_size"] = np.diff(d["H_ptr"])
+            batch["edges/S_size"] = np.zeros(len(d["edges/src"]), np.int64)
+            batch["edges/T_size"] = np.diff(d["T_ptr"]) if T is not None else np.zeros(len(d["edges/src"]), np.int64)
+            writer.append(batch)
+        if next(blocks_it, None) is not None:
+            raise InputError(out, f"blocks has more entries than ids ({idx.size})")
+        writer.close()
+        import zarr
+
+        g = zarr.open_group(str(partial), mode="r+")
+        ti = g.create_array("structures/truth_index", shape=(idx.size,), dtype="int64",
+                            chunks=(max(1, min(idx.size, 1 << 17)),), compressors=None)
+        ti[:] = idx
+        _cache_checksum(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(partial, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, out)
+    return out
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+class Predictions:
+    """A validated prediction store with its truth: ``len(p)``, ``p.ids``, ``p.truth_index``, ``p.pair(k)``.
+
+    Attributes: ``path``, ``store`` (the prediction :class:`~hambench.store.Store`), ``truth`` (the truth
+    store), ``truth_index`` ((n,) int64: structure k of the predictions is structure ``truth_index[k]`` of the
+    truth), ``checksum`` (the predictions' own content checksum), ``truth_checksum``, ``model``, ``split``,
+    ``attrs``.
+    """
+
+    def __init__(self, path: Path, store: Store, truth: Store, truth_index: np.ndarray, checksum: str,
+                 truth_checksum: str):
+        self.path = Path(path)
+        self.store = store
+        self.truth = truth
+        self.truth_index = truth_index
+        self.checksum = checksum
+        self.truth_checksum = truth_checksum
+        self.attrs = store.attrs
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __repr__(self) -> str:
+        return f"Predictions({str(self.path)!r}, {len(self)} structures of {str(self.truth.path)!r})"
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(x) for x in self.store.group["structures/id"][:]]
+
+    @property
+    def model(self) -> dict:
+        return dict(self.attrs.get("model") or {})
+
+    @property
+    def split(self) -> str | None:
+        return self.attrs.get("split")
+
+    @property
+    def kind(self) -> str:
+        return str(self.truth.attrs["kind"])
+
+    @property
+    def spinful(self) -> bool:
+        return self.truth.spinful
+
+    def pair(self, k: int) -> tuple[Structure, Structure]:
+        """(predicted, true) structures ``k``: the same atoms and edges; predicted H (S taken from the truth)."""
+        true = self.truth[int(self.truth_index[k])]
+        pred = self.store[k]
+        pred.S = true.S
+        return pred, true
+
+    def ranges(self) -> list[tuple[int, int, int]]:
+        """Runs of consecutive truth indices: ``(first prediction index, truth start, truth stop)``."""
+        return index_runs(self.truth_index)
+
+
+def _find_truth(preds_path: Path, attrs: dict, truth):
+    if truth is not None:
+        return _as_store(truth)
+    rec = attrs.get("truth") or {}
+    rp = rec.get("path")
+    if not rp:
+        raise InputError(preds_path, "does not name its truth store; pass --truth STORE")
+    cands = [Path(rp)]
+    if not Path(rp).is_absolute():
+        cands.append(preds_path.parent / rp)
+    for c in cands:
+        if c.exists():
+            return _as_store(c)
+    raise InputError(preds_path, f"its truth store {rp} is not there; pass --truth STORE")
+
+
+def _compare(where, name, sid_of, a: np.ndarray, b: np.ndarray, owner: np.ndarray):
+    """Raise naming the first structure whose entries of ``name`` differ between predictions and truth."""
+    if a.shape != b.shape:
+        raise InputError(where, f"{name} has shape {a.shape}, the truth's has {b.shape}")
+    diff = a != b
+    if diff.ndim > 1:
+        diff = diff.reshape(len(diff), -1).any(axis=1)
+    bad = np.flatnonzero(diff)
+    if bad.size:
+        raise InputError(where, f"structure {sid_of(int(owner[bad[0]]))!r}: {name} differ from the truth's")
+
+
+def open_predictions(path, truth=None, check_checksum: bool = True) -> Predictions:
+    """Open a prediction store and validate it against its truth (``truth`` or the store named in its attrs).
+
+    Refused with one :class:`InputError` line naming the file: another predictions or store version; a truth
+    whose content checksum differs from the recorded one (it changed since prediction; skip this check only
+    with ``check_checksum=False``); ids missing from the truth; atoms, cells or edges (src, dst, R) differing from
+    the truth's (missing or extra edges); block sizes other than the truth's edges need; NaN/Inf predictions.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such prediction store")
+    try:
+        st = open_store(path)
+    except HambenchError as e:
+        msg = str(e)
+        raise InputError(path, msg.split(": ", 1)[1] if msg.startswith(str(path)) else msg) from None
+    a = st.attrs
+    ver = a.get("hambench_predictions_version")
+    if ver is None:
+        raise InputError(path, "is a store but not a prediction store (no hambench_predictions_version attribute)")
+    if ver != PREDICTIONS_VERSION:
+        raise InputError(path, f"predictions version {ver}, this hambench reads version {PREDICTIONS_VERSION}")
+    tr = _find_truth(path, a, truth)
+    rec = a.get("truth") or {}
+    if int(rec.get("store_version", STORE_VERSION)) != int(tr.attrs["hambench_store_version"]):
+        raise InputError(path, f"made for truth store version {rec.get('store_version')}, {tr.path} is version "
+                               f"{tr.attrs['hambench_store_version']}")
+    truth_sum = store_checksum(tr)
+    if check_checksum and rec.get("checksum") != truth_sum:
+        raise InputError(tr.path, f"changed since {path} was predicted from it (content checksum "
+                                  f"{str(rec.get('checksum'))[:12]}… recorded, {truth_sum[:12]}… now)")
+    for key in ("kind", "spinful"):
+        if a.get(key) != tr.attrs.get(key):
+            raise InputError(path, f"{key} is {a.get(key)!r}, the truth store's is {tr.attrs.get(key)!r}")
+    if {str(k): list(v) for k, v in a["species"].items()} != {str(k): list(v) for k, v in tr.attrs["species"].items()}:
+        raise InputError(path, f"species {a['species']} differ from the truth store's {tr.attrs['species']}")
+    # ids → truth indices (the recorded truth_index must agree)
+    ids = [str(x) for x in st.group["structures/id"][:]]
+    lookup = {str(s): k for k, s in enumerate(tr.group["structures/id"][:])}
+    idx = np.empty(len(ids), dtype=np.int64)
+    for k, sid in enumerate(ids):
+        got = lookup.get(sid)
+        if got is None:
+            raise InputError(path, f"structure id {sid!r} is not in the truth store {tr.path}")
+        idx[k] = got
+    if len(np.unique(idx)) != len(idx):
+        raise InputError(path, "holds a structure id more than once")
+    if "structures/truth_index" in st.group:
+        rec_idx = st.group["structures/truth_index"][:]
+        if rec_idx.shape != idx.shape or np.any(rec_idx != idx):
+            raise InputError(path, "structures/truth_index disagrees with the structure ids")
+    spinful = tr.spinful
+    if spinful and np.dtype(st.group["blocks/H"].dtype).kind != "c":
+        raise InputError(path, "blocks/H is real but the truth store is spinful (complex blocks)")
+    # structure by structure range: atoms, cells and edges equal, block sizes equal, values finite
+    for pos, a0, b0 in index_runs(idx):
+        n = b0 - a0
+        t = read_range(tr, a0, b0, blocks=())
+        q = read_range(st, pos, pos + n, blocks=("H",))
+
+        def sid_of(k, _t=t):
+            return str(_t["structures/id"][k])
+
+        nat_t, nat_q = np.diff(t["atom_ptr"]), np.diff(q["atom_ptr"])
+        ned_t, ned_q = np.diff(t["edge_ptr"]), np.diff(q["edge_ptr"])
+        s_all = np.arange(n)
+        _compare(path, "atom counts", sid_of, nat_q, nat_t, s_all)
+        bad = np.flatnonzero(ned_q != ned_t)
+        if bad.size:
+            k = int(bad[0])
+            more = "extra" if ned_q[k] > ned_t[k] else "missing"
+            raise InputError(path, f"structure {sid_of(k)!r}: {ned_q[k]} edges, the truth has {ned_t[k]} "
+                                   f"({more} edges)")
+        atom_owner = np.repeat(s_all, nat_t)
+        edge_owner = np.repeat(s_all, ned_t)
+        _compare(path, "atomic numbers", sid_of, q["atoms/Z"], t["atoms/Z"], atom_owner)
+        _compare(path, "positions", sid_of, q["atoms/pos"], t["atoms/pos"], atom_owner)
+        _compare(path, "cells", sid_of, q["structures/cell"], t["structures/cell"], s_all)
+        for f in ("edges/src", "edges/dst", "edges/shift"):
+            _compare(path, f"edges (i, j, R) [{f.split('/')[1]}]", sid_of, q[f], t[f], edge_owner)
+        hq, ht = np.diff(q["H_ptr"]), np.diff(t["H_ptr"])
+        _compare(path, "block sizes", sid_of, hq, ht, edge_owner)
+        H = q["blocks/H"]
+        if H.size != int(t["H_ptr"][-1]):
+            raise InputError(path, f"blocks/H holds {H.size} elements for these structures, the truth's edges need "
+                                   f"{int(t['H_ptr'][-1])}")
+        fin = np.isfinite(H)
+        if not fin.all():
+            e = int(np.searchsorted(q["H_ptr"], int(np.flatnonzero(~fin)[0]), side="right") - 1)
+            raise InputError(path, f"structure {sid_of(int(edge_owner[e]))!r}: predicted H contains NaN/Inf")
+        if int(st.attrs["counts"]["T"]):
+            tq, tt = np.diff(q["T_ptr"]), np.diff(t["T_ptr"])
+            _compare(path, "trace-label sizes", sid_of, tq, tt, edge_owner)
+    checksum = store_checksum(st)
+    return Predictions(path, st, tr, idx, checksum, truth_sum)
