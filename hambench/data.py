@@ -1,0 +1,576 @@
+"""Batches for training and prediction, streamed from a store in structure ranges.
+
+A model's ``forward`` gets one :class:`Batch`: a graph of ``B`` structures (``A`` atoms, ``E`` edges) with the
+target blocks in hambench order. Where the batches come from:
+
+* :func:`make_loader` / :class:`StoreDataset` stream a store (optionally one subset of a named split, e.g.
+  ``"qh9-stable-id:train"``) in contiguous structure *ranges* read with :meth:`hambench.store.Store.read_range`
+  (about 20 slice reads per range whatever its size, so memory and work per step do not depend on the store's
+  size). Shuffling permutes the ranges and the structures inside each group of about ``range_size``
+  structures, seeded by ``(seed, epoch)``; DDP ranks get disjoint, equally long parts; each DataLoader worker
+  reads its own groups; rotation augmentation rotates each structure by a seeded random rotation per epoch,
+  exactly (positions, cell, H and S by :func:`hambench.so3.rotate_edge_blocks`; T is invariant).
+* :func:`batch_from_structures` builds the same batch from :class:`hambench.structure.Structure` records (also
+  without targets, for ``predict --structures``).
+
+Edge convention: an edge (i, j, R) carries H_ij(R) = <φ_i(r)|H|φ_j(r − R·cell)>, so its vector is
+``r_ij = pos[j] + R·cell − pos[i]`` (:func:`edge_vectors`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .layout import BasisLayout
+from .store import Store, StoreRange
+
+__all__ = [
+    "Batch",
+    "edge_vectors",
+    "collate",
+    "batch_from_structures",
+    "parse_split",
+    "select_split",
+    "augment_rotation",
+    "StoreDataset",
+    "StoreLoader",
+    "make_loader",
+]
+
+
+# --- the batch -----------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """One graph batch of ``B`` structures, ``A`` atoms and ``E`` edges; every tensor on one device.
+
+    Float tensors (pos, cell, shift, edge_vec, H, S, T) are in the run's dtype (H complex of that precision
+    when spinful); index tensors are int64. ``edge_src``/``edge_dst`` are global atom indices in the batch
+    (self edges included); ``H_ptr``/``S_ptr``/``T_ptr`` are batch-local offsets of each edge's block (always
+    set, also when the targets are None). ``rotation`` (B, 3, 3) is the augmentation rotation applied to each
+    structure (None without augmentation): the batch holds ``pos @ Rᵀ``, ``cell @ Rᵀ``, ``D H Dᵀ``.
+    """
+
+    Z: torch.Tensor
+    pos: torch.Tensor
+    atom_batch: torch.Tensor
+    cell: torch.Tensor
+    natoms: torch.Tensor
+    edge_src: torch.Tensor
+    edge_dst: torch.Tensor
+    shift: torch.Tensor
+    edge_vec: torch.Tensor
+    edge_batch: torch.Tensor
+    H: torch.Tensor | None
+    S: torch.Tensor | None
+    H_ptr: torch.Tensor
+    S_ptr: torch.Tensor
+    T: torch.Tensor | None
+    T_ptr: torch.Tensor
+    layout: BasisLayout
+    ids: list
+    index: torch.Tensor
+    spinful: bool
+    kind: str
+    rotation: torch.Tensor | None = None
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.natoms.shape[0])
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.Z.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_src.shape[0])
+
+    def _map(self, fn_float, fn_complex, fn_int):
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                if v.is_complex():
+                    v = fn_complex(v)
+                elif v.is_floating_point():
+                    v = fn_float(v)
+                else:
+                    v = fn_int(v)
+            out[f.name] = v
+        return Batch(**out)
+
+    def to(self, device=None, dtype=None) -> "Batch":
+        """The batch on ``device`` with float tensors in ``dtype`` (complex H in the matching complex dtype).
+
+        A dtype change recomputes ``edge_vec`` from the converted pos/cell (:func:`edge_vectors`).
+        """
+        if dtype is not None:
+            dtype = _real_dtype(dtype)
+        cdtype = _complex_of(dtype) if dtype is not None else None
+        out = self._map(
+            lambda v: v.to(device=device, dtype=dtype),
+            lambda v: v.to(device=device, dtype=cdtype),
+            lambda v: v.to(device=device),
+        )
+        if dtype is not None and dtype != self.pos.dtype:
+            out.edge_vec = edge_vectors(out)
+        return out
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (what ``DataLoader(pin_memory=True)`` calls)."""
+        return self._map(lambda v: v.pin_memory(), lambda v: v.pin_memory(), lambda v: v.pin_memory())
+
+    def blocks(self, e: int, which: str = "H") -> torch.Tensor:
+        """The (n_i, n_j) block of edge ``e`` of ``which`` (H or S) as a 2-D view."""
+        arr = self.H if which == "H" else self.S
+        ptr = self.H_ptr if which == "H" else self.S_ptr
+        spin = self.spinful and which == "H"
+        zi, zj = int(self.Z[self.edge_src[e]]), int(self.Z[self.edge_dst[e]])
+        ni, nj = self.layout.norb(zi, spin), self.layout.norb(zj, spin)
+        return arr[int(ptr[e]) : int(ptr[e + 1])].reshape(ni, nj)
+
+
+def _real_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, str):
+        dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype)
+    if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be a real torch floating dtype, got {dtype}")
+    return dtype
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def edge_vectors(batch: Batch, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None) -> torch.Tensor:
+    """Edge vectors ``r_ij = pos[dst] + shift·cell[b] − pos[src]`` (E, 3), differentiable in pos and cell.
+
+    ``pos``/``cell`` default to the batch's; pass your own (e.g. with ``requires_grad``, or rotated) to
+    recompute. With H_ij(R) = <φ_i(r)|H|φ_j(r − R·cell)>, atom j sits at ``pos[j] + R·cell`` seen from i.
+    """
+    pos = batch.pos if pos is None else pos
+    cell = batch.cell if cell is None else cell
+    shift = batch.shift.to(pos.dtype)
+    lattice = torch.bmm(shift.unsqueeze(1), cell.to(pos.dtype)[batch.edge_batch]).squeeze(1)
+    return pos[batch.edge_dst] + lattice - pos[batch.edge_src]
+
+
+# --- rotations -----------------------------------------------------------------------------------------
+def augment_rotation(seed: int, epoch: int, index: int) -> np.ndarray:
+    """The augmentation rotation of store structure ``index`` in ``epoch``: uniform on SO(3), seeded by
+    ``(seed, epoch, index)`` only (so it does not depend on ranks, workers or batch composition)."""
+    from .so3 import random_rotation
+
+    return random_rotation(np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x5EED]))
+
+
+def _rotate_range(r: StoreRange, rotations: np.ndarray) -> StoreRange:
+    """A copy of ``r`` with structure s rotated by ``rotations[s]``: pos, cell, H, S (T is invariant)."""
+    from .so3 import rotate_edge_blocks
+
+    pos = r.pos.copy()
+    cell = np.einsum("sij,skj->sik", r.cell, rotations)  # cell @ Rᵀ (rows are lattice vectors)
+    H = None if r.H is None else np.empty_like(r.H)
+    S = None if r.S is None else np.empty_like(r.S)
+    for s in range(len(r)):
+        R = rotations[s]
+        a0, a1 = int(r.atom_ptr[s]), int(r.atom_ptr[s + 1])
+        e0, e1 = int(r.edge_ptr[s]), int(r.edge_ptr[s + 1])
+        pos[a0:a1] = r.pos[a0:a1] @ R.T
+        Z = r.Z[a0:a1].astype(np.int64)
+        zi, zj = Z[r.src[e0:e1]], Z[r.dst[e0:e1]]
+        for name, out, spin in (("H", H, r.spinful), ("S", S, False)):
+            if out is None:
+                continue
+            ptr = getattr(r, name + "_ptr")
+            h0, h1 = int(ptr[e0]), int(ptr[e1])
+            out[h0:h1] = rotate_edge_blocks(getattr(r, name)[h0:h1], zi, zj, r.species, R, spin)
+    return replace(r, pos=pos, cell=cell, H=H, S=S)
+
+
+# --- collate -------------------------------------------------------------------------------------------
+def _tensor(x, dtype=None):
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t if dtype is None else t.to(dtype)
+
+
+def _collate_range(r: StoreRange, layout: BasisLayout, dtype=torch.float64, rotations=None) -> Batch:
+    dtype = _real_dtype(dtype)
+    if rotations is not None:
+        rotations = np.asarray(rotations, dtype=np.float64).reshape(len(r), 3, 3)
+        r = _rotate_range(r, rotations)
+    edge_b = r.edge_structure
+    atom_b = r.atom_structure
+    off = r.atom_ptr[:-1][edge_b]
+    src = r.src.astype(np.int64) + off
+    dst = r.dst.astype(np.int64) + off
+    Z = r.Z.astype(np.int64)
+    shift = r.shift.astype(np.float64)
+    vec = r.pos[dst] + np.einsum("ei,eij->ej", shift, r.cell[edge_b]) - r.pos[src]
+    zs, zd = Z[src], Z[dst]
+    H_ptr = r.H_ptr if r.H_ptr is not None else layout.block_ptr(zs, zd)
+    S_ptr = r.S_ptr if r.S_ptr is not None else layout.block_ptr(zs, zd, spinful=False)
+    T_ptr = r.T_ptr if r.T_ptr is not None else layout.trace_ptr(zs, zd)
+    cdtype = _complex_of(dtype) if r.spinful else dtype
+    return Batch(
+        Z=_tensor(Z),
+        pos=_tensor(r.pos, dtype),
+        atom_batch=_tensor(atom_b),
+        cell=_tensor(r.cell, dtype),
+        natoms=_tensor(r.natoms.astype(np.int64)),
+        edge_src=_tensor(src),
+        edge_dst=_tensor(dst),
+        shift=_tensor(shift, dtype),
+        edge_vec=_tensor(vec, dtype),
+        edge_batch=_tensor(edge_b),
+        H=None if r.H is None else _tensor(r.H, cdtype),
+        S=None if r.S is None else _tensor(r.S, dtype),
+        H_ptr=_tensor(np.asarray(H_ptr, np.int64)),
+        S_ptr=_tensor(np.asarray(S_ptr, np.int64)),
+        T=None if r.T is None else _tensor(r.T, dtype),
+        T_ptr=_tensor(np.asarray(T_ptr, np.int64)),
+        layout=layout,
+        ids=[str(x) for x in r.ids],
+        index=_tensor(r.index.astype(np.int64)),
+        spinful=bool(r.spinful),
+        kind=str(r.kind),
+        rotation=None if rotations is None else _tensor(rotations, dtype),
+    )
+
+
+def collate(data, layout: BasisLayout | None = None, dtype=torch.float64, rotations=None) -> Batch:
+    """One :class:`Batch` from a :class:`~hambench.store.StoreRange`, a list of them, or a list of
+    :class:`~hambench.structure.Structure` (then as :func:`batch_from_structures`).
+
+    ``rotations`` (B, 3, 3): rotate structure s by ``rotations[s]`` first (positions, cell, H, S).
+    """
+    if isinstance(data, StoreRange):
+        data = [data]
+    data = list(data)
+    if data and not isinstance(data[0], StoreRange):
+        return batch_from_structures(data, layout, dtype=dtype, rotations=rotations)
+    r = StoreRange.concat(data)
+    if layout is None:
+        layout = BasisLayout(r.species, r.spinful)
+    return _collate_range(r, layout, dtype, rotations)
+
+
+def _target(x, n: int, name: str, where: str):
+    """x as a flat array if it holds the ``n`` target elements, None when absent; InputError on a mismatch."""
+    if x is None:
+        return None
+    x = np.asarray(x).reshape(-1)
+    if x.size == n:
+        return x
+    if x.size == 0 or (x.size == 1 and not np.all(np.isfinite(x))):
+        return None
+    raise InputError(where, f"{name} has {x.size} elements, the basis layout needs {n}")
+
+
+def batch_from_structures(structs, layout: BasisLayout, dtype=torch.float64, rotations=None) -> Batch:
+    """One :class:`Batch` from :class:`~hambench.structure.Structure` records in the basis ``layout``.
+
+    Targets are optional: a structure without H (``H`` None or empty, as for ``predict --structures``) gives
+    ``batch.H = None`` (then also S and T); with H, ``T`` is computed from H (:func:`hambench.so3.edge_traces`).
+    Either all structures have a target or none does. Elements unknown to ``layout``, or known with other
+    shells, raise :class:`InputError` naming the structure.
+    """
+    from .so3 import edge_traces
+
+    structs = list(structs)
+    if not structs:
+        raise InputError(None, "no structures to batch")
+    if layout is None:
+        raise ValueError("batch_from_structures needs the basis layout")
+    spinful = layout.spinful
+    parts = {k: [] for k in ("Z", "pos", "src", "dst", "shift", "H", "S", "T", "nH", "nS", "nT")}
+    natoms, nedges, cells, pbcs, ids = [], [], [], [], []
+    have = None
+    for s in structs:
+        where = s.id
+        Z = np.asarray(s.Z, dtype=np.int64)
+        for z in np.unique(Z):
+            z = int(z)
+            if z not in layout.species:
+                raise InputError(where, f"element Z={z} unknown to the basis layout (it knows Z={list(layout.elements)})")
+            if s.species and z in s.species and list(s.species[z]) != layout.species[z]:
+                raise InputError(where, f"element Z={z} has shells {list(s.species[z])} but the basis layout has "
+                                        f"{layout.species[z]}")
+        src, dst = np.asarray(s.src, np.int64), np.asarray(s.dst, np.int64)
+        if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(Z)):
+            raise InputError(where, f"edge atom index out of range 0..{len(Z) - 1}")
+        zi, zj = Z[src], Z[dst]
+        hptr = layout.block_ptr(zi, zj)
+        sptr = layout.block_ptr(zi, zj, spinful=False)
+        H = _target(s.H, int(hptr[-1]), "H", where)
+        if int(hptr[-1]) > 0:  # a structure without edges has nothing to say about targets
+            has = H is not None
+            if have is None:
+                have = has
+            elif has != have:
+                raise InputError(where, "some structures have target blocks and some do not; batch them separately")
+        S = _target(s.S, int(sptr[-1]), "S", where) if H is not None else None
+        H = np.zeros(0) if H is None else H
+        T, _ = edge_traces(H, zi, zj, layout.species, spinful) if H.size == int(hptr[-1]) else (None, None)
+        parts["H"].append(H.astype(np.complex128 if spinful else np.float64))
+        parts["S"].append(S)
+        parts["T"].append(T)
+        parts["nH"].append(np.diff(hptr))
+        parts["nS"].append(np.diff(sptr))
+        parts["nT"].append(layout.n_basic(zi, zj))
+        parts["Z"].append(Z.astype(np.int16))
+        parts["pos"].append(np.asarray(s.pos, np.float64).reshape(-1, 3))
+        parts["src"].append(src.astype(np.int32))
+        parts["dst"].append(dst.astype(np.int32))
+        parts["shift"].append(np.asarray(s.shift, np.int32).reshape(-1, 3))
+        natoms.append(len(Z))
+        nedges.append(len(src))
+        cells.append(np.asarray(s.cell, np.float64).reshape(3, 3))
+        pbcs.append(np.asarray(s.pbc, bool).reshape(3))
+        ids.append(str(s.id))
+    n = len(structs)
+    have = bool(have) if have is not None else all(s.H is not None for s in structs)
+
+    def ptr(sizes):
+        out = np.zeros(len(sizes) + 1, np.int64)
+        np.cumsum(sizes, out=out[1:])
+        return out
+
+    cat = {k: np.concatenate(v) if v and all(x is not None for x in v) else None for k, v in parts.items()}
+    pbc = np.array(pbcs, bool).reshape(n, 3)
+    r = StoreRange(
+        index=np.arange(n, dtype=np.int64), ids=np.array(ids, dtype=object), natoms=np.array(natoms, np.int64),
+        atom_ptr=ptr(natoms), edge_ptr=ptr(nedges), cell=np.array(cells).reshape(n, 3, 3), pbc=pbc,
+        energy=np.full(n, np.nan), nelectron=np.full(n, np.nan), fermi_level=np.full(n, np.nan),
+        parent=np.full(n, -1, np.int64), rotation=np.tile(np.eye(3), (n, 1, 1)),
+        Z=cat["Z"], pos=cat["pos"], src=cat["src"], dst=cat["dst"], shift=cat["shift"],
+        H=cat["H"] if have else None, H_ptr=ptr(cat["nH"]) if have else None,
+        S=cat["S"] if have else None, S_ptr=ptr(cat["nS"]) if have and cat["S"] is not None else None,
+        T=cat["T"] if have else None, T_ptr=ptr(cat["nT"]) if have else None,
+        splits={}, split_labels={}, species=layout.species, spinful=spinful,
+        kind="crystal" if pbc.any() else "molecule",
+    )
+    return _collate_range(r, layout, dtype, rotations)
+
+
+# --- splits --------------------------------------------------------------------------------------------
+def parse_split(spec: str) -> tuple[str, str]:
+    """``"name:subset"`` → (name, subset)."""
+    name, sep, subset = str(spec).rpartition(":")
+    if not sep or not name or not subset:
+        raise InputError(None, f"split {spec!r} is not NAME:SUBSET (e.g. qh9-stable-id:train)")
+    return name, subset
+
+
+def select_split(store: Store, split: str | None) -> np.ndarray:
+    """Sorted store indices of the subset ``split`` (``"name:subset"``), or of every structure when None.
+
+    An unknown split or subset raises :class:`InputError` naming the store, the split and the known ones.
+    """
+    if split is None:
+        return np.arange(len(store), dtype=np.int64)
+    name, subset = parse_split(split)
+    known = store.attrs.get("splits", {})
+    if name not in known:
+        listed = ", ".join(f"{k}:{{{','.join(v)}}}" for k, v in sorted(known.items())) or "none"
+        raise InputError(store.path, f"no split named {name!r} (known splits: {listed})")
+    labels = list(known[name])
+    if subset not in labels:
+        raise InputError(store.path, f"split {name!r} has no subset {subset!r} (subsets: {', '.join(labels)})")
+    codes = store.array(f"splits/{name}")[:]
+    return np.flatnonzero(codes == labels.index(subset)).astype(np.int64)
+
+
+# --- streaming dataset ---------------------------------------------------------------------------------
+def _runs(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Contiguous read spans [a, b) covering ``sorted_idx``, merging holes of at most ``max_gap`` structures."""
+    if len(sorted_idx) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(sorted_idx) > max_gap + 1) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [len(sorted_idx)]])
+    return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+
+
+class StoreDataset(torch.utils.data.IterableDataset):
+    """Batches of a store (or of one split subset), streamed in structure ranges; yields :class:`Batch`.
+
+    Order of one epoch (deterministic in ``seed`` and the epoch set by :meth:`set_epoch`):
+
+    1. the selected structures (ascending store order) are cut into ranges of ``range_size``;
+    2. ``shuffle``: the ranges are permuted (seed, epoch); the stream is their concatenation;
+    3. DDP: the stream is padded by wrapping around to a multiple of ``world_size`` (or truncated when
+       ``drop_last``) and rank r takes the r-th contiguous part — disjoint and equally long on every rank;
+    4. the part is cut into groups of ``ceil(range_size / batch_size) * batch_size`` structures (about one range;
+       ``shuffle`` permutes each group) and each group into batches of ``batch_size`` structures;
+    5. DataLoader worker w of W handles groups w, w+W, …: it reads the structures of its group with one
+       :meth:`~hambench.store.Store.read_range` per contiguous run (holes of at most ``max_gap`` structures
+       are read through) and collates the group's batches.
+
+    The contents of every batch do not depend on ``num_workers``; with W > 1 workers the DataLoader takes one
+    batch from each worker in turn, so the order of the batches does. Memory holds about one group per worker.
+    ``augment_rotations``: structure k of epoch e is rotated by :func:`augment_rotation` (seed, e, k).
+    """
+
+    def __init__(self, store, split: str | None = None, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
+                 augment_rotations: bool = False, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 range_size: int = 64, dtype=torch.float64, blocks=("H", "S", "T"), max_gap: int = 8):
+        super().__init__()
+        if not isinstance(store, Store):
+            from .store import open_store
+
+            store = open_store(store)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
+            raise ValueError(f"rank {rank} is not in 0..world_size-1 (world_size {world_size})")
+        if int(range_size) < 1:
+            raise ValueError(f"range_size must be >= 1, got {range_size}")
+        unknown = set(blocks) - {"H", "S", "T"}
+        if unknown:
+            raise ValueError(f"blocks must be among H, S, T, got {sorted(unknown)}")
+        self.store = store
+        self.split = split
+        self.layout = BasisLayout.of_store(store)
+        self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
+        self.augment_rotations = bool(augment_rotations)
+        self.rank, self.world_size, self.drop_last = int(rank), int(world_size), bool(drop_last)
+        self.range_size, self.max_gap = int(range_size), int(max_gap)
+        self.dtype = _real_dtype(dtype)
+        self.blocks = tuple(blocks)
+        self.selected = select_split(store, split)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (call before iterating each epoch: it seeds the shuffle and the rotations)."""
+        self.epoch = int(epoch)
+
+    # --- the plan (cheap: integers only) -----------------------------------------------------------------
+    def _per_rank(self) -> int:
+        n, w = len(self.selected), self.world_size
+        return n // w if self.drop_last else math.ceil(n / w)
+
+    def __len__(self) -> int:
+        L = self._per_rank()
+        return L // self.batch_size if self.drop_last else math.ceil(L / self.batch_size)
+
+    def rank_indices(self, epoch: int | None = None) -> np.ndarray:
+        """Store indices this rank sees in ``epoch`` (before the within-group shuffle), in stream order."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        sel = self.selected
+        n_ranges = math.ceil(len(sel) / self.range_size)
+        order = np.arange(n_ranges)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, 1]).permutation(n_ranges)
+        stream = np.concatenate([sel[k * self.range_size : (k + 1) * self.range_size] for k in order]) \
+            if n_ranges else np.zeros(0, np.int64)
+        L = self._per_rank()
+        total = L * self.world_size
+        if total > len(stream):  # pad by wrapping around (every rank gets L structures)
+            reps = math.ceil(total / max(len(stream), 1))
+            stream = np.tile(stream, reps)
+        stream = stream[:total]
+        return stream[self.rank * L : (self.rank + 1) * L]
+
+    def groups(self, epoch: int | None = None) -> list[list[np.ndarray]]:
+        """The batches of this rank in ``epoch`` as groups: ``[[batch indices, …], …]`` (store indices)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        idx = self.rank_indices(epoch)
+        bs = self.batch_size
+        if self.drop_last:
+            idx = idx[: (len(idx) // bs) * bs]
+        g = max(1, math.ceil(self.range_size / bs)) * bs
+        out = []
+        for gi, start in enumerate(range(0, len(idx), g)):
+            part = idx[start : start + g]
+            if self.shuffle:
+                rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, 2, self.rank, gi])
+                part = part[rng.permutation(len(part))]
+            out.append([part[b : b + bs] for b in range(0, len(part), bs)])
+        return out
+
+    def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
+        """The batches of this rank (store indices of each), in the order of a single-process loader."""
+        return [b for grp in self.groups(epoch) for b in grp]
+
+    # --- reading -----------------------------------------------------------------------------------------
+    def read_group(self, group: list[np.ndarray]) -> list[Batch]:
+        """Read and collate one group of batches (one read per contiguous run of its structures)."""
+        want = np.unique(np.concatenate(group))
+        parts = [self.store.read_range(a, b, blocks=self.blocks) for a, b in _runs(want, self.max_gap)]
+        r = StoreRange.concat(parts)
+        where = np.full(int(r.index[-1]) - int(r.index[0]) + 1, -1, np.int64)
+        where[r.index - r.index[0]] = np.arange(len(r))
+        out = []
+        for b in group:
+            rows = where[b - r.index[0]]
+            sub = r.take(rows)
+            rot = None
+            if self.augment_rotations:
+                rot = np.stack([augment_rotation(self.seed, self.epoch, int(k)) for k in b])
+            out.append(_collate_range(sub, self.layout, self.dtype, rot))
+        return out
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        w, W = (0, 1) if info is None else (info.id, info.num_workers)
+        for grp in self.groups()[w::W]:
+            yield from self.read_group(grp)
+
+
+class StoreLoader:
+    """What :func:`make_loader` returns: iterate for :class:`Batch` objects; ``len()`` batches per epoch;
+    :meth:`set_epoch` before each epoch (seeds shuffling and augmentation)."""
+
+    def __init__(self, dataset: StoreDataset, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch_factor: int | None = None, multiprocessing_context=None):
+        self.dataset = dataset
+        self.num_workers = int(num_workers)
+        kw = {}
+        if self.num_workers > 0:
+            kw["prefetch_factor"] = prefetch_factor or 2
+            if multiprocessing_context is not None:
+                kw["multiprocessing_context"] = multiprocessing_context
+        self._loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, num_workers=self.num_workers, collate_fn=_identity, pin_memory=pin_memory,
+            **kw,
+        )
+
+    @property
+    def layout(self) -> BasisLayout:
+        return self.dataset.layout
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        return iter(self._loader)
+
+
+def _identity(x):
+    return x
+
+
+def make_loader(store, split: str | None = None, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
+                augment_rotations: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                dtype=torch.float64, drop_last: bool = False, range_size: int = 64, blocks=("H", "S", "T"),
+                pin_memory: bool = False, multiprocessing_context=None) -> StoreLoader:
+    """A loader of :class:`Batch` objects over ``store`` (a path or an open Store); see :class:`StoreDataset`.
+
+    ``split``: ``"name:subset"`` (e.g. ``"qh9-stable-id:train"``) or None for every structure;
+    ``batch_size`` counts structures; ``rank``/``world_size``: DDP part of this process;
+    ``num_workers``: DataLoader worker processes, each reading its own ranges.
+    """
+    ds = StoreDataset(store, split=split, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                      augment_rotations=augment_rotations, rank=rank, world_size=world_size, drop_last=drop_last,
+                      range_size=range_size, dtype=dtype, blocks=blocks)
+    return StoreLoader(ds, num_workers=num_workers, pin_memory=pin_memory,
+                       multiprocessing_context=multiprocessing_context)
