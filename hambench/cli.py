@@ -175,32 +175,85 @@ def export(store, fmt, output):
 @main.command(context_settings=CONTEXT)
 @click.argument("model", metavar="MODEL")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Training store.")
-@click.option("--config", type=click.Path(path_type=Path), help="YAML config overriding the model's defaults.")
-@click.option("--preset", default="paper", show_default=True, help="Named preset (paper, tiny).")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Run folder.")
-def train(model, data, config, preset, device, output):
-    """Train a model of the zoo (deephe3, qhnet, harmose, tracegrad-deephe3, tracegrad-qhnet, …).
+@click.option("--config", type=click.Path(path_type=Path), help="YAML config overriding the model's defaults.")
+@click.option("--preset", default=None, help="Named preset of the model's config (paper, tiny; default paper).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override one config field, e.g. --set train.lr=1e-3 --set model.num_blocks=2 (repeatable).")
+@click.option("--split", help="Named split of the store: trains on NAME:train, validates on NAME:val.")
+@click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt (same config).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Floating-point precision of the run.")
+@click.option("--max-epochs", type=int, help="Stop after this many epochs.")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps.")
+@click.option("--seed", type=int, help="Seed of initialisation, shuffling, augmentation and splits.")
+@click.pass_context
+def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed):
+    """Train a model of the zoo (deephe3, qhnet, …) on a store; checkpoints and logs go to the run folder.
 
     \b
+    Writes RUN/last.pt and RUN/best.pt (atomic), RUN/metrics.jsonl, RUN/config.json. Several GPUs or nodes:
+      torchrun --nproc_per_node 4 -m hambench train deephe3 --data mote2.zarr -o runs/e3
+    \b
     Example:
-      hambench train tracegrad-deephe3 --data mote2.zarr --preset tiny -o runs/tg
+      hambench train deephe3 --data mote2.zarr --preset tiny -o runs/e3
+      hambench train qhnet --data qm9.zarr --preset tiny --max-steps 200 -o runs/qh
+      hambench train deephe3 --data mote2.zarr -o runs/e3 --resume --max-epochs 500
     """
-    raise NotYetAvailable("`hambench train` arrives with the model-zoo issue; prepare a store meanwhile")
+    from .models.run import train_run
+
+    if max_epochs is not None and max_steps is not None:
+        raise click.UsageError("give --max-epochs or --max-steps, not both")
+    over = {k: v for k, v in {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed, "dtype": dtype,
+                              "split": split}.items() if v is not None}
+    if max_steps is not None:
+        over["max_epochs"] = 1 << 30
+    if max_epochs is not None:
+        over["max_steps"] = None
+    s = train_run(model, data, output, preset=preset, config_file=config, sets=sets,
+                  overrides={"train": over} if over else None, resume=resume, device=device,
+                  quiet=ctx.obj["quiet"])
+    best = f"{s['best']:.4g}" if s["best"] == s["best"] and s["best"] != float("inf") else "n/a"
+    click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "
+               f"{best}, {s['structures_per_s']:.1f} structures/s, {s['seconds']:.1f} s → {output}")
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Store to predict.")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Store to predict (its edges are kept).")
+@click.option("--structures", type=click.Path(path_type=Path),
+              help="ASE-readable structures (POSCAR, CIF, xyz; one or many frames) without DFT.")
+@click.option("--split", help="Only this subset of the store, NAME:SUBSET (e.g. qh9-stable-id:test).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="preds.zarr")
-def predict(run, data, output):
-    """Predict Hamiltonian blocks of a store with a trained run.
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Structures per forward pass.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite):
+    """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
+    --data: a prediction store with the truth's ids and edges, for `hambench score`.
+    --structures: new structures; edges from the neighbour list with the cut-offs the checkpoint learned.
+    \b
     Example:
-      hambench predict runs/tg --data test.zarr -o preds.zarr
+      hambench predict runs/e3 --data mote2.zarr -o preds.zarr
+      hambench predict runs/qh/best.pt --data qm9.zarr --split qh9-stable-id:test -o preds.zarr
+      hambench predict runs/e3 --structures POSCAR -o new.zarr
     """
-    raise NotYetAvailable("`hambench predict` arrives with the model-zoo issue")
+    from .models.run import predict_store, predict_structures
+
+    if (data is None) == (structures is None):
+        raise click.UsageError("give exactly one of --data STORE or --structures FILE")
+    if structures is not None:
+        if split:
+            raise click.UsageError("--split goes with --data")
+        s = predict_structures(checkpoint, structures, output, device=device, batch_size=batch_size,
+                               overwrite=overwrite)
+    else:
+        s = predict_store(checkpoint, data, output, split=split, device=device, batch_size=batch_size,
+                          overwrite=overwrite)
+    click.echo(f"predicted {s['structures']} structures in {s['seconds']:.2f} s "
+               f"({s['structures_per_s']:.1f} structures/s) → {output}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -217,18 +270,71 @@ def score(preds, truth, output):
     raise NotYetAvailable("`hambench score` arrives with the scoring issue")
 
 
-@main.command(context_settings=CONTEXT)
-@click.argument("action", type=click.Choice(["submit", "validate", "build"]))
-@click.argument("path", type=click.Path(path_type=Path), required=False)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Site folder (build).")
-def leaderboard(action, path, output):
-    """Manage the leaderboard: validate/submit a submission, build the static site.
+_BOARD_OPTION = click.option("--board", type=click.Path(path_type=Path),
+                             help="Board folder (datasets.yml + submissions/); default: the repository's leaderboard/.")
+
+
+@main.group(cls=_Group, context_settings=CONTEXT)
+def leaderboard():
+    """The leaderboard: submit predictions (scores recomputed by hambench), list, build the static site.
 
     \b
     Example:
-      hambench leaderboard build -o site/
+      hambench leaderboard submit preds.zarr --meta meta.yml --board myboard/
+      hambench leaderboard list --board myboard/
+      hambench leaderboard build --board myboard/ -o site/
     """
-    raise NotYetAvailable("`hambench leaderboard` arrives with the leaderboard issue")
+
+
+@leaderboard.command("submit", context_settings=CONTEXT)
+@click.argument("preds", type=click.Path(path_type=Path))
+@click.option("--meta", "meta", type=click.Path(path_type=Path), required=True, help="The submission's meta.yml.")
+@_BOARD_OPTION
+@click.option("--truth", type=click.Path(path_type=Path), help="Truth store (default: the board's, else PREDS').")
+@click.option("--scores", "claimed", type=click.Path(path_type=Path),
+              help="A scores.json you computed; refused unless hambench recomputes the same metrics.")
+@click.option("--replace", is_flag=True, help="Replace this model's existing submission on the dataset.")
+@click.option("--no-plots", is_flag=True, help="Skip the per-block heat maps and parity plots.")
+def leaderboard_submit(preds, meta, board, truth, claimed, replace, no_plots):
+    """Validate a submission, recompute its scores from PREDS and record it on the board.
+
+    \b
+    Example:
+      hambench leaderboard submit preds.zarr --meta meta.yml --board myboard/
+    """
+    from .leaderboard.submit import submit
+
+    _, line = submit(preds, meta, board=board, truth=truth, claimed=claimed, replace=replace, plots=not no_plots)
+    click.echo(line)
+
+
+@leaderboard.command("list", context_settings=CONTEXT)
+@_BOARD_OPTION
+def leaderboard_list(board):
+    """List the board's submissions, one table per dataset, ranked.
+
+    \b
+    Example:
+      hambench leaderboard list --board myboard/
+    """
+    from .leaderboard.listing import print_board
+
+    print_board(board)
+
+
+@leaderboard.command("build", context_settings=CONTEXT)
+@_BOARD_OPTION
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Site folder (replaced whole).")
+def leaderboard_build(board, output):
+    """Build the static leaderboard site (works offline: sortable tables, model pages, plots, JSON/CSV).
+
+    \b
+    Example:
+      hambench leaderboard build --board myboard/ -o site/
+    """
+    from .leaderboard.site import build_site
+
+    click.echo(build_site(board, output))
 
 
 @main.command(context_settings=CONTEXT)

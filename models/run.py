@@ -1,0 +1,571 @@
+"""Running models of the zoo: config resolution, building from the registry, training runs, checkpoints, predict.
+
+This is the layer between the CLI and the core: it knows the registry (``hambench.models``) and the core
+(store, data, engine, predictions), so ``hambench/train.py`` stays free of model imports.
+
+* :func:`resolve_config` — dataclass defaults ← ``models/configs/<name>.yaml`` ← preset ← ``--config`` ←
+  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.train.TrainConfig`.
+* :func:`build_model` — the registry's builder under the run's seed and dtype.
+* :func:`train_run` — ``hambench train``: store checks (kind, spin), split, loaders (DDP-sharded under
+  torchrun), edge cut-offs, checkpoint metadata, ``--resume`` (same config or one :class:`InputError` line).
+* :func:`load_model` — a checkpoint back to a model (refusing corrupt or foreign files).
+* :func:`predict_store`, :func:`predict_structures` — ``hambench predict`` with ``--data`` or ``--structures``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hambench.errors import InputError
+
+from . import registry
+
+__all__ = [
+    "Resolved",
+    "resolve_config",
+    "build_model",
+    "split_indices",
+    "train_run",
+    "load_model",
+    "predict_store",
+    "predict_structures",
+    "read_structures",
+    "edges_for",
+]
+
+
+@dataclass
+class Resolved:
+    spec: registry.ModelSpec
+    model: object  # the model's config dataclass
+    train: object  # hambench.train.TrainConfig
+    preset: str | None
+
+    def as_dict(self) -> dict:
+        from hambench.config import to_dict
+
+        return {"model": to_dict(self.model), "train": to_dict(self.train)}
+
+
+def resolve_config(name: str, preset: str | None = "paper", config_file=None, sets=(), overrides: dict | None = None,
+                   base: dict | None = None) -> Resolved:
+    """Resolve the configs of model ``name``.
+
+    ``base``: a config dict {model, train} used instead of the YAML + preset (``--resume`` without config
+    options takes the checkpoint's). ``overrides``: {"train": {...}} from CLI flags, applied last.
+    """
+    from hambench.config import from_dict, load_yaml, merge, parse_set, resolve
+    from hambench.train import TrainConfig
+
+    spec = registry.get(name)
+    if base is not None:
+        d = merge(base, {})
+        if config_file is not None:
+            user = load_yaml(config_file)
+            user.pop("presets", None)
+            d = merge(d, user)
+        d = merge(d, parse_set(sets))
+        where = config_file or "--set"
+    else:
+        if not spec.config_file.is_file():
+            raise InputError(spec.config_file, f"config file of model {name!r} is missing")
+        d = resolve(spec.config_file, preset, config_file, sets)
+        where = config_file or spec.config_file
+    d = merge(d, overrides or {})
+    unknown = [k for k in d if k not in ("model", "train")]
+    if unknown:
+        raise InputError(where, f"unknown top-level key '{unknown[0]}' (known: model, train, presets)")
+    model_cfg = from_dict(spec.config_cls, d.get("model") or {}, where, prefix="model.")
+    train_cfg = from_dict(TrainConfig, d.get("train") or {}, where, prefix="train.")
+    return Resolved(spec, model_cfg, train_cfg, preset)
+
+
+class _default_dtype:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def __enter__(self):
+        import torch
+
+        self.old = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_default_dtype(self.old)
+
+
+def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None):
+    """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
+    initial weights depend on the seed only)."""
+    from hambench.train import seed_everything, torch_dtype
+
+    if seed is not None:
+        seed_everything(seed)
+    with _default_dtype(torch_dtype(dtype)):
+        model = spec.build(model_cfg, layout)
+    return model.to(torch_dtype(dtype))
+
+
+def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(train indices, validation indices or None, description) of ``store`` under ``cfg`` (TrainConfig).
+
+    ``cfg.split = NAME``: NAME:train and NAME:val (a subset named ``valid``/``validation`` also counts; without
+    one, the training loss stands in). No split: DeepH-E3's seeded random ``1 − val_fraction`` / ``val_fraction``
+    of the original structures (rotation-augmented copies follow their parent); a store of one original
+    structure trains and validates on it.
+    """
+    from hambench.data import select_split
+
+    if cfg.split:
+        name = cfg.split
+        if ":" in name:
+            raise InputError(store.path, f"train.split takes a split NAME (trains on NAME:train), got {name!r}")
+        tr = select_split(store, f"{name}:train")
+        labels = store.attrs.get("splits", {}).get(name, [])
+        val_name = next((v for v in ("val", "valid", "validation") if v in labels), None)
+        va = select_split(store, f"{name}:{val_name}") if val_name else None
+        if va is not None and va.size == 0:
+            va = None
+        if tr.size == 0:
+            raise InputError(store.path, f"split {name}:train is empty")
+        return tr, va, f"{name}:train" + (f" / {name}:{val_name}" if va is not None else " (no val subset)")
+    n = len(store)
+    parent = store.array("structures/parent")[:]
+    orig = np.flatnonzero(parent < 0)
+    if n == 0:
+        raise InputError(store.path, "the store holds no structures")
+    if orig.size < 2 or cfg.val_fraction == 0:
+        idx = np.arange(n, dtype=np.int64)
+        return idx, (idx if cfg.val_fraction > 0 else None), "all structures (validated on the training set)"
+    perm = np.random.RandomState(cfg.seed % (1 << 32)).permutation(orig)
+    n_val = min(max(1, int(round(cfg.val_fraction * orig.size))), orig.size - 1)
+    val_orig = np.sort(perm[:n_val])
+    is_val = np.isin(np.where(parent < 0, np.arange(n), parent), val_orig)
+    return (np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64),
+            f"random {1 - cfg.val_fraction:.2f}/{cfg.val_fraction:.2f} (seed {cfg.seed})")
+
+
+def _loader(store, indices, cfg, shuffle, rank, world, dtype, blocks=("H", "T"), batch_size=None, augment=None):
+    from hambench.data import make_loader
+
+    ld = make_loader(store, None, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
+                     augment_rotations=cfg.augment_rotations if augment is None else augment, rank=rank,
+                     world_size=world, num_workers=cfg.num_workers, dtype=dtype, blocks=blocks)
+    ld.dataset.selected = np.asarray(indices, dtype=np.int64)  # our own selection (random split / subset)
+    return ld
+
+
+def _check_store_for(spec, store, where) -> None:
+    kind = store.attrs["kind"]
+    if kind not in spec.kinds:
+        raise InputError(where, f"model {spec.name!r} trains on {'/'.join(spec.kinds)} stores; this store holds "
+                                f"{kind}s")
+    if store.spinful and not spec.spinful:
+        raise InputError(where, f"the store is spinful (SOC) but model {spec.name!r} is spinless")
+
+
+def _device(device: str | None, local_rank: int = 0):
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(None, f"--device {device}: CUDA is not available here")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def _diff(a, b, prefix="") -> list[str]:
+    out = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
+    if a != b:
+        out.append(f"{prefix.rstrip('.')}: {a!r} → {b!r}")
+    return out
+
+
+def train_run(name: str, data, run_dir, preset: str | None = None, config_file=None, sets=(),
+              overrides: dict | None = None, resume: bool = False, device: str | None = "auto",
+              quiet: bool = True, log=None) -> dict:
+    """``hambench train``: train model ``name`` on the store ``data`` into ``run_dir``. Returns the summary.
+
+    Refuses (one :class:`InputError` line, nothing written): an unknown model/preset/key, a store the model
+    cannot take (kind, spin), an existing run without ``resume``, ``resume`` with another config or store.
+    """
+    import torch
+
+    from hambench.layout import BasisLayout
+    from hambench.predictions import store_checksum
+    from hambench.store import open_store
+    from hambench.train import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, edge_cutoffs,
+                                load_checkpoint, torch_dtype)
+
+    run_dir = Path(run_dir)
+    rank, world, local_rank = dist_info()
+    spec = registry.get(name)
+    store = open_store(data)
+    _check_store_for(spec, store, data)
+    last = run_dir / "last.pt"
+    ck = best_ck = None
+    if resume:
+        if not last.is_file():
+            raise InputError(run_dir, "--resume: no last.pt in this run folder")
+        ck = load_checkpoint(last)
+        if ck["model"]["name"] != name:
+            raise InputError(run_dir, f"--resume: the run trained model {ck['model']['name']!r}, not {name!r}")
+        if (run_dir / "best.pt").is_file():
+            best_ck = load_checkpoint(run_dir / "best.pt")
+    elif last.exists() or (run_dir / "best.pt").exists():
+        raise InputError(run_dir, "holds a run already (last.pt); pass --resume to continue it or choose another -o")
+    if ck is not None and preset is None and config_file is None and not sets:
+        base = {"model": ck["model"]["config"], "train": dict(ck["train_config"])}
+        res = resolve_config(name, None, None, (), overrides, base=base)
+    else:
+        res = resolve_config(name, preset or "paper", config_file, sets, overrides)
+    cfg = res.train
+    layout = BasisLayout.of_store(store)
+    checksum = store_checksum(store)
+    if ck is not None:
+        old = {"model": ck["model"]["config"],
+               "train": {k: v for k, v in ck["train_config"].items() if k not in RESUME_MAY_CHANGE}}
+        new = res.as_dict()
+        new["train"] = {k: v for k, v in new["train"].items() if k not in RESUME_MAY_CHANGE}
+        diffs = _diff(old, new)
+        if diffs:
+            raise InputError(run_dir, f"--resume with a different config ({'; '.join(diffs[:3])}); the run's config "
+                                      f"is in {run_dir / 'config.json'} — start a new run folder to change it")
+        if ck["store"]["checksum"] != checksum:
+            raise InputError(data, f"--resume on another store (content checksum differs from the run's "
+                                   f"{ck['store']['path']})")
+    dev = _device(device, local_rank)
+    tr, va, desc = split_indices(store, cfg)
+    dt = torch_dtype(cfg.dtype)
+    train_loader = _loader(store, tr, cfg, True, rank, world, dt)
+    val_loader = _loader(store, va, cfg, False, rank, world, dt, augment=False) if va is not None else None
+    cut = ck["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr)
+    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed)
+    meta = {
+        "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
+        "layout": layout.to_dict(),
+        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.attrs["kind"],
+                  "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
+                  "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
+        "edge_cutoffs": cut,
+        "command": " ".join(sys.argv),
+    }
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_json = run_dir / "config.json"
+        tmp = cfg_json.with_name("config.json.partial")
+        tmp.write_text(json.dumps({**res.as_dict(), "model_name": name, "preset": res.preset,
+                                   "store": meta["store"], "code": code_version()}, indent=2))
+        os.replace(tmp, cfg_json)
+    say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
+    if rank == 0:
+        n_par = sum(p.numel() for p in model.parameters())
+        say(f"train {name} ({res.preset or 'checkpoint'} config, {n_par:,} parameters) on {data}: {desc}, "
+            f"{len(tr)} train / {0 if va is None else len(va)} val structures, device {dev}, {cfg.dtype}"
+            + (f", {world} processes" if world > 1 else "") + (", resuming" if ck is not None else ""))
+    trainer = Trainer(model, cfg, train_loader, val_loader, run_dir, meta, device=dev, quiet=quiet, log=say)
+    summary = trainer.fit(resume=ck, best=best_ck)
+    summary["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return summary
+
+
+# --- checkpoints back to models -----------------------------------------------------------------------------
+def load_model(checkpoint, device="cpu", dtype: str | None = None):
+    """(model in eval mode, checkpoint dict, layout) from a ``.pt`` file or a run folder (best.pt first)."""
+    from hambench.config import from_dict
+    from hambench.layout import BasisLayout
+    from hambench.train import load_checkpoint
+
+    ck = load_checkpoint(checkpoint, map_location="cpu")
+    where = ck["path"]
+    try:
+        spec = registry.get(ck["model"]["name"])
+        model_cfg = from_dict(spec.config_cls, ck["model"]["config"], where, prefix="model.")
+        layout = BasisLayout.from_dict(ck["layout"])
+    except InputError as e:
+        raise InputError(where, f"checkpoint names a model this hambench cannot build: {e.problem}") from None
+    except Exception as e:
+        raise InputError(where, f"checkpoint metadata unreadable: {type(e).__name__}: {e}") from None
+    dt = dtype or ck["train_config"].get("dtype", "float32")
+    model = build_model(spec, model_cfg, layout, dt, seed=0)
+    try:
+        model.load_state_dict(ck["state"])
+    except Exception as e:
+        msg = str(e).splitlines()[0][:200]
+        raise InputError(where, f"checkpoint weights do not fit model {spec.name!r}: {msg}") from None
+    import torch
+
+    model.to(torch.device(device))
+    model.eval()
+    return model, ck, layout
+
+
+def _predict_batches(model, batches, device, dtype):
+    """Yield (store index, flat H per structure as numpy, T or None) for every structure of the batches."""
+    import torch
+
+    from hambench.train import torch_dtype
+
+    grad = bool(getattr(model, "inference_needs_grad", False))
+    dt = torch_dtype(dtype)
+    for batch in batches:
+        b = batch.to(device, dt)
+        with torch.set_grad_enabled(grad):
+            out = model(b)
+        H = out["H"].detach()
+        T = out.get("T")
+        ne = torch.bincount(b.edge_batch, minlength=b.num_structures).cpu().numpy()
+        eptr = np.concatenate([[0], np.cumsum(ne)])
+        hp = b.H_ptr.cpu().numpy()
+        tp = b.T_ptr.cpu().numpy()
+        Hn = H.cpu().numpy().astype(np.complex128 if H.is_complex() else np.float64)
+        Tn = T.detach().cpu().numpy().astype(np.float64) if T is not None else None
+        for s in range(b.num_structures):
+            e0, e1 = int(eptr[s]), int(eptr[s + 1])
+            yield (int(b.index[s]), Hn[hp[e0]:hp[e1]],
+                   None if Tn is None else Tn[tp[e0]:tp[e1]], int(b.natoms[s]))
+
+
+def predict_store(checkpoint, data, out, split: str | None = None, device="auto", batch_size: int = 8,
+                  overwrite: bool = False, quiet: bool = True) -> dict:
+    """``hambench predict CHECKPOINT --data STORE [--split NAME:SUBSET] -o preds.zarr``.
+
+    Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
+    Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
+    """
+    from hambench.data import make_loader, select_split
+    from hambench.layout import BasisLayout
+    from hambench.predictions import write_predictions
+    from hambench.store import open_store
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(out, "exists already; choose another path or pass --overwrite")
+    model, ck, layout = load_model(checkpoint, "cpu")
+    store = open_store(data)
+    layout.check_compatible(BasisLayout.of_store(store), data)
+    dev = _device(device)
+    model.to(dev)
+    dtype = ck["train_config"].get("dtype", "float32")
+    idx = select_split(store, split)
+    if idx.size == 0:
+        raise InputError(data, f"split {split} selects no structures")
+    from hambench.train import torch_dtype
+
+    loader = make_loader(store, None, batch_size=batch_size, shuffle=False, dtype=torch_dtype(dtype), blocks=())
+    loader.dataset.selected = idx
+    results: dict[int, tuple] = {}
+    t0 = time.perf_counter()
+    n_atoms = 0
+    for k, H, T, na in _predict_batches(model, loader, dev, dtype):
+        results[k] = (H, T)
+        n_atoms += na
+    dt = time.perf_counter() - t0
+    has_T = all(v[1] is not None for v in results.values())
+    order = sorted(results)
+    meta = {"model": {"name": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
+                      "config": ck["model"]["config"], "step": ck["engine"]["step"]},
+            "split": split, "timing": {"seconds": dt, "structures_per_s": len(order) / max(dt, 1e-9),
+                                       "device": str(dev)}}
+    write_predictions(store, order, (results[k][0] for k in order), out, meta,
+                      T=(results[k][1] for k in order) if has_T else None, overwrite=overwrite)
+    return {"path": str(out), "structures": len(order), "seconds": dt,
+            "structures_per_s": len(order) / max(dt, 1e-9), "atoms_per_s": n_atoms / max(dt, 1e-9)}
+
+
+# --- predict --structures ----------------------------------------------------------------------------------
+def read_structures(path) -> list:
+    """Every frame of an ASE-readable file (POSCAR, CIF, xyz, …) as ``ase.Atoms``."""
+    import ase.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such structure file")
+    try:
+        frames = ase.io.read(str(path), index=":")
+    except Exception as e:
+        raise InputError(path, f"ASE cannot read it: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}") from None
+    if not isinstance(frames, list):
+        frames = [frames]
+    if not frames:
+        raise InputError(path, "no structures in the file")
+    return frames
+
+
+def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float = 1e-6):
+    """Edges (src, dst, shift) of one structure with the per-element-pair cut-offs a checkpoint learned.
+
+    A pair (i, j, R) is kept when |r_ij| ≤ cutoffs["Zi-Zj"] + slack (the longest such edge of the training
+    data). A pair type never seen in training takes the mean of its two like-pairs' cut-offs when both are
+    known, else the largest cut-off (stated in the checkpoint's edge_cutoffs).
+    """
+    from hambench.neighbors import edge_vectors, neighbor_list
+
+    Z = np.asarray(Z, dtype=np.int64)
+    table = {tuple(int(x) for x in k.split("-")): float(v) for k, v in cutoffs.items()}
+    if not table:
+        raise InputError(where, "the checkpoint records no edge cut-offs")
+    rmax = max(table.values())
+
+    def cut(a, b):
+        if (a, b) in table:
+            return table[(a, b)]
+        if (b, a) in table:
+            return table[(b, a)]
+        if (a, a) in table and (b, b) in table:
+            return 0.5 * (table[(a, a)] + table[(b, b)])
+        return rmax
+
+    elems = np.unique(Z)
+    cmat = np.zeros((int(elems.max()) + 1,) * 2)
+    for a in elems:
+        for b in elems:
+            cmat[a, b] = cut(int(a), int(b))
+    pbc = np.asarray(pbc, dtype=bool)
+    c = np.asarray(cell, dtype=np.float64) if pbc.any() else None
+    try:
+        src, dst, shift = neighbor_list(pos, float(cmat.max()) + 2 * slack, c, pbc)
+    except ValueError as e:
+        raise InputError(where, str(e)) from None
+    vec = edge_vectors(pos, c, src, dst, shift)
+    length = np.linalg.norm(vec, axis=1)
+    keep = length <= cmat[Z[src], Z[dst]] + slack
+    return src[keep], dst[keep], shift[keep]
+
+
+def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
+                       overwrite: bool = False) -> dict:
+    """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
+
+    Edges come from the neighbour list with the checkpoint's per-element-pair cut-offs (:func:`edges_for`).
+    The output is a store (schema of :mod:`hambench.store`) with the predicted ``blocks/H``, no overlap, and
+    attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
+    """
+    from hambench import __version__
+    from hambench.data import batch_from_structures
+    from hambench.store import StoreWriter
+    from hambench.structure import Structure, file_sha256
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(out, "exists already; choose another path or pass --overwrite")
+    model, ck, layout = load_model(checkpoint, "cpu")
+    dev = _device(device)
+    model.to(dev)
+    dtype = ck["train_config"].get("dtype", "float32")
+    frames = read_structures(structures_file)
+    src_file = Path(structures_file)
+    sha = file_sha256(src_file)
+    structs = []
+    for k, at in enumerate(frames):
+        Z = at.get_atomic_numbers().astype(np.int64)
+        unknown = sorted({int(z) for z in Z} - set(layout.species))
+        if unknown:
+            raise InputError(src_file, f"frame {k}: element(s) Z={unknown} unknown to the model (it knows "
+                                       f"Z={list(layout.elements)})")
+        pbc = np.asarray(at.get_pbc(), bool)
+        cell = np.asarray(at.get_cell().array, np.float64) if pbc.any() else np.zeros((3, 3))
+        pos = np.asarray(at.get_positions(), np.float64)
+        src, dst, shift = edges_for(pos, cell, pbc, Z, ck["edge_cutoffs"], f"{src_file} frame {k}")
+        sid = src_file.stem if len(frames) == 1 else f"{src_file.stem}/{k}"
+        structs.append(Structure(id=sid, Z=Z, pos=pos, cell=cell, pbc=pbc, src=src, dst=dst, shift=shift,
+                                 H=np.zeros(0), S=None, species={int(z): layout.species[int(z)] for z in set(Z)},
+                                 spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
+    if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
+        raise InputError(src_file, "periodic structures given to a model trained on molecules")
+    from hambench.train import torch_dtype
+
+    t0 = time.perf_counter()
+    preds = []
+    for a in range(0, len(structs), batch_size):
+        chunk = structs[a:a + batch_size]
+        b = batch_from_structures(chunk, layout, dtype=torch_dtype(dtype))
+        b.index = __import__("torch").arange(a, a + len(chunk))
+        for k, H, T, na in _predict_batches(model, [b], dev, dtype):
+            preds.append(H)
+    dt = time.perf_counter() - t0
+    for s, H in zip(structs, preds):
+        s.H = H
+    _write_plain_predictions(structs, layout, out, {
+        "kind": ck["store"]["kind"],
+        "hambench_predictions_version": 1,
+        "truth": None,
+        "structures_file": {"path": str(src_file.resolve()), "sha256": sha},
+        "model": {"name": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
+                  "config": ck["model"]["config"], "step": ck["engine"]["step"]},
+        "split": None,
+        "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
+        "timing": {"seconds": dt, "structures_per_s": len(structs) / max(dt, 1e-9), "device": str(dev)},
+    }, overwrite)
+    return {"path": str(out), "structures": len(structs), "seconds": dt,
+            "structures_per_s": len(structs) / max(dt, 1e-9), "edges": int(sum(s.nedges for s in structs))}
+
+
+def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
+    from hambench.store import StoreWriter
+
+    cat = np.concatenate
+    hsz = [np.diff(layout.block_ptr(s.Z[s.src], s.Z[s.dst])) for s in structs]
+    b = {
+        "structures/id": np.array([s.id for s in structs], dtype=object),
+        "structures/natoms": np.array([s.natoms for s in structs], np.int32),
+        "structures/nedges": np.array([s.nedges for s in structs], np.int64),
+        "structures/cell": np.array([s.cell for s in structs], np.float64).reshape(-1, 3, 3),
+        "structures/pbc": np.array([s.pbc for s in structs], bool).reshape(-1, 3),
+        "structures/energy": np.full(len(structs), np.nan),
+        "structures/nelectron": np.full(len(structs), np.nan),
+        "structures/fermi_level": np.full(len(structs), np.nan),
+        "structures/parent": np.full(len(structs), -1, np.int64),
+        "structures/rotation": np.tile(np.eye(3), (len(structs), 1, 1)),
+        "structures/sources": np.array([json.dumps([list(x) for x in s.sources]) for s in structs], dtype=object),
+        "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
+        "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
+        "edges/src": cat([s.src for s in structs]).astype(np.int32),
+        "edges/dst": cat([s.dst for s in structs]).astype(np.int32),
+        "edges/shift": cat([s.shift for s in structs]).reshape(-1, 3).astype(np.int32),
+        "blocks/H": cat([s.H for s in structs]),
+        "blocks/S": np.zeros(0),
+        "blocks/T": np.zeros(0),
+        "edges/H_size": cat(hsz),
+        "edges/S_size": np.zeros(sum(s.nedges for s in structs), np.int64),
+        "edges/T_size": np.zeros(sum(s.nedges for s in structs), np.int64),
+    }
+    counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),
+              "H": int(b["blocks/H"].size), "S": 0, "T": 0}
+    present = sorted({int(z) for s in structs for z in s.Z})
+    full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},
+            **attrs}
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        w = StoreWriter(partial, counts, full, [])
+        w.append(b)
+        w.close()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    os.replace(partial, out)

@@ -1,0 +1,233 @@
+"""The training engine (hambench.train) and `hambench train`: losses and schedules against hand-computed values,
+overfitting real molecules (PySCF labels) and the real MoTe2 crystal, bit-identical resume, NaN handling,
+checkpoints, and every bad input as one line with a non-zero exit and an untouched run folder.
+
+Stores are built from real data: the shipped PySCF demo molecules (no DFT run) and ../shared/realdata MoTe2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hambench.cli import main
+from hambench.errors import InputError
+from hambench.store import open_store
+from hambench.train import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
+                            save_checkpoint)
+
+from _toy_model import register_toy
+from _train_data import demo_store, mote2_store
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return demo_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mote2(tmp_path_factory):
+    return mote2_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def toy(tmp_path_factory):
+    return register_toy(tmp_path_factory.mktemp("toy"))
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(r, code=1):
+    assert r.exit_code == code, r.output
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert lines[-1].startswith("hambench: error:"), r.output
+    return lines[-1]
+
+
+# --- losses and schedules vs hand-computed values ---------------------------------------------------------
+class _B:  # the fields loss_terms reads
+    def __init__(self, H, H_ptr, edge_batch, B):
+        self.H, self.H_ptr, self.edge_batch = H, torch.tensor(H_ptr), torch.tensor(edge_batch)
+        self.natoms = torch.ones(B, dtype=torch.long)
+
+
+def test_losses_match_hand_computed():
+    # two structures: structure 0 has edges 0, 1 (1 + 4 elements), structure 1 has edge 2 (4 elements)
+    target = torch.tensor([1.0, 0, 0, 0, 0, 2, 2, 2, 2], dtype=torch.float64)
+    pred = torch.tensor([2.0, 0, 0, 0, 1, 2, 2, 2, 0], dtype=torch.float64, requires_grad=True)
+    b = _B(target, [0, 1, 5, 9], [0, 0, 1], 2)
+    t = loss_terms(pred, b, TrainConfig(loss="mse", reduction="element"))
+    assert t["num"].item() / t["den"] == pytest.approx((1 + 1 + 4) / 9)
+    t = loss_terms(pred, b, TrainConfig(loss="mse+mae", reduction="structure"))
+    # structure 0: mse (1+1)/5, mae (1+1)/5; structure 1: mse 4/4, mae 2/4 → mean over structures
+    assert t["num"].item() / t["den"] == pytest.approx(((0.4 + 0.4) + (1.0 + 0.5)) / 2)
+    # complex (spinful) targets: |Δ|² and |Δ|
+    tc = torch.tensor([1 + 1j, 0j], dtype=torch.complex128)
+    pc = torch.tensor([1 + 0j, 3 + 4j], dtype=torch.complex128)
+    bc = _B(tc, [0, 2], [0], 1)
+    t = loss_terms(pc, bc, TrainConfig(loss="mse+mae"))
+    assert t["num"].item() / t["den"] == pytest.approx((1 + 25) / 2 + (1 + 5) / 2)
+
+
+def test_warmup_linear_schedule_hand_computed():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=5e-4)
+    cfg = TrainConfig(optimizer="adamw", lr=5e-4, scheduler="warmup_linear", warmup_steps=10, decay_steps=110,
+                      lr_end=1e-7)
+    s = _Schedule(opt, cfg, cfg.decay_steps)
+    assert s.lr_at(0) == 0.0 and s.lr_at(5) == pytest.approx(2.5e-4) and s.lr_at(10) == pytest.approx(5e-4)
+    assert s.lr_at(60) == pytest.approx(5e-4 - (5e-4 - 1e-7) * 0.5) and s.lr_at(110) == pytest.approx(1e-7)
+    assert s.lr_at(10_000) == pytest.approx(1e-7)
+
+
+def test_plateau_smoothing_and_revert():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1.0)
+    cfg = TrainConfig(scheduler="plateau", plateau_patience=1, plateau_cooldown=0, plateau_threshold=0.0,
+                      plateau_factor=0.5, plateau_smoothing=0.5, revert_threshold=2.0, revert_patience=2)
+    s = _Schedule(opt, cfg, None)
+    assert s.validation(4.0, math.inf) is None and s.smoothed == 4.0
+    assert s.validation(2.0, 4.0) is None and s.smoothed == 3.0  # 0.5·2 + 0.5·4
+    s.validation(3.0, 2.0)  # smoothed 3.0: no improvement (1 bad epoch = patience → not yet)
+    s.validation(3.0, 2.0)  # second bad epoch > patience 1 → lr halves
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    assert s.validation(5.0, 2.0) is None  # > 2 × best once
+    assert s.validation(5.0, 2.0) == "revert"  # twice in a row → revert
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------
+def test_checkpoint_contents_and_edge_cutoffs(demo, tmp_path):
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "run", "--max-epochs", 2)
+    assert r.exit_code == 0, r.output
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    for key in ("model", "train_config", "state", "optimizer", "schedule", "engine", "rng", "layout", "store",
+                "edge_cutoffs", "code"):
+        assert key in ck
+    from hambench.predictions import store_checksum
+
+    st = open_store(demo)
+    assert ck["store"]["checksum"] == store_checksum(st)
+    assert ck["layout"]["species"] == {str(z): s for z, s in st.species.items()}
+    assert ck["engine"]["epoch"] == 2 and ck["code"]["hambench"]
+    assert not list((tmp_path / "run").glob("*.partial"))
+    # edge cut-offs: the longest edge per element pair of the training structures, recomputed per structure
+    tr = np.arange(len(st))
+    cut = edge_cutoffs(st, tr)
+    ref: dict = {}
+    for k in tr:
+        s = st[int(k)]
+        v = s.pos[s.dst] + s.shift @ s.cell - s.pos[s.src]
+        for zi, zj, d in zip(s.Z[s.src], s.Z[s.dst], np.linalg.norm(v, axis=1)):
+            ref[f"{zi}-{zj}"] = max(ref.get(f"{zi}-{zj}", 0.0), float(d))
+    assert cut.keys() == ref.keys() and all(abs(cut[k] - ref[k]) < 1e-12 for k in ref)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["event"] for x in lines if x["event"] == "val"] == ["val", "val"]
+
+
+def test_corrupt_and_foreign_checkpoints(demo, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_checkpoint(bad)
+    save_checkpoint(tmp_path / "foreign.pt", {"state": {}})
+    with pytest.raises(InputError, match="not a hambench checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    r = cli("predict", bad, "--data", demo, "-o", tmp_path / "p.zarr")
+    assert "corrupt" in one_line_error(r)
+    assert not (tmp_path / "p.zarr").exists()
+
+
+# --- resume ---------------------------------------------------------------------------------------------------
+def _params(path):
+    return load_checkpoint(path)["state"]
+
+
+def test_resume_is_bit_identical(demo, tmp_path):
+    """2N steps in one go == N steps, then --resume to 2N (N in the middle of an epoch; plateau + augmentation)."""
+    common = ["--set", "train.scheduler=plateau", "--set", "train.plateau_patience=0", "--set",
+              "train.plateau_cooldown=0", "--set", "train.augment_rotations=true", "--seed", "7"]
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "a", "--max-steps", 14, *common)
+    assert r.exit_code == 0, r.output
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 7, *common)
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["engine"]["batch_in_epoch"] == 3  # mid-epoch stop
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 14, "--resume", *common)
+    assert r.exit_code == 0, r.output
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["engine"] == b["engine"] and a["engine"]["step"] == 14
+    for k in a["state"]:
+        assert torch.equal(a["state"][k], b["state"][k]), k
+    assert a["schedule"] == b["schedule"]
+    assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
+    # a resume without config options takes the run's own config
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 16, "--resume")
+    assert r.exit_code == 0, r.output
+
+
+def test_resume_refusals_leave_the_run_untouched(demo, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "toy", "--data", demo, "-o", run, "--max-steps", 3).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    msg = one_line_error(cli("train", "toy", "--data", demo, "-o", run, "--max-steps", 3))
+    assert "--resume" in msg
+    msg = one_line_error(cli("train", "toy", "--data", demo, "-o", run, "--resume", "--set", "train.lr=0.5"))
+    assert "different config" in msg and "lr" in msg
+    msg = one_line_error(cli("train", "toy", "--data", demo, "-o", run, "--resume", "--set", "model.hidden=3"))
+    assert "different config" in msg and "hidden" in msg
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo, tmp_path):
+    run = tmp_path / "run"
+    r = cli("train", "toy", "--data", demo, "-o", run, "--set", "model.nan_at_call=7", "--max-epochs", 5)
+    msg = one_line_error(r)
+    assert "NaN" in msg and "last good checkpoint" in msg
+    ck = load_checkpoint(run / "last.pt")
+    assert ck["engine"]["step"] == 4  # the end of epoch 1 (4 batches); the NaN came in the first batch of epoch 2+
+    assert all(torch.isfinite(v).all() for v in ck["state"].values())
+    assert not list(run.glob("*.partial"))
+    ev = [json.loads(x)["event"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "diverged" in ev
+
+
+# --- bad inputs -----------------------------------------------------------------------------------------------
+def test_bad_configs_are_one_line(demo, tmp_path):
+    assert "unknown model" in one_line_error(cli("train", "nope", "--data", demo, "-o", tmp_path / "r"))
+    assert "unknown preset" in one_line_error(cli("train", "toy", "--data", demo, "-o", tmp_path / "r",
+                                                  "--preset", "huge"))
+    assert "train.lrr" in one_line_error(cli("train", "toy", "--data", demo, "-o", tmp_path / "r",
+                                             "--set", "train.lrr=1"))
+    assert "no such store" in one_line_error(cli("train", "toy", "--data", tmp_path / "x.zarr", "-o",
+                                                 tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_wrong_store_version(demo, tmp_path):
+    bad = tmp_path / "v9.zarr"
+    shutil.copytree(demo, bad)
+    meta = json.loads((bad / "zarr.json").read_text())
+    meta["attributes"]["hambench_store_version"] = 9
+    (bad / "zarr.json").write_text(json.dumps(meta))
+    assert "store version 9" in one_line_error(cli("train", "toy", "--data", bad, "-o", tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_spinful_store_refused(tmp_path):
+    from hambench.pipelines import prepare
+    from hambench.testing import require_realdata
+
+    src = require_realdata("openmx_bismuthene_soc_scfout", "deeph_dock_converted")
+    soc = tmp_path / "bi.zarr"
+    prepare("deeph/folder", src, soc, quiet=True)
+    msg = one_line_error(cli("train", "toy", "--data", soc, "-o", tmp_path / "r"))
+    assert "spinful" in msg
+    assert not (tmp_path / "r").exists()
