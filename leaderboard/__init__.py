@@ -1,1 +1,13 @@
-"""hambench.leaderboard"""
+"""hambench.leaderboard: submissions validated by a schema, scores recomputed by hambench, a static site.
+
+``board`` (the folder layout), ``schema`` (meta.yml / datasets.yml), ``submit`` (validate, recompute, record),
+``site`` (the static site), ``listing`` (the terminal table), ``columns`` (labels and better directions).
+"""
+
+from .board import DEFAULT_BOARD, Board, Dataset, Submission, open_board
+from .schema import validate_datasets, validate_meta
+from .site import build_site
+from .submit import submit
+
+__all__ = ["DEFAULT_BOARD", "Board", "Dataset", "Submission", "open_board", "validate_meta", "validate_datasets",
+           "build_site", "submit"]

@@ -1,0 +1,195 @@
+"""``hambench leaderboard submit``: validate a submission, recompute its scores, record it atomically.
+
+Order of checks (nothing is written until all pass; each failure is one :class:`InputError` line):
+
+1. ``meta.yml`` against the schema (unknown keys, types, missing fields, unsafe model/dataset names);
+2. the dataset is on the board, and ``submissions/<model>/<dataset>`` stays inside the board (no links);
+   an existing submission is only replaced with ``replace=True``;
+3. the predictions open and validate against their truth store (:func:`hambench.predictions.open_predictions`:
+   ids, atoms, edges — missing or extra —, block sizes, NaN/Inf, the truth unchanged since prediction);
+4. the truth's content checksum and kind equal the board's dataset entry, and the predicted split is the
+   board's test split (when the board names one);
+5. the scores are recomputed by hambench (the board's scoring options for that dataset); numbers the submitter
+   states (``metrics`` in ``meta.yml`` or a ``scores.json`` passed as ``claimed``) must equal them.
+
+The record (``meta.yml`` as given, the recomputed ``scores.json``, the plots) is written to a hidden
+``.<dataset>.partial-*`` folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import uuid
+from pathlib import Path
+
+from hambench.errors import InputError
+
+from .board import Board, Submission, open_board
+from .schema import load_yaml_strict, validate_meta
+
+__all__ = ["submit", "recompute_scores", "check_claimed", "CLAIM_RTOL", "CLAIM_ATOL"]
+
+#: a stated metric must match the recomputed one to this relative (or absolute) tolerance: the recomputation
+#: runs the same float64 code on the same inputs, so only last-digit rounding of a printed number may differ
+CLAIM_RTOL = 1e-6
+CLAIM_ATOL = 1e-12
+
+
+def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None) -> dict:
+    """Scores of ``preds`` (an open :class:`~hambench.predictions.Predictions`) by hambench's own scorer.
+
+    ``options`` are the board's per-dataset scoring options (``datasets.yml`` ``score:``), passed to the
+    scorer as keyword arguments so every submission on a dataset is scored the same way.
+    """
+    try:
+        from hambench import scoring
+    except ImportError:  # pragma: no cover - the scoring module arrives with the scoring issue
+        from hambench.errors import NotYetAvailable
+
+        raise NotYetAvailable("leaderboard submit needs hambench.scoring (the `score` issue)") from None
+    return scoring.score_predictions(preds, truth=truth, **options)
+
+
+def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
+    """The per-block heat maps and parity plots of ``hambench score --plots``, when that module is present."""
+    try:
+        from hambench.plots import make_plots
+    except ImportError:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    made = make_plots(preds, scores, out)
+    return sorted(Path(p) for p in (made or out.glob("*.png")))
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= max(CLAIM_ATOL, CLAIM_RTOL * abs(b))
+
+
+def check_claimed(claimed: dict, recomputed: dict, where) -> None:
+    """Refuse stated metric values that are not what hambench computes from the predictions."""
+    for key, value in claimed.items():
+        if key not in recomputed:
+            raise InputError(where, f"states metric {key!r}, which hambench does not compute for this dataset "
+                                    f"(computed: {', '.join(sorted(recomputed))})")
+        got = recomputed[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not _close(float(value), float(got)):
+            raise InputError(where, f"stated {key} = {value!r} but hambench recomputes {float(got)!r} from the "
+                                    "predictions (scores are recomputed, never typed in)")
+
+
+def _load_claimed(path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read as JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise InputError(path, "not a hambench scores.json (no 'metrics' mapping)")
+    return data["metrics"]
+
+
+def _public(scores: dict, preds) -> dict:
+    """The recorded scores: local paths reduced to file names (a board is shared), checksums kept."""
+    out = dict(scores)
+    for k in ("truth", "predictions"):
+        if isinstance(out.get(k), dict) and out[k].get("path"):
+            out[k] = {**out[k], "path": Path(str(out[k]["path"])).name}
+    out.setdefault("predictions", {"path": Path(preds.path).name, "checksum": preds.checksum})
+    return out
+
+
+def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace: bool = False,
+           scorer=None, plots: bool = True) -> tuple[Submission, str]:
+    """Validate, score and record one submission; return (the recorded :class:`Submission`, a summary line).
+
+    Parameters
+    ----------
+    preds_path : the prediction store (``preds.zarr``)
+    meta_path : the submission's ``meta.yml``
+    board : board folder or :class:`Board` (default: the repository's ``leaderboard/``)
+    truth : truth store; default: the board dataset's ``store``, else the path recorded in the predictions
+    claimed : optional ``scores.json`` whose ``metrics`` the submitter claims (checked like ``meta.metrics``)
+    replace : replace an existing submission of the same model and dataset
+    scorer : ``f(preds, truth, options, plots_dir) -> scores dict``; default :func:`recompute_scores`
+    plots : also make the per-block heat maps and parity plots (``hambench.plots``)
+    """
+    from hambench.predictions import open_predictions, store_checksum
+
+    b = board if isinstance(board, Board) else open_board(board)
+    meta_path = Path(meta_path)
+    meta = validate_meta(load_yaml_strict(meta_path), meta_path)
+    ds = b.dataset(meta["dataset"], meta_path)
+    dest = b.submission_dir(meta["model"], meta["dataset"], meta_path)
+    if dest.exists() and not replace:
+        raise InputError(dest, f"{meta['model']} on {meta['dataset']} is already on the board; pass --replace "
+                               "to record the new one instead")
+    claimed_metrics = _load_claimed(claimed) if claimed is not None else None
+
+    if truth is None and ds.store is not None and ds.store.exists():
+        truth = ds.store
+    preds = open_predictions(preds_path, truth=truth)
+    truth_sum = store_checksum(preds.truth)
+    if not b.truth_matches(ds, truth_sum):
+        raise InputError(preds_path, f"truth store {preds.truth.path} has content checksum {truth_sum[:16]}…, the "
+                                     f"board's dataset {ds.name!r} is {ds.truth_checksum[:16]}… (another data set "
+                                     "or version)")
+    if preds.kind != ds.kind:
+        raise InputError(preds_path, f"predicts {preds.kind}s, the board's dataset {ds.name!r} holds {ds.kind}s")
+    if ds.split is not None and preds.split != ds.split:
+        raise InputError(preds_path, f"predicts split {preds.split!r}; the board's dataset {ds.name!r} is scored "
+                                     f"on {ds.split!r}")
+    if ds.split is not None:
+        name, subset = ds.split.split(":", 1)
+        want = set(map(int, preds.truth.split(name).get(subset, [])))
+        have = set(map(int, preds.truth_index))
+        if want != have:
+            raise InputError(preds_path, f"holds {len(have)} structures, split {ds.split!r} has {len(want)} "
+                                         f"({len(want - have)} missing, {len(have - want)} not in it)")
+
+    staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    made = [p for p in (dest.parent.parent, dest.parent) if not p.exists()]  # removed again on failure
+    try:
+        staging.mkdir(parents=True)
+        plots_dir = staging / "plots"
+        scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir)
+        if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
+            raise InputError(preds_path, "the scorer returned no metrics")
+        metrics = scores["metrics"]
+        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise InputError(preds_path, f"metric {bad[0]} is not finite ({metrics[bad[0]]})")
+        if meta.get("metrics"):
+            check_claimed(meta["metrics"], metrics, meta_path)
+        if claimed_metrics is not None:
+            check_claimed(claimed_metrics, metrics, claimed)
+        if plots and not any(plots_dir.glob("*.png")):
+            _make_plots(preds, scores, plots_dir)
+        if plots_dir.exists() and not any(plots_dir.iterdir()):
+            plots_dir.rmdir()
+        shutil.copyfile(meta_path, staging / "meta.yml")
+        (staging / "scores.json").write_text(json.dumps(_public(scores, preds), indent=1, allow_nan=False) + "\n",
+                                             encoding="utf-8")
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            dest.rename(old)
+            staging.rename(dest)
+            shutil.rmtree(old)
+        else:
+            staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for p in reversed(made):
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise
+    sub = b.read_submission(meta["model"], meta["dataset"])
+    primary = sub.scores["metrics"].get(ds.primary)
+    unit = (sub.scores.get("units") or {}).get(ds.primary, "")
+    line = (f"leaderboard: recorded {sub.model} on {sub.dataset} ({len(preds)} structures; {ds.primary} = "
+            f"{primary:.6g} {unit}".rstrip() + f") → {dest}") if isinstance(primary, (int, float)) else \
+        f"leaderboard: recorded {sub.model} on {sub.dataset} ({len(preds)} structures) → {dest}"
+    return sub, line

@@ -1,0 +1,96 @@
+"""Helpers for tests of the leaderboard (and for people trying a board out): boards, metadata, predictions.
+
+``example_meta()`` is the shipped example ``meta.yml`` as a dict; ``write_board()`` writes a board's
+``datasets.yml``; ``noisy_predictions()`` writes a prediction store = truth + seeded Gaussian noise;
+``numpy_mae_scorer()`` is an independent, minimal scorer (H MAE overall, per structure, per element pair) used
+to check the leaderboard machinery against hambench's real scorer.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .board import DEFAULT_BOARD
+from .schema import load_yaml_strict
+
+__all__ = ["EXAMPLE_META", "example_meta", "write_meta", "write_board", "noisy_predictions", "numpy_mae_scorer"]
+
+EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
+
+
+def example_meta(model: str | None = None, dataset: str | None = None, **override) -> dict:
+    """The shipped example ``meta.yml`` (a fresh copy), with ``model``/``dataset``/top-level keys replaced."""
+    m = copy.deepcopy(load_yaml_strict(EXAMPLE_META))
+    if model is not None:
+        m["model"] = model
+        m["display_name"] = model
+    if dataset is not None:
+        m["dataset"] = dataset
+    m.update(override)
+    return m
+
+
+def write_meta(path, meta: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def write_board(path, datasets: dict, title: str = "test board") -> Path:
+    """A board folder with ``datasets.yml`` = ``{datasets_version: 1, title, datasets}``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "datasets.yml").write_text(
+        yaml.safe_dump({"datasets_version": 1, "title": title, "datasets": datasets}, sort_keys=False),
+        encoding="utf-8")
+    return path
+
+
+def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: str = "noisy",
+                      split: str | None = None) -> Path:
+    """Predictions = true H + N(0, scale²) noise (eV) for ``ids`` (default all) of the truth store."""
+    from hambench.predictions import write_predictions
+    from hambench.store import Store, open_store
+
+    st = truth if isinstance(truth, Store) else open_store(truth)
+    ids = list(range(len(st))) if ids is None else list(ids)
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for k in ids:
+        h = st[int(k)].H
+        blocks.append(h + rng.normal(scale=scale, size=h.shape))
+    return write_predictions(st, ids, blocks, out, {"model": {"name": model}, "split": split})
+
+
+def numpy_mae_scorer(preds, truth, options: dict, plots_dir=None) -> dict:
+    """Minimal independent scorer: mean |ΔH| over all elements (meV), per structure and per element pair."""
+    from hambench.conventions import z_to_symbol
+
+    abs_sum = n = 0.0
+    per_structure, pair_sum, pair_n = [], {}, {}
+    for k in range(len(preds)):
+        p, t = preds.pair(k)
+        d = np.abs(p.H - t.H) * 1000.0
+        abs_sum += d.sum()
+        n += d.size
+        per_structure.append({"id": t.id, "H_mae": float(d.mean())})
+        ptr = t.block_ptr()
+        for e, (i, j) in enumerate(zip(t.src, t.dst)):
+            key = f"{z_to_symbol(int(t.Z[i]))}-{z_to_symbol(int(t.Z[j]))}"
+            blk = d[ptr[e] : ptr[e + 1]]
+            pair_sum[key] = pair_sum.get(key, 0.0) + blk.sum()
+            pair_n[key] = pair_n.get(key, 0) + blk.size
+    return {
+        "scores_version": 1, "kind": preds.kind, "n_structures": len(preds),
+        "truth": {"path": str(truth.path), "checksum": preds.truth_checksum},
+        "predictions": {"path": str(preds.path), "checksum": preds.checksum},
+        "model": preds.model, "split": preds.split, "units": {"H_mae": "meV", "worst": "meV"},
+        "metrics": {"H_mae": abs_sum / n},
+        "per_block": [{"pair": k, "block": "all", "mae": pair_sum[k] / pair_n[k]} for k in sorted(pair_sum)],
+        "per_structure": per_structure,
+    }

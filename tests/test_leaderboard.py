@@ -1,0 +1,383 @@
+"""The leaderboard: meta.yml schema, submit (validation, recomputed scores, atomic record), list, site build.
+
+The truth store is the embedded demo data (10 real PySCF QM9 molecules, no DFT run); predictions are the
+truth plus seeded Gaussian noise of a known scale, so the recorded H MAE is checked against an independent
+NumPy mean over the same noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from hambench.cli import main
+from hambench.errors import InputError
+from hambench.leaderboard import board as board_mod
+from hambench.leaderboard.board import open_board
+from hambench.leaderboard.schema import load_yaml_strict, validate_meta
+from hambench.leaderboard.site import build_site
+from hambench.leaderboard.submit import submit
+from hambench.leaderboard.testing import (EXAMPLE_META, example_meta, noisy_predictions, numpy_mae_scorer,
+                                          write_board, write_meta)
+from hambench.predictions import store_checksum
+
+SUBMISSION_METAS = sorted(board_mod.DEFAULT_BOARD.glob("submissions/*/*/meta.yml"))
+
+
+# --- fixtures --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory):
+    from hambench.demo import DEMO_OPTIONS, demo_raw_dir
+    from hambench.pipelines import prepare
+
+    path = tmp_path_factory.mktemp("truth") / "qm9mini.zarr"
+    prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), **DEMO_OPTIONS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def preds(truth, tmp_path_factory):
+    """Two prediction stores: noise 10 meV (alpha) and 2 meV (beta)."""
+    d = tmp_path_factory.mktemp("preds")
+    return {"alpha": noisy_predictions(truth, d / "alpha.zarr", 0.010, seed=1, model="alpha"),
+            "beta": noisy_predictions(truth, d / "beta.zarr", 0.002, seed=2, model="beta")}
+
+
+@pytest.fixture
+def board(tmp_path, truth):
+    return write_board(tmp_path / "board", {"qm9-mini": {"kind": "molecule", "truth_checksum": store_checksum(truth),
+                                                         "store": str(truth), "title": "QM9 mini"}})
+
+
+def meta_file(tmp_path, model="alpha", dataset="qm9-mini", **over):
+    return write_meta(tmp_path / f"{model}-{dataset}.yml", example_meta(model, dataset, **over))
+
+
+def do_submit(preds_path, meta_path, board, **kw):
+    kw.setdefault("scorer", numpy_mae_scorer)
+    return submit(preds_path, meta_path, board=board, **kw)
+
+
+def written(board) -> list[str]:
+    """Every path under the board except datasets.yml (what a refused submit must not leave)."""
+    return sorted(str(p.relative_to(board)) for p in board.rglob("*") if p.name != "datasets.yml")
+
+
+# --- schema ----------------------------------------------------------------------------------------------
+def test_some_submission_is_shipped():
+    assert EXAMPLE_META in SUBMISSION_METAS
+
+
+@pytest.mark.parametrize("path", SUBMISSION_METAS, ids=[f"{p.parent.parent.name}/{p.parent.name}" for p in
+                                                        SUBMISSION_METAS])
+def test_shipped_meta_is_valid(path):
+    m = validate_meta(load_yaml_strict(path), path)
+    assert (m["model"], m["dataset"]) == (path.parent.parent.name, path.parent.name)
+
+
+def _set(d, dotted, value):
+    *head, last = dotted.split(".")
+    for k in head:
+        d = d[k]
+    if value is _DELETE:
+        del d[last]
+    else:
+        d[last] = value
+
+
+_DELETE = object()
+
+BAD_META = [  # (id, dotted key, value, message fragment)
+    ("unknown-key", "gpu", "A100", "unknown key 'gpu'"),
+    ("unknown-nested-key", "training.gpu_hours", 3, "training: unknown key 'gpu_hours'"),
+    ("wrong-type-parameters", "parameters", "many", "parameters: 'many' is not of type 'integer'"),
+    ("wrong-type-seeds", "training.seeds", "0", "training.seeds: '0' is not of type 'array'"),
+    ("float-parameters", "parameters", 1.5, "parameters: 1.5 is not of type 'integer'"),
+    ("missing-code", "code", _DELETE, "'code' is missing"),
+    ("missing-training-checksum", "training.store_checksum", _DELETE, "'store_checksum' is missing"),
+    ("missing-inference-time", "inference.time_per_structure_s", _DELETE, "'time_per_structure_s' is missing"),
+    ("path-escape-dotdot", "model", "../evil", "model: '../evil' is not a valid name"),
+    ("path-escape-slash", "dataset", "qm9/../../etc", "dataset: 'qm9/../../etc' is not a valid name"),
+    ("path-escape-absolute", "model", "/etc/passwd", "model: '/etc/passwd' is not a valid name"),
+    ("hidden-name", "model", ".hidden", "model: '.hidden' is not a valid name"),
+    ("double-dot-inside", "model", "a..b", "model: 'a..b' is not a valid name"),
+    ("javascript-url", "code", "javascript:alert(1)", "code: 'javascript:alert(1)' does not match"),
+    ("negative-time", "training.time_s", -1.0, "training.time_s: -1.0 is less than the minimum of 0"),
+    ("zero-inference-time", "inference.time_per_structure_s", 0, "less than or equal to the minimum of 0"),
+    ("no-seeds", "training.seeds", [], "training.seeds: [] should be non-empty"),
+    ("bad-checksum", "training.store_checksum", "abc", "training.store_checksum: 'abc' does not match"),
+    ("inputs-without-geometry", "inputs", ["overlap"], "inputs"),
+    ("unknown-input", "inputs", ["geometry", "dft-density"], "inputs.1: 'dft-density' is not one of"),
+    ("nested-hyperparameter", "hyperparameters.optimizer", {"lr": 1e-3}, "hyperparameters.optimizer"),
+    ("meta-version", "meta_version", 2, "meta_version: 1 was expected"),
+    ("date-format", "date", "1 Dec 2026", "date: '1 Dec 2026' does not match"),
+    ("metric-not-number", "metrics", {"H_mae": "small"}, "metrics.H_mae: 'small' is not of type 'number'"),
+    ("nan-metric", "metrics", {"H_mae": float("nan")}, "metrics.H_mae: not a finite number"),
+]
+
+
+@pytest.mark.parametrize("key,value,fragment", [b[1:] for b in BAD_META], ids=[b[0] for b in BAD_META])
+def test_schema_rejects_malformed_meta(tmp_path, key, value, fragment):
+    m = example_meta("alpha", "qm9-mini")
+    _set(m, key, value if value is _DELETE else copy.deepcopy(value))
+    path = write_meta(tmp_path / "meta.yml", m)
+    with pytest.raises(InputError, match=re.escape(fragment)) as e:
+        validate_meta(load_yaml_strict(path), path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("meta_version: 1\nmodel: a\nmodel: b\n", "duplicate key 'model'"),
+    ("- just\n- a list\n", "expected a YAML mapping at the top level, found list"),
+    ("model: [unclosed\n", "not valid YAML"),
+], ids=["duplicate-key", "not-a-mapping", "bad-yaml"])
+def test_yaml_reader_rejects(tmp_path, text, fragment):
+    path = tmp_path / "meta.yml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=re.escape(fragment)):
+        load_yaml_strict(path)
+
+
+def test_unquoted_date_stays_a_string(tmp_path):
+    m = load_yaml_strict(EXAMPLE_META)
+    assert m["date"] == "2026-12-01"
+
+
+# --- submit ----------------------------------------------------------------------------------------------
+def test_submit_records_recomputed_scores(tmp_path, board, preds, truth):
+    sub, line = do_submit(preds["alpha"], meta_file(tmp_path), board)
+    d = board / "submissions" / "alpha" / "qm9-mini"
+    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "scores.json"]
+    assert (d / "meta.yml").read_bytes() == (tmp_path / "alpha-qm9-mini.yml").read_bytes()
+    scores = json.loads((d / "scores.json").read_text())
+    # independent reference: mean |noise| over every H element of the 10 molecules, in meV
+    from hambench.predictions import open_predictions
+
+    p = open_predictions(preds["alpha"])
+    diffs = np.concatenate([np.abs(p.pair(k)[0].H - p.pair(k)[1].H) for k in range(len(p))])
+    assert scores["metrics"]["H_mae"] == pytest.approx(diffs.mean() * 1000, rel=1e-12)
+    # Gaussian noise σ = 10 meV: E|x| = σ √(2/π) = 7.98 meV, within 3 % for 19k elements
+    assert scores["metrics"]["H_mae"] == pytest.approx(10 * np.sqrt(2 / np.pi), rel=0.03)
+    assert scores["predictions"]["path"] == "alpha.zarr" and scores["truth"]["path"] == truth.name  # no local paths
+    assert "H_mae" in line and "alpha on qm9-mini" in line
+    assert not [p for p in (board / "submissions" / "alpha").iterdir() if p.name.startswith(".")]
+
+
+def test_typed_in_score_is_refused(tmp_path, board, preds):
+    meta = meta_file(tmp_path, metrics={"H_mae": 1.0})
+    with pytest.raises(InputError, match=r"stated H_mae = 1.0 but hambench recomputes 7\.9\d* .*never typed in"):
+        do_submit(preds["alpha"], meta, board)
+    assert written(board) == []
+
+
+def test_typed_in_scores_file_is_refused_and_a_true_one_accepted(tmp_path, board, preds):
+    fake = tmp_path / "claimed.json"
+    fake.write_text(json.dumps({"metrics": {"H_mae": 0.5}}))
+    with pytest.raises(InputError, match="claimed.json: stated H_mae = 0.5 but hambench recomputes"):
+        do_submit(preds["beta"], meta_file(tmp_path, "beta"), board, claimed=fake)
+    assert written(board) == []
+    # the submitter's own honest numbers (printed to 6 digits) pass
+    sub, _ = do_submit(preds["beta"], meta_file(tmp_path, "beta"), board)
+    honest = tmp_path / "honest.json"
+    honest.write_text(json.dumps({"metrics": {"H_mae": float(f"{sub.scores['metrics']['H_mae']:.7g}")}}))
+    do_submit(preds["beta"], meta_file(tmp_path, "beta"), board, claimed=honest, replace=True)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"metrics": {"accuracy": 0.99}}))
+    with pytest.raises(InputError, match="states metric 'accuracy', which hambench does not compute"):
+        do_submit(preds["beta"], meta_file(tmp_path, "beta"), board, claimed=unknown, replace=True)
+
+
+def test_unknown_dataset_is_refused(tmp_path, board, preds):
+    with pytest.raises(InputError, match=r"dataset 'qm9-other' is not on the board .* \(its datasets: qm9-mini\)"):
+        do_submit(preds["alpha"], meta_file(tmp_path, dataset="qm9-other"), board)
+    assert written(board) == []
+
+
+def test_truth_checksum_other_than_the_boards_is_refused(tmp_path, truth, preds):
+    b = write_board(tmp_path / "b2", {"qm9-mini": {"kind": "molecule", "truth_checksum": "0" * 64}})
+    with pytest.raises(InputError, match=r"content checksum [0-9a-f]{16}…, the board's dataset 'qm9-mini' is 0{16}…"):
+        do_submit(preds["alpha"], meta_file(tmp_path), b)
+    assert written(b) == []
+
+
+def test_kind_other_than_the_boards_is_refused(tmp_path, truth, preds):
+    b = write_board(tmp_path / "b3", {"qm9-mini": {"kind": "crystal", "truth_checksum": store_checksum(truth)}})
+    with pytest.raises(InputError, match="predicts molecules, the board's dataset 'qm9-mini' holds crystals"):
+        do_submit(preds["alpha"], meta_file(tmp_path), b)
+    assert written(b) == []
+
+
+def test_split_other_than_the_boards_is_refused(tmp_path, truth, preds):
+    b = write_board(tmp_path / "b4", {"qm9-mini": {"kind": "molecule", "truth_checksum": store_checksum(truth),
+                                                   "split": "random:test"}})
+    with pytest.raises(InputError, match="predicts split None; the board's dataset 'qm9-mini' is scored on "
+                                         "'random:test'"):
+        do_submit(preds["alpha"], meta_file(tmp_path), b)
+
+
+def test_malformed_predictions_are_refused(tmp_path, board, truth, preds):
+    import shutil
+
+    import zarr
+
+    nan = tmp_path / "nan.zarr"
+    shutil.copytree(preds["alpha"], nan)
+    g = zarr.open_group(str(nan), mode="r+")
+    h = g["blocks/H"][:]
+    h[123] = np.nan
+    g["blocks/H"][:] = h
+    with pytest.raises(InputError, match=r"nan\.zarr.*(NaN|not finite|checksum)"):
+        do_submit(nan, meta_file(tmp_path), board)
+    with pytest.raises(InputError, match="not a prediction store"):
+        do_submit(truth, meta_file(tmp_path), board)  # the truth store itself
+    with pytest.raises(InputError, match="no such prediction store"):
+        do_submit(tmp_path / "nothing.zarr", meta_file(tmp_path), board)
+    # fewer structures than the truth holds is fine for a board without a split, but other edges are not:
+    few = noisy_predictions(truth, tmp_path / "few.zarr", 0.01, ids=[0, 1])
+    g = zarr.open_group(str(few), mode="r+")
+    dst = g["edges/dst"][:]
+    dst[3] = (dst[3] + 1) % 5
+    g["edges/dst"][:] = dst
+    with pytest.raises(InputError, match="few.zarr"):
+        do_submit(few, meta_file(tmp_path), board)
+    assert written(board) == []
+
+
+def test_names_cannot_escape_the_board(tmp_path, board, preds):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (board / "submissions").mkdir()
+    os.symlink(outside, board / "submissions" / "alpha")
+    with pytest.raises(InputError, match="is a symbolic link"):
+        do_submit(preds["alpha"], meta_file(tmp_path), board)
+    assert list(outside.iterdir()) == []
+    # a meta.yml with a path in its name never gets as far as the board
+    m = example_meta("alpha", "qm9-mini")
+    m["model"] = "../../outside"
+    with pytest.raises(InputError, match="not a valid name"):
+        do_submit(preds["alpha"], write_meta(tmp_path / "evil.yml", m), board)
+    with pytest.raises(InputError, match="not a valid name"):
+        open_board(board).submission_dir("..", "qm9-mini")
+
+
+def test_existing_submission_needs_replace(tmp_path, board, preds):
+    do_submit(preds["alpha"], meta_file(tmp_path), board)
+    with pytest.raises(InputError, match="already on the board; pass --replace"):
+        do_submit(preds["beta"], meta_file(tmp_path), board)
+    do_submit(preds["beta"], meta_file(tmp_path), board, replace=True)
+    s = open_board(board).read_submission("alpha", "qm9-mini")
+    assert s.scores["metrics"]["H_mae"] == pytest.approx(2 * np.sqrt(2 / np.pi), rel=0.03)  # beta's 2 meV noise
+    assert sorted(p.name for p in (board / "submissions" / "alpha").iterdir()) == ["qm9-mini"]
+
+
+def test_failing_scorer_leaves_nothing(tmp_path, board, preds):
+    def broken(*a):
+        raise InputError("scorer", "boom")
+
+    with pytest.raises(InputError, match="boom"):
+        do_submit(preds["alpha"], meta_file(tmp_path), board, scorer=broken)
+    assert written(board) == []
+
+
+# --- list and build --------------------------------------------------------------------------------------
+@pytest.fixture
+def two(tmp_path, board, preds):
+    do_submit(preds["alpha"], meta_file(tmp_path, "alpha"), board)
+    do_submit(preds["beta"], meta_file(tmp_path, "beta"), board)
+    return board
+
+
+def test_cli_submit_list_and_errors(tmp_path, board, preds, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["hambench.leaderboard.submit"], "recompute_scores", numpy_mae_scorer)
+    r = CliRunner().invoke(main, ["leaderboard", "submit", str(preds["beta"]), "--meta",
+                                  str(meta_file(tmp_path, "beta")), "--board", str(board)])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("leaderboard: recorded beta on qm9-mini") and r.output.count("\n") == 1
+    r = CliRunner().invoke(main, ["leaderboard", "submit", str(preds["alpha"]), "--meta",
+                                  str(meta_file(tmp_path, "alpha", metrics={"H_mae": 0.1})), "--board", str(board)])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "never typed in" in r.output
+    r = CliRunner().invoke(main, ["leaderboard", "list", "--board", str(board)])
+    assert r.exit_code == 0 and "beta" in r.output and "alpha" not in r.output and "H MAE" in r.output
+    r = CliRunner().invoke(main, ["leaderboard", "list", "--board", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "no such board folder" in r.output
+
+
+def test_list_ranks_by_primary_metric(two):
+    from rich.console import Console
+
+    from hambench.leaderboard.listing import print_board
+
+    console = Console(record=True, width=160)
+    print_board(two, console=console)
+    text = console.export_text()
+    assert text.index("beta") < text.index("alpha")  # 2 meV noise ranks above 10 meV
+
+
+def test_site_builds_from_two_submissions(tmp_path, two):
+    out = tmp_path / "site"
+    line = build_site(two, out)
+    assert "2 submission(s) on 1 dataset(s)" in line
+    index = (out / "index.html").read_text()
+    rows = re.findall(r'<tr data-model="([^"]+)"', index)
+    assert rows == ["beta", "alpha"]
+    table = json.loads((out / "qm9-mini" / "table.json").read_text())
+    assert [r["model"] for r in table["rows"]] == ["beta", "alpha"] and [r["rank"] for r in table["rows"]] == [1, 2]
+    keys = [c["key"] for c in table["columns"]]
+    for k in ("H_mae", "worst_structure_H_mae", "worst_block_mae", "parameters", "inference_time_per_structure_s"):
+        assert k in keys
+    h = {c["key"]: c for c in table["columns"]}["H_mae"]
+    assert h["better"] == "lower" and h["unit"] == "meV"
+    with open(out / "qm9-mini" / "table.csv", newline="") as f:
+        data = list(csv.DictReader(f))
+    assert [d["model"] for d in data] == ["beta", "alpha"]
+    assert float(data[0]["H_mae [meV]"]) == table["rows"][0]["H_mae"]
+    # the best H MAE (beta) is marked, alpha's is not
+    best_cells = re.findall(r'<td class="num best" data-sort="([^"]+)"', index)
+    assert str(table["rows"][0]["H_mae"]) in best_cells and str(table["rows"][1]["H_mae"]) not in best_cells
+    for m in ("alpha", "beta"):
+        page = (out / "qm9-mini" / m / "index.html").read_text()
+        assert "Worst structures" in page and (out / "qm9-mini" / m / "scores.json").exists()
+    # offline: no resource is loaded from elsewhere (only <a href> may point to paper/code sites)
+    for f in out.rglob("*.html"):
+        text = f.read_text()
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', text), f
+        assert "@import" not in text
+    assert "url(" not in (out / "assets" / "leaderboard.css").read_text()
+    # rebuilding replaces the site whole and leaves no partial folders
+    build_site(two, out)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("site")) == ["site"]
+
+
+def test_board_refuses_hand_made_entries(tmp_path, two):
+    d = two / "submissions" / "alpha" / "qm9-mini"
+    (d / "scores.json").unlink()
+    with pytest.raises(InputError, match="scores.json: missing: record submissions with `hambench leaderboard"):
+        open_board(two).submissions()
+    wrong = two / "submissions" / "gamma" / "qm9-mini"
+    wrong.mkdir(parents=True)
+    write_meta(wrong / "meta.yml", example_meta("delta", "qm9-mini"))
+    with pytest.raises(InputError, match="says model 'delta', dataset 'qm9-mini' but lies in submissions/gamma"):
+        open_board(two).read_submission("gamma", "qm9-mini")
+
+
+def test_datasets_yml_is_validated(tmp_path):
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "datasets.yml").write_text(yaml.safe_dump({"datasets_version": 1, "datasets": {
+        "x": {"kind": "molecule", "truth_checksum": "0" * 64, "typo": 1}}}))
+    with pytest.raises(InputError, match="datasets.x: unknown key 'typo'"):
+        open_board(b)
+    (b / "datasets.yml").write_text(yaml.safe_dump({"datasets_version": 1, "datasets": {
+        "../x": {"kind": "molecule", "truth_checksum": "0" * 64}}}))
+    with pytest.raises(InputError, match="datasets.yml"):
+        open_board(b)
