@@ -36,6 +36,7 @@ import numpy as np
 
 from ..conventions import atom_permutation, n_orbitals, symbol_to_z, z_to_symbol
 from ..errors import InputError
+from ..metrics import bloch_matrices  # noqa: F401  (re-exported)
 from ..structure import Structure, file_sha256
 from .h5fast import read_datasets
 
@@ -499,69 +500,3 @@ def write_new_folder(s: Structure, folder) -> Path:
                 f["entries"] = np.ascontiguousarray(arr)
     return Path(folder)
 
-
-# --- Bloch sums ------------------------------------------------------------------------------------------
-def bloch_matrices(s: Structure, kfrac) -> tuple[np.ndarray, np.ndarray]:
-    """H(k) and S(k) of a structure: ``M(k) = Σ_R exp(+2πi k·R) M(R)`` (DeepH-dock's convention).
-
-    Parameters
-    ----------
-    s : Structure (eV, hambench order); ``s.S`` must not be None
-    kfrac : (3,) or (nk, 3) k-points in fractional coordinates of the reciprocal lattice
-
-    Returns
-    -------
-    Hk, Sk : (norb, norb) complex128 each, or (nk, norb, norb) for several k-points. Orbitals are atom-major in
-        the structure's atom order; spinful structures give (2 norb, 2 norb) with each atom's orbitals as in its
-        blocks (↑ orbitals, then ↓ orbitals) and ``Sk`` = S(k) expanded by the identity in spin, so the
-        generalized eigenvalues of (Hk, Sk) are the band energies (eV) in both cases.
-
-    No atomic-position phase is applied (the "R-gauge"), so eigenvalues, not eigenvectors, compare across codes.
-
-    Example
-    -------
-    >>> Hk, Sk = bloch_matrices(s, [0.0, 0.0, 0.0])  # doctest: +SKIP
-    >>> energies = scipy.linalg.eigh(Hk, Sk, eigvals_only=True)  # doctest: +SKIP
-    """
-    import scipy.sparse as sp
-
-    if s.S is None:
-        raise ValueError(f"structure {s.id!r} has no overlap; S(k) cannot be formed")
-    k = np.asarray(kfrac, dtype=np.float64)
-    single = k.ndim == 1
-    k = k.reshape(-1, 3)
-    nspin = 2 if s.spinful else 1
-    n_atom = np.array([n_orbitals(s.species[int(z)]) for z in s.Z], dtype=np.int64)
-    off = np.concatenate([[0], np.cumsum(nspin * n_atom)])  # first row of each atom in the full matrix
-    norb = int(off[-1])
-    phase = np.exp(2j * np.pi * (k @ s.shift.T.astype(np.float64)))  # (nk, E)
-    ni, nj = n_atom[s.src], n_atom[s.dst]
-    E = s.nedges
-
-    def entry_coords(bi, bj, ptr):
-        """Edge, full-matrix row and column of every entry of the flat (bi x bj per edge) array."""
-        sizes = bi * bj
-        edge = np.repeat(np.arange(E), sizes)
-        local = np.arange(int(ptr[-1])) - ptr[edge]
-        row = off[s.src][edge] + local // bj[edge]
-        col = off[s.dst][edge] + local % bj[edge]
-        return edge, row, col
-
-    def transform(values, edge, row, col):
-        # A[(row, col), edge] = value; M(k) for every k at once = A @ phase(k)
-        A = sp.csr_matrix((values, (row * norb + col, edge)), shape=(norb * norb, E))
-        return np.ascontiguousarray((A @ phase.T).T).reshape(len(k), norb, norb)
-
-    hptr = np.concatenate([[0], np.cumsum(nspin * ni * nspin * nj)])
-    Hk = transform(s.H, *entry_coords(nspin * ni, nspin * nj, hptr))
-    sptr = np.concatenate([[0], np.cumsum(ni * nj)])
-    edge, row, col = entry_coords(ni, nj, sptr)
-    if s.spinful:  # S ⊗ I₂ inside each atom: the ↓ copy sits n_i rows / n_j columns further
-        row = np.concatenate([row, row + ni[edge]])
-        col = np.concatenate([col, col + nj[edge]])
-        edge = np.concatenate([edge, edge])
-        Svals = np.concatenate([s.S, s.S])
-    else:
-        Svals = s.S
-    Sk = transform(Svals.astype(np.complex128), edge, row, col)
-    return (Hk[0], Sk[0]) if single else (Hk, Sk)

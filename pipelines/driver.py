@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -206,20 +205,6 @@ def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _progress(quiet: bool, total: int, label: str):
-    from contextlib import nullcontext
-
-    if quiet:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
-        transient=False,
-    )
-
-
 def run(
     source: str,
     input_path,
@@ -297,49 +282,19 @@ def run(
 
 
 def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label):
-    total = len(items)
+    """Run the unfinished ranges through the core range runner (local processes or a Dask scheduler)."""
+    from ..parallel import run_tasks
+
     nexcluded = 0
-    with _progress(quiet, total, label) as bar:
-        task = bar.add_task(label, total=total, completed=done, note="") if bar else None
 
-        def advance(r, manifest):
-            nonlocal nexcluded
-            nexcluded += len(manifest["excluded"])
-            if bar:
-                a, b = ranges[r]
-                bar.update(task, advance=b - a, note=f"excluded {nexcluded}" if nexcluded else "")
+    def advance(i, manifest):
+        nonlocal nexcluded
+        nexcluded += len(manifest["excluded"])
+        return f"excluded {nexcluded}" if nexcluded else ""
 
-        if workers == 1 and scheduler is None:
-            for r in todo:
-                a, b = ranges[r]
-                advance(r, process_range(src, items[a:b], a, part_name[r], augment, seed, cutoff))
-            return
-        from dask.distributed import Client, LocalCluster, as_completed
-
-        if scheduler:
-            client, cluster = Client(scheduler), None
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
-        try:
-            futures = {}
-            for r in todo:
-                a, b = ranges[r]
-                fut = client.submit(process_range, src, items[a:b], a, part_name[r], augment, seed, cutoff,
-                                    key=f"hambench-range-{r}-{uuid.uuid4().hex[:8]}", pure=False)
-                futures[fut] = r
-            for fut in as_completed(futures):
-                try:
-                    advance(futures[fut], fut.result())
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+    tasks = [(src, items[ranges[r][0]:ranges[r][1]], ranges[r][0], part_name[r], augment, seed, cutoff) for r in todo]
+    run_tasks(process_range, tasks, workers=workers, scheduler=scheduler, quiet=quiet, label=label,
+              sizes=[ranges[r][1] - ranges[r][0] for r in todo], done=done, unit="items", on_result=advance)
 
 
 def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite) -> str:

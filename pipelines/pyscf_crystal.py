@@ -48,6 +48,7 @@ import numpy as np
 
 from ..conventions import BOHR_ANGSTROM, HARTREE_EV, atom_permutation, pyscf_species_shells, symbol_to_z
 from ..errors import ExcludedItem, InputError
+from ..metrics import band_energies as structure_bands  # the one Bloch-sum implementation
 from ..structure import Structure, file_sha256
 from . import Source
 from .pyscf_qm9 import _load_raw, _write_npz_atomic
@@ -69,7 +70,7 @@ __all__ = [
     "choose_fft_mesh",
     "run_crystal",
     "lattice_transform",
-    "bloch_sum",
+    "structure_bands",
     "interpolation_residual",
 ]
 
@@ -477,36 +478,6 @@ def lattice_transform(Xk: np.ndarray, kpts_frac: np.ndarray, shifts: np.ndarray)
     phase = np.exp(-2j * np.pi * np.asarray(shifts, float) @ np.asarray(kpts_frac, float).T)  # (nR, nk)
     XR = np.einsum("rk,kab->rab", phase, Xk) / len(kpts_frac)
     return XR
-
-
-def bloch_sum(XR: np.ndarray, shifts: np.ndarray, kpts_frac: np.ndarray) -> np.ndarray:
-    """X(k) = Σ_R e^{+2πi k·R} X(R) (FACTS.md §3): (nk, n, n) from (nR, n, n)."""
-    phase = np.exp(2j * np.pi * np.asarray(kpts_frac, float).reshape(-1, 3) @ np.asarray(shifts, float).T)
-    return np.einsum("kr,rab->kab", phase, XR)
-
-
-def _full_blocks(s: Structure, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rebuild (shifts, X(R) full nao×nao matrices in hambench order) from a structure's edges."""
-    sizes = np.array([sum(2 * l + 1 for l in s.species[int(z)]) for z in s.Z])
-    off = np.concatenate([[0], np.cumsum(sizes)])
-    uniq, inv = np.unique(s.shift, axis=0, return_inverse=True)
-    X = np.zeros((len(uniq), off[-1], off[-1]))
-    ptr = s.block_ptr(False if which == "S" else None)
-    arr = s.H if which == "H" else s.S
-    for e in range(s.nedges):
-        i, j = s.src[e], s.dst[e]
-        X[inv[e], off[i] : off[i + 1], off[j] : off[j + 1]] = arr[ptr[e] : ptr[e + 1]].reshape(sizes[i], sizes[j])
-    return uniq, X
-
-
-def structure_bands(s: Structure, kpts_frac) -> np.ndarray:
-    """Band energies (eV) at fractional k from a structure's H(R), S(R) blocks (Bloch sum, eigh)."""
-    import scipy.linalg
-
-    shifts, H = _full_blocks(s, "H")
-    _, S = _full_blocks(s, "S")
-    Hk, Sk = bloch_sum(H, shifts, kpts_frac), bloch_sum(S, shifts, kpts_frac)
-    return np.array([scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)])
 
 
 def interpolation_residual(s: Structure, raw: dict) -> float:

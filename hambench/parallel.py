@@ -1,0 +1,132 @@
+"""The range runner: one function over many structure ranges, locally or on any dask.distributed scheduler.
+
+``prepare`` (one task per item range → a part file) and ``score`` (one task per structure range → partial
+metrics) both run through :func:`run_tasks`: serially in this process for one worker, on a local cluster of
+worker processes (one thread each) for several, or on a running scheduler with ``scheduler=ADDRESS`` — the
+same code then runs on SLURM/Kubernetes clusters via dask-jobqueue or dask-kubernetes. Results come back in
+task order whatever order the tasks finish in, so callers that combine them in that order produce output that
+does not depend on the number of workers.
+
+Errors: a :class:`~hambench.errors.HambenchError` raised inside a worker is carried back as data and raised
+again here with its file and message (exception classes with extra constructor arguments do not survive
+pickling on their own); the other tasks are cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+from .errors import HambenchError, InputError
+
+__all__ = ["progress", "run_tasks"]
+
+
+def progress(quiet: bool, unit: str = "items"):
+    """A rich progress bar (``None`` when quiet) as a context manager; tasks carry a ``note`` field."""
+    if quiet:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+        transient=False,
+    )
+
+
+class _Failure:
+    """A HambenchError raised in a worker, as picklable data."""
+
+    def __init__(self, e: HambenchError):
+        self.cls = type(e)
+        self.path = getattr(e, "path", None)
+        self.problem = getattr(e, "problem", None)
+        self.message = str(e)
+
+    def exception(self) -> HambenchError:
+        if issubclass(self.cls, InputError) and self.problem is not None:
+            try:
+                return self.cls(self.path, self.problem)
+            except TypeError:
+                return InputError(self.path, self.problem)
+        try:
+            return self.cls(self.message)
+        except TypeError:
+            return HambenchError(self.message)
+
+
+def _call(fn: Callable, args: tuple):
+    try:
+        return fn(*args)
+    except HambenchError as e:
+        return _Failure(e)
+
+
+def _unwrap(result):
+    if isinstance(result, _Failure):
+        raise result.exception()
+    return result
+
+
+def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, scheduler: str | None = None,
+              quiet: bool = True, label: str = "", sizes: Sequence[int] | None = None, done: int = 0,
+              unit: str = "items", on_result: Callable[[int, object], str | None] | None = None) -> list:
+    """Run ``fn(*tasks[i])`` for every task; return the results in task order.
+
+    Parameters
+    ----------
+    fn : a module-level function (picklable) doing one range of work
+    tasks : argument tuples, one per task
+    workers : local worker processes (1 = serially in this process, no Dask)
+    scheduler : address of a running dask.distributed scheduler (``workers`` is then ignored)
+    quiet : no progress bar
+    label, unit : progress-bar text; ``sizes`` = how far each task advances the bar (default 1 each), ``done``
+        = work already done before these tasks (resumed runs)
+    on_result : ``on_result(i, result) -> note | None`` called in this process as each task finishes (in
+        completion order); the note is shown beside the bar
+    """
+    if workers < 1:
+        raise InputError(None, f"--workers must be >= 1, got {workers}")
+    sizes = [1] * len(tasks) if sizes is None else list(sizes)
+    total = done + sum(sizes)
+    results: list = [None] * len(tasks)
+    with progress(quiet, unit) as bar:
+        task = bar.add_task(label, total=total, completed=done, note="") if bar else None
+
+        def finished(i, result):
+            results[i] = result
+            note = on_result(i, result) if on_result else None
+            if bar:
+                bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
+
+        if scheduler is None and workers == 1:
+            for i, args in enumerate(tasks):
+                finished(i, fn(*args))
+            return results
+        from dask.distributed import Client, LocalCluster, as_completed
+
+        if scheduler:
+            client, cluster = Client(scheduler), None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        try:
+            tag = uuid.uuid4().hex[:8]
+            futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}",
+                                     pure=False): i for i, args in enumerate(tasks)}
+            for fut in as_completed(futures):
+                try:
+                    finished(futures[fut], _unwrap(fut.result()))
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return results
