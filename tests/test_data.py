@@ -53,11 +53,8 @@ def synthetic(tmp_path_factory):
     return open_store(out)
 
 
-def direct_structure(path, k: int) -> dict:
-    """Structure k read field by field straight from zarr (the reader's independent reference)."""
-    import zarr
-
-    g = zarr.open_group(str(path), mode="r")
+def direct_structure(g, k: int) -> dict:
+    """Structure k read field by field straight from the zarr group ``g`` (the reader's independent reference)."""
     ap, ep = g["structures/atom_ptr"], g["structures/edge_ptr"]
     a0, a1, e0, e1 = int(ap[k]), int(ap[k + 1]), int(ep[k]), int(ep[k + 1])
     out = {"id": str(g["structures/id"][k]), "Z": g["atoms/Z"][a0:a1], "pos": g["atoms/pos"][a0:a1],
@@ -76,16 +73,20 @@ def direct_structure(path, k: int) -> dict:
 # --- Store.read_range --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["qm9", "mote2", "bismuthene"])
 def test_read_range_equals_direct_reads_and_getitem(which, request):
+    import zarr
+
     st = request.getfixturevalue(which)
     n = len(st)
+    group = zarr.open_group(str(st.path), mode="r")
+    refs = {k: direct_structure(group, k) for k in range(n)}
+    gets = {k: st[k] for k in range(n)}
     spans = [(0, n), (n - 1, n)] + ([(3, 7), (5, 5)] if n > 7 else [])
     for a, b in spans:
         r = st.read_range(a, b, sources=True)
         assert len(r) == b - a and r.atom_ptr[0] == 0 and r.edge_ptr[0] == 0 and r.H_ptr[0] == 0
         assert list(r.index) == list(range(a, b))
         for i, k in enumerate(range(a, b)):
-            ref = direct_structure(st.path, k)
-            got = st[k]
+            ref, got = refs[k], gets[k]
             a0, a1, e0, e1 = r.atom_ptr[i], r.atom_ptr[i + 1], r.edge_ptr[i], r.edge_ptr[i + 1]
             assert r.ids[i] == ref["id"] == got.id
             for name, sl in (("Z", slice(a0, a1)), ("pos", slice(a0, a1)), ("src", slice(e0, e1)),
