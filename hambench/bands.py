@@ -197,6 +197,19 @@ def _errors(bs: dict, window_eV: float) -> dict:
     }
 
 
+def _kpath_settings(arg, fixed: KPath | None, npoints: int) -> dict:
+    """What :func:`band_errors` used, enough to redo it (plots): a K_PATH file, explicit k-points, or ASE."""
+    if fixed is None:
+        return {"source": f"ASE bandpath per cell, {npoints} points", "file": None}
+    d = fixed.to_dict()
+    if isinstance(arg, (str, Path)):
+        d["file"] = str(Path(arg).resolve())
+    else:
+        d["file"] = None
+        d["kpts"] = np.asarray(fixed.kpts, float).tolist()
+    return d
+
+
 def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, quiet=False, npoints: int = 100,
                 indices=None) -> dict:
     """Band-energy errors of a prediction store of crystals (see the module docstring).
@@ -257,7 +270,8 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
              "bands_n_structures": "structures", "bands_n_values": "values"}
     settings = {
         "window_eV": float(window_eV),
-        "kpath": fixed.to_dict() if fixed is not None else {"source": f"ASE bandpath per cell, {npoints} points"},
+        "kpath": _kpath_settings(kpath, fixed, npoints),
+        "npoints": int(npoints),
         "bloch": "H(k) = sum_R exp(+2 pi i k.R) H(R), k fractional; predicted H with the true S",
         "matching": "bands matched by index (ascending eigenvalues at each k)",
         "window": "(k, band) values whose true energy is within E_F +- window count; a band crossing the edge "

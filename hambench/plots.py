@@ -1,0 +1,299 @@
+"""Plots of a scoring run (``hambench score --plots DIR``): matplotlib (Agg), each figure as PNG and SVG.
+
+* ``block_mae``: heat map of the MAE per basic block — rows element pairs (``"C-H"``), columns shell pairs
+  (``"s2-p1"``: the 2nd s shell of i with the 1st p shell of j), colour = ``per_block[].mae`` of the scores (the
+  TraceGrad paper's Fig. 5 / DeepH-E3's analyzer view); blank where an element pair has no such block.
+* ``parity``: predicted vs true matrix elements (eV), a seeded subsample of at most 200,000 elements drawn
+  over all predicted structures in proportion to their sizes (spinful: real and imaginary parts as two
+  series).
+* ``error_vs_size``: per-structure H MAE against the number of atoms.
+* ``bands``: true (black) and predicted (red, dashed) bands of the structure with the largest band error,
+  E − E_F, with the window of the band metric shaded — when the scores hold a band section.
+* ``scf``: achieved and error-level ratios per baseline with their std — when the scores hold an SCF section.
+
+Every file is written atomically (``NAME.partial`` then rename). :func:`make_plots` returns the paths written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "parity_data", "MAX_PARITY_POINTS"]
+
+MAX_PARITY_POINTS = 200_000
+_LETTERS = "spdfghi"
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # never opens a window; a caller's non-interactive backend is kept
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    """``name.png`` and ``name.svg``, each written to ``.partial`` and renamed."""
+    paths = []
+    for ext in ("png", "svg"):
+        path = out_dir / f"{name}.{ext}"
+        tmp = out_dir / f".{name}.{ext}.partial"
+        try:
+            with open(tmp, "wb") as f:
+                fig.savefig(f, format=ext, dpi=150, bbox_inches="tight")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        paths.append(path)
+    return paths
+
+
+# --- per-block heat map ----------------------------------------------------------------------------------
+def _shell_key(label: str):
+    """Sort key of a shell-pair label ``"s2-p1"``: (l_i, n_i, l_j, n_j); unknown forms sort last by name."""
+    m = re.fullmatch(r"([spdfghi])(\d+)-([spdfghi])(\d+)", label)
+    if not m:
+        return (99, 0, 99, 0, label)
+    return (_LETTERS.index(m.group(1)), int(m.group(2)), _LETTERS.index(m.group(3)), int(m.group(4)), label)
+
+
+def block_heatmap_data(scores: dict, key: str = "mae") -> tuple[list[str], list[str], np.ndarray]:
+    """(element pairs, shell pairs, (n_pairs, n_shell_pairs) matrix of ``per_block[][key]``, NaN where absent).
+
+    Rows keep the order of ``scores["per_block"]`` (sorted Z pairs), columns are sorted by (l, n) of the shell
+    of i, then of j.
+    """
+    rows_in = [r for r in scores.get("per_block") or [] if r.get(key) is not None]
+    pairs: list[str] = []
+    for r in rows_in:
+        if r["pair"] not in pairs:
+            pairs.append(r["pair"])
+    cols = sorted({r["block"] for r in rows_in}, key=_shell_key)
+    M = np.full((len(pairs), len(cols)), np.nan)
+    ip = {p: i for i, p in enumerate(pairs)}
+    ic = {c: j for j, c in enumerate(cols)}
+    for r in rows_in:
+        M[ip[r["pair"]], ic[r["block"]]] = float(r[key])
+    return pairs, cols, M
+
+
+def plot_block_heatmap(scores: dict, ax, key: str = "mae"):
+    """Draw the per-block heat map on ``ax``; returns the ``AxesImage`` (its array is the data, NaN masked)."""
+    pairs, cols, M = block_heatmap_data(scores, key)
+    unit = (scores.get("units") or {}).get("per_block", (scores.get("units") or {}).get("H_mae", "meV"))
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
+    im = ax.imshow(np.ma.masked_invalid(M), aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
+    ax.set_xlabel("shell pair (shell of i - shell of j)")
+    ax.set_ylabel("element pair (i-j)")
+    ax.figure.colorbar(im, ax=ax, label=f"MAE ({unit})")
+    if M.size <= 400:
+        finite = M[np.isfinite(M)]
+        mid = 0.5 * (finite.min() + finite.max()) if finite.size else 0.0
+        for i in range(M.shape[0]):
+            for j in range(M.shape[1]):
+                if np.isfinite(M[i, j]):
+                    ax.text(j, i, f"{M[i, j]:.3g}", ha="center", va="center", fontsize=6,
+                            color="white" if M[i, j] < mid else "black")
+    return im
+
+
+# --- parity ----------------------------------------------------------------------------------------------
+def parity_data(preds, max_points: int = MAX_PARITY_POINTS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) matrix elements (eV): all of them when there are at most ``max_points``, else a seeded
+    subsample drawn in proportion to each structure's element count. Complex (spinful) elements come back
+    complex."""
+    sizes = []
+    for k in range(len(preds)):
+        e0, e1 = int(preds.store.ptr.edge[k]), int(preds.store.ptr.edge[k + 1])
+        sizes.append(int(preds.store.ptr.H[e1] - preds.store.ptr.H[e0]))
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    rng = np.random.default_rng(seed)
+    if total <= max_points:
+        take = sizes
+    else:  # largest-remainder apportionment of max_points over the structures
+        quota = sizes * (max_points / total)
+        take = np.floor(quota).astype(np.int64)
+        rest = max_points - int(take.sum())
+        if rest > 0:
+            take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
+    t_out, p_out = [], []
+    for k in range(len(preds)):
+        if take[k] == 0:
+            continue
+        pred, true = preds.pair(k)
+        idx = np.arange(sizes[k]) if take[k] == sizes[k] else np.sort(rng.choice(sizes[k], take[k], replace=False))
+        t_out.append(np.asarray(true.H)[idx])
+        p_out.append(np.asarray(pred.H)[idx])
+    if not t_out:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(t_out), np.concatenate(p_out)
+
+
+def _plot_parity(preds, ax, max_points: int):
+    t, p = parity_data(preds, max_points)
+    series = [("Re", t.real, p.real), ("Im", t.imag, p.imag)] if np.iscomplexobj(t) else [("", t, p)]
+    lo = min(float(np.min(s[1])) for s in series) if t.size else -1.0
+    hi = max(float(np.max(s[1])) for s in series) if t.size else 1.0
+    for name, x, y in series:
+        ax.scatter(x, y, s=3, alpha=0.5, linewidths=0, rasterized=True, label=name or None)
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+    ax.set_xlabel("true H element (eV)")
+    ax.set_ylabel("predicted H element (eV)")
+    mae = float(np.mean(np.abs(p - t))) * 1e3 if t.size else float("nan")
+    ax.set_title(f"{t.size:,} elements, MAE {mae:.3g} meV")
+    if len(series) > 1:
+        ax.legend(markerscale=8)
+    return t.size
+
+
+# --- error vs size ---------------------------------------------------------------------------------------
+def _plot_error_vs_size(scores: dict, truth_store, ax) -> bool:
+    rows = [r for r in scores.get("per_structure") or [] if r.get("H_mae") is not None]
+    if not rows:
+        return False
+    if all("natoms" in r for r in rows):
+        n = np.array([r["natoms"] for r in rows], float)
+    else:  # look the sizes up in the truth store
+        ids = {str(s): k for k, s in enumerate(truth_store.group["structures/id"][:])}
+        nat = truth_store.group["structures/natoms"][:]
+        n = np.array([nat[ids[r["id"]]] for r in rows], float)
+    y = np.array([r["H_mae"] for r in rows], float)
+    ax.scatter(n, y, s=10, alpha=0.7)
+    ax.set_xlabel("atoms per structure")
+    ax.set_ylabel(f"H MAE ({(scores.get('units') or {}).get('H_mae', 'meV')})")
+    ax.set_title(f"{len(rows)} structures")
+    return True
+
+
+# --- bands -----------------------------------------------------------------------------------------------
+def _band_section(scores: dict) -> dict | None:
+    b = scores.get("bands")
+    if isinstance(b, dict) and b.get("per_structure"):
+        return b
+    return None
+
+
+def _path_length(kfrac: np.ndarray, cell) -> np.ndarray:
+    """Cumulative length (1/Å, 2π included) along fractional k-points; a repeated point adds nothing."""
+    cell = np.asarray(cell, float)
+    kc = np.asarray(kfrac, float) @ (2 * np.pi * np.linalg.inv(cell).T) if abs(np.linalg.det(cell)) > 1e-12 \
+        else np.asarray(kfrac, float)
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(kc, axis=0), axis=1))])
+
+
+def _plot_bands(section: dict, preds, ax) -> bool:
+    from .bands import KPath, band_structure, read_k_path
+
+    per = section["per_structure"]
+    worst = max(range(len(per)), key=lambda i: -1.0 if per[i].get("mae_meV") is None else per[i]["mae_meV"])
+    settings = section.get("settings") or {}
+    pos = {sid: k for k, sid in enumerate(preds.ids)}
+    if per[worst]["id"] not in pos:
+        return False
+    pred, true = preds.pair(pos[per[worst]["id"]])
+    kp = settings.get("kpath") or {}
+    if kp.get("file"):
+        kpath = read_k_path(kp["file"])
+    elif kp.get("kpts") is not None:
+        kpath = KPath(np.asarray(kp["kpts"], float), [tuple(t) for t in kp.get("ticks", [])], None, "k-points given")
+    else:
+        kpath = None
+    bs = band_structure(true, pred.H, kpath, int(settings.get("npoints", 100)))
+    x = bs["kpath"].x if bs["kpath"].x is not None else _path_length(bs["kpath"].kpts, true.cell)
+    ef = bs["fermi"]
+    w = float(settings.get("window_eV", 2.0))
+    ax.axhspan(-w, w, color="#ffeeaa", alpha=0.5, lw=0)
+    ax.plot(x, bs["true"] - ef, color="k", lw=1.0)
+    ax.plot(x, bs["pred"] - ef, color="tab:red", lw=0.8, ls="--")
+    ax.plot([], [], color="k", label="DFT")
+    ax.plot([], [], color="tab:red", ls="--", label="predicted")
+    ax.axhline(0, color="gray", lw=0.5)
+    ticks = []  # segment ends and starts at one k-point share a tick ("K|K'" when the labels differ)
+    for i, lab in bs["kpath"].ticks:
+        lab = "Γ" if lab.upper() in ("G", "GAMMA") else lab
+        if ticks and abs(ticks[-1][0] - x[i]) < 1e-9:
+            if lab and lab not in ticks[-1][1].split("|"):
+                ticks[-1] = (ticks[-1][0], f"{ticks[-1][1]}|{lab}" if ticks[-1][1] else lab)
+        else:
+            ticks.append((x[i], lab))
+    if ticks:
+        tx = [t for t, _ in ticks]
+        ax.set_xticks(tx, [lab for _, lab in ticks])
+        for v in tx:
+            ax.axvline(v, color="gray", lw=0.4)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(-w - 1.5, w + 1.5)
+    ax.set_ylabel("E - E_F (eV)")
+    mae = per[worst].get("mae_meV")
+    ax.set_title(f"{true.id}: band MAE {mae:.3g} meV in ±{w:g} eV" if mae is not None else true.id)
+    ax.legend(loc="upper right", fontsize=8)
+    return True
+
+
+# --- SCF -------------------------------------------------------------------------------------------------
+def _plot_scf(metrics: dict, ax) -> bool:
+    gs = [g for g in ("minao", "1e") if metrics.get(f"scf_achieved_ratio_{g}") is not None]
+    if not gs:
+        return False
+    x = np.arange(len(gs))
+    for off, name, color in ((-0.2, "achieved_ratio", "tab:blue"), (0.2, "error_level_ratio", "tab:orange")):
+        ax.bar(x + off, [metrics[f"scf_{name}_{g}"] for g in gs], 0.4,
+               yerr=[metrics.get(f"scf_{name}_{g}_std") or 0 for g in gs], color=color, capsize=3,
+               label=name.replace("_", " "))
+    ax.set_xticks(x, [f"guess {g}" for g in gs])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("ratio")
+    ax.set_title(f"SCF acceleration, {metrics.get('scf_n_molecules')} molecules")
+    ax.legend()
+    return True
+
+
+def make_plots(scores: dict, truth_store, preds, out_dir, max_parity_points: int = MAX_PARITY_POINTS) -> list[Path]:
+    """Write every plot the scores (and predictions) support into ``out_dir``; returns the files written.
+
+    ``scores``: the scores dict (``metrics``, ``units``, ``per_block``, ``per_structure``, optional ``bands`` =
+    :func:`hambench.bands.band_errors`'s result); ``preds``: the :class:`~hambench.predictions.Predictions`
+    (None skips the parity and band plots).
+    """
+    plt = _mpl()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if scores.get("per_block"):
+        pairs, cols, _ = block_heatmap_data(scores)
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(cols) + 2.5), max(2.5, 0.35 * len(pairs) + 1.8)))
+        plot_block_heatmap(scores, ax)
+        ax.set_title("MAE per basic block")
+        written += _save(fig, out, "block_mae")
+        plt.close(fig)
+    if preds is not None and len(preds):
+        fig, ax = plt.subplots(figsize=(5, 5))
+        _plot_parity(preds, ax, max_parity_points)
+        written += _save(fig, out, "parity")
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if _plot_error_vs_size(scores, truth_store, ax):
+        written += _save(fig, out, "error_vs_size")
+    plt.close(fig)
+    section = _band_section(scores)
+    if section is not None and preds is not None:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        if _plot_bands(section, preds, ax):
+            written += _save(fig, out, "bands")
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    if _plot_scf(scores.get("metrics") or {}, ax):
+        written += _save(fig, out, "scf")
+    plt.close(fig)
+    return written
