@@ -155,7 +155,8 @@ def test_unquoted_date_stays_a_string(tmp_path):
 def test_submit_records_recomputed_scores(tmp_path, board, preds, truth):
     sub, line = do_submit(preds["alpha"], meta_file(tmp_path), board)
     d = board / "submissions" / "alpha" / "qm9-mini"
-    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "scores.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "plots", "scores.json"]
+    assert [p.name for p in (d / "plots").iterdir()] == ["pair_mae.png"]
     assert (d / "meta.yml").read_bytes() == (tmp_path / "alpha-qm9-mini.yml").read_bytes()
     scores = json.loads((d / "scores.json").read_text())
     # independent reference: mean |noise| over every H element of the 10 molecules, in meV
