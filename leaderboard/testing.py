@@ -17,9 +17,22 @@ import yaml
 from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "example_meta", "write_meta", "write_board", "noisy_predictions", "numpy_mae_scorer"]
+__all__ = ["EXAMPLE_META", "demo_truth", "example_meta", "write_meta", "write_board", "noisy_predictions",
+           "numpy_mae_scorer"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
+
+
+def demo_truth(folder) -> Path:
+    """``folder/qm9mini.zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), made once."""
+    from hambench.demo import DEMO_OPTIONS, demo_raw_dir
+    from hambench.pipelines import prepare
+
+    path = Path(folder) / "qm9mini.zarr"
+    if not path.exists():  # prepare writes NAME.zarr.partial and renames: an existing store is complete
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), **DEMO_OPTIONS)
+    return path
 
 
 def example_meta(model: str | None = None, dataset: str | None = None, **override) -> dict:

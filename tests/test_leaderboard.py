@@ -25,8 +25,8 @@ from hambench.leaderboard.board import open_board
 from hambench.leaderboard.schema import load_yaml_strict, validate_meta
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
-from hambench.leaderboard.testing import (EXAMPLE_META, example_meta, noisy_predictions, numpy_mae_scorer,
-                                          write_board, write_meta)
+from hambench.leaderboard.testing import (EXAMPLE_META, demo_truth, example_meta, noisy_predictions,
+                                          numpy_mae_scorer, write_board, write_meta)
 from hambench.predictions import store_checksum
 
 SUBMISSION_METAS = sorted(board_mod.DEFAULT_BOARD.glob("submissions/*/*/meta.yml"))
@@ -35,12 +35,7 @@ SUBMISSION_METAS = sorted(board_mod.DEFAULT_BOARD.glob("submissions/*/*/meta.yml
 # --- fixtures --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def truth(tmp_path_factory):
-    from hambench.demo import DEMO_OPTIONS, demo_raw_dir
-    from hambench.pipelines import prepare
-
-    path = tmp_path_factory.mktemp("truth") / "qm9mini.zarr"
-    prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), **DEMO_OPTIONS)
-    return path
+    return demo_truth(tmp_path_factory.getbasetemp() / "leaderboard-truth")  # shared with test_site_browser.py
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +199,7 @@ def test_unknown_dataset_is_refused(tmp_path, board, preds):
 
 def test_truth_checksum_other_than_the_boards_is_refused(tmp_path, truth, preds):
     b = write_board(tmp_path / "b2", {"qm9-mini": {"kind": "molecule", "truth_checksum": "0" * 64}})
-    with pytest.raises(InputError, match=r"content checksum [0-9a-f]{16}…, the board's dataset 'qm9-mini' is 0{16}…"):
+    with pytest.raises(InputError, match=r"checksum [0-9a-f]{16}…, the board's dataset 'qm9-mini' is 0{16}…"):
         do_submit(preds["alpha"], meta_file(tmp_path), b)
     assert written(b) == []
 

@@ -22,7 +22,8 @@ import pytest
 
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
-from hambench.leaderboard.testing import example_meta, noisy_predictions, numpy_mae_scorer, write_board, write_meta
+from hambench.leaderboard.testing import (demo_truth, example_meta, noisy_predictions, numpy_mae_scorer,
+                                          write_board, write_meta)
 from hambench.predictions import store_checksum
 
 CHROMIUM = Path(os.environ.get("HAMBENCH_CHROMIUM", "/usr/bin/chromium"))
@@ -50,12 +51,8 @@ def _need_browser():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from hambench.demo import DEMO_OPTIONS, demo_raw_dir
-    from hambench.pipelines import prepare
-
     d = tmp_path_factory.mktemp("browser")
-    truth = d / "truth.zarr"
-    prepare("pyscf/qm9", None, truth, quiet=True, raw_dir=demo_raw_dir(), **DEMO_OPTIONS)
+    truth = demo_truth(tmp_path_factory.getbasetemp() / "leaderboard-truth")  # shared with test_leaderboard.py
     board = write_board(d / "board", {"qm9-mini": {"kind": "molecule", "truth_checksum": store_checksum(truth),
                                                    "store": str(truth), "title": "QM9 mini"}})
     for k, (model, (sigma, n_params)) in enumerate(MODELS.items()):
@@ -148,7 +145,8 @@ def test_model_pages_and_images_load(browser_page, server):
     for href in hrefs:
         page.goto(server + href)
         page.wait_for_load_state("load")
-        imgs = page.eval_on_selector_all("img", "im => im.map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        imgs = page.eval_on_selector_all("img", "ims => ims.map(i => [i.getAttribute('src'), i.complete, "
+                                                "i.naturalWidth])")
         assert imgs, href
         for src, complete, width in imgs:
             assert complete and width > 0, (href, src)
