@@ -421,17 +421,18 @@ class Store:
         Falls back to plain reads if this zarr lacks the async API.
         """
         names = list(want)
+        arrays = [self.array(n) for n in names]  # open outside the I/O loop (opening syncs itself)
         try:
             import asyncio
 
             from zarr.core.sync import sync
 
             async def gather():
-                return await asyncio.gather(*(self.array(n).async_array.getitem(want[n]) for n in names))
+                return await asyncio.gather(*(a.async_array.getitem(want[n]) for n, a in zip(names, arrays)))
 
             values = sync(gather())
         except (ImportError, AttributeError):  # pragma: no cover - other zarr versions
-            values = [self.array(n)[want[n]] for n in names]
+            values = [a[want[n]] for n, a in zip(names, arrays)]
         return {n: np.asarray(v) for n, v in zip(names, values)}
 
     def __getitem__(self, k: int) -> Structure:
