@@ -38,6 +38,7 @@ __all__ = [
     "EV_TO_UEH",
     "S_CLAMP",
     "UNITS",
+    "blas_threads",
     "orbital_offsets",
     "block_entries",
     "bloch_sum",
@@ -72,6 +73,27 @@ EV_TO_UEH = 1e6 / HARTREE_EV
 S_CLAMP = 1e-8
 #: torch.cosine_similarity's eps (QH9's ψ)
 COS_EPS = 1e-8
+
+
+#: below this matrix size LAPACK runs on one thread (threads only add spin-waiting on small matrices)
+SMALL_MATRIX = 512
+
+
+def blas_threads(n: int | None = 1):
+    """Context limiting BLAS/LAPACK to ``n`` threads (threadpoolctl; no-op without it or for ``None``)."""
+    from contextlib import nullcontext
+
+    if n is None:
+        return nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; be lenient in foreign environments
+        return nullcontext()
+    return threadpool_limits(limits=int(n), user_api="blas")
+
+
+def _threads_for(N: int):
+    return 1 if N < SMALL_MATRIX else None
 
 
 # =========================================================================================================
@@ -213,7 +235,9 @@ def _generalized_eigvalsh(Hk: np.ndarray, Sk: np.ndarray) -> np.ndarray:
     """Eigenvalues of H c = ε S c for each Hermitian pair of a stack (LAPACK's generalized solver per k)."""
     import scipy.linalg
 
-    return np.array([scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)]).reshape(len(Hk), -1)
+    with blas_threads(_threads_for(Hk.shape[-1])):
+        ev = [scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)]
+    return np.array(ev).reshape(len(Hk), -1)
 
 
 def band_energies(s, kfrac, H=None) -> np.ndarray:
@@ -562,11 +586,12 @@ def range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
             dense_jobs.setdefault(Hp.shape[0], []).append(k)
         records.append(rec)
     # orbital metrics, batched over molecules of one size
-    for N, ks in dense_jobs.items():
+    for N, ks in sorted(dense_jobs.items()):
         Hp = np.stack([mats[k][0] for k in ks])
         Ht = np.stack([mats[k][1] for k in ks])
         S = np.stack([mats[k][2] for k in ks])
-        o = orbital_errors(Hp, Ht, S, np.array([records[k]["n_occ"] for k in ks]))
+        with blas_threads(_threads_for(N)):
+            o = orbital_errors(Hp, Ht, S, np.array([records[k]["n_occ"] for k in ks]))
         for j, k in enumerate(ks):
             for key in ("eps_mae", "homo_err", "lumo_err", "gap_err", "psi"):
                 records[k][key] = float(o[key][j])
