@@ -65,6 +65,7 @@ __all__ = [
     "code_version",
     "dist_info",
     "torch_dtype",
+    "params_sha256",
 ]
 
 CHECKPOINT_FORMAT = "hambench-checkpoint"
@@ -797,7 +798,8 @@ class Trainer:
         summary = {"reason": reason, "epochs": st.epoch, "steps": st.step, "best": st.best,
                    "best_epoch": st.best_epoch, "last_val": st.last_val, "reverts": st.reverts,
                    "structures_per_s": n_struct * self.world / max(elapsed, 1e-9), "seconds": elapsed,
-                   "run_dir": str(self.run_dir), "lr": self.optimizer.param_groups[0]["lr"]}
+                   "run_dir": str(self.run_dir), "lr": self.optimizer.param_groups[0]["lr"],
+                   "params_sha256": params_sha256(self.model)}
         return summary
 
     def _run_validation(self, ep_num: float, ep_den: float) -> bool:
@@ -821,6 +823,17 @@ class Trainer:
         p.start()
         self._task = p.add_task("train", total=total, completed=self.state.step, info="")
         return p
+
+
+def params_sha256(model) -> str:
+    """sha256 of every parameter's bytes, in ``named_parameters`` order (replica identity under DDP)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _jsonable(cfg) -> dict:
