@@ -115,14 +115,8 @@ def k_path_for(s, kpath=None, npoints: int = 100) -> KPath:
 
 def _bloch(s, H_flat, kpts) -> tuple[np.ndarray, np.ndarray]:
     """H(k), S(k) of structure ``s`` with blocks ``H_flat`` (the one Bloch sum, :mod:`hambench.metrics`)."""
-    try:
-        from .metrics import dense_matrices
-    except ImportError:  # TEMPORARY (until hambench.metrics is committed): development only
-        import dataclasses
+    from .metrics import dense_matrices
 
-        from .pipelines.deeph_format import bloch_matrices
-
-        return bloch_matrices(dataclasses.replace(s, H=H_flat), kpts)
     return dense_matrices(s, np.asarray(kpts, float).reshape(-1, 3), H=H_flat)
 
 

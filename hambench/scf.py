@@ -65,26 +65,21 @@ CACHE_FORMAT = 1
 
 # --- matrices --------------------------------------------------------------------------------------------
 def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
-    """Full (n_ao, n_ao) real matrix of a molecule (all edges R = 0) from flat edge blocks in hambench order.
+    """Full (n_ao, n_ao) real matrix of a molecule (all edges R = 0) from flat edge blocks in hambench order,
+    by the one dense assembly (:func:`hambench.metrics.bloch_sum` at Γ).
 
     ``flat`` defaults to ``s.H`` (``which='H'``) or ``s.S`` (``'S'``).
     """
+    from .layout import BasisLayout
+    from .metrics import bloch_sum
+
     if np.any(s.shift):
         raise InputError(None, f"structure {s.id!r} has edges with R != 0: not a molecule")
     if flat is None:
         flat = s.H if which == "H" else s.S
-    from .conventions import n_orbitals
-
-    spin = s.spinful and which == "H"
-    n_atom = np.array([n_orbitals(s.species[int(z)], spin) for z in s.Z], dtype=np.int64)
-    off = np.concatenate([[0], np.cumsum(n_atom)])
-    ni, nj = n_atom[s.src], n_atom[s.dst]
-    ptr = np.concatenate([[0], np.cumsum(ni * nj)])
-    flat = np.asarray(flat)
-    out = np.zeros((off[-1], off[-1]), dtype=flat.dtype)
-    for e, (i, j) in enumerate(zip(s.src, s.dst)):
-        out[off[i]:off[i + 1], off[j]:off[j + 1]] += flat[ptr[e]:ptr[e + 1]].reshape(ni[e], nj[e])
-    return out
+    m = bloch_sum(np.asarray(flat), s.Z, s.src, s.dst, s.shift, BasisLayout(s.species, s.spinful), None,
+                  overlap=(which == "S"))
+    return np.ascontiguousarray(np.real(m))
 
 
 def density_from_hamiltonian(H_ha: np.ndarray, S: np.ndarray, nocc: int) -> np.ndarray:
@@ -284,30 +279,15 @@ def _stats(values) -> tuple[float, float]:
 
 
 def _map(fn, items, workers: int, scheduler, quiet: bool, label: str):
-    """Run ``fn`` over ``items`` (ordered results): :mod:`hambench.parallel` when available, else a loop."""
-    try:
-        from . import parallel
-    except ImportError:
-        parallel = None
-    runner = getattr(parallel, "map_items", None) if parallel is not None else None
-    if runner is not None and (workers > 1 or scheduler):
-        return list(runner(fn, items, workers=workers, scheduler=scheduler, quiet=quiet, label=label))
-    if workers > 1 and not scheduler:
-        from concurrent.futures import ProcessPoolExecutor
+    """Run ``fn(item)`` over ``items`` with :func:`hambench.parallel.run_tasks` (results in item order)."""
+    from .parallel import run_tasks
 
-        with ProcessPoolExecutor(max_workers=int(workers)) as ex:
-            return list(ex.map(fn, items))
-    out = []
-    for k, it in enumerate(items):
-        out.append(fn(it))
-        if not quiet:
-            import sys
+    def note(i, r):
+        cyc = " ".join(f"{g}={v['cycles']}" for g, v in r["runs"].items())
+        return f"{r['id']}: cycles {cyc}" + (" (cached)" if r.get("cached") else "")
 
-            r = out[-1]
-            cyc = " ".join(f"{g}={v['cycles']}" for g, v in r["runs"].items())
-            print(f"{label}: {k + 1}/{len(items)} {r['id']}: cycles {cyc}" + (" (cached)" if r.get("cached") else ""),
-                  file=sys.stderr, flush=True)
-    return out
+    return run_tasks(fn, [(it,) for it in items], workers=int(workers), scheduler=scheduler, quiet=quiet,
+                     label=label, unit="molecules", on_result=note)
 
 
 def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, quiet=False, cache_dir=None,
