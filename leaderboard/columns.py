@@ -1,59 +1,84 @@
 """Which numbers a leaderboard table shows, how they are labelled, and which direction is better.
 
-The table shows every metric key present in any submission's ``scores.json`` (known keys first, in the order
-of :data:`KNOWN`, then the rest alphabetically), then the worst structure and worst block (from
-``per_structure`` / ``per_block``), then parameters and times from ``meta.yml``.
+The table shows every numeric metric key present in any submission's ``scores.json`` (known keys first, in the
+order of :data:`KNOWN`, then the rest alphabetically; µEh twins of meV columns only in table.json/CSV), the
+worst structure and worst block (``H_mae_max`` / ``H_mae_block_max``, or derived from ``per_structure`` /
+``per_block``), then parameters and times from ``meta.yml``. String metrics ``<key>_id`` / ``<key>_block``
+become the tooltip of ``<key>``.
 
-Direction: lower is better, except similarities and speed-ups — ψ (orbital cosine similarity) and any key
-naming a speed-up, saving, similarity or accuracy. A ratio of SCF cycles (predicted-guess / baseline-guess) is
-lower-better.
+Direction: lower is better, except ψ (orbital cosine similarity), SCF error-level ratios and any key naming a
+speed-up, similarity or accuracy (higher). A ratio of SCF cycles (predicted-guess / baseline-guess) is
+lower-better. Facts about the data or the run (counts, standard deviations, baseline cycles and times, the
+optimal ratio, the gauge shift) are sortable but never marked best.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 __all__ = ["Column", "KNOWN", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys"]
 
-#: key → (label, short description); the order is the table's column order
+#: key → (label, short description); the order is the table's column order (hambench.metrics / hambench.scf
+#: names; any other numeric key of scores.json follows alphabetically)
 KNOWN: dict[str, tuple[str, str]] = {
-    "H_mae": ("H MAE", "mean absolute error of all Hamiltonian matrix elements"),
+    "H_mae": ("H MAE", "mean absolute error of the Hamiltonian matrix elements (mean over structures)"),
     "H_mae_onsite": ("H MAE on-site", "MAE of the on-site (i = j, R = 0) blocks"),
     "H_mae_offsite": ("H MAE off-site", "MAE of the hopping blocks"),
-    "H_mae_uEh": ("H MAE", "MAE of H in micro-Hartree"),
+    "H_mae_pooled": ("H MAE pooled", "MAE over all matrix elements of all structures together"),
+    "H_mae_reim": ("H MAE Re/Im", "MAE of real and imaginary parts (spin-orbit stores)"),
     "eps_mae": ("ε MAE", "MAE of the occupied orbital energies"),
-    "eps_homo_mae": ("ε HOMO MAE", "MAE of the HOMO energy"),
-    "eps_lumo_mae": ("ε LUMO MAE", "MAE of the LUMO energy"),
-    "gap_mae": ("gap MAE", "MAE of the HOMO–LUMO gap"),
+    "homo_mae": ("HOMO MAE", "MAE of the HOMO energy"),
+    "lumo_mae": ("LUMO MAE", "MAE of the LUMO energy"),
+    "gap_mae": ("gap MAE", "MAE of the HOMO-LUMO gap"),
     "psi": ("ψ", "cosine similarity of the occupied orbital coefficients (1 = exact)"),
-    "psi_cos": ("ψ", "cosine similarity of the occupied orbital coefficients (1 = exact)"),
-    "scf_cycles_ratio": ("SCF cycles ratio", "SCF cycles from the predicted H / from the baseline guess"),
-    "scf_speedup": ("SCF speed-up", "baseline SCF cycles / cycles from the predicted H"),
-    "bands_mae": ("bands MAE", "MAE of band energies"),
-    "equivariance_error": ("equivariance error", "max change of the prediction under rotation, rotated back"),
+    "H_mae_max": ("worst structure", "largest per-structure H MAE (the structure in the tooltip)"),
+    "H_mae_block_max": ("worst block", "largest per-block MAE (element pair and shell pair in the tooltip)"),
+    "H_mae_gauge": ("H MAE gauge-fixed", "H MAE after removing the best uniform shift μS"),
+    "scf_achieved_ratio_minao": ("SCF cycles ratio (minao)", "SCF cycles from the predicted H / from minao"),
+    "scf_error_level_ratio_minao": ("SCF error-level ratio (minao)",
+                                    "cycles minao needs to reach the model's error / minao's total (higher better)"),
+    "scf_achieved_ratio_1e": ("SCF cycles ratio (1e)", "SCF cycles from the predicted H / from the 1e guess"),
+    "scf_error_level_ratio_1e": ("SCF error-level ratio (1e)", "as for minao, with the 1e guess"),
+    "scf_cycles_model": ("SCF cycles", "mean SCF cycles from the predicted H"),
+    "bands_mae": ("bands MAE", "MAE of band energies in the window around E_F"),
+    "equivariance_error": ("equivariance error", "largest change of the prediction under rotation, rotated back"),
+    "T_mae": ("T MAE", "MAE of the TraceGrad trace labels"),
 }
 
-_HIGHER_TOKENS = ("speedup", "speed_up", "saving", "saved", "similarity", "cos", "accuracy", "r2")
+#: columns shown in the HTML table only in their meV form: the µEh twin (``<key>_uEh``) stays in table.json,
+#: table.csv and on the model pages
+TWIN_SUFFIX = "_uEh"
+
+_HIGHER = re.compile(r"^(psi(_.*)?|.*speed_?up.*|.*similarity.*|.*accuracy.*|scf_error_level_ratio_[^_]+)$")
+#: facts about the data set or the run, not about model quality: sortable, never marked best
+_NEUTRAL = re.compile(r"^(.*_std|.*(^|_)n_.*|n_.*|scf_optimal_ratio_.*|scf_cycles_(?!model).*|scf_t1_.*|"
+                      r"gauge_mu_mean)$")
 
 
-def better_of(key: str) -> str:
-    """``"higher"`` or ``"lower"``: which direction of metric ``key`` is better.
+def better_of(key: str, overrides: dict | None = None) -> str:
+    """``"higher"``, ``"lower"`` or ``""`` (not ranked): which direction of metric ``key`` is better.
 
-    >>> better_of("psi"), better_of("scf_speedup"), better_of("scf_cycles_ratio"), better_of("H_mae")
-    ('higher', 'higher', 'lower', 'lower')
+    ``overrides``: a scores.json ``better`` mapping, if the scorer states directions itself.
+
+    >>> [better_of(k) for k in ("psi", "scf_speedup", "scf_achieved_ratio_minao", "H_mae")]
+    ['higher', 'higher', 'lower', 'lower']
+    >>> better_of("scf_error_level_ratio_minao"), better_of("scf_error_level_ratio_minao_std")
+    ('higher', '')
     """
-    k = key.lower()
-    if k == "psi" or k.startswith("psi_") or any(t in k for t in _HIGHER_TOKENS):
-        return "higher"
-    return "lower"
+    if overrides and overrides.get(key) in ("lower", "higher", ""):
+        return overrides[key]
+    if _NEUTRAL.match(key):
+        return ""
+    return "higher" if _HIGHER.match(key.lower()) else "lower"
 
 
 def label_of(key: str) -> str:
     if key in KNOWN:
         return KNOWN[key][0]
     label = key.replace("_", " ")
-    return label.replace("eps", "ε").replace("psi", "ψ")
+    return re.sub(r"\beps\b", "ε", re.sub(r"\bpsi\b", "ψ", label))
 
 
 @dataclass(frozen=True)
@@ -61,33 +86,42 @@ class Column:
     key: str
     label: str
     unit: str
-    better: str                 # "lower" | "higher" | "" (not ranked: text columns)
+    better: str                 # "lower" | "higher" | "" (not ranked)
     description: str = ""
-    source: str = "metrics"     # metrics | worst | meta | model
+    source: str = "metrics"     # metrics | worst (derived from per_structure/per_block) | meta | model
+    hidden: bool = False        # only in table.json / table.csv (µEh twins of meV columns)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "label": self.label, "unit": self.unit, "better": self.better,
                 "description": self.description}
 
 
+#: string metrics that annotate a numeric one: ``H_mae_max_id`` names the structure of ``H_mae_max``
+_NOTE_SUFFIXES = ("_id", "_block")
+
+
 def table_columns(submissions) -> list[Column]:
-    """Columns of one dataset's table, from the union of the submissions' metric keys."""
-    keys, units = set(), {}
+    """Columns of one dataset's table, from the union of the submissions' numeric metric keys."""
+    keys, units, better = set(), {}, {}
     has_struct = has_block = False
     for s in submissions:
-        keys.update(k for k, v in s.scores.get("metrics", {}).items() if _is_number(v))
+        keys.update(k for k, v in s.scores.get("metrics", {}).items() if _is_number(v) or v is None)
         units.update(s.scores.get("units", {}) or {})
+        better.update(s.scores.get("better", {}) or {})
         has_struct |= bool(s.scores.get("per_structure"))
         has_block |= bool(s.scores.get("per_block"))
+    keys = {k for k in keys if any(_is_number(s.scores.get("metrics", {}).get(k)) for s in submissions)}
     order = [k for k in KNOWN if k in keys] + sorted(keys - set(KNOWN))
     cols = [Column("model", "Model", "", "", "model name (links to its page)", "model")]
     for k in order:
-        cols.append(Column(k, label_of(k), _unit(k, units), better_of(k), KNOWN.get(k, ("", ""))[1]))
+        hidden = k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys
+        cols.append(Column(k, label_of(k), _unit(k, units), better_of(k, better), KNOWN.get(k, ("", ""))[1],
+                           hidden=hidden))
     h_unit = _unit("H_mae", units)
-    if has_struct:
+    if has_struct and "H_mae_max" not in keys:
         cols.append(Column("worst_structure_H_mae", "worst structure", h_unit, "lower",
-                           "largest per-structure H MAE (structure id in the tooltip)", "worst"))
-    if has_block:
+                           "largest per-structure H MAE (the structure in the tooltip)", "worst"))
+    if has_block and "H_mae_block_max" not in keys:
         cols.append(Column("worst_block_mae", "worst block", h_unit, "lower",
                            "largest per-block MAE (element pair and shell pair in the tooltip)", "worst"))
     cols += [
@@ -121,22 +155,27 @@ def row_values(sub, columns: list[Column]) -> tuple[dict, dict]:
         if c.source == "metrics":
             v = metrics.get(c.key)
             vals[c.key] = float(v) if _is_number(v) else None
+            for suffix in _NOTE_SUFFIXES:
+                note = metrics.get(c.key + suffix)
+                if isinstance(note, str) and note:
+                    notes[c.key] = f"structure {note}" if suffix == "_id" else note
+    keys = {c.key for c in columns}
     per_s = [p for p in sub.scores.get("per_structure", []) or [] if _is_number(p.get("H_mae"))]
-    if per_s:
+    if per_s and "worst_structure_H_mae" in keys:
         w = max(per_s, key=lambda p: p["H_mae"])
         vals["worst_structure_H_mae"] = float(w["H_mae"])
         notes["worst_structure_H_mae"] = f"structure {w.get('id')}"
     per_b = [p for p in sub.scores.get("per_block", []) or [] if _is_number(p.get("mae"))]
-    if per_b:
+    if per_b and "worst_block_mae" in keys:
         w = max(per_b, key=lambda p: p["mae"])
         vals["worst_block_mae"] = float(w["mae"])
         notes["worst_block_mae"] = f"{w.get('pair', '?')} {w.get('block', '')}".strip()
     m = sub.meta
-    vals["parameters"] = int(m["parameters"]) if "parameters" in m else None
-    vals["inference_time_per_structure_s"] = float(m.get("inference", {}).get("time_per_structure_s")) \
-        if m.get("inference", {}).get("time_per_structure_s") is not None else None
-    vals["training_time_s"] = float(m["training"]["time_s"]) if m.get("training", {}).get("time_s") is not None \
-        else None
+    inf, tr = m.get("inference") or {}, m.get("training") or {}
+    vals["parameters"] = int(m["parameters"]) if m.get("parameters") is not None else None
+    vals["inference_time_per_structure_s"] = (float(inf["time_per_structure_s"])
+                                              if inf.get("time_per_structure_s") is not None else None)
+    vals["training_time_s"] = float(tr["time_s"]) if tr.get("time_s") is not None else None
     return vals, notes
 
 

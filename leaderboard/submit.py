@@ -53,14 +53,28 @@ def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None)
 
 
 def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
-    """The per-block heat maps and parity plots of ``hambench score --plots``, when that module is present."""
-    try:
-        from hambench.plots import make_plots
-    except ImportError:
-        return []
+    """The per-block heat map, parity and other plots of ``hambench score --plots`` (PNG kept, SVG dropped)."""
+    from hambench.plots import make_plots
+
     out.mkdir(parents=True, exist_ok=True)
-    made = make_plots(preds, scores, out)
-    return sorted(Path(p) for p in (made or out.glob("*.png")))
+    made = [Path(p) for p in make_plots(scores, preds.truth, preds, out)]
+    for p in made:
+        if p.suffix != ".png":
+            p.unlink(missing_ok=True)
+    return sorted(p for p in made if p.suffix == ".png")
+
+
+def _finite_or_none(obj):
+    """JSON-safe copy: NaN/Inf (a metric a structure does not define) become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:  # NumPy scalars
+        return _finite_or_none(obj.item())
+    return obj
 
 
 def _close(a: float, b: float) -> bool:
@@ -74,9 +88,18 @@ def check_claimed(claimed: dict, recomputed: dict, where) -> None:
             raise InputError(where, f"states metric {key!r}, which hambench does not compute for this dataset "
                                     f"(computed: {', '.join(sorted(recomputed))})")
         got = recomputed[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not _close(float(value), float(got)):
-            raise InputError(where, f"stated {key} = {value!r} but hambench recomputes {float(got)!r} from the "
+        if _is_number(got) and _is_number(value):
+            same = _close(float(value), float(got))
+            got = float(got)
+        else:  # strings (the worst structure's id), null (a metric this data set does not define)
+            same = type(value) is type(got) and value == got
+        if not same:
+            raise InputError(where, f"stated {key} = {value!r} but hambench recomputes {got!r} from the "
                                     "predictions (scores are recomputed, never typed in)")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _load_claimed(path) -> dict:
@@ -158,10 +181,8 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
         scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir)
         if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
             raise InputError(preds_path, "the scorer returned no metrics")
+        scores = _finite_or_none(scores)
         metrics = scores["metrics"]
-        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            raise InputError(preds_path, f"metric {bad[0]} is not finite ({metrics[bad[0]]})")
         if meta.get("metrics"):
             check_claimed(meta["metrics"], metrics, meta_path)
         if claimed_metrics is not None:

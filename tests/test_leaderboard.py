@@ -377,3 +377,33 @@ def test_datasets_yml_is_validated(tmp_path):
         "../x": {"kind": "molecule", "truth_checksum": "0" * 64}}}))
     with pytest.raises(InputError, match="datasets.yml"):
         open_board(b)
+
+
+def test_columns_directions_twins_and_notes(tmp_path):
+    """A board written by hand with hambench's metric names: directions, µEh twins, tooltips, neutral columns."""
+    b = write_board(tmp_path / "b", {"qm9-mini": {"kind": "molecule", "truth_checksum": "0" * 64}})
+    rows = {"good": (1.0, 0.99, 0.8, 3), "bad": (4.0, 0.90, 0.5, 3)}
+    for model, (h, psi, lvl, n) in rows.items():
+        d = b / "submissions" / model / "qm9-mini"
+        write_meta(d / "meta.yml", example_meta(model, "qm9-mini"))
+        (d / "scores.json").write_text(json.dumps({"metrics": {
+            "H_mae": h, "H_mae_uEh": h * 36.75, "psi": psi, "H_mae_max": 2 * h, "H_mae_max_id": f"mol-{model}",
+            "scf_error_level_ratio_minao": lvl, "scf_n_molecules": n, "eps_mae": None},
+            "units": {"H_mae": "meV", "H_mae_uEh": "µEh", "psi": "1", "H_mae_max": "meV"}}))
+    out = tmp_path / "site"
+    build_site(b, out)
+    table = json.loads((out / "qm9-mini" / "table.json").read_text())
+    cols = {c["key"]: c for c in table["columns"]}
+    assert [r["model"] for r in table["rows"]] == ["good", "bad"]
+    assert cols["psi"]["better"] == "higher" and cols["scf_error_level_ratio_minao"]["better"] == "higher"
+    assert cols["H_mae_max"]["label"] == "worst structure" and cols["scf_n_molecules"]["better"] == ""
+    assert "eps_mae" not in cols  # null everywhere: no column
+    assert "H_mae_uEh" in cols and table["rows"][0]["H_mae_uEh"] == pytest.approx(36.75)
+    assert table["rows"][0]["notes"]["H_mae_max"] == "structure mol-good"
+    index = (out / "index.html").read_text()
+    assert 'data-key="H_mae_uEh"' not in index and 'data-key="H_mae"' in index  # twin only in JSON/CSV
+    assert 'title="structure mol-good"' in index
+    good_row = re.search(r'<tr data-model="good">(.*?)</tr>', index, re.S).group(1)
+    bad_row = re.search(r'<tr data-model="bad">(.*?)</tr>', index, re.S).group(1)
+    assert good_row.count('class="num best"') == 4  # H MAE, ψ (higher), worst structure, error-level (higher)
+    assert bad_row.count('class="num best"') == 0  # scf_n_molecules is equal and neutral; meta columns equal
