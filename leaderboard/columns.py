@@ -1,10 +1,10 @@
 """Which numbers a leaderboard table shows, how they are labelled, and which direction is better.
 
 The table shows every numeric metric key present in any submission's ``scores.json`` (known keys first, in the
-order of :data:`KNOWN`, then the rest alphabetically; µEh twins of meV columns only in table.json/CSV), the
-worst structure and worst block (``H_mae_max`` / ``H_mae_block_max``, or derived from ``per_structure`` /
-``per_block``), then parameters and times from ``meta.yml``. String metrics ``<key>_id`` / ``<key>_block``
-become the tooltip of ``<key>``.
+order of :data:`KNOWN`, then the rest alphabetically; µEh twins of meV columns and facts about the run only in
+table.json/CSV), the worst structure and worst block (``H_mae_max`` / ``H_mae_block_max``, or derived from
+``per_structure`` / ``per_block``), then parameters and times from ``meta.yml``. String metrics
+``<key>_id`` / ``<key>_block`` become the tooltip of ``<key>``.
 
 Direction: lower is better, except ψ (orbital cosine similarity), SCF error-level ratios and any key naming a
 speed-up, similarity or accuracy (higher). A ratio of SCF cycles (predicted-guess / baseline-guess) is
@@ -114,9 +114,11 @@ def table_columns(submissions) -> list[Column]:
     order = [k for k in KNOWN if k in keys] + sorted(keys - set(KNOWN))
     cols = [Column("model", "Model", "", "", "model name (links to its page)", "model")]
     for k in order:
-        hidden = k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys
-        cols.append(Column(k, label_of(k), _unit(k, units), better_of(k, better), KNOWN.get(k, ("", ""))[1],
-                           hidden=hidden))
+        direction = better_of(k, better)
+        # the HTML table leaves out µEh twins and facts about the run (counts, std, baseline cycles/times);
+        # table.json / table.csv and the model pages keep them
+        hidden = (k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys) or direction == ""
+        cols.append(Column(k, label_of(k), _unit(k, units), direction, KNOWN.get(k, ("", ""))[1], hidden=hidden))
     h_unit = _unit("H_mae", units)
     if has_struct and "H_mae_max" not in keys:
         cols.append(Column("worst_structure_H_mae", "worst structure", h_unit, "lower",

@@ -49,7 +49,17 @@ DATASETS_SCHEMA: dict = {
                     "split": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+$"},
                     "store": {"type": "string", "minLength": 1, "maxLength": 1000},
                     "primary": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
-                    "score": {"type": "object"},
+                    "score": {
+                        "description": "options of `hambench score` every submission is scored with",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "scf": {"type": "integer", "minimum": 1},
+                            "seed": {"type": "integer", "minimum": 0},
+                            "bands": {"type": "boolean"},
+                            "kpath": {"type": "string", "minLength": 1},
+                        },
+                    },
                 },
             },
         },

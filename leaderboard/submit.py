@@ -38,18 +38,18 @@ CLAIM_ATOL = 1e-12
 
 
 def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None) -> dict:
-    """Scores of ``preds`` (an open :class:`~hambench.predictions.Predictions`) by hambench's own scorer.
+    """Scores of ``preds`` (an open :class:`~hambench.predictions.Predictions`) by ``hambench score`` itself.
 
-    ``options`` are the board's per-dataset scoring options (``datasets.yml`` ``score:``), passed to the
-    scorer as keyword arguments so every submission on a dataset is scored the same way.
+    ``options`` are the board's per-dataset scoring options (``datasets.yml`` ``score:``: ``scf``, ``bands``,
+    ``kpath``, ``seed``), so every submission on a dataset is scored the same way; ``plots_dir`` receives the
+    per-block heat map, parity and the other plots.
     """
-    try:
-        from hambench import scoring
-    except ImportError:  # pragma: no cover - the scoring module arrives with the scoring issue
-        from hambench.errors import NotYetAvailable
+    from hambench.scoring import score
 
-        raise NotYetAvailable("leaderboard submit needs hambench.scoring (the `score` issue)") from None
-    return scoring.score_predictions(preds, truth=truth, **options)
+    opts = dict(options)
+    if opts.get("kpath") is not None and not Path(opts["kpath"]).is_absolute():
+        opts["kpath"] = str(Path(truth.path).parent / opts["kpath"])
+    return score(preds.path, truth=truth.path, plots=plots_dir, quiet=True, **opts)
 
 
 def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
@@ -81,9 +81,16 @@ def _close(a: float, b: float) -> bool:
     return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= max(CLAIM_ATOL, CLAIM_RTOL * abs(b))
 
 
-def check_claimed(claimed: dict, recomputed: dict, where) -> None:
-    """Refuse stated metric values that are not what hambench computes from the predictions."""
+def check_claimed(claimed: dict, recomputed: dict, where, units: dict | None = None) -> None:
+    """Refuse stated metric values that are not what hambench computes from the predictions.
+
+    Wall times (metrics whose unit is ``s``, e.g. the SCF timings) are measurements, not functions of the
+    predictions: they are recorded as measured at submission and a stated value is not compared.
+    """
+    units = units or {}
     for key, value in claimed.items():
+        if units.get(key) == "s":
+            continue
         if key not in recomputed:
             raise InputError(where, f"states metric {key!r}, which hambench does not compute for this dataset "
                                     f"(computed: {', '.join(sorted(recomputed))})")
@@ -118,9 +125,11 @@ def _load_claimed(path) -> dict:
 def _public(scores: dict, preds) -> dict:
     """The recorded scores: local paths reduced to file names (a board is shared), checksums kept."""
     out = dict(scores)
-    for k in ("truth", "predictions"):
+    for k in ("truth", "predictions", "reference"):
         if isinstance(out.get(k), dict) and out[k].get("path"):
             out[k] = {**out[k], "path": Path(str(out[k]["path"])).name}
+    if isinstance(out.get("plots"), list):
+        out["plots"] = sorted(Path(str(f)).name for f in out["plots"] if str(f).endswith(".png"))
     out.setdefault("predictions", {"path": Path(preds.path).name, "checksum": preds.checksum})
     return out
 
@@ -183,14 +192,19 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
             raise InputError(preds_path, "the scorer returned no metrics")
         scores = _finite_or_none(scores)
         metrics = scores["metrics"]
+        units = scores.get("units") or {}
         if meta.get("metrics"):
-            check_claimed(meta["metrics"], metrics, meta_path)
+            check_claimed(meta["metrics"], metrics, meta_path, units)
         if claimed_metrics is not None:
-            check_claimed(claimed_metrics, metrics, claimed)
+            check_claimed(claimed_metrics, metrics, claimed, units)
         if plots and not any(plots_dir.glob("*.png")):
             _make_plots(preds, scores, plots_dir)
-        if plots_dir.exists() and not any(plots_dir.iterdir()):
-            plots_dir.rmdir()
+        if plots_dir.exists():
+            for f in plots_dir.iterdir():  # PNG for the site; the SVG twins stay with `hambench score --plots`
+                if f.suffix != ".png" or not plots:
+                    f.unlink()
+            if not any(plots_dir.iterdir()):
+                plots_dir.rmdir()
         shutil.copyfile(meta_path, staging / "meta.yml")
         (staging / "scores.json").write_text(json.dumps(_public(scores, preds), indent=1, allow_nan=False) + "\n",
                                              encoding="utf-8")

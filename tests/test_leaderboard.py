@@ -402,6 +402,7 @@ def test_columns_directions_twins_and_notes(tmp_path):
     assert table["rows"][0]["notes"]["H_mae_max"] == "structure mol-good"
     index = (out / "index.html").read_text()
     assert 'data-key="H_mae_uEh"' not in index and 'data-key="H_mae"' in index  # twin only in JSON/CSV
+    assert 'data-key="scf_n_molecules"' not in index and "scf_n_molecules" in cols  # a fact, not a score
     assert 'title="structure mol-good"' in index
     good_row = re.search(r'<tr data-model="good">(.*?)</tr>', index, re.S).group(1)
     bad_row = re.search(r'<tr data-model="bad">(.*?)</tr>', index, re.S).group(1)
