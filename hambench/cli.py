@@ -259,15 +259,44 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
 @main.command(context_settings=CONTEXT)
 @click.argument("preds", type=click.Path(path_type=Path))
 @click.option("--truth", type=click.Path(path_type=Path), help="Truth store (default: the one recorded in PREDS).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="scores.json")
-def score(preds, truth, output):
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="scores.json to write (atomically).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local Dask worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="Address of a running dask.distributed scheduler.")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="scores.json of a reference run: also score this run on its worst structure and block.")
+@click.option("--scf", type=int, metavar="N", help="[molecules] SCF acceleration on N seeded test molecules (QH9).")
+@click.option("--bands", is_flag=True, help="[crystals] band-energy errors along a k-path.")
+@click.option("--kpath", type=click.Path(path_type=Path), help="[crystals] DeepH-dock K_PATH file (implies --bands).")
+@click.option("--plots", type=click.Path(path_type=Path), metavar="DIR", help="Write PNG + SVG plots here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of the table.")
+@click.pass_context
+def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, kpath, plots, as_json):
     """Score predictions: MAE of H (meV / µEh), ε, ψ, SCF acceleration, bands.
 
     \b
-    Example:
-      hambench score preds.zarr --truth test.zarr -o scores.json
+    Examples:
+      hambench score preds.zarr -o scores.json
+      hambench score preds.zarr --truth test.zarr --workers 2 --reference baseline_scores.json
+      hambench score qm9_preds.zarr --scf 50 --plots plots/ -o scores.json
     """
-    raise NotYetAvailable("`hambench score` arrives with the scoring issue")
+    import json as _json
+
+    from .scoring import score as run_score
+    from .scoring import summary_lines, table
+
+    scores = run_score(preds, truth, output, workers=workers, scheduler=scheduler, reference=reference, scf=scf,
+                       bands=bands, kpath=kpath, plots=plots, quiet=ctx.obj["quiet"])
+    if as_json:
+        click.echo(_json.dumps(scores["metrics"], indent=1, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    console = Console(width=max(100, Console().width))
+    console.print(table(scores))
+    for line in summary_lines(scores):
+        click.echo(line)
+    if output is not None:
+        click.echo(f"wrote {output}")
 
 
 _BOARD_OPTION = click.option("--board", type=click.Path(path_type=Path),

@@ -290,8 +290,8 @@ def gauge_mu(pred, true, S_h) -> float:
     """The best uniform shift μ (eV) of ΔH = Ĥ − H along S: μ = Re⟨ΔH, S⟩ / ⟨S, S⟩ (S in the H layout)."""
     d = np.asarray(pred).reshape(-1) - np.asarray(true).reshape(-1)
     S_h = np.asarray(S_h, dtype=np.float64).reshape(-1)
-    ss = float(np.dot(S_h, S_h))
-    return float(np.dot(d.real, S_h) / ss) if ss > 0 else 0.0
+    ss = float(np.sum(S_h * S_h))  # numpy's own pairwise sums, not BLAS: the same bits in every process
+    return float(np.sum(d.real * S_h) / ss) if ss > 0 else 0.0
 
 
 def gauge_fixed_mae(pred, true, S_h, reim: bool = False) -> tuple[float, float]:
@@ -537,7 +537,16 @@ class RangeArrays:
 
 
 def range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
-    """Per-structure records and per-block sums of one range of structures (see :func:`aggregate`)."""
+    """Per-structure records and per-block sums of one range of structures (see :func:`aggregate`).
+
+    LAPACK/BLAS run on one thread here, as in every Dask worker, so the results carry the same bits whichever
+    process computes them.
+    """
+    with blas_threads(1):
+        return _range_partial(r, layout, kind)
+
+
+def _range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
     n = len(r.ids)
     natoms = np.diff(r.atom_ptr)
     nedges = np.diff(r.edge_ptr)
@@ -590,8 +599,7 @@ def range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
         Hp = np.stack([mats[k][0] for k in ks])
         Ht = np.stack([mats[k][1] for k in ks])
         S = np.stack([mats[k][2] for k in ks])
-        with blas_threads(_threads_for(N)):
-            o = orbital_errors(Hp, Ht, S, np.array([records[k]["n_occ"] for k in ks]))
+        o = orbital_errors(Hp, Ht, S, np.array([records[k]["n_occ"] for k in ks]))
         for j, k in enumerate(ks):
             for key in ("eps_mae", "homo_err", "lumo_err", "gap_err", "psi"):
                 records[k][key] = float(o[key][j])

@@ -1,0 +1,323 @@
+"""``hambench score``: every metric of a prediction store against its truth, into one scores.json.
+
+Flow::
+
+    open_predictions(PREDS)              validates against the truth (checksum, ids, edges, sizes, finite)
+    structure ranges ──run_tasks──▶      metrics.range_partial per range (local processes / Dask scheduler)
+    partials, in range order ──▶         metrics.aggregate → metrics, subsets, per_block, per_structure
+    --scf N / --bands / --plots ──▶      hambench.scf / hambench.bands / hambench.plots (imported lazily)
+    scores.json (atomic), a rich table
+
+Ranges are cut from the data alone (at most :data:`RANGE_STRUCTURES` structures or about
+:data:`RANGE_ELEMENTS` matrix elements each), never from the number of workers, and their partials are combined
+in range order: scores.json is byte-identical for any ``--workers`` or scheduler.
+
+scores.json (``scores_version`` 1)::
+
+    {"hambench_version", "scores_version", "kind", "spinful", "truth": {path, checksum},
+     "predictions": {path, checksum}, "model", "split", "n_structures", "units": {metric: unit},
+     "definitions": {...}, "metrics": {flat snake_case: value}, "subsets": {"split:subset": {n_structures,
+     metrics, per_block}}, "per_block": [{pair, block, Z, shells, l, mae, mae_pooled, n_structures,
+     n_elements}], "per_structure": [{id, index, H_mae, ...}], "reference": {path, checksum} | null,
+     "scf": {...} (--scf), "bands": {...} (--bands), "plots": [files] (--plots)}
+
+NaN (e.g. a LUMO error of a molecule without virtual orbitals) is written as null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+from .layout import BasisLayout
+from .metrics import UNITS, RangeArrays, aggregate, range_partial
+from .predictions import Predictions, open_predictions, read_range
+
+__all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "table"]
+
+SCORES_VERSION = 1
+#: a range (one task) holds at most this many structures …
+RANGE_STRUCTURES = 64
+#: … or about this many matrix elements of H
+RANGE_ELEMENTS = 1 << 21
+
+DEFINITIONS = {
+    "H_mae": "per structure mean |ΔH| over all elements of all stored edges (molecules: the full n_ao×n_ao "
+             "matrix), then the mean over structures; SOC elements by complex modulus",
+    "H_mae_pooled": "mean |ΔH| over all elements of all structures at once",
+    "H_mae_reim": "as H_mae with Re and Im of each SOC element counted as two elements",
+    "H_mae_max": "H_mae of the worst structure (H_mae_max_id)",
+    "H_mae_gauge": "as H_mae after removing μS per structure, μ = ⟨ΔH,S⟩/⟨S,S⟩ (S⊗I₂ for SOC)",
+    "H_mae_block_max": "the worst basic block (element pair × shell pair): per structure mean |ΔH_b| over its "
+                       "edges of that pair, then the mean over structures having b",
+    "H_mae_onsite": "per molecule mean |ΔH| over the on-site blocks, then the mean (QH9)",
+    "H_mae_offsite": "per molecule mean |ΔH| over the off-site blocks (all ordered pairs i≠j), then the mean",
+    "eps_mae": "per molecule MAE of the occupied orbital energies (canonical orthogonalisation with the true S, "
+               "eigenvalues of S clamped at 1e-8, n_occ = ΣZ/2), then the mean (QH9)",
+    "psi": "per molecule mean over occupied orbitals of |cos| between predicted and true MO coefficient vectors "
+           "(not S-weighted), then the mean (QH9)",
+    "homo_mae": "mean |ΔHOMO|; lumo_mae, gap_mae likewise",
+    "H_mae_max_on_reference": "this run's H_mae on the reference run's worst structure (--reference)",
+    "H_mae_block_max_on_reference": "this run's block MAE on the reference run's worst block (--reference)",
+}
+
+
+# --- ranges and the per-range task -----------------------------------------------------------------------
+def plan_ranges(preds: Predictions) -> list[tuple[int, int, int]]:
+    """``(first prediction index, truth start, truth stop)`` of each task: consecutive truth structures, cut
+    by :data:`RANGE_STRUCTURES` and :data:`RANGE_ELEMENTS` only (independent of the workers)."""
+    p = preds.store.ptr
+    h_sizes = p.H[p.edge[1:]] - p.H[p.edge[:-1]]
+    out = []
+    for pos, a, b in preds.ranges():
+        start = a
+        acc = 0
+        for t in range(a, b):
+            acc += int(h_sizes[pos + t - a])
+            if t + 1 - start >= RANGE_STRUCTURES or acc >= RANGE_ELEMENTS or t + 1 == b:
+                out.append((pos + start - a, start, t + 1))
+                start, acc = t + 1, 0
+    return out
+
+
+_OPEN: dict[str, object] = {}
+
+
+def _open(path: str):
+    from .store import open_store
+
+    st = _OPEN.get(path)
+    if st is None:
+        st = _OPEN[path] = open_store(path)
+    return st
+
+
+def score_range(preds_path: str, truth_path: str, pos: int, a: int, b: int) -> dict:
+    """Partial metrics of truth structures ``a..b-1`` (prediction structures ``pos..``): runs in a worker."""
+    q = _open(preds_path)
+    t = _open(truth_path)
+    n = b - a
+    with_T = int(q.attrs["counts"]["T"]) > 0
+    dt = read_range(t, a, b, blocks=("H", "S", "T") if with_T else ("H", "S"))
+    dq = read_range(q, pos, pos + n, blocks=("H", "T") if with_T else ("H",))
+    labels = t.attrs.get("splits", {})
+    groups = [[] for _ in range(n)]
+    for name in sorted(labels):
+        codes = dt[f"splits/{name}"]
+        for k in range(n):
+            if codes[k] >= 0:
+                groups[k].append(f"{name}:{labels[name][int(codes[k])]}")
+    r = RangeArrays(
+        ids=list(dt["structures/id"]), Z=dt["atoms/Z"], atom_ptr=dt["atom_ptr"], src=dt["edges/src"],
+        dst=dt["edges/dst"], shift=dt["edges/shift"], edge_ptr=dt["edge_ptr"], H_pred=dq["blocks/H"],
+        H_true=dt["blocks/H"], S=dt["blocks/S"], H_ptr=dt["H_ptr"], S_ptr=dt["S_ptr"], groups=groups,
+        index=list(range(a, b)), T_pred=dq.get("blocks/T") if with_T else None,
+        T_true=dt.get("blocks/T") if with_T else None,
+    )
+    return range_partial(r, BasisLayout(t.species, t.spinful), str(t.attrs["kind"]))
+
+
+# --- scores.json -----------------------------------------------------------------------------------------
+def _clean(x):
+    """JSON-safe: numpy scalars → Python, NaN/Inf → None."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_clean(v) for v in x.tolist()]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_scores(scores: dict, path) -> Path:
+    """Write scores.json atomically (``path.partial`` then rename)."""
+    path = Path(path)
+    text = json.dumps(_clean(scores), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_scores(path) -> dict:
+    """A scores.json (e.g. the ``--reference`` run); :class:`InputError` if missing, not JSON, another version."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such scores file")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"is not a JSON scores file ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict) or "metrics" not in d:
+        raise InputError(path, "is not a hambench scores file (no 'metrics')")
+    if d.get("scores_version") != SCORES_VERSION:
+        raise InputError(path, f"scores version {d.get('scores_version')}, this hambench reads {SCORES_VERSION}")
+    d["_path"] = str(path)
+    d["_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return d
+
+
+# --- the command -----------------------------------------------------------------------------------------
+def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | None = None, reference=None,
+          scf: int | None = None, bands: bool = False, kpath=None, plots=None, quiet: bool = False,
+          seed: int = 43) -> dict:
+    """Score the prediction store ``preds`` (see the module docstring); returns the scores dict.
+
+    ``truth`` overrides the truth store recorded in the predictions; ``output`` is the scores.json to write
+    (atomically; nothing is written on bad input); ``reference`` a scores.json of another run (its worst
+    structure and block); ``scf`` = N molecules for SCF acceleration; ``bands``/``kpath`` band errors of
+    crystals; ``plots`` a folder for PNG + SVG plots.
+    """
+    if workers < 1:
+        raise InputError(None, f"--workers must be >= 1, got {workers}")
+    if scf is not None and int(scf) < 1:
+        raise InputError(None, f"--scf needs a positive number of molecules, got {scf}")
+    if kpath is not None:
+        bands = True
+        if not Path(kpath).is_file():
+            raise InputError(kpath, "no such k-path file")
+    ref = load_scores(reference) if reference is not None else None
+    p = open_predictions(preds, truth)
+    kind = p.kind
+    if scf is not None and kind != "molecule":
+        raise InputError(p.truth.path, f"--scf (SCF acceleration) needs a molecule store; this is a {kind} store")
+    if bands and kind != "crystal":
+        raise InputError(p.truth.path, f"--bands needs a crystal store; this is a {kind} store")
+    if ref is not None and ref.get("kind") not in (None, kind):
+        raise InputError(ref["_path"], f"scores a {ref.get('kind')} store; these predictions are {kind}")
+    layout = BasisLayout(p.truth.species, p.truth.spinful)
+    ranges = plan_ranges(p)
+    args = [(str(p.store.path), str(p.truth.path), pos, a, b) for pos, a, b in ranges]
+    from .parallel import run_tasks
+
+    partials = run_tasks(score_range, args, workers=workers, scheduler=scheduler, quiet=quiet, label="score",
+                         sizes=[b - a for _, a, b in ranges], unit="structures")
+    result = aggregate(partials, layout, kind, reference=ref)
+    metrics = result["metrics"]
+    units = {k: UNITS[k] for k in metrics if k in UNITS}
+    scores = {
+        "hambench_version": __version__,
+        "scores_version": SCORES_VERSION,
+        "kind": kind,
+        "spinful": bool(p.spinful),
+        "truth": {"path": str(p.truth.path.resolve()), "checksum": p.truth_checksum},
+        "predictions": {"path": str(p.path.resolve()), "checksum": p.checksum},
+        "model": p.model,
+        "split": p.split,
+        "n_structures": len(p),
+        "units": units,
+        "definitions": {k: v for k, v in DEFINITIONS.items() if k in metrics},
+        "metrics": metrics,
+        "subsets": result["subsets"],
+        "per_block": result["per_block"],
+        "per_structure": result["per_structure"],
+        "reference": None if ref is None else {"path": str(Path(ref["_path"]).resolve()), "sha256": ref["_sha256"]},
+    }
+    if scf is not None:
+        from .scf import scf_acceleration
+
+        cache = None if output is None else Path(output).with_name(Path(output).name + ".scf_cache")
+        scores["scf"] = scf_acceleration(p.truth, p, int(scf), seed=seed, workers=workers, scheduler=scheduler,
+                                         quiet=quiet, cache_dir=cache)
+        _merge_section(scores, scores["scf"])
+    if bands:
+        from .bands import band_errors
+
+        scores["bands"] = band_errors(p.truth, p, kpath=kpath, quiet=quiet)
+        _merge_section(scores, scores["bands"])
+    if plots is not None:
+        from .plots import make_plots
+
+        files = make_plots(scores, p.truth, p, plots)
+        scores["plots"] = [str(f) for f in files]
+    if output is not None:
+        write_scores(scores, output)
+    return _clean(scores)
+
+
+def _merge_section(scores: dict, section: dict) -> None:
+    """Copy an extra section's flat metrics and units into the top level (the leaderboard reads those)."""
+    for k, v in (section.get("metrics") or {}).items():
+        scores["metrics"].setdefault(k, v)
+    for k, v in (section.get("units") or {}).items():
+        scores["units"].setdefault(k, v)
+
+
+# --- the rich table --------------------------------------------------------------------------------------
+_ORDER_MOL = ["H_mae", "H_mae_onsite", "H_mae_offsite", "eps_mae", "psi", "homo_mae", "lumo_mae", "gap_mae",
+              "H_mae_max", "H_mae_gauge", "H_mae_block_max", "H_mae_max_on_reference",
+              "H_mae_block_max_on_reference"]
+_ORDER_CRY = ["H_mae", "H_mae_pooled", "H_mae_reim", "H_mae_max", "H_mae_block_max", "H_mae_gauge",
+              "H_mae_gauge_max", "H_mae_max_on_reference", "H_mae_block_max_on_reference"]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and not math.isfinite(v):
+        return "—"
+    a = abs(float(v))
+    return f"{v:.4g}" if a >= 1e-3 or a == 0 else f"{v:.3e}"
+
+
+def table(scores: dict):
+    """A rich Table: one row per headline metric, columns for all structures and each subset."""
+    from rich.table import Table
+
+    m = scores["metrics"]
+    subs = scores.get("subsets", {})
+    t = Table(title=f"hambench score — {scores['kind']} ({scores['n_structures']} structures)", title_justify="left")
+    t.add_column("metric")
+    t.add_column("unit")
+    t.add_column(f"all ({scores['n_structures']})", justify="right")
+    for k, v in subs.items():
+        t.add_column(f"{k} ({v['n_structures']})", justify="right")
+    mol = scores["kind"] == "molecule"
+    keys = [k for k in (_ORDER_MOL if mol else _ORDER_CRY) if k in m]
+    keys += [k for k in m if (k.startswith("scf_") or k.startswith("bands_")) and not k.endswith("_std")
+             and isinstance(m[k], (int, float)) and k not in keys]
+    for k in keys:
+        row = [k, scores["units"].get(k, "")]
+        if mol and k + "_uEh" in m:
+            row = [k, "meV | µEh", f"{_fmt(m[k])} | {_fmt(m[k + '_uEh'])}"]
+            row += [f"{_fmt(s['metrics'].get(k))} | {_fmt(s['metrics'].get(k + '_uEh'))}" for s in subs.values()]
+        else:
+            row += [_fmt(m[k])] + [_fmt(s["metrics"].get(k)) for s in subs.values()]
+        t.add_row(*row)
+    return t
+
+
+def summary_lines(scores: dict) -> list[str]:
+    m = scores["metrics"]
+    out = []
+    if m.get("H_mae_max_id"):
+        out.append(f"worst structure: {m['H_mae_max_id']} ({_fmt(m['H_mae_max'])} meV)")
+    if m.get("H_mae_block_max_block"):
+        out.append(f"worst block: {m['H_mae_block_max_block']} ({_fmt(m['H_mae_block_max'])} meV)")
+    if m.get("H_mae_max_reference_id"):
+        out.append(f"on the reference's worst structure {m['H_mae_max_reference_id']}: "
+                   f"{_fmt(m['H_mae_max_on_reference'])} meV")
+    return out
