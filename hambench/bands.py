@@ -125,6 +125,13 @@ def generalized_eigh(Hk: np.ndarray, Sk: np.ndarray, vectors: bool = False):
     LAPACK's ``hegv`` does (S = L Lᴴ, A = L⁻¹ H L⁻ᴴ), batched over k. Each matrix is made exactly Hermitian
     first (½(M + Mᴴ)): DFT files pair H_ij(R) with H_ji(−R)ᴴ only to ~1e-8 eV, and a prediction need not pair
     its blocks at all. With ``vectors``, also the S-orthonormal eigenvectors C = L⁻ᴴ Y."""
+    from .metrics import SMALL_MATRIX, blas_threads
+
+    with blas_threads(1 if Hk.shape[-1] < SMALL_MATRIX else None):  # small matrices: threads only contend
+        return _generalized_eigh(Hk, Sk, vectors)
+
+
+def _generalized_eigh(Hk, Sk, vectors):
     H = 0.5 * (Hk + np.conj(np.swapaxes(Hk, -1, -2)))
     S = 0.5 * (Sk + np.conj(np.swapaxes(Sk, -1, -2)))
     try:

@@ -159,13 +159,16 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
     if mol.nelectron % 2:
         raise InputError(where, f"structure {truth.id!r} has an odd number of electrons; RKS needs a closed shell")
     err = float(np.mean(np.abs(H_pred - H_true)))
+    from .metrics import blas_threads
+
     old = lib.num_threads()
-    lib.num_threads(int(threads))
+    lib.num_threads(int(threads))  # PySCF's OpenMP threads; BLAS/LAPACK (its eigh per cycle) limited alike
     try:
-        runs = {"model": _run(mol, protocol, H_true, lambda: density_from_hamiltonian(H_pred, S, nocc))}
-        makers = {"minao": lambda: scf.hf.init_guess_by_minao(mol), "1e": lambda: scf.hf.init_guess_by_1e(mol)}
-        for g in guesses:
-            runs[g] = _run(mol, protocol, H_true, makers[g])
+        with blas_threads(int(threads)):
+            runs = {"model": _run(mol, protocol, H_true, lambda: density_from_hamiltonian(H_pred, S, nocc))}
+            makers = {"minao": lambda: scf.hf.init_guess_by_minao(mol), "1e": lambda: scf.hf.init_guess_by_1e(mol)}
+            for g in guesses:
+                runs[g] = _run(mol, protocol, H_true, makers[g])
     finally:
         lib.num_threads(old)
     out = {"id": truth.id, "natoms": int(truth.natoms), "nao": int(mol.nao), "nelectron": int(mol.nelectron),
