@@ -20,6 +20,7 @@ Edge convention: an edge (i, j, R) carries H_ij(R) = <φ_i(r)|H|φ_j(r − R·ce
 from __future__ import annotations
 
 import math
+import multiprocessing
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -444,11 +445,28 @@ class StoreDataset(torch.utils.data.IterableDataset):
         self.dtype = _real_dtype(dtype)
         self.blocks = tuple(blocks)
         self.selected = select_split(store, split)
-        self.epoch = 0
+        # shared memory, so that persistent DataLoader workers see set_epoch of the main process
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if multiprocessing.context.get_spawning_popen() is None:  # plain pickling: the epoch as a number
+            state["_epoch"] = int(self._epoch.value)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if isinstance(self._epoch, int):
+            self._epoch = multiprocessing.Value("q", self._epoch, lock=False)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the epoch (call before iterating each epoch: it seeds the shuffle and the rotations)."""
-        self.epoch = int(epoch)
+        """Set the epoch (call before iterating each epoch: it seeds the shuffle and the rotations; persistent
+        workers see it too)."""
+        self._epoch.value = int(epoch)
 
     # --- the plan (cheap: integers only) -----------------------------------------------------------------
     def _per_rank(self) -> int:
@@ -528,12 +546,13 @@ class StoreLoader:
     :meth:`set_epoch` before each epoch (seeds shuffling and augmentation)."""
 
     def __init__(self, dataset: StoreDataset, num_workers: int = 0, pin_memory: bool = False,
-                 prefetch_factor: int | None = None, multiprocessing_context=None):
+                 prefetch_factor: int | None = None, multiprocessing_context=None, persistent_workers: bool = True):
         self.dataset = dataset
         self.num_workers = int(num_workers)
         kw = {}
         if self.num_workers > 0:
             kw["prefetch_factor"] = prefetch_factor or 2
+            kw["persistent_workers"] = bool(persistent_workers)
             if multiprocessing_context is not None:
                 kw["multiprocessing_context"] = multiprocessing_context
         self._loader = torch.utils.data.DataLoader(
@@ -562,15 +581,16 @@ def _identity(x):
 def make_loader(store, split: str | None = None, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
                 augment_rotations: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
                 dtype=torch.float64, drop_last: bool = False, range_size: int = 64, blocks=("H", "S", "T"),
-                pin_memory: bool = False, multiprocessing_context=None) -> StoreLoader:
+                pin_memory: bool = False, multiprocessing_context=None, persistent_workers: bool = True) -> StoreLoader:
     """A loader of :class:`Batch` objects over ``store`` (a path or an open Store); see :class:`StoreDataset`.
 
     ``split``: ``"name:subset"`` (e.g. ``"qh9-stable-id:train"``) or None for every structure;
     ``batch_size`` counts structures; ``rank``/``world_size``: DDP part of this process;
-    ``num_workers``: DataLoader worker processes, each reading its own ranges.
+    ``num_workers``: DataLoader worker processes, each reading its own ranges (kept between epochs unless
+    ``persistent_workers=False``; :meth:`StoreLoader.set_epoch` reaches them through shared memory).
     """
     ds = StoreDataset(store, split=split, batch_size=batch_size, shuffle=shuffle, seed=seed,
                       augment_rotations=augment_rotations, rank=rank, world_size=world_size, drop_last=drop_last,
                       range_size=range_size, dtype=dtype, blocks=blocks)
     return StoreLoader(ds, num_workers=num_workers, pin_memory=pin_memory,
-                       multiprocessing_context=multiprocessing_context)
+                       multiprocessing_context=multiprocessing_context, persistent_workers=persistent_workers)

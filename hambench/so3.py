@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from .conventions import n_orbitals
+from .structure import layout_of
 
 __all__ = [
     "wigner_D",
@@ -203,24 +204,15 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 # --- flat edge blocks ------------------------------------------------------------------------------------
 def _norb_table(species, spinful: bool) -> np.ndarray:
-    zmax = int(max(species)) + 1 if species else 1
-    norb = np.zeros(zmax, dtype=np.int64)
-    for z, shells in species.items():
-        norb[int(z)] = n_orbitals(shells, spinful)
-    return norb
+    """Orbitals per element, indexed by Z (the layout's table; doubled when spinful)."""
+    return layout_of(species).norb_table * (2 if spinful else 1)
 
 
 def block_offsets(Z_src, Z_dst, species, spinful: bool = False):
-    """``(ptr, n_i, n_j)``: offsets (E+1,) int64 of each edge's block in the flat array, and its shape."""
-    Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)
-    Z_dst = np.asarray(Z_dst, dtype=np.int64).reshape(-1)
-    if Z_src.shape != Z_dst.shape:
-        raise ValueError(f"Z_src and Z_dst differ in length ({Z_src.size} vs {Z_dst.size})")
-    missing = sorted({int(z) for z in np.unique(np.concatenate([Z_src, Z_dst]))} - {int(z) for z in species})
-    if missing:
-        raise ValueError(f"no shells known for atomic number(s) {missing}")
-    norb = _norb_table(species, spinful)
-    ni, nj = norb[Z_src], norb[Z_dst]
+    """``(ptr, n_i, n_j)``: offsets (E+1,) int64 of each edge's block in the flat array, and its shape
+    (from :class:`hambench.layout.BasisLayout`; ValueError for an element without shells)."""
+    lay = layout_of(species, spinful)
+    ni, nj = lay.block_sizes(Z_src, Z_dst)
     ptr = np.zeros(len(ni) + 1, dtype=np.int64)
     np.cumsum(ni * nj, out=ptr[1:])
     return ptr, ni, nj
@@ -256,19 +248,21 @@ def _check_flat(blocks, ptr, spinful: bool) -> np.ndarray:
 
 def _packed_shells(species):
     """Tables for the Numba kernels: nsh[z], sh_l[z, p], sh_start[z, p], norb[z] (spinless), lmax."""
-    zmax = int(max(species)) + 1 if species else 1
-    maxsh = max((len(s) for s in species.values()), default=1) or 1
-    nsh = np.zeros(zmax, np.int64)
+    return _packed_layout(layout_of(species))
+
+
+@lru_cache(maxsize=64)
+def _packed_layout(lay):
+    zmax = lay.zmax + 1
+    nsh = lay.nshell_table.astype(np.int64)  # writable copies: Numba types read-only arrays apart
+    maxsh = int(nsh.max())
     sh_l = np.zeros((zmax, maxsh), np.int64)
     sh_start = np.zeros((zmax, maxsh), np.int64)
-    norb = np.zeros(zmax, np.int64)
-    for z, shells in species.items():
-        nsh[z] = len(shells)
+    for z, shells in lay.species.items():
         sh_l[z, : len(shells)] = shells
-        sh_start[z, : len(shells)] = _shell_starts(shells) if shells else []
-        norb[z] = n_orbitals(shells)
-    lmax = int(max((max(s) for s in species.values() if s), default=0))
-    return nsh, sh_l, sh_start, norb, lmax
+        sh_start[z, : len(shells)] = lay.shell_offsets(z)
+    norb = lay.norb_table.astype(np.int64)
+    return nsh, sh_l, sh_start, norb, lay.lmax
 
 
 def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
@@ -328,18 +322,9 @@ def rotate_edge_blocks_loop(blocks, Z_src, Z_dst, species, R, spinful: bool = Fa
     return out
 
 
-def _shell_starts(shells) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum([2 * int(l) + 1 for l in shells])[:-1]]).astype(np.int64)
-
-
 def _trace_ptr(Z_src, Z_dst, species) -> np.ndarray:
-    nsh = np.zeros(int(max(species)) + 1 if species else 1, dtype=np.int64)
-    for z, sh in species.items():
-        nsh[int(z)] = len(sh)
-    counts = nsh[np.asarray(Z_src, dtype=np.int64).reshape(-1)] * nsh[np.asarray(Z_dst, dtype=np.int64).reshape(-1)]
-    T_ptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=T_ptr[1:])
-    return T_ptr
+    """Offsets (E+1,) of each edge's trace labels (:meth:`hambench.layout.BasisLayout.trace_ptr`)."""
+    return layout_of(species).trace_ptr(Z_src, Z_dst)
 
 
 def edge_traces(blocks, Z_src, Z_dst, species, spinful: bool = False):
@@ -368,12 +353,8 @@ def edge_traces_grouped(blocks, Z_src, Z_dst, species, spinful: bool = False):
     blocks = _check_flat(blocks, ptr, spinful)
     Z_src = np.asarray(Z_src, dtype=np.int64).reshape(-1)
     Z_dst = np.asarray(Z_dst, dtype=np.int64).reshape(-1)
-    nsh = np.zeros(int(max(species)) + 1 if species else 1, dtype=np.int64)
-    for z, sh in species.items():
-        nsh[int(z)] = len(sh)
-    counts = nsh[Z_src] * nsh[Z_dst]
-    T_ptr = np.zeros(len(Z_src) + 1, dtype=np.int64)
-    np.cumsum(counts, out=T_ptr[1:])
+    lay = layout_of(species)
+    T_ptr = lay.trace_ptr(Z_src, Z_dst)
     T = np.empty(int(T_ptr[-1]), dtype=np.float64)
     for zi, zj, edges in _groups(Z_src, Z_dst):
         a, b = int(ni[edges[0]]), int(nj[edges[0]])
@@ -382,7 +363,7 @@ def edge_traces_grouped(blocks, Z_src, Z_dst, species, spinful: bool = False):
         A2 = (X.real.astype(np.float64) ** 2 + (X.imag.astype(np.float64) ** 2 if np.iscomplexobj(X) else 0.0)).reshape(-1, a, b)
         if spinful:
             A2 = A2.reshape(-1, 2, a // 2, 2, b // 2).sum(axis=(1, 3))
-        si, sj = _shell_starts(species[zi]), _shell_starts(species[zj])
+        si, sj = lay.shell_offsets(zi), lay.shell_offsets(zj)
         Tb = np.add.reduceat(np.add.reduceat(A2, si, axis=1), sj, axis=2)  # (k, n_shell_i, n_shell_j)
         T[_gather_index(T_ptr, edges, len(si) * len(sj))] = Tb.reshape(len(edges), -1)
     return T, T_ptr
@@ -392,12 +373,14 @@ def edge_traces_loop(blocks, Z_src, Z_dst, species, spinful: bool = False):
     """Straightforward per-block loop of :func:`edge_traces` (reference and benchmark baseline)."""
     ptr, ni, nj = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = _check_flat(blocks, ptr, spinful)
+    lay = layout_of(species)
     T, T_ptr = [], [0]
     for e in range(len(ptr) - 1):
         H = blocks[ptr[e] : ptr[e + 1]].reshape(ni[e], nj[e])
-        shi, shj = species[int(np.asarray(Z_src).reshape(-1)[e])], species[int(np.asarray(Z_dst).reshape(-1)[e])]
-        n_i, n_j = n_orbitals(shi), n_orbitals(shj)
-        si, sj = _shell_starts(shi), _shell_starts(shj)
+        zi, zj = int(np.asarray(Z_src).reshape(-1)[e]), int(np.asarray(Z_dst).reshape(-1)[e])
+        shi, shj = lay.shells(zi), lay.shells(zj)
+        n_i, n_j = lay.norb(zi, False), lay.norb(zj, False)
+        si, sj = lay.shell_offsets(zi), lay.shell_offsets(zj)
         for p, lp in enumerate(shi):
             rows = np.arange(si[p], si[p] + 2 * lp + 1)
             if spinful:

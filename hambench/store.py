@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import ORBITAL_CONVENTION, n_orbitals, z_to_symbol
+from .conventions import ORBITAL_CONVENTION, z_to_symbol
 from .errors import StoreError
 from .structure import Structure
 
@@ -323,6 +323,13 @@ class Store:
         return {int(z): list(map(int, s)) for z, s in self.attrs["species"].items()}
 
     @property
+    def layout(self):
+        """The store's :class:`hambench.layout.BasisLayout` (species + spinful)."""
+        from .structure import layout_of
+
+        return layout_of(self.species, self.spinful)
+
+    @property
     def split_names(self) -> list[str]:
         return sorted(self.attrs.get("splits", {}))
 
@@ -456,6 +463,7 @@ class Store:
     # --- summaries ---------------------------------------------------------------------------------------
     def summary_dict(self) -> dict:
         a = self.attrs
+        layout = self.layout
         nbytes = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         natoms = self.array("structures/natoms")[:]
         parent = self.array("structures/parent")[:]
@@ -475,7 +483,8 @@ class Store:
             "edges": int(a["counts"]["edges"]),
             "matrix_elements": {"H": int(a["counts"]["H"]), "S": int(a["counts"]["S"]), "T": int(a["counts"]["T"])},
             "species": {
-                z_to_symbol(int(z)): {"shells": s, "orbitals": n_orbitals(s)} for z, s in a["species"].items()
+                z_to_symbol(int(z)): {"shells": s, "orbitals": layout.norb(int(z), False)}
+                for z, s in a["species"].items()
             },
             "bytes_on_disk": nbytes,
             "files": sum(1 for f in self.path.rglob("*") if f.is_file()),

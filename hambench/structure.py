@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
-from .conventions import n_orbitals, z_to_symbol
+from .conventions import z_to_symbol
 from .errors import InputError
+from .layout import BasisLayout
 
-__all__ = ["Structure", "block_sizes", "file_sha256", "HERMITIAN_TOL"]
+__all__ = ["Structure", "block_sizes", "layout_of", "file_sha256", "HERMITIAN_TOL"]
 
 #: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
 HERMITIAN_TOL = 1e-5
@@ -33,13 +35,28 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=256)
+def _layout_cached(key: tuple, spinful: bool) -> BasisLayout:
+    return BasisLayout(dict(key), spinful)
+
+
+def layout_of(species: dict[int, list[int]], spinful: bool = False) -> BasisLayout:
+    """The :class:`hambench.layout.BasisLayout` of a species table, cached (building one costs ~30 µs)."""
+    key = tuple(sorted((int(z), tuple(int(l) for l in shells)) for z, shells in species.items()))
+    return _layout_cached(key, bool(spinful))
+
+
 def block_sizes(Z_src: np.ndarray, Z_dst: np.ndarray, species: dict[int, list[int]], spinful: bool = False):
-    """Rows and columns of each edge's block: ``(n_i, n_j)`` arrays (doubled when spinful)."""
-    zmax = int(max(species)) + 1 if species else 1
-    norb = np.zeros(zmax, dtype=np.int64)
-    for z, shells in species.items():
-        norb[int(z)] = n_orbitals(shells, spinful)
-    return norb[np.asarray(Z_src)], norb[np.asarray(Z_dst)]
+    """Rows and columns of each edge's block: ``(n_i, n_j)`` arrays (doubled when spinful).
+
+    A thin wrapper of :meth:`hambench.layout.BasisLayout.block_sizes` (ValueError for an element without shells).
+    """
+    if not species:  # no elements: only an edgeless structure has sizes
+        zi, zj = np.asarray(Z_src).reshape(-1), np.asarray(Z_dst).reshape(-1)
+        if zi.size or zj.size:
+            raise ValueError(f"no shells known for atomic number(s) {sorted({int(z) for z in np.concatenate([zi, zj])})}")
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return layout_of(species, spinful).block_sizes(Z_src, Z_dst)
 
 
 @dataclass
@@ -114,7 +131,14 @@ class Structure:
 
     def block_ptr(self, spinful: bool | None = None) -> np.ndarray:
         ni, nj = self.block_shapes(spinful)
-        return np.concatenate([[0], np.cumsum(ni * nj)]).astype(np.int64)
+        ptr = np.zeros(len(ni) + 1, dtype=np.int64)
+        np.cumsum(ni * nj, out=ptr[1:])
+        return ptr
+
+    @property
+    def layout(self) -> BasisLayout:
+        """The basis layout of this structure's species (cached)."""
+        return layout_of(self.species, self.spinful)
 
     def block(self, e: int, which: str = "H") -> np.ndarray:
         """The block of edge ``e`` as a 2-D array (a view)."""

@@ -105,9 +105,9 @@ def assert_model_equivariant(f, pos, Z_src, Z_dst, species, R=None, atol: float 
 
 def random_edge_blocks(rng, Z_src, Z_dst, species, spinful: bool = False, dtype=np.float64) -> np.ndarray:
     """Random flat edge blocks of the right sizes (complex when spinful), for algebra tests."""
-    from .so3 import block_offsets
+    from .structure import layout_of
 
-    ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
+    ptr = layout_of(species, spinful).block_ptr(Z_src, Z_dst)
     x = rng.standard_normal(int(ptr[-1]))
     if spinful:
         x = x + 1j * rng.standard_normal(int(ptr[-1]))

@@ -317,3 +317,21 @@ def test_split_selection_and_errors(synthetic, qm9):
         make_loader(synthetic, split="random")
     with pytest.raises(InputError, match="known splits: none"):
         make_loader(qm9, split="qh9-stable-id:train")
+
+
+def test_persistent_workers_follow_set_epoch(qm9):
+    import pickle
+
+    kw = dict(batch_size=4, shuffle=True, seed=9, augment_rotations=True, range_size=4)
+    L = make_loader(qm9, num_workers=2, **kw)
+    ref = make_loader(qm9, **kw)
+    for epoch in (0, 3):
+        L.set_epoch(epoch)
+        ref.set_epoch(epoch)
+        got = {tuple(b.ids): b.rotation for b in L}
+        want = {tuple(b.ids): b.rotation for b in ref}
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], atol=0, rtol=0)
+    copy = pickle.loads(pickle.dumps(L.dataset))
+    assert copy.epoch == 3 and [list(b) for b in copy.batch_indices()] == [list(b) for b in ref.dataset.batch_indices()]
