@@ -43,7 +43,8 @@ KNOWN: dict[str, tuple[str, str]] = {
     "scf_error_level_ratio_1e": ("SCF error-level ratio (1e)", "as for minao, with the 1e guess"),
     "scf_cycles_model": ("SCF cycles", "mean SCF cycles from the predicted H"),
     "bands_mae": ("bands MAE", "MAE of band energies in the window around E_F"),
-    "equivariance_error": ("equivariance error", "largest change of the prediction under rotation, rotated back"),
+    "equivariance_error": ("equivariance error", "max |H(Rx) − D H(x) Dᵀ| over the predicted rotated copies"),
+    "equivariance_mae": ("equivariance MAE", "mean |H(Rx) − D H(x) Dᵀ| over the predicted rotated copies"),
     "T_mae": ("T MAE", "MAE of the TraceGrad trace labels"),
 }
 

@@ -9,8 +9,9 @@ Order of checks (nothing is written until all pass; each failure is one :class:`
    ids, atoms, edges — missing or extra —, block sizes, NaN/Inf, the truth unchanged since prediction);
 4. the truth's content checksum and kind equal the board's dataset entry, and the predicted split is the
    board's test split (when the board names one);
-5. the scores are recomputed by hambench (the board's scoring options for that dataset); numbers the submitter
-   states (``metrics`` in ``meta.yml`` or a ``scores.json`` passed as ``claimed``) must equal them.
+5. the scores are recomputed by hambench (the board's scoring options for that dataset), plus the equivariance
+   error when the predictions hold rotated copies (:mod:`~hambench.leaderboard.equivariance`); numbers the
+   submitter states (``metrics`` in ``meta.yml`` or a ``scores.json`` passed as ``claimed``) must equal them.
 
 The record (``meta.yml`` as given, the recomputed ``scores.json``, the plots) is written to a hidden
 ``.<dataset>.partial-*`` folder and renamed into place.
@@ -27,6 +28,7 @@ from pathlib import Path
 from hambench.errors import InputError
 
 from .board import Board, Submission, open_board
+from .equivariance import prediction_equivariance
 from .schema import load_yaml_strict, validate_meta
 
 __all__ = ["submit", "recompute_scores", "check_claimed", "CLAIM_RTOL", "CLAIM_ATOL"]
@@ -190,6 +192,10 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
         scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir)
         if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
             raise InputError(preds_path, "the scorer returned no metrics")
+        eq = prediction_equivariance(preds)
+        if eq is not None:  # rotated copies among the predictions: how equivariant the predictions are
+            scores["metrics"] = {**scores["metrics"], **eq["metrics"]}
+            scores["units"] = {**(scores.get("units") or {}), **eq["units"]}
         scores = _finite_or_none(scores)
         metrics = scores["metrics"]
         units = scores.get("units") or {}

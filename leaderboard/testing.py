@@ -23,15 +23,17 @@ __all__ = ["EXAMPLE_META", "demo_truth", "example_meta", "write_meta", "write_bo
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 
 
-def demo_truth(folder) -> Path:
-    """``folder/qm9mini.zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), made once."""
+def demo_truth(folder, augment: int = 0) -> Path:
+    """``folder/qm9mini[_augK].zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), with
+    ``augment`` seeded rotated copies each; made once per folder."""
     from hambench.demo import DEMO_OPTIONS, demo_raw_dir
     from hambench.pipelines import prepare
 
-    path = Path(folder) / "qm9mini.zarr"
+    path = Path(folder) / ("qm9mini.zarr" if not augment else f"qm9mini_aug{augment}.zarr")
     if not path.exists():  # prepare writes NAME.zarr.partial and renames: an existing store is complete
         path.parent.mkdir(parents=True, exist_ok=True)
-        prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), **DEMO_OPTIONS)
+        prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), augment=augment, seed=0,
+                **DEMO_OPTIONS)
     return path
 
 

@@ -408,3 +408,38 @@ def test_columns_directions_twins_and_notes(tmp_path):
     bad_row = re.search(r'<tr data-model="bad">(.*?)</tr>', index, re.S).group(1)
     assert good_row.count('class="num best"') == 4  # H MAE, ψ (higher), worst structure, error-level (higher)
     assert bad_row.count('class="num best"') == 0  # scf_n_molecules is equal and neutral; meta columns equal
+
+
+def test_equivariance_from_rotated_copies(tmp_path_factory, tmp_path):
+    """Rotated copies among the predictions: exact truth → 0; one s–s element of one original off by δ → δ."""
+    from hambench.leaderboard.equivariance import prediction_equivariance
+    from hambench.predictions import open_predictions, write_predictions
+    from hambench.store import open_store
+
+    aug = demo_truth(tmp_path_factory.getbasetemp() / "leaderboard-truth", augment=1)  # 10 originals + 10 copies
+    st = open_store(aug)
+    blocks = [st[k].H.copy() for k in range(len(st))]
+    exact = write_predictions(st, range(len(st)), blocks, tmp_path / "exact.zarr", {"model": {"name": "exact"}})
+    eq = prediction_equivariance(open_predictions(exact))
+    assert eq["metrics"]["equivariance_n_pairs"] == 10
+    assert eq["metrics"]["equivariance_error"] <= 1e-9  # the store's copies are rotated exactly (eV → meV)
+    # structure 0 is an original; element 0 of its first edge is the (s, s) element of an on-site or s-s block,
+    # which every rotation leaves alone (D⁰ = 1): the pair (copy of 0, 0) differs by exactly δ there
+    parent = st.array("structures/parent")[:]
+    assert parent[0] == -1 and list(parent).count(0) == 1
+    delta = 0.05  # eV
+    blocks[0][0] += delta
+    off = write_predictions(st, range(len(st)), blocks, tmp_path / "off.zarr", {"model": {"name": "off"}})
+    eq = prediction_equivariance(open_predictions(off))
+    n_pair_elements = sum(st[k].H.size for k in range(len(st)) if parent[k] >= 0)
+    assert eq["metrics"]["equivariance_error"] == pytest.approx(delta * 1000, rel=1e-9)
+    assert eq["metrics"]["equivariance_mae"] == pytest.approx(delta * 1000 / n_pair_elements, rel=1e-6)
+    # only originals predicted: no pair, nothing reported
+    only = write_predictions(st, [k for k in range(len(st)) if parent[k] < 0],
+                             [blocks[k] for k in range(len(st)) if parent[k] < 0], tmp_path / "orig.zarr", {})
+    assert prediction_equivariance(open_predictions(only)) is None
+    # submit adds it to the recorded scores
+    b = write_board(tmp_path / "b", {"aug": {"kind": "molecule", "truth_checksum": store_checksum(aug)}})
+    sub, _ = do_submit(off, meta_file(tmp_path, "off", "aug"), b)
+    assert sub.scores["metrics"]["equivariance_error"] == pytest.approx(delta * 1000, rel=1e-9)
+    assert sub.scores["units"]["equivariance_error"] == "meV"
