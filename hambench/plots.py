@@ -90,15 +90,20 @@ def plot_block_heatmap(scores: dict, ax, key: str = "mae"):
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
-    im = ax.imshow(np.ma.masked_invalid(M), aspect="auto", cmap=cmap, interpolation="nearest")
+    finite = M[np.isfinite(M)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi - lo <= 1e-6 * max(abs(hi), 1e-300):  # (nearly) one value: no colour noise, no offset ticks
+        lo, hi = min(0.0, lo), (hi if hi > 0 else 1.0) * 1.05
+    im = ax.imshow(np.ma.masked_invalid(M), aspect="auto", cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
     ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
     ax.set_xlabel("shell pair (shell of i - shell of j)")
     ax.set_ylabel("element pair (i-j)")
-    ax.figure.colorbar(im, ax=ax, label=f"MAE ({unit})")
+    cbar = ax.figure.colorbar(im, ax=ax, label=f"MAE ({unit})")
+    cbar.formatter.set_useOffset(False)
+    cbar.update_ticks()
     if M.size <= 400:
-        finite = M[np.isfinite(M)]
-        mid = 0.5 * (finite.min() + finite.max()) if finite.size else 0.0
+        mid = 0.5 * (lo + hi)
         for i in range(M.shape[0]):
             for j in range(M.shape[1]):
                 if np.isfinite(M[i, j]):
