@@ -3,9 +3,9 @@
 Definitions (FACTS.md §6, research/qh9.md §3.4, tracegrad_harmose.md §2.4/§5):
 
 * **Molecules**: ``np.random.default_rng(seed).choice(pool, n, replace=False)`` over the predicted molecules
-  (``pool`` = the truth-store indices of the prediction store, ascending; QH9 draws from the intersection of two
-  test splits, which is what a prediction store of that subset holds), seed 43 as QH9; all of them when
-  ``n ≥ len(pool)``.
+  (``pool`` = the truth-store indices of the prediction store, ascending), seed 43 as QH9; all of them when
+  ``n ≥ len(pool)``. QH9 draws from the intersection of two test splits (stable: id ∩ ood; dynamic: mol ∩ geo):
+  ``intersect="split:subset"`` restricts the pool to predicted molecules also in that subset.
 * **PySCF settings** from the truth store's ``dft`` attrs (functional, basis, grid level, conv_tol; QH9 defaults
   for anything not recorded): RKS, ``max_cycle`` 50, DIIS, PySCF defaults otherwise; one thread per molecule.
 * **Guesses**: the model's ``D0 = 2 Ĉ_occ Ĉ_occᵀ`` with Ĉ from the predicted H (eV → Hartree, hambench → PySCF
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .conventions import HARTREE_EV
-from .errors import InputError
+from .errors import InputError, StoreError
 
 __all__ = [
     "BASELINES",
@@ -294,7 +294,7 @@ def _map(fn, items, workers: int, scheduler, quiet: bool, label: str):
 
 
 def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, quiet=False, cache_dir=None,
-                     guesses=BASELINES, protocol=None, threads: int = 1) -> dict:
+                     guesses=BASELINES, protocol=None, threads: int = 1, intersect: str | None = None) -> dict:
     """SCF acceleration of a prediction store on ``n`` of its molecules (see the module docstring).
 
     Parameters
@@ -306,6 +306,8 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     cache_dir : folder for the per-molecule results (resumable); None = no cache
     guesses : baselines; protocol : overrides of the store's PySCF settings (keys of
         :func:`hambench.pyscf_mol.protocol_of`); threads : PySCF threads per molecule (TraceGrad: 1)
+    intersect : ``"split:subset"`` of the truth store — draw only from predicted molecules also in that subset
+        (QH9: predictions on ``qh9-stable-id:test`` with ``intersect="qh9-stable-ood:test"``)
 
     Returns
     -------
@@ -328,7 +330,20 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     proto = protocol_from_attrs(truth_store.attrs, where, overrides=protocol)
     guesses = tuple(guesses)
     truth_index = np.asarray(preds.truth_index, dtype=np.int64)
-    chosen = select_molecules(truth_index, int(n), seed)
+    pool = np.sort(truth_index)
+    if intersect:
+        name, _, subset = str(intersect).partition(":")
+        try:
+            members = truth_store.split(name)
+        except StoreError:
+            raise InputError(where, f"no split named {name!r} to intersect with; splits: "
+                                    f"{sorted(truth_store.attrs.get('splits', {}))}") from None
+        if subset not in members:
+            raise InputError(where, f"split {name!r} has no subset {subset!r}; subsets: {sorted(members)}")
+        pool = np.intersect1d(pool, members[subset])
+        if pool.size == 0:
+            raise InputError(where, f"no predicted molecule is in {intersect!r}")
+    chosen = select_molecules(pool, int(n), seed)
     pos_of = {int(t): k for k, t in enumerate(truth_index)}
     t_inf = _inference_seconds(preds, len(truth_index))
     items = []
@@ -378,8 +393,10 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
         "cycle_convention": CYCLE_CONVENTION,
         "seed": int(seed),
         "n_requested": int(n),
-        "selection": "numpy.random.default_rng(seed).choice(truth indices of the predicted molecules, n, "
-                     "replace=False); all when n >= their number",
+        "selection": "numpy.random.default_rng(seed).choice(sorted truth indices of the predicted molecules"
+                     + (f" that are in {intersect}" if intersect else "") + ", n, replace=False); all when n >= "
+                     "their number",
+        "pool_size": int(len(pool)),
         "guesses": ["model", *guesses],
         "threads_per_molecule": int(threads),
         "error_level": "first 0-based cycle of the baseline run with mean|F_k - H_true| < mean|H_pred - H_true| "

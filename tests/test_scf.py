@@ -146,6 +146,26 @@ def test_scf_acceleration_end_to_end(demo):
     assert all(r["cached"] for r in again["per_molecule"])
     assert again["metrics"] == m
 
+    class WithSplit:  # the truth store with a second split, as QH9's two test sets
+        def __init__(self, st):
+            self._st = st
+
+        def __getattr__(self, name):
+            return getattr(self._st, name)
+
+        def split(self, name):
+            assert name == "other"
+            return {"train": np.array([0]), "test": np.array([1, 2])}
+
+    sub = scf_acceleration(WithSplit(truth), preds, 5, quiet=True, cache_dir=cache, guesses=("minao",),
+                           intersect="other:test")
+    assert [r["id"] for r in sub["per_molecule"]] == [truth[1].id, truth[2].id]  # the pool ∩ split, all of it
+    assert all(r["cached"] for r in sub["per_molecule"]) and sub["settings"]["pool_size"] == 2
+    with pytest.raises(InputError, match="no subset 'val'"):
+        scf_acceleration(WithSplit(truth), preds, 1, quiet=True, intersect="other:val")
+    with pytest.raises(InputError, match="no split named 'nope'"):
+        scf_acceleration(truth, preds, 1, quiet=True, intersect="nope:test")
+
 
 def test_scf_refuses_a_crystal_store(demo):
     _, preds, _ = demo
