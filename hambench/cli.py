@@ -187,8 +187,11 @@ def export(store, fmt, output):
 @click.option("--max-epochs", type=int, help="Stop after this many epochs.")
 @click.option("--max-steps", type=int, help="Stop after this many optimiser steps.")
 @click.option("--seed", type=int, help="Seed of initialisation, shuffling, augmentation and splits.")
+@click.option("--stage1", type=click.Path(path_type=Path),
+              help="HarmoSE: the trained stage-1 checkpoint (deephe3 / tracegrad-deephe3 run or .pt).")
 @click.pass_context
-def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed):
+def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed,
+          stage1):
     """Train a model of the zoo (deephe3, qhnet, …) on a store; checkpoints and logs go to the run folder.
 
     \b
@@ -199,11 +202,16 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
       hambench train deephe3 --data mote2.zarr --preset tiny -o runs/e3
       hambench train qhnet --data qm9.zarr --preset tiny --max-steps 200 -o runs/qh
       hambench train deephe3 --data mote2.zarr -o runs/e3 --resume --max-epochs 500
+      hambench train harmose --data mote2.zarr --stage1 runs/e3 --preset tiny -o runs/hs
     """
     from .models.run import train_run
 
     if max_epochs is not None and max_steps is not None:
         raise click.UsageError("give --max-epochs or --max-steps, not both")
+    if stage1 is not None:
+        if not model.startswith("harmose"):
+            raise click.UsageError("--stage1 is for the HarmoSE models (harmose, harmose-tracegrad)")
+        sets = (*sets, f"model.stage1={stage1.resolve()}")
     over = {k: v for k, v in {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed, "dtype": dtype,
                               "split": split}.items() if v is not None}
     if max_steps is not None:
@@ -216,6 +224,39 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
     best = f"{s['best']:.4g}" if s["best"] == s["best"] and s["best"] != float("inf") else "n/a"
     click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "
                f"{best}, {s['structures_per_s']:.1f} structures/s, {s['seconds']:.1f} s → {output}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Store whose structures are rotated.")
+@click.option("--split", help="Only this subset of the store, NAME:SUBSET.")
+@click.option("-n", "--structures", "n_structures", type=int, default=4, show_default=True,
+              help="Structures (the first originals of the store or split).")
+@click.option("--rotations", type=int, default=4, show_default=True, help="Seeded random rotations per structure.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rotations.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True,
+              help="Precision of the measurement (float64 measures the architecture, not rounding).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the result as JSON.")
+def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, output):
+    """Equivariance error of a trained model: max and mean |f(Rx) − D f(x) D^†| in meV over random rotations.
+
+    \b
+    Example:
+      hambench equivariance runs/e3 --data mote2.zarr --rotations 8
+    """
+    import json
+
+    from .models.equivariance import checkpoint_equivariance
+
+    r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
+    click.echo(f"{r['model']}: equivariance error max {r['max_meV']:.3g} meV, mean {r['mean_meV']:.3g} meV "
+               f"(relative {r['relative_max']:.2g} of mean |H| {r['scale_meV']:.3g} meV; {r['n_structures']} "
+               f"structures x {r['n_rotations']} rotations, {r['dtype']})")
+    if output is not None:
+        output = Path(output)
+        tmp = output.with_name(output.name + ".partial")
+        tmp.write_text(json.dumps(r, indent=2))
+        tmp.replace(output)
 
 
 @main.command(context_settings=CONTEXT)

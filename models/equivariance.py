@@ -1,0 +1,112 @@
+"""The equivariance error of a trained model: prediction on rotated inputs vs the rotated prediction.
+
+For structures x of a store and seeded random rotations R (``so3.random_rotation``), the error of one matrix
+element is |f(Rx) − D(R) f(x) D(R)^†| with D the orbital rotation of each edge's atoms (D_l ⊗ D_½ for spinful
+blocks, ``so3.rotate_edge_blocks``). Rotating x rotates the positions and the cell; edges and lattice shifts
+stay. Reported in meV: the max and the mean over every element of every rotated structure, with the size of
+the prediction (mean |f(x)|) for scale. FACTS.md §6 ("equivariance error of a model").
+
+Strictly equivariant models (DeepH-E3, QHNet, TraceGrad variants) give ~1e-12 relative in float64 and ~1e-6
+in float32; HarmoSE's stage 2 is only approximately equivariant and its error is what it is. The number is
+measured in float64 by default so that it describes the architecture, not float32 rounding (``dtype`` picks).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+
+from hambench.errors import InputError
+
+__all__ = ["equivariance_error", "checkpoint_equivariance"]
+
+
+def _predict_one(model, s, layout, dtype, device):
+    import torch
+
+    from hambench.data import batch_from_structures
+
+    b = batch_from_structures([s], layout).to(device, dtype)
+    with torch.set_grad_enabled(bool(getattr(model, "inference_needs_grad", False))):
+        out = model(b)
+    H = out["H"].detach().cpu().numpy()
+    return H.astype(np.complex128 if np.iscomplexobj(H) else np.float64)
+
+
+def equivariance_error(model, structures, layout, n_rotations: int = 4, seed: int = 0, dtype=None,
+                       device="cpu") -> dict:
+    """Max / mean |f(Rx) − D f(x) D^†| (meV) of ``model`` over ``structures`` × ``n_rotations`` rotations.
+
+    ``structures``: :class:`hambench.structure.Structure` objects (targets are not used). Returns
+    {max_meV, mean_meV, scale_meV (mean |f(x)|), relative_max, n_structures, n_rotations, seed, dtype,
+    per_structure: [{id, max_meV, mean_meV}]}.
+    """
+    import torch
+
+    from hambench.so3 import random_rotation, rotate_edge_blocks
+
+    if n_rotations < 1:
+        raise InputError("--rotations", f"needs at least 1 rotation, got {n_rotations}")
+    dtype = dtype or torch.float64
+    rng = np.random.default_rng(seed)
+    mx, tot, cnt, scale = 0.0, 0.0, 0, 0.0
+    per = []
+    model.eval()
+    for s in structures:
+        H0 = _predict_one(model, s, layout, dtype, device)
+        smax, ssum, sn = 0.0, 0.0, 0
+        for _ in range(n_rotations):
+            R = random_rotation(rng)
+            r = copy.copy(s)
+            r.pos = s.pos @ R.T
+            r.cell = s.cell @ R.T
+            HR = _predict_one(model, r, layout, dtype, device)
+            want = rotate_edge_blocks(H0, s.Z[s.src], s.Z[s.dst], layout.species, R, layout.spinful)
+            d = np.abs(HR - want)
+            smax = max(smax, float(d.max(initial=0.0)))
+            ssum += float(d.sum())
+            sn += d.size
+        mx = max(mx, smax)
+        tot += ssum
+        cnt += sn
+        scale += float(np.abs(H0).sum()) * n_rotations
+        per.append({"id": s.id, "max_meV": smax * 1e3, "mean_meV": ssum / max(sn, 1) * 1e3})
+    mean = tot / max(cnt, 1)
+    sc = scale / max(cnt, 1)
+    return {"max_meV": mx * 1e3, "mean_meV": mean * 1e3, "scale_meV": sc * 1e3,
+            "relative_max": mx / sc if sc > 0 else float("nan"), "n_structures": len(per),
+            "n_rotations": int(n_rotations), "seed": int(seed), "dtype": str(dtype).replace("torch.", ""),
+            "per_structure": per}
+
+
+def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_structures: int = 4,
+                            n_rotations: int = 4, seed: int = 0, dtype: str = "float64", device="cpu") -> dict:
+    """:func:`equivariance_error` of a checkpoint on the first ``n_structures`` of ``data`` (or of ``split``).
+
+    Refuses a store the checkpoint cannot take (species, shells, spin) with one line.
+    """
+    from hambench.data import select_split
+    from hambench.layout import BasisLayout
+    from hambench.store import open_store
+    from hambench.train import torch_dtype
+
+    from .run import load_model
+
+    if n_structures < 1:
+        raise InputError("--structures", f"needs at least 1 structure, got {n_structures}")
+    model, ck, layout = load_model(checkpoint, device="cpu", dtype=dtype)
+    store = open_store(data)
+    layout.check_compatible(BasisLayout.of_store(store), data)
+    idx = select_split(store, split)
+    if idx.size == 0:
+        raise InputError(data, f"split {split} selects no structures")
+    parent = store.array("structures/parent")[:]
+    orig = [int(k) for k in idx if parent[k] < 0] or [int(k) for k in idx]  # rotated copies add nothing here
+    chosen = orig[:n_structures]
+    model.to(device)
+    res = equivariance_error(model, (store[k] for k in chosen), layout, n_rotations, seed, torch_dtype(dtype), device)
+    res.update({"model": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
+                "data": str(Path(data).resolve()), "split": split})
+    return res
