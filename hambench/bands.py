@@ -148,13 +148,29 @@ def _generalized_eigh(Hk, Sk, vectors):
     return ev, C
 
 
+#: complex matrix elements of one k-chunk of H(k) (S(k) and the reduction take a few times more): ~128 MiB
+CHUNK_ELEMENTS = 8_000_000
+
+
 def band_energies(s, kpts, H_flat=None, vectors: bool = False):
     """Band energies (eV), (nk, n_bands) ascending at each k, of ``s`` (or of blocks ``H_flat`` on its edges and
-    true S). With ``vectors``, also the S(k)-orthonormal eigenvectors (nk, n, n)."""
+    true S). With ``vectors``, also the S(k)-orthonormal eigenvectors (nk, n, n).
+
+    Dense: H(k) and S(k) are built for a chunk of k-points at a time (:data:`CHUNK_ELEMENTS`), so memory stays
+    bounded; time grows as n³ per k-point (a few thousand orbitals are practical).
+    """
+    from .conventions import n_orbitals
+
     if s.S is None or len(s.S) == 0:
         raise InputError(None, f"structure {s.id!r} has no overlap: bands need S(k)")
-    Hk, Sk = _bloch(s, s.H if H_flat is None else H_flat, np.asarray(kpts, float).reshape(-1, 3))
-    return generalized_eigh(Hk, Sk, vectors)
+    H = s.H if H_flat is None else H_flat
+    k = np.asarray(kpts, float).reshape(-1, 3)
+    n = sum(n_orbitals(s.species[int(z)], s.spinful) for z in s.Z)
+    step = max(1, CHUNK_ELEMENTS // max(n * n, 1))
+    parts = [generalized_eigh(*_bloch(s, H, k[a:a + step]), vectors) for a in range(0, len(k), step)]
+    if not vectors:
+        return np.concatenate(parts) if parts else np.zeros((0, n))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def fermi_level_of(s, true_bands: np.ndarray, where=None) -> float:

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
+from hambench import bands
 from hambench.bands import (
     band_energies,
     band_errors,
@@ -70,8 +71,6 @@ def _write_preds(truth, H, path):
 def _first_order(s, dH, kpts, tol=1e-3):
     """Band shifts to first order: eigenvalues of diag(ε_c) + C_cᴴ ΔH(k) C_c − ε_c within each cluster c of
     levels closer than ``tol`` eV (quasi-degenerate perturbation theory; C S(k)-orthonormal, ΔS = 0)."""
-    from hambench import bands
-
     ev, vec = band_energies(s, kpts, vectors=True)
     Hk, _ = bands._bloch(s, s.H, kpts)
     dk = bands._bloch(s, dH, kpts)[0]
@@ -111,7 +110,7 @@ def test_k_path_file_and_ase_path(mote2, tmp_path):
     np.testing.assert_allclose(ase.kpts[ase.ticks[1][0]], [0.5, 0, 0], atol=1e-12)
 
 
-def test_bands_of_the_truth_equal_deeph_dock_band_h5(mote2):
+def test_bands_of_the_truth_equal_deeph_dock_band_h5(mote2, monkeypatch):
     folder, truth, d = mote2
     with h5py.File(folder / "band.h5") as f:
         band = f["band_data"][()]
@@ -121,6 +120,8 @@ def test_bands_of_the_truth_equal_deeph_dock_band_h5(mote2):
     # eV: 1.7e-8 measured; DeepH-dock (like scipy's eigh, 1.4e-12 here) reads one triangle of H(k), we use
     # ½(H + Hᴴ): the file's H_ij(R), H_ji(-R) pairs differ by 9e-9 eV
     assert np.abs(ev - ef - band.T).max() < 1e-7
+    monkeypatch.setattr(bands, "CHUNK_ELEMENTS", 57 * 57 * 9)  # 9 k-points per chunk: same bands
+    np.testing.assert_allclose(band_energies(s, read_k_path(folder / "K_PATH").kpts), ev, rtol=0, atol=1e-10)
     preds = _write_preds(truth, s.H, d / "same.zarr")
     out = band_errors(truth, preds, kpath=folder / "K_PATH", quiet=True)
     m = out["metrics"]
