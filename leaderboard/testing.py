@@ -17,13 +17,13 @@ import yaml
 from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "demo_truth", "example_meta", "write_meta", "write_board", "noisy_predictions",
+__all__ = ["EXAMPLE_META", "demo_truth", "original_indices", "example_meta", "write_meta", "write_board", "noisy_predictions",
            "numpy_mae_scorer"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 
 
-def demo_truth(folder, augment: int = 0) -> Path:
+def demo_truth(folder, augment: int = 1) -> Path:
     """``folder/qm9mini[_augK].zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), with
     ``augment`` seeded rotated copies each; made once per folder."""
     from hambench.demo import DEMO_OPTIONS, demo_raw_dir
@@ -66,14 +66,22 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
     return path
 
 
+def original_indices(truth) -> list[int]:
+    """Indices of the structures of a store that are not rotated copies (``structures/parent`` = −1)."""
+    from hambench.store import Store, open_store
+
+    st = truth if isinstance(truth, Store) else open_store(truth)
+    return [int(k) for k in np.flatnonzero(st.array("structures/parent")[:] < 0)]
+
+
 def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: str = "noisy",
                       split: str | None = None) -> Path:
-    """Predictions = true H + N(0, scale²) noise (eV) for ``ids`` (default all) of the truth store."""
+    """Predictions = true H + N(0, scale²) noise (eV) for ``ids`` (default: the originals) of the truth store."""
     from hambench.predictions import write_predictions
     from hambench.store import Store, open_store
 
     st = truth if isinstance(truth, Store) else open_store(truth)
-    ids = list(range(len(st))) if ids is None else list(ids)
+    ids = original_indices(st) if ids is None else list(ids)
     rng = np.random.default_rng(seed)
     blocks = []
     for k in ids:
