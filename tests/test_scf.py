@@ -161,6 +161,17 @@ def test_scf_acceleration_end_to_end(demo):
                            intersect="other:test")
     assert [r["id"] for r in sub["per_molecule"]] == [truth[1].id, truth[2].id]  # the pool ∩ split, all of it
     assert all(r["cached"] for r in sub["per_molecule"]) and sub["settings"]["pool_size"] == 2
+    # inference time as `hambench predict` records it (meta.timing.seconds over 3 structures) → t2, t3
+    from hambench.predictions import open_predictions, write_predictions
+
+    timed = d / "timed.zarr"
+    write_predictions(truth, [0, 1, 2], [preds.pair(k)[0].H for k in range(3)], timed,
+                      {"model": {"name": "timed"}, "timing": {"seconds": 0.3, "structures_per_s": 10.0}})
+    t = scf_acceleration(truth, open_predictions(timed), 2, quiet=True, cache_dir=cache, guesses=("minao",))
+    assert all(r["cached"] for r in t["per_molecule"])
+    assert t["metrics"]["scf_t2_s"] == pytest.approx(0.1)
+    assert t["metrics"]["scf_t3_s"] == pytest.approx(0.1 + m["scf_t_dft_model_s"])
+    assert t["settings"]["t2_source"] == "meta.timing.seconds / structures"
     with pytest.raises(InputError, match="no subset 'val'"):
         scf_acceleration(WithSplit(truth), preds, 1, quiet=True, intersect="other:val")
     with pytest.raises(InputError, match="no split named 'nope'"):
