@@ -38,7 +38,8 @@ import numpy as np
 
 from . import __version__
 from .errors import HambenchError, InputError
-from .store import STORE_VERSION, Store, StoreWriter, open_store
+from .layout import BasisLayout
+from .store import STORE_VERSION, Store, StoreRange, StoreWriter, open_store
 from .structure import Structure
 
 __all__ = [
@@ -48,7 +49,9 @@ __all__ = [
     "write_predictions",
     "open_predictions",
     "Predictions",
-    "read_range",
+    "gather",
+    "chunks",
+    "edge_atoms",
     "index_runs",
 ]
 
@@ -165,37 +168,46 @@ def index_runs(indices: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(p), int(idx[p]), int(idx[p]) + int(q - p)) for p, q in zip(starts, stops)]
 
 
-def read_range(store: Store, a: int, b: int, blocks: Sequence[str] = ("H", "S")) -> dict:
-    """Structures ``a..b-1`` of a store as flat arrays, read with one slice per field.
+#: holes of at most this many structures are read through rather than cut into separate reads
+MAX_GAP = 8
+#: structures per read when writing or validating
+CHUNK = 64
 
-    Returns the store's arrays by field name (``"structures/id"``, ``"atoms/Z"``, ``"edges/src"``,
-    ``"blocks/H"``, …; only the ``blocks`` asked for) and local offsets: ``atom_ptr``, ``edge_ptr``
-    (``b - a + 1``), ``H_ptr``, ``S_ptr``, ``T_ptr`` (``E + 1``, starting at 0).
-    """
-    g, p = store.group, store.ptr
-    a0, a1 = int(p.atom[a]), int(p.atom[b])
-    e0, e1 = int(p.edge[a]), int(p.edge[b])
-    out: dict = {
-        "atom_ptr": p.atom[a : b + 1] - a0,
-        "edge_ptr": p.edge[a : b + 1] - e0,
-    }
-    for name in ("structures/id", "structures/natoms", "structures/nedges", "structures/cell", "structures/pbc",
-                 "structures/energy", "structures/nelectron", "structures/fermi_level", "structures/parent",
-                 "structures/rotation", "structures/sources"):
-        out[name] = g[name][a:b]
-    out["structures/id"] = np.array([str(x) for x in out["structures/id"]], dtype=object)
-    for name in ("atoms/Z", "atoms/pos"):
-        out[name] = g[name][a0:a1]
-    for name in ("edges/src", "edges/dst", "edges/shift"):
-        out[name] = g[name][e0:e1]
-    for which in ("H", "S", "T"):
-        ptr = getattr(p, which)[e0 : e1 + 1]
-        out[f"{which}_ptr"] = ptr - ptr[0]
-        if which in blocks:
-            out[f"blocks/{which}"] = g[f"blocks/{which}"][int(ptr[0]) : int(ptr[-1])]
-    for name in store.attrs.get("splits", {}):
-        out[f"splits/{name}"] = g[f"splits/{name}"][a:b]
-    return out
+
+def _spans(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    if len(sorted_idx) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(sorted_idx) > max_gap + 1) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [len(sorted_idx)]])
+    return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+
+
+def gather(store: Store, indices, blocks: Sequence[str] = ("H", "S"), sources: bool = False,
+           max_gap: int = MAX_GAP) -> StoreRange:
+    """Structures ``indices`` (any order, no repeats needed) of a store as one
+    :class:`~hambench.store.StoreRange`, in the order given: one :meth:`Store.read_range` per run of indices
+    (holes of at most ``max_gap`` structures are read through and dropped)."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    want = np.unique(idx)
+    parts = [store.read_range(a, b, blocks=blocks, sources=sources) for a, b in _spans(want, max_gap)]
+    r = StoreRange.concat(parts)
+    if len(r) == len(idx) and np.array_equal(r.index, idx):
+        return r
+    where = np.full(int(r.index[-1]) - int(r.index[0]) + 1, -1, np.int64)
+    where[r.index - r.index[0]] = np.arange(len(r))
+    return r.take(where[idx - r.index[0]])
+
+
+def chunks(n: int, size: int = CHUNK) -> list[tuple[int, int]]:
+    """``[(a, b), …]`` covering ``0..n-1`` in pieces of ``size``."""
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def edge_atoms(r: StoreRange) -> tuple[np.ndarray, np.ndarray]:
+    """Atomic numbers (Z_src, Z_dst) of every edge of a range."""
+    first = r.atom_ptr[:-1][r.edge_structure]
+    return r.Z[first + r.src].astype(np.int64), r.Z[first + r.dst].astype(np.int64)
 
 
 # --- writing ---------------------------------------------------------------------------------------------
@@ -302,36 +314,45 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
     T_it = iter(T) if T is not None else None
     try:
         writer = StoreWriter(partial, counts, attrs, list(splits))
-        for pos, a, b in index_runs(idx):
-            d = read_range(truth, a, b, blocks=())
-            n = b - a
-            edge_local = d["edge_ptr"]
-            batch = {k: v for k, v in d.items() if "/" in k and not k.startswith("blocks/")}
-            # parents: the truth's global index, or −1 (the prediction store is a subset)
-            batch["structures/parent"] = np.full(n, -1, np.int64)
+        lay = BasisLayout(truth.species, spinful)
+        for c0, c1 in chunks(idx.size):
+            d = gather(truth, idx[c0:c1], blocks=(), sources=True)
+            n = c1 - c0
+            zs, zd = edge_atoms(d)
+            hptr, tptr = lay.block_ptr(zs, zd), lay.trace_ptr(zs, zd)
+            E = len(d.src)
+            batch = {
+                "structures/id": np.asarray(d.ids, dtype=object), "structures/natoms": d.natoms.astype(np.int32),
+                "structures/nedges": np.diff(d.edge_ptr), "structures/cell": d.cell, "structures/pbc": d.pbc,
+                "structures/energy": d.energy, "structures/nelectron": d.nelectron,
+                "structures/fermi_level": d.fermi_level,
+                "structures/parent": np.full(n, -1, np.int64),  # a subset: parents are not carried over
+                "structures/rotation": d.rotation, "structures/sources": np.asarray(d.sources, dtype=object),
+                "atoms/Z": d.Z, "atoms/pos": d.pos, "edges/src": d.src, "edges/dst": d.dst, "edges/shift": d.shift,
+            }
+            for name in splits:
+                batch[f"splits/{name}"] = d.splits[name]
             Hs, Ts = [], []
             for k in range(n):
-                sid = str(d["structures/id"][k])
-                e0, e1 = int(edge_local[k]), int(edge_local[k + 1])
-                need = int(d["H_ptr"][e1] - d["H_ptr"][e0])
+                sid = str(d.ids[k])
+                e0, e1 = int(d.edge_ptr[k]), int(d.edge_ptr[k + 1])
                 try:
                     x = next(blocks_it)
                 except StopIteration:
-                    raise InputError(out, f"blocks has fewer entries ({pos + k}) than ids ({idx.size})") from None
-                Hs.append(_check_flat(x, need, spinful, sid, "H", out))
+                    raise InputError(out, f"blocks has fewer entries ({c0 + k}) than ids ({idx.size})") from None
+                Hs.append(_check_flat(x, int(hptr[e1] - hptr[e0]), spinful, sid, "H", out))
                 if T_it is not None:
-                    needT = int(d["T_ptr"][e1] - d["T_ptr"][e0])
                     try:
                         t = next(T_it)
                     except StopIteration:
-                        raise InputError(out, f"T has fewer entries ({pos + k}) than ids ({idx.size})") from None
-                    Ts.append(_check_flat(t, needT, False, sid, "T", out))
+                        raise InputError(out, f"T has fewer entries ({c0 + k}) than ids ({idx.size})") from None
+                    Ts.append(_check_flat(t, int(tptr[e1] - tptr[e0]), False, sid, "T", out))
             batch["blocks/H"] = np.concatenate(Hs) if Hs else np.zeros(0)
             batch["blocks/S"] = np.zeros(0)
             batch["blocks/T"] = np.concatenate(Ts) if Ts else np.zeros(0)
-            batch["edges/H_size"] = np.diff(d["H_ptr"])
-            batch["edges/S_size"] = np.zeros(len(d["edges/src"]), np.int64)
-            batch["edges/T_size"] = np.diff(d["T_ptr"]) if T is not None else np.zeros(len(d["edges/src"]), np.int64)
+            batch["edges/H_size"] = np.diff(hptr)
+            batch["edges/S_size"] = np.zeros(E, np.int64)
+            batch["edges/T_size"] = np.diff(tptr) if T is not None else np.zeros(E, np.int64)
             writer.append(batch)
         if next(blocks_it, None) is not None:
             raise InputError(out, f"blocks has more entries than ids ({idx.size})")
@@ -495,46 +516,48 @@ def open_predictions(path, truth=None, check_checksum: bool = True) -> Predictio
         if rec_idx.shape != idx.shape or np.any(rec_idx != idx):
             raise InputError(path, "structures/truth_index disagrees with the structure ids")
     spinful = tr.spinful
+    layout = BasisLayout(tr.species, spinful)
     if spinful and np.dtype(st.group["blocks/H"].dtype).kind != "c":
         raise InputError(path, "blocks/H is real but the truth store is spinful (complex blocks)")
-    # structure by structure range: atoms, cells and edges equal, block sizes equal, values finite
-    for pos, a0, b0 in index_runs(idx):
-        n = b0 - a0
-        t = read_range(tr, a0, b0, blocks=())
-        q = read_range(st, pos, pos + n, blocks=("H",))
+    # chunk by chunk: atoms, cells and edges equal, block sizes equal, values finite
+    with_T = int(st.attrs["counts"]["T"]) > 0
+    for c0, c1 in chunks(len(idx)):
+        n = c1 - c0
+        t = gather(tr, idx[c0:c1], blocks=("T",) if with_T else ())
+        q = st.read_range(c0, c1, blocks=("H", "T") if with_T else ("H",))
 
         def sid_of(k, _t=t):
-            return str(_t["structures/id"][k])
+            return str(_t.ids[k])
 
-        nat_t, nat_q = np.diff(t["atom_ptr"]), np.diff(q["atom_ptr"])
-        ned_t, ned_q = np.diff(t["edge_ptr"]), np.diff(q["edge_ptr"])
         s_all = np.arange(n)
-        _compare(path, "atom counts", sid_of, nat_q, nat_t, s_all)
+        _compare(path, "atom counts", sid_of, q.natoms, t.natoms, s_all)
+        ned_t, ned_q = np.diff(t.edge_ptr), np.diff(q.edge_ptr)
         bad = np.flatnonzero(ned_q != ned_t)
         if bad.size:
             k = int(bad[0])
             more = "extra" if ned_q[k] > ned_t[k] else "missing"
             raise InputError(path, f"structure {sid_of(k)!r}: {ned_q[k]} edges, the truth has {ned_t[k]} "
                                    f"({more} edges)")
-        atom_owner = np.repeat(s_all, nat_t)
-        edge_owner = np.repeat(s_all, ned_t)
-        _compare(path, "atomic numbers", sid_of, q["atoms/Z"], t["atoms/Z"], atom_owner)
-        _compare(path, "positions", sid_of, q["atoms/pos"], t["atoms/pos"], atom_owner)
-        _compare(path, "cells", sid_of, q["structures/cell"], t["structures/cell"], s_all)
-        for f in ("edges/src", "edges/dst", "edges/shift"):
-            _compare(path, f"edges (i, j, R) [{f.split('/')[1]}]", sid_of, q[f], t[f], edge_owner)
-        hq, ht = np.diff(q["H_ptr"]), np.diff(t["H_ptr"])
-        _compare(path, "block sizes", sid_of, hq, ht, edge_owner)
-        H = q["blocks/H"]
-        if H.size != int(t["H_ptr"][-1]):
+        atom_owner, edge_owner = t.atom_structure, t.edge_structure
+        _compare(path, "atomic numbers", sid_of, q.Z, t.Z, atom_owner)
+        _compare(path, "positions", sid_of, q.pos, t.pos, atom_owner)
+        _compare(path, "cells", sid_of, q.cell, t.cell, s_all)
+        for f in ("src", "dst", "shift"):
+            _compare(path, f"edges (i, j, R) [{f}]", sid_of, getattr(q, f), getattr(t, f), edge_owner)
+        zs, zd = edge_atoms(t)
+        need = layout.block_ptr(zs, zd)
+        _compare(path, "block sizes", sid_of, np.diff(q.H_ptr), np.diff(need), edge_owner)
+        H = q.H
+        if H.size != int(need[-1]):
             raise InputError(path, f"blocks/H holds {H.size} elements for these structures, the truth's edges need "
-                                   f"{int(t['H_ptr'][-1])}")
+                                   f"{int(need[-1])}")
         fin = np.isfinite(H)
         if not fin.all():
-            e = int(np.searchsorted(q["H_ptr"], int(np.flatnonzero(~fin)[0]), side="right") - 1)
+            e = int(np.searchsorted(q.H_ptr, int(np.flatnonzero(~fin)[0]), side="right") - 1)
             raise InputError(path, f"structure {sid_of(int(edge_owner[e]))!r}: predicted H contains NaN/Inf")
-        if int(st.attrs["counts"]["T"]):
-            tq, tt = np.diff(q["T_ptr"]), np.diff(t["T_ptr"])
-            _compare(path, "trace-label sizes", sid_of, tq, tt, edge_owner)
+        if with_T:
+            _compare(path, "trace-label sizes", sid_of, np.diff(q.T_ptr), np.diff(t.T_ptr), edge_owner)
+            if not np.all(np.isfinite(q.T)):
+                raise InputError(path, "predicted T contains NaN/Inf")
     checksum = store_checksum(st)
     return Predictions(path, st, tr, idx, checksum, truth_sum)

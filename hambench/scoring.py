@@ -39,7 +39,7 @@ from . import __version__
 from .errors import InputError
 from .layout import BasisLayout
 from .metrics import UNITS, RangeArrays, aggregate, range_partial
-from .predictions import Predictions, open_predictions, read_range
+from .predictions import Predictions, open_predictions
 
 __all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "table"]
 
@@ -71,20 +71,19 @@ DEFINITIONS = {
 
 
 # --- ranges and the per-range task -----------------------------------------------------------------------
-def plan_ranges(preds: Predictions) -> list[tuple[int, int, int]]:
-    """``(first prediction index, truth start, truth stop)`` of each task: consecutive truth structures, cut
-    by :data:`RANGE_STRUCTURES` and :data:`RANGE_ELEMENTS` only (independent of the workers)."""
+def plan_ranges(preds: Predictions) -> list[tuple[int, int]]:
+    """``(a, b)``: prediction structures ``a..b-1`` of each task, cut by :data:`RANGE_STRUCTURES` and
+    :data:`RANGE_ELEMENTS` only (from the data, never from the number of workers)."""
     p = preds.store.ptr
     h_sizes = p.H[p.edge[1:]] - p.H[p.edge[:-1]]
     out = []
-    for pos, a, b in preds.ranges():
-        start = a
-        acc = 0
-        for t in range(a, b):
-            acc += int(h_sizes[pos + t - a])
-            if t + 1 - start >= RANGE_STRUCTURES or acc >= RANGE_ELEMENTS or t + 1 == b:
-                out.append((pos + start - a, start, t + 1))
-                start, acc = t + 1, 0
+    start, acc = 0, 0
+    n = len(preds)
+    for t in range(n):
+        acc += int(h_sizes[t])
+        if t + 1 - start >= RANGE_STRUCTURES or acc >= RANGE_ELEMENTS or t + 1 == n:
+            out.append((start, t + 1))
+            start, acc = t + 1, 0
     return out
 
 
@@ -100,27 +99,26 @@ def _open(path: str):
     return st
 
 
-def score_range(preds_path: str, truth_path: str, pos: int, a: int, b: int) -> dict:
-    """Partial metrics of truth structures ``a..b-1`` (prediction structures ``pos..``): runs in a worker."""
+def score_range(preds_path: str, truth_path: str, a: int, b: int, truth_index: list[int]) -> dict:
+    """Partial metrics of prediction structures ``a..b-1`` (truth structures ``truth_index``): runs in a worker."""
+    from .predictions import gather
+
     q = _open(preds_path)
     t = _open(truth_path)
-    n = b - a
     with_T = int(q.attrs["counts"]["T"]) > 0
-    dt = read_range(t, a, b, blocks=("H", "S", "T") if with_T else ("H", "S"))
-    dq = read_range(q, pos, pos + n, blocks=("H", "T") if with_T else ("H",))
-    labels = t.attrs.get("splits", {})
+    dt = gather(t, truth_index, blocks=("H", "S", "T") if with_T else ("H", "S"))
+    dq = q.read_range(a, b, blocks=("H", "T") if with_T else ("H",))
+    n = b - a
     groups = [[] for _ in range(n)]
-    for name in sorted(labels):
-        codes = dt[f"splits/{name}"]
+    for name in sorted(dt.split_labels or {}):
+        codes = dt.splits[name]
         for k in range(n):
             if codes[k] >= 0:
-                groups[k].append(f"{name}:{labels[name][int(codes[k])]}")
+                groups[k].append(f"{name}:{dt.split_labels[name][int(codes[k])]}")
     r = RangeArrays(
-        ids=list(dt["structures/id"]), Z=dt["atoms/Z"], atom_ptr=dt["atom_ptr"], src=dt["edges/src"],
-        dst=dt["edges/dst"], shift=dt["edges/shift"], edge_ptr=dt["edge_ptr"], H_pred=dq["blocks/H"],
-        H_true=dt["blocks/H"], S=dt["blocks/S"], H_ptr=dt["H_ptr"], S_ptr=dt["S_ptr"], groups=groups,
-        index=list(range(a, b)), T_pred=dq.get("blocks/T") if with_T else None,
-        T_true=dt.get("blocks/T") if with_T else None,
+        ids=[str(x) for x in dt.ids], Z=dt.Z, atom_ptr=dt.atom_ptr, src=dt.src, dst=dt.dst, shift=dt.shift,
+        edge_ptr=dt.edge_ptr, H_pred=dq.H, H_true=dt.H, S=dt.S, H_ptr=dt.H_ptr, S_ptr=dt.S_ptr, groups=groups,
+        index=[int(x) for x in dt.index], T_pred=dq.T if with_T else None, T_true=dt.T if with_T else None,
     )
     return range_partial(r, BasisLayout(t.species, t.spinful), str(t.attrs["kind"]))
 
@@ -208,11 +206,11 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
         raise InputError(ref["_path"], f"scores a {ref.get('kind')} store; these predictions are {kind}")
     layout = BasisLayout(p.truth.species, p.truth.spinful)
     ranges = plan_ranges(p)
-    args = [(str(p.store.path), str(p.truth.path), pos, a, b) for pos, a, b in ranges]
+    args = [(str(p.store.path), str(p.truth.path), a, b, [int(x) for x in p.truth_index[a:b]]) for a, b in ranges]
     from .parallel import run_tasks
 
     partials = run_tasks(score_range, args, workers=workers, scheduler=scheduler, quiet=quiet, label="score",
-                         sizes=[b - a for _, a, b in ranges], unit="structures")
+                         sizes=[b - a for a, b in ranges], unit="structures")
     result = aggregate(partials, layout, kind, reference=ref)
     metrics = result["metrics"]
     units = {k: UNITS[k] for k in metrics if k in UNITS}

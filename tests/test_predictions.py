@@ -17,9 +17,9 @@ from hambench.errors import InputError
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
 from hambench.predictions import (
+    gather,
     index_runs,
     open_predictions,
-    read_range,
     store_checksum,
     write_predictions,
 )
@@ -75,18 +75,20 @@ def test_round_trip_subset_in_given_order(mol_store, tmp_path):
     assert [r[1:] for r in p.ranges()] == [(7, 8), (2, 5), (0, 1)]
 
 
-def test_index_runs_and_read_range(mol_store):
+def test_index_runs_and_gather(mol_store):
     assert index_runs([4, 5, 6, 1, 2, 9]) == [(0, 4, 7), (3, 1, 3), (5, 9, 10)]
     assert index_runs([]) == []
     st = open_store(mol_store)
-    d = read_range(st, 2, 5)
-    for k in range(3):
-        s = st[2 + k]
-        e0, e1 = d["edge_ptr"][k], d["edge_ptr"][k + 1]
-        np.testing.assert_array_equal(d["blocks/H"][d["H_ptr"][e0]:d["H_ptr"][e1]], s.H)
-        np.testing.assert_array_equal(d["blocks/S"][d["S_ptr"][e0]:d["S_ptr"][e1]], s.S)
-        np.testing.assert_array_equal(d["atoms/Z"][d["atom_ptr"][k]:d["atom_ptr"][k + 1]], s.Z)
-        assert d["structures/id"][k] == s.id
+    for want in ([2, 3, 4], [9, 0, 5], [7]):
+        d = gather(st, want, max_gap=1)
+        assert list(d.index) == want
+        for k, t in enumerate(want):
+            s = st[t]
+            e0, e1 = d.edge_ptr[k], d.edge_ptr[k + 1]
+            np.testing.assert_array_equal(d.H[d.H_ptr[e0]:d.H_ptr[e1]], s.H)
+            np.testing.assert_array_equal(d.S[d.S_ptr[e0]:d.S_ptr[e1]], s.S)
+            np.testing.assert_array_equal(d.Z[d.atom_ptr[k]:d.atom_ptr[k + 1]], s.Z)
+            assert d.ids[k] == s.id
 
 
 def test_spinful_round_trip_with_traces(soc_store, tmp_path):
