@@ -3,6 +3,8 @@
 * ``block_mae``: heat map of the MAE per basic block — rows element pairs (``"C-H"``), columns shell pairs
   (``"s2-p1"``: the 2nd s shell of i with the 1st p shell of j), colour = ``per_block[].mae`` of the scores (the
   TraceGrad paper's Fig. 5 / DeepH-E3's analyzer view); blank where an element pair has no such block.
+* ``orbital_mae``: one heat map per ordered element pair of the element-wise MAE over its (n_i, n_j) blocks, shell
+  boundaries drawn (DeepH-E3's per-orbital analyzer view; per structure over edges, then over structures).
 * ``parity``: predicted vs true matrix elements (eV), a seeded subsample of at most 200,000 elements drawn
   over all predicted structures in proportion to their sizes (spinful: real and imaginary parts as two
   series).
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "parity_data", "MAX_PARITY_POINTS"]
+__all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "orbital_heatmap_data", "parity_data",
+           "MAX_PARITY_POINTS"]
 
 MAX_PARITY_POINTS = 200_000
 _LETTERS = "spdfghi"
@@ -110,6 +113,76 @@ def plot_block_heatmap(scores: dict, ax, key: str = "mae"):
                     ax.text(j, i, f"{M[i, j]:.3g}", ha="center", va="center", fontsize=6,
                             color="white" if M[i, j] < mid else "black")
     return im
+
+
+# --- per-orbital heat maps (DeepH-E3's analyzer view) ----------------------------------------------------
+def orbital_heatmap_data(preds) -> dict:
+    """Per ordered element pair (Z_i, Z_j): the element-wise MAE (meV) over the (n_i, n_j) block — per structure
+    the mean |ΔH| over that pair's edges, then the mean over the structures that have the pair (DeepH-E3's
+    ``error_plot``; SOC: (2n_i, 2n_j) by complex modulus).
+
+    Returns ``{(zi, zj): {"mae": (n_i, n_j) array, "n_structures": int}}`` in sorted pair order.
+    """
+    acc: dict = {}
+    for k in range(len(preds)):
+        pred, true = preds.pair(k)
+        d = np.abs(np.asarray(pred.H) - np.asarray(true.H))
+        ni, nj = true.block_shapes()
+        ptr = true.block_ptr()
+        zs, zd = true.Z[true.src].astype(np.int64), true.Z[true.dst].astype(np.int64)
+        for zi, zj in sorted(set(zip(zs.tolist(), zd.tolist()))):
+            edges = np.flatnonzero((zs == zi) & (zd == zj))
+            a, b = int(ni[edges[0]]), int(nj[edges[0]])
+            block = d[ptr[edges][:, None] + np.arange(a * b)[None, :]].mean(axis=0).reshape(a, b)
+            if (zi, zj) in acc:
+                acc[(zi, zj)]["sum"] += block
+                acc[(zi, zj)]["n"] += 1
+            else:
+                acc[(zi, zj)] = {"sum": block.copy(), "n": 1}
+    return {key: {"mae": 1e3 * v["sum"] / v["n"], "n_structures": v["n"]} for key, v in sorted(acc.items())}
+
+
+def _shell_ticks(shells, spinful: bool):
+    """(boundaries, centres, names) of an atom's shells along its orbital axis (↑ then ↓ when spinful)."""
+    seen: dict[int, int] = {}
+    names, sizes = [], []
+    for l in shells:
+        seen[l] = seen.get(l, 0) + 1
+        names.append(f"{_LETTERS[l]}{seen[l]}")
+        sizes.append(2 * l + 1)
+    if spinful:
+        names = [f"{n}↑" for n in names] + [f"{n}↓" for n in names]
+        sizes = sizes + sizes
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    return edges, 0.5 * (edges[:-1] + edges[1:]) - 0.5, names
+
+
+def _plot_orbital_heatmaps(data: dict, species: dict, spinful: bool, plt):
+    from .conventions import z_to_symbol
+
+    keys = list(data)
+    ncol = int(np.ceil(np.sqrt(len(keys))))
+    nrow = int(np.ceil(len(keys) / ncol))
+    vmax = max(float(np.max(v["mae"])) for v in data.values()) or 1.0
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol + 1.0, 3.0 * nrow), squeeze=False)
+    im = None
+    for ax, key in zip(axes.flat, keys):
+        zi, zj = key
+        im = ax.imshow(data[key]["mae"], cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ei, ci, ni = _shell_ticks(species[zi], spinful)
+        ej, cj, nj = _shell_ticks(species[zj], spinful)
+        for e in ei[1:-1]:
+            ax.axhline(e - 0.5, color="w", lw=0.5)
+        for e in ej[1:-1]:
+            ax.axvline(e - 0.5, color="w", lw=0.5)
+        ax.set_yticks(ci, ni, fontsize=6)
+        ax.set_xticks(cj, nj, fontsize=6, rotation=90)
+        ax.set_title(f"{z_to_symbol(zi)}-{z_to_symbol(zj)}", fontsize=9)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), label="MAE (meV)")
+    fig.suptitle("MAE per orbital pair (rows: orbitals of i, columns: of j)", fontsize=10, y=1.02)
+    return fig
 
 
 # --- parity ----------------------------------------------------------------------------------------------
@@ -287,6 +360,11 @@ def make_plots(scores: dict, truth_store, preds, out_dir, max_parity_points: int
         _plot_parity(preds, ax, max_parity_points)
         written += _save(fig, out, "parity")
         plt.close(fig)
+        data = orbital_heatmap_data(preds)
+        if data:
+            fig = _plot_orbital_heatmaps(data, preds.truth.species, preds.truth.spinful, plt)
+            written += _save(fig, out, "orbital_mae")
+            plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     if _plot_error_vs_size(scores, truth_store, ax):
         written += _save(fig, out, "error_vs_size")

@@ -15,7 +15,13 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hambench.plots import block_heatmap_data, make_plots, parity_data, plot_block_heatmap  # noqa: E402
+from hambench.plots import (  # noqa: E402
+    block_heatmap_data,
+    make_plots,
+    orbital_heatmap_data,
+    parity_data,
+    plot_block_heatmap,
+)
 
 OFFSET = 0.01  # eV added to every predicted element
 
@@ -74,6 +80,28 @@ def test_parity_subsample(mote2):
     np.testing.assert_array_equal(t, t2)  # seeded
 
 
+def test_orbital_heatmap_is_deeph_e3s_per_pair_mean(mote2):
+    """Element-wise MAE per ordered element pair = the mean over that pair's edges of |ΔH_block| (one
+    structure), by a plain loop over edges."""
+    from hambench.predictions import open_predictions, write_predictions
+
+    _, truth, _, d = mote2
+    s = truth[0]
+    dH = np.random.default_rng(5).standard_normal(len(s.H)) * 1e-3
+    write_predictions(truth, [0], [s.H + dH], d / "random.zarr", {"model": {"name": "random"}})
+    got = orbital_heatmap_data(open_predictions(d / "random.zarr"))
+    ptr = s.block_ptr()
+    ni, nj = s.block_shapes()
+    want: dict = {}
+    for e in range(s.nedges):
+        key = (int(s.Z[s.src[e]]), int(s.Z[s.dst[e]]))
+        want.setdefault(key, []).append(np.abs(dH[ptr[e]:ptr[e + 1]]).reshape(ni[e], nj[e]))
+    assert list(got) == sorted(want) == [(42, 42), (42, 52), (52, 42), (52, 52)]  # Mo-Mo, Mo-Te, Te-Mo, Te-Te
+    for key, blocks in want.items():
+        np.testing.assert_allclose(got[key]["mae"], 1e3 * np.mean(blocks, axis=0), rtol=1e-12)
+        assert got[key]["mae"].shape == (19, 19) and got[key]["n_structures"] == 1
+
+
 def test_make_plots_writes_valid_png_and_svg(mote2):
     from hambench.bands import band_errors
 
@@ -92,8 +120,8 @@ def test_make_plots_writes_valid_png_and_svg(mote2):
     out = d / "plots"
     files = make_plots(scores, truth, preds, out)
     names = sorted(f.name for f in files)
-    assert names == sorted(f"{n}.{e}" for n in ("block_mae", "parity", "error_vs_size", "bands", "scf")
-                           for e in ("png", "svg"))
+    assert names == sorted(f"{n}.{e}" for n in ("block_mae", "orbital_mae", "parity", "error_vs_size", "bands",
+                                                 "scf") for e in ("png", "svg"))
     assert sorted(f.name for f in out.iterdir()) == names  # no .partial left behind
     for f in files:
         data = f.read_bytes()
@@ -104,6 +132,6 @@ def test_make_plots_writes_valid_png_and_svg(mote2):
         else:
             root = ET.fromstring(data)
             assert root.tag.endswith("svg")
-    # a molecule-style scores dict without blocks, bands or SCF gives just the parity and size plots
+    # a scores dict without blocks, bands or SCF gives just the plots made from the predictions and sizes
     files = make_plots({"per_structure": [{"id": truth[0].id, "H_mae": 1.0}]}, truth, preds, d / "plots2")
-    assert sorted(f.stem for f in files) == ["error_vs_size", "error_vs_size", "parity", "parity"]
+    assert sorted({f.stem for f in files}) == ["error_vs_size", "orbital_mae", "parity"] and len(files) == 6
