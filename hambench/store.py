@@ -192,8 +192,11 @@ class StoreRange:
             if arr is None:
                 out[name], out[name + "_ptr"] = None, None
                 continue
-            fidx, new_ptr = _ragged_take(ptr, eidx)
-            out[name] = arr[fidx]
+            new_ptr = np.zeros(len(eidx) + 1, dtype=np.int64)
+            np.cumsum(ptr[eidx + 1] - ptr[eidx], out=new_ptr[1:])
+            start, stop = ptr[self.edge_ptr[rows]], ptr[self.edge_ptr[rows + 1]]  # one slice per structure
+            out[name] = (np.concatenate([arr[a:b] for a, b in zip(start, stop)]) if len(rows)
+                         else arr[:0].copy())
             out[name + "_ptr"] = new_ptr
         return StoreRange(
             index=self.index[rows], ids=self.ids[rows], natoms=self.natoms[rows], atom_ptr=atom_ptr,

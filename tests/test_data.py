@@ -78,14 +78,17 @@ def test_read_range_equals_direct_reads_and_getitem(which, request):
     st = request.getfixturevalue(which)
     n = len(st)
     group = zarr.open_group(str(st.path), mode="r")
-    refs = {k: direct_structure(group, k) for k in range(n)}
-    gets = {k: st[k] for k in range(n)}
+    check = sorted({0, n - 1} | ({3, 6} if n > 7 else set()))  # first, last, and inside a middle range
+    refs = {k: direct_structure(group, k) for k in check}
+    gets = {k: st[k] for k in check}
     spans = [(0, n), (n - 1, n)] + ([(3, 7), (5, 5)] if n > 7 else [])
     for a, b in spans:
         r = st.read_range(a, b, sources=True)
         assert len(r) == b - a and r.atom_ptr[0] == 0 and r.edge_ptr[0] == 0 and r.H_ptr[0] == 0
         assert list(r.index) == list(range(a, b))
         for i, k in enumerate(range(a, b)):
+            if k not in refs:
+                continue
             ref, got = refs[k], gets[k]
             a0, a1, e0, e1 = r.atom_ptr[i], r.atom_ptr[i + 1], r.edge_ptr[i], r.edge_ptr[i + 1]
             assert r.ids[i] == ref["id"] == got.id
@@ -195,6 +198,7 @@ def test_batch_from_structures_equals_store_batch_and_works_without_targets(qm9,
         np.testing.assert_array_equal(b.S.numpy(), np.concatenate([s.S for s in structs]))
         np.testing.assert_allclose(b.T.numpy(), np.concatenate([st.traces(i)[0] for i in k]), rtol=1e-12)
         assert b.kind == st.kind and b.spinful == st.spinful
+        assert b.to(dtype=torch.float32).H.dtype == (torch.complex64 if st.spinful else torch.float32)
         bare = [type(s)(id=s.id, Z=s.Z, pos=s.pos, cell=s.cell, pbc=s.pbc, src=s.src, dst=s.dst, shift=s.shift,
                         H=None, S=None, species={}) for s in structs]
         nb = batch_from_structures(bare, lay)
