@@ -65,6 +65,8 @@ CHECKSUM_FIELDS = (
 )
 #: elements per slice when streaming a large array through the hash or a check
 _SLICE = 1 << 22
+#: the checksum cache beside a store's arrays (zarr ignores it; best effort: a read-only store just recomputes)
+CACHE_FILE = ".hambench-checksum.json"
 
 
 def _as_store(store) -> Store:
@@ -85,7 +87,7 @@ def _fingerprint(path: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
-        if rel == "zarr.json":
+        if rel in ("zarr.json", CACHE_FILE) or rel.startswith(CACHE_FILE + "."):
             continue
         st = f.stat()
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -133,15 +135,33 @@ def store_checksum(store) -> str:
     """Content checksum of a store: sha256 over its ids, atoms (Z, positions), cells, edges and blocks H, S (T
     where present), in a canonical byte order, plus kind, spinfulness and species.
 
-    The value is read from ``attrs["content_checksum"]`` when that cache's file fingerprint (sizes and mtimes of
-    every array file) still matches; otherwise it is computed by streaming the arrays (~1 GB/s).
+    The value is read from a cache (``attrs["content_checksum"]`` or the file ``.hambench-checksum.json`` at the
+    store's root) when the cache's file fingerprint (sizes and mtimes of every array file) still matches;
+    otherwise it is computed by streaming the arrays (~1 GB/s) and remembered in that file (best effort).
     """
     st = _as_store(store)
-    cache = st.attrs.get("content_checksum")
-    if isinstance(cache, dict) and cache.get("algorithm") == CHECKSUM_ALGORITHM and cache.get("sha256"):
-        if cache.get("fingerprint") == _fingerprint(st.path):
-            return str(cache["sha256"])
-    return _compute_checksum(st)
+    fp = None
+    side = st.path / CACHE_FILE
+    caches = [st.attrs.get("content_checksum")]
+    if side.is_file():
+        try:
+            caches.append(json.loads(side.read_text()))
+        except (OSError, ValueError):
+            pass
+    for cache in caches:
+        if isinstance(cache, dict) and cache.get("algorithm") == CHECKSUM_ALGORITHM and cache.get("sha256"):
+            fp = fp or _fingerprint(st.path)
+            if cache.get("fingerprint") == fp:
+                return str(cache["sha256"])
+    value = _compute_checksum(st)
+    try:  # remember it beside the arrays for the next scorer (a large truth store takes a while to hash)
+        tmp = side.with_name(f"{CACHE_FILE}.{os.getpid()}.partial")
+        tmp.write_text(json.dumps({"algorithm": CHECKSUM_ALGORITHM, "sha256": value,
+                                   "fingerprint": fp or _fingerprint(st.path)}))
+        os.replace(tmp, side)
+    except OSError:
+        pass
+    return value
 
 
 def _cache_checksum(path: Path) -> str:

@@ -6,6 +6,7 @@ provoked by the exact damage it names (an edited truth, a dropped edge, a NaN, a
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -114,12 +115,22 @@ def test_checksum_is_content_only(mol_store, tmp_path):
     shutil.copytree(mol_store, copy)
     assert store_checksum(copy) == c0  # a copy (new mtimes) has the same content
     g = zarr.open_group(str(copy), mode="r+")
-    g["blocks/S"][5] = g["blocks/S"][5] + 1e-12
+    orig = g["blocks/S"][5]
+    g["blocks/S"][5] = orig + 1e-12
     assert store_checksum(copy) != c0
     # a cached checksum whose file fingerprint is stale is not trusted
     g["blocks/S"][5] = g["blocks/S"][5] - 1e-12 + 1e-11
     g.attrs["content_checksum"] = {"algorithm": "hambench-content-sha256-v1", "sha256": c0, "fingerprint": "x"}
     assert store_checksum(copy) != c0
+    # the remembered value beside the arrays is used while the files are unchanged, and only then
+    side = copy / ".hambench-checksum.json"
+    c1 = store_checksum(copy)
+    rec = json.loads(side.read_text())
+    assert rec["sha256"] == c1 and rec["fingerprint"] != "x"
+    side.write_text(json.dumps({**rec, "sha256": "0" * 64}))
+    assert store_checksum(copy) == "0" * 64  # proof that the cache is read (the fingerprint still matches)
+    g["blocks/S"][5] = orig  # the original content again, in rewritten files
+    assert store_checksum(copy) == c0  # files changed: recomputed, not the cached value
 
 
 def test_changed_truth_is_refused(mol_store, tmp_path):
