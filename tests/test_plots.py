@@ -106,7 +106,10 @@ def test_make_plots_writes_valid_png_and_svg(mote2):
     from hambench.bands import band_errors
 
     folder, truth, preds, d = mote2
-    bands = band_errors(truth, preds, kpath=folder / "K_PATH", quiet=True)
+    kpath = d / "K_PATH"  # DeepH-dock format, coarser than the fixture's 140 points
+    kpath.write_text("12 0 0 0 0.5 0 0 GAMMA M\n8 0.5 0 0 0.3333333333 0.3333333333 0 M K\n"
+                     "14 0.3333333333 0.3333333333 0 0 0 0 K GAMMA\n")
+    bands = band_errors(truth, preds, kpath=kpath, quiet=True)
     scores = {
         "kind": "crystal",
         "units": {"H_mae": "meV"},
