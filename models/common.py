@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -72,7 +73,6 @@ def refresh_e3nn_constants(module: torch.nn.Module) -> int:
     """Refill every e3nn 3j buffer (``…_w3j_l1_l2_l3``) of ``module`` from float64 masters in the buffer's
     dtype. A module built (or checkpointed) in float32 and cast to float64 otherwise keeps float32-rounded
     3j symbols: equivariance ~2e-8 instead of ~1e-16. Returns the number of buffers refilled."""
-    import re
 
     n = 0
     with torch.no_grad():
@@ -87,17 +87,83 @@ def refresh_e3nn_constants(module: torch.nn.Module) -> int:
     return n
 
 
-class ExactConstants:
-    """Mixin for a model's top ``nn.Module``: after ``.to(dtype)`` / ``.double()`` / ``load_state_dict`` the e3nn
-    3j constants are exact in the new dtype (:func:`refresh_e3nn_constants`)."""
+_SCRIPT_CONST = re.compile(r"(^|\.)_tensor_constant\d+$")
 
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)
-        refresh_e3nn_constants(self)
-        return out
+
+def _drop_script_constants(module, state_dict, prefix, local_metadata) -> None:
+    """state_dict post-hook: leave out e3nn's TorchScript constants (they appear only after a deepcopy or an
+    unpickle, so checkpoints of copied and fresh models would otherwise differ in keys)."""
+    for k in [k for k in state_dict if k.startswith(prefix) and _SCRIPT_CONST.search(k)]:
+        del state_dict[k]
+
+
+def _fill_script_constants(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                           error_msgs) -> None:
+    """load_state_dict pre-hook: the module's own script constants count as present, foreign ones are dropped."""
+    module._capture_new_constants()
+    own = {prefix + n: b for n, b in module.named_buffers() if _SCRIPT_CONST.search(n)}
+    for k in [k for k in state_dict if k.startswith(prefix) and _SCRIPT_CONST.search(k) and k not in own]:
+        del state_dict[k]
+    for k, b in own.items():
+        state_dict[k] = b.detach().clone()
+
+
+def _restore_after_load(module, incompatible_keys) -> None:
+    module._restore_constants()
+
+
+class ExactConstants:
+    """Mixin for a model's top ``nn.Module`` that keeps its constant buffers exact in any dtype.
+
+    e3nn bakes 3j symbols and path constants into buffers (``_w3j_*``, ``_tensor_constant*``) in the dtype the
+    module was built in; a float32-built (or float32-checkpointed) module cast to float64 keeps them rounded
+    (equivariance ~1e-9 instead of ~1e-15). Build the model under a float64 default, call
+    :meth:`_snapshot_constants` at the end of ``__init__`` (float64 copies of every floating buffer, kept off
+    the state_dict), then cast to the wanted dtype: after every ``.to()``/``.double()``/``.float()`` and every
+    ``load_state_dict`` the buffers are refilled from the float64 masters (buffers are never trained).
+    """
+
+    def _snapshot_constants(self) -> None:
+        masters = {}
+        for name, buf in self.named_buffers():
+            if buf.is_floating_point():
+                masters[name] = buf.detach().to("cpu", torch.float64).clone()
+        object.__setattr__(self, "_const_masters", masters)
+        self.register_state_dict_post_hook(_drop_script_constants)
+        self.register_load_state_dict_pre_hook(_fill_script_constants)
+        self.register_load_state_dict_post_hook(_restore_after_load)
+
+    def _restore_constants(self) -> None:
+        masters = getattr(self, "_const_masters", None)
+        if masters is None:
+            refresh_e3nn_constants(self)
+            return
+        with torch.no_grad():
+            for name, buf in self.named_buffers():
+                m = masters.get(name)
+                if m is not None and m.shape == buf.shape and buf.is_floating_point():
+                    buf.copy_(m.to(device=buf.device, dtype=buf.dtype))
 
     def _register_exact_constants(self) -> None:
-        self.register_load_state_dict_post_hook(lambda module, incompatible: refresh_e3nn_constants(module))
+        """Without float64 masters: refill the e3nn 3j buffers (:func:`refresh_e3nn_constants`) after every
+        ``load_state_dict`` (and, through ``_apply``, every cast)."""
+        self.register_load_state_dict_post_hook(lambda module, incompatible: None if refresh_e3nn_constants(module) else None)
+
+    def _capture_new_constants(self) -> None:
+        # buffers that appeared after the snapshot (e3nn's TorchScript constants surface as ``_tensor_constant*``
+        # buffers after a deepcopy/unpickle): keep them as masters while they are still float64
+        masters = getattr(self, "_const_masters", None)
+        if masters is not None:
+            for name, buf in self.named_buffers():
+                if name not in masters and buf.dtype == torch.float64:
+                    masters[name] = buf.detach().to("cpu").clone()
+
+    def _apply(self, fn, *args, **kwargs):
+        self._capture_new_constants()
+        out = super()._apply(fn, *args, **kwargs)
+        self._restore_constants()
+        return out
+
 
 
 # --- radial bases --------------------------------------------------------------------------------------------

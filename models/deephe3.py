@@ -275,6 +275,15 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
 
     def __init__(self, cfg: DeepHE3Config, layout):
         super().__init__()
+        outer = torch.get_default_dtype()
+        # e3nn constants are made in the default dtype: build in float64, keep float64 masters, then cast
+        with common.default_dtype(torch.float64):
+            self._init(cfg, layout)
+        self._snapshot_constants()
+        if outer != torch.float64:
+            self.to(outer)
+
+    def _init(self, cfg: DeepHE3Config, layout):
         self.cfg = cfg
         self.layout = layout
         self.spinful = bool(layout.spinful)
@@ -315,7 +324,6 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
             self.edge_feature_irreps.append(edge_ir)
         self.lin_edge = o3.Linear(edge_ir, irreps_out, biases=True)
         self.edge_hooks: Optional[torch.nn.ModuleList] = None
-        self._register_exact_constants()
 
     # --- TraceGrad hook protocol --------------------------------------------------------------------------
     def hook_edges(self, batch):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _train_data import demo_store
 from hambench import so3
 from hambench.data import batch_from_structures
 from hambench.layout import BasisLayout
@@ -28,13 +29,9 @@ def _irreps_D(irreps, R):
 
 @pytest.fixture(scope="module")
 def qm9(tmp_path_factory):
-    import hambench.pipelines as P
-    from hambench.demo import demo_raw_dir
     from hambench.store import open_store
 
-    out = tmp_path_factory.mktemp("qm9") / "demo.zarr"
-    P.prepare("pyscf/qm9", None, out, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
-    st = open_store(out)
+    st = open_store(demo_store(tmp_path_factory))  # the session's demo store (real PySCF labels, no DFT)
     layout = BasisLayout(st.species, st.spinful)
     structs = [st[k] for k in range(len(st))]
     return layout, structs
