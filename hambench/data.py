@@ -420,7 +420,8 @@ class StoreDataset(torch.utils.data.IterableDataset):
 
     def __init__(self, store, split: str | None = None, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
                  augment_rotations: bool = False, rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 range_size: int = 64, dtype=torch.float64, blocks=("H", "S", "T"), max_gap: int = 8):
+                 range_size: int = 64, dtype=torch.float64, blocks=("H", "S", "T"), max_gap: int = 8,
+                 indices=None):
         super().__init__()
         if not isinstance(store, Store):
             from .store import open_store
@@ -445,6 +446,11 @@ class StoreDataset(torch.utils.data.IterableDataset):
         self.dtype = _real_dtype(dtype)
         self.blocks = tuple(blocks)
         self.selected = select_split(store, split)
+        if indices is not None:  # an explicit selection (e.g. the engine's own train/val split), within ``split``
+            idx = np.unique(np.asarray(indices, dtype=np.int64).reshape(-1))
+            if idx.size and (idx[0] < 0 or idx[-1] >= len(store)):
+                raise InputError(store.path, f"structure index out of range 0..{len(store) - 1}")
+            self.selected = np.intersect1d(self.selected, idx) if split is not None else idx
         # shared memory, so that persistent DataLoader workers see set_epoch of the main process
         self._epoch = multiprocessing.Value("q", 0, lock=False)
 
@@ -581,16 +587,18 @@ def _identity(x):
 def make_loader(store, split: str | None = None, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
                 augment_rotations: bool = False, rank: int = 0, world_size: int = 1, num_workers: int = 0,
                 dtype=torch.float64, drop_last: bool = False, range_size: int = 64, blocks=("H", "S", "T"),
-                pin_memory: bool = False, multiprocessing_context=None, persistent_workers: bool = True) -> StoreLoader:
+                pin_memory: bool = False, multiprocessing_context=None, persistent_workers: bool = True,
+                indices=None) -> StoreLoader:
     """A loader of :class:`Batch` objects over ``store`` (a path or an open Store); see :class:`StoreDataset`.
 
     ``split``: ``"name:subset"`` (e.g. ``"qh9-stable-id:train"``) or None for every structure;
+    ``indices``: only these store indices (intersected with ``split`` when both are given);
     ``batch_size`` counts structures; ``rank``/``world_size``: DDP part of this process;
     ``num_workers``: DataLoader worker processes, each reading its own ranges (kept between epochs unless
     ``persistent_workers=False``; :meth:`StoreLoader.set_epoch` reaches them through shared memory).
     """
     ds = StoreDataset(store, split=split, batch_size=batch_size, shuffle=shuffle, seed=seed,
                       augment_rotations=augment_rotations, rank=rank, world_size=world_size, drop_last=drop_last,
-                      range_size=range_size, dtype=dtype, blocks=blocks)
+                      range_size=range_size, dtype=dtype, blocks=blocks, indices=indices)
     return StoreLoader(ds, num_workers=num_workers, pin_memory=pin_memory,
                        multiprocessing_context=multiprocessing_context, persistent_workers=persistent_workers)

@@ -313,6 +313,12 @@ def test_split_selection_and_errors(synthetic, qm9):
         got = sorted(int(i) for b in make_loader(synthetic, split=f"random:{sub}", batch_size=2, shuffle=True)
                      for i in b.index)
         assert got == expect
+    train = list(select_split(synthetic, "random:train"))
+    sub = make_loader(synthetic, split="random:train", indices=[train[1], 0, 1, 2, train[0]], batch_size=9)
+    assert sorted(int(i) for b in sub for i in b.index) == sorted({train[0], train[1]} | ({0, 1, 2} & set(train)))
+    assert [int(i) for b in make_loader(synthetic, indices=[5, 1], batch_size=9) for i in b.index] == [1, 5]
+    with pytest.raises(InputError, match="out of range"):
+        make_loader(synthetic, indices=[len(synthetic)])
     with pytest.raises(InputError, match=r"no split named 'qh9-stable-id' \(known splits: random:\{"):
         make_loader(synthetic, split="qh9-stable-id:train")
     with pytest.raises(InputError, match="has no subset 'holdout' .*train"):
