@@ -126,18 +126,30 @@ class TraceGradConfig:
     bottleneck: Optional[int] = None         # channels per irrep before the TP (None = full TP on f)
     zero_init: bool = False
 
-    def check(self, where: str = "model.tracegrad") -> None:
+    def problem(self) -> str | None:
+        """What is wrong with these settings (None: nothing)."""
         if self.mode not in MODES:
-            raise InputError(where, f"mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if not (self.lam >= 0 and math.isfinite(self.lam)):
-            raise InputError(where, f"lam (λ, the trace-loss weight) must be a finite number >= 0, got {self.lam}")
+            return f"mode {self.mode!r} is not one of {', '.join(MODES)}"
+        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
+            return f"lam (λ, the trace-loss weight) must be a finite number >= 0, got {self.lam}"
         for name in ("channels", "phi_layers", "decoder_hidden", "decoder_layers"):
             if int(getattr(self, name)) < 1:
-                raise InputError(where, f"{name} must be >= 1, got {getattr(self, name)}")
+                return f"{name} must be >= 1, got {getattr(self, name)}"
         for name in ("phi_hidden", "k_z", "bottleneck"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
-                raise InputError(where, f"{name} must be >= 1 or null, got {v}")
+                return f"{name} must be >= 1 or null, got {v}"
+        return None
+
+    def __post_init__(self):
+        msg = self.problem()
+        if msg:  # hambench.config.from_dict turns this into one InputError line naming the config
+            raise ValueError(msg)
+
+    def check(self, where: str = "model.tracegrad") -> None:
+        msg = self.problem()
+        if msg:
+            raise InputError(where, msg)
 
     @property
     def uses_trace(self) -> bool:
@@ -263,11 +275,15 @@ class TraceGradBlock(nn.Module):
     def _group_weights(self, grp, views):
         """(T, C) weights on the upper triangle (u <= v) of the group's Gram matrix, W_uv + W_vu folded."""
         M, C = grp["M"], int(self.cfg.channels)
-        W = views[0].new_zeros(M, M, C)
-        for n, r, c, a in grp["ins"]:
-            w = views[n]
-            W = W.index_put((torch.arange(r, r + w.shape[0])[:, None], torch.arange(c, c + w.shape[1])[None, :]),
-                            a * w, accumulate=True)
+        if len(grp["ins"]) == 1:  # one component of this irrep (the usual case)
+            n, _, _, a = grp["ins"][0]
+            W = a * views[n]
+        else:
+            rows = []
+            for r0 in sorted({r for _, r, _, _ in grp["ins"]}):
+                cols = sorted((c, n, a) for n, r, c, a in grp["ins"] if r == r0)
+                rows.append(torch.cat([a * views[n] for c, n, a in cols], dim=1))
+            W = torch.cat(rows, dim=0)
         Wsym = W + W.transpose(0, 1)
         iu = grp["iu"]
         d = iu[0] == iu[1]
@@ -491,6 +507,12 @@ class TraceGrad(nn.Module):
         self.decoder = TraceDecoder(len(irreps) * self.k_z, self.K, cfg) if cfg.uses_trace else None
 
     @property
+    def inference_needs_grad(self) -> bool:
+        """The engine's validation asks this: only the autograd form of v needs gradients (it enables them
+        itself anyway, also under ``no_grad``/``inference_mode``)."""
+        return self.cfg.grad_impl == "autograd" and self.cfg.mode in _GRAD_MODES
+
+    @property
     def blocks(self) -> list[TraceGradBlock]:
         return [h.block for h in self.backbone.edge_hooks]
 
@@ -559,7 +581,7 @@ class TraceGrad(nn.Module):
         loss_T = d.abs().mean() if self.cfg.trace_loss == "mae" else (d * d).mean()
         mu = (loss_H / loss_T.clamp_min(torch.finfo(loss_T.dtype).tiny)).detach()
         total = loss_H + self.cfg.lam * mu * loss_T
-        return total, {"loss_H": float(loss_H), "loss_T": float(loss_T), "mu": float(mu)}
+        return total, {"loss_H": float(loss_H.detach()), "loss_T": float(loss_T.detach()), "mu": float(mu)}
 
 
 # --- registration: one TraceGrad model per backbone that is present -------------------------------------------
