@@ -388,7 +388,12 @@ def block_error_sums(pred, true, Z_src, Z_dst, layout: BasisLayout, owner=None, 
         g0 = start[(zi, zj)]
         nb = Xb.shape[1]
         acc = np.zeros((nstruct, nb))
-        np.add.at(acc, owner[e], Xb)
+        o = owner[e]
+        if o.size and np.all(o[1:] >= o[:-1]):  # edges grouped by structure: one segment sum per structure
+            starts = np.flatnonzero(np.concatenate([[True], o[1:] != o[:-1]]))
+            acc[o[starts]] = np.add.reduceat(Xb, starts, axis=0)
+        else:
+            np.add.at(acc, o, Xb)
         sums[:, g0 : g0 + nb] += acc
         cnt = np.bincount(owner[e], minlength=nstruct)
         sizes = np.array([bb.shape[0] * bb.shape[1] * f * f for bb in layout.basic_blocks(zi, zj)], np.int64)

@@ -63,6 +63,10 @@ def test_block_errors_by_hand():
     np.testing.assert_array_equal(sums, [[0, 6, 24, 90], [0, 6, 24, 90]])
     np.testing.assert_array_equal(nel, [[1, 3, 3, 9], [2, 6, 6, 18]])
     np.testing.assert_array_equal(ned, [[1, 1, 1, 1], [2, 2, 2, 2]])
+    # edges not grouped by structure (the general path): the same sums
+    s2, n2, _ = M.block_error_sums(pred, true, [1, 1, 1], [1, 1, 1], lay, owner=[1, 0, 1], nstruct=2)
+    np.testing.assert_array_equal(s2, [[0, 6, 24, 90], [0, 6, 24, 90]])
+    np.testing.assert_array_equal(n2, [[1, 3, 3, 9], [2, 6, 6, 18]])
     mean, pooled, n = M.block_mae(sums, nel)
     # per structure s-p: A 6/3 = 2, B 6/6 = 1 → mean 1.5; pooled 12/9
     np.testing.assert_allclose(mean, [0, 1.5, 6.0, 7.5], rtol=0, atol=1e-15)
