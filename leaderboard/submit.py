@@ -189,7 +189,7 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
     try:
         staging.mkdir(parents=True)
         plots_dir = staging / "plots"
-        scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir)
+        scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir if plots else None)
         if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
             raise InputError(preds_path, "the scorer returned no metrics")
         eq = prediction_equivariance(preds)

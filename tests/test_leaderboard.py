@@ -57,7 +57,8 @@ def meta_file(tmp_path, model="alpha", dataset="qm9-mini", **over):
 
 
 def do_submit(preds_path, meta_path, board, **kw):
-    kw.setdefault("scorer", numpy_mae_scorer)
+    """submit with hambench's own scorer (no plots unless asked: they cost a second each)."""
+    kw.setdefault("plots", False)
     return submit(preds_path, meta_path, board=board, **kw)
 
 
@@ -148,20 +149,25 @@ def test_unquoted_date_stays_a_string(tmp_path):
 
 # --- submit ----------------------------------------------------------------------------------------------
 def test_submit_records_recomputed_scores(tmp_path, board, preds, truth):
-    sub, line = do_submit(preds["alpha"], meta_file(tmp_path), board)
+    sub, line = do_submit(preds["alpha"], meta_file(tmp_path), board)  # plots: see the `two` board
     d = board / "submissions" / "alpha" / "qm9-mini"
-    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "plots", "scores.json"]
-    assert [p.name for p in (d / "plots").iterdir()] == ["pair_mae.png"]
+    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "scores.json"]
     assert (d / "meta.yml").read_bytes() == (tmp_path / "alpha-qm9-mini.yml").read_bytes()
     scores = json.loads((d / "scores.json").read_text())
-    # independent reference: mean |noise| over every H element of the 10 molecules, in meV
+    # independent reference: |noise| over every H element of the 10 molecules (molecules store every atom pair,
+    # so the stored blocks are the full matrix), pooled and per structure, in meV
     from hambench.predictions import open_predictions
 
     p = open_predictions(preds["alpha"])
-    diffs = np.concatenate([np.abs(p.pair(k)[0].H - p.pair(k)[1].H) for k in range(len(p))])
-    assert scores["metrics"]["H_mae"] == pytest.approx(diffs.mean() * 1000, rel=1e-12)
+    per = [np.abs(p.pair(k)[0].H - p.pair(k)[1].H) * 1000 for k in range(len(p))]
+    assert scores["metrics"]["H_mae_pooled"] == pytest.approx(np.concatenate(per).mean(), rel=1e-10)
+    assert scores["metrics"]["H_mae"] == pytest.approx(np.mean([d.mean() for d in per]), rel=1e-10)
+    assert scores["metrics"]["H_mae_max"] == pytest.approx(max(d.mean() for d in per), rel=1e-10)
+    ref = numpy_mae_scorer(p, p.truth, {})
+    assert scores["metrics"]["H_mae_pooled"] == pytest.approx(ref["metrics"]["H_mae"], rel=1e-10)
     # Gaussian noise σ = 10 meV: E|x| = σ √(2/π) = 7.98 meV, within 3 % for 19k elements
     assert scores["metrics"]["H_mae"] == pytest.approx(10 * np.sqrt(2 / np.pi), rel=0.03)
+    assert 0.5 < scores["metrics"]["psi"] < 1 and scores["metrics"]["eps_mae"] > 0
     assert scores["predictions"]["path"] == "alpha.zarr" and scores["truth"]["path"] == truth.name  # no local paths
     assert "H_mae" in line and "alpha on qm9-mini" in line
     assert not [p for p in (board / "submissions" / "alpha").iterdir() if p.name.startswith(".")]
@@ -284,19 +290,23 @@ def test_failing_scorer_leaves_nothing(tmp_path, board, preds):
 
 
 # --- list and build --------------------------------------------------------------------------------------
-@pytest.fixture
-def two(tmp_path, board, preds):
-    do_submit(preds["alpha"], meta_file(tmp_path, "alpha"), board)
-    do_submit(preds["beta"], meta_file(tmp_path, "beta"), board)
+@pytest.fixture(scope="module")
+def two(tmp_path_factory, truth, preds):
+    """A board of two submissions (with plots), shared by the list/build tests (which do not change it)."""
+    d = tmp_path_factory.mktemp("two")
+    board = write_board(d / "board", {"qm9-mini": {"kind": "molecule", "truth_checksum": store_checksum(truth),
+                                                   "store": str(truth), "title": "QM9 mini"}})
+    do_submit(preds["alpha"], meta_file(d, "alpha"), board)
+    do_submit(preds["beta"], meta_file(d, "beta"), board, plots=True)  # plots cost seconds: one is enough here
+    plots = board / "submissions" / "beta" / "qm9-mini" / "plots"
+    assert {"block_mae.png", "parity.png"} <= {p.name for p in plots.iterdir()}
+    assert all(p.suffix == ".png" for p in plots.iterdir())  # the SVG twins are not recorded
     return board
 
 
-def test_cli_submit_list_and_errors(tmp_path, board, preds, monkeypatch):
-    import sys
-
-    monkeypatch.setattr(sys.modules["hambench.leaderboard.submit"], "recompute_scores", numpy_mae_scorer)
+def test_cli_submit_list_and_errors(tmp_path, board, preds):
     r = CliRunner().invoke(main, ["leaderboard", "submit", str(preds["beta"]), "--meta",
-                                  str(meta_file(tmp_path, "beta")), "--board", str(board)])
+                                  str(meta_file(tmp_path, "beta")), "--board", str(board), "--no-plots"])
     assert r.exit_code == 0, r.output
     assert r.output.startswith("leaderboard: recorded beta on qm9-mini") and r.output.count("\n") == 1
     r = CliRunner().invoke(main, ["leaderboard", "submit", str(preds["alpha"]), "--meta",
@@ -329,8 +339,10 @@ def test_site_builds_from_two_submissions(tmp_path, two):
     table = json.loads((out / "qm9-mini" / "table.json").read_text())
     assert [r["model"] for r in table["rows"]] == ["beta", "alpha"] and [r["rank"] for r in table["rows"]] == [1, 2]
     keys = [c["key"] for c in table["columns"]]
-    for k in ("H_mae", "worst_structure_H_mae", "worst_block_mae", "parameters", "inference_time_per_structure_s"):
+    for k in ("H_mae", "eps_mae", "psi", "H_mae_max", "H_mae_block_max", "parameters",
+              "inference_time_per_structure_s"):  # what hambench score computes for molecules, plus meta
         assert k in keys
+    assert keys.index("H_mae") < keys.index("eps_mae") < keys.index("psi") < keys.index("H_mae_max")
     h = {c["key"]: c for c in table["columns"]}["H_mae"]
     assert h["better"] == "lower" and h["unit"] == "meV"
     with open(out / "qm9-mini" / "table.csv", newline="") as f:
@@ -343,6 +355,10 @@ def test_site_builds_from_two_submissions(tmp_path, two):
     for m in ("alpha", "beta"):
         page = (out / "qm9-mini" / m / "index.html").read_text()
         assert "Worst structures" in page and (out / "qm9-mini" / m / "scores.json").exists()
+        for src in re.findall(r'<img src="([^"]+)"', page):
+            assert (out / "qm9-mini" / m / src).stat().st_size > 0
+    beta_page = (out / "qm9-mini" / "beta" / "index.html").read_text()
+    assert {"block_mae.png", "parity.png"} <= set(re.findall(r'<img src="([^"]+)"', beta_page))
     # offline: no resource is loaded from elsewhere (only <a href> may point to paper/code sites)
     for f in out.rglob("*.html"):
         text = f.read_text()
@@ -355,6 +371,9 @@ def test_site_builds_from_two_submissions(tmp_path, two):
 
 
 def test_board_refuses_hand_made_entries(tmp_path, two):
+    import shutil
+
+    two = shutil.copytree(two, tmp_path / "board")  # the shared board stays intact
     d = two / "submissions" / "alpha" / "qm9-mini"
     (d / "scores.json").unlink()
     with pytest.raises(InputError, match="scores.json: missing: record submissions with `hambench leaderboard"):
