@@ -185,6 +185,13 @@ def _rotate_range(r: StoreRange, rotations: np.ndarray) -> StoreRange:
         pos[a0:a1] = r.pos[a0:a1] @ R.T
         Z = r.Z[a0:a1].astype(np.int64)
         zi, zj = Z[r.src[e0:e1]], Z[r.dst[e0:e1]]
+        if H is not None and S is not None and not r.spinful:  # same block sizes: one call for H and S
+            h0, h1 = int(r.H_ptr[e0]), int(r.H_ptr[e1])
+            s0, s1 = int(r.S_ptr[e0]), int(r.S_ptr[e1])
+            both = rotate_edge_blocks(np.concatenate([r.H[h0:h1], r.S[s0:s1]]), np.concatenate([zi, zi]),
+                                      np.concatenate([zj, zj]), r.species, R, False)
+            H[h0:h1], S[s0:s1] = both[: h1 - h0], both[h1 - h0 :]
+            continue
         for name, out, spin in (("H", H, r.spinful), ("S", S, False)):
             if out is None:
                 continue
