@@ -166,7 +166,7 @@ class NormGate(nn.Module):
             return g[:, :d0]
         gates, parts, k = g[:, d0:], [g[:, :d0]], 0
         for p in _split(x[:, d0:], self.rest):
-            parts.append((p * gates[:, k:k + p.shape[1], None]).reshape(x.shape[0], -1))
+            parts.append((p * gates[:, k:k + p.shape[1], None]).reshape(x.shape[0], p.shape[1] * p.shape[2]))
             k += p.shape[1]
         return torch.cat(parts, dim=-1)
 

@@ -153,6 +153,16 @@ def test_atom_permutation_permutes_blocks(demo, m64):
     assert np.abs(b - expect).max() <= 1e-10 * np.abs(a).max()
 
 
+def test_molecules_in_a_batch_do_not_see_each_other(demo, m64):
+    structs, lay = demo
+    atom = Structure(id="O", Z=[8], pos=[[0.0, 0.0, 0.0]], cell=np.zeros((3, 3)), pbc=[False] * 3, src=[0], dst=[0],
+                     shift=[[0, 0, 0]], H=np.zeros(14 * 14), S=None, species=lay.species)  # no pairs at all
+    both = _predict(m64, [atom, structs[6]], lay, torch.float64)
+    alone = [_predict(m64, [s], lay, torch.float64) for s in (atom, structs[6])]
+    assert torch.isfinite(both).all()
+    assert float((both - torch.cat(alone)).abs().max()) <= 1e-12 * float(both.abs().max())
+
+
 def test_blocks_are_exactly_symmetric(demo, m32):
     structs, lay = demo
     m = m32
