@@ -332,13 +332,20 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
 
     # --- forward ------------------------------------------------------------------------------------------
     def _check(self, batch):
+        lay = getattr(batch, "layout", None)
+        where = (batch.ids[0] if len(batch.ids) == 1 else f"batch of {len(batch.ids)}") if getattr(batch, "ids", None) else None
         if bool(batch.spinful) != self.spinful:
             kind = "spinful (SOC)" if batch.spinful else "spinless"
-            raise InputError(None, f"batch is {kind} but this DeepH-E3 was built for "
-                                   f"{'spinful' if self.spinful else 'spinless'} data")
-        if batch.Z.numel() and (int(batch.Z.max()) > self.layout.zmax or
-                                bool((self._species_index[batch.Z.long().clamp(max=self.layout.zmax)] < 0).any())):
-            raise InputError(None, f"batch has elements unknown to the model (it knows Z={list(self.layout.elements)})")
+            raise InputError(where, f"data are {kind} but this DeepH-E3 was built for "
+                                    f"{'spinful' if self.spinful else 'spinless'} data")
+        if lay is not None:
+            try:
+                self.layout.check_compatible(lay, where)
+            except InputError as e:
+                raise InputError(where, e.problem.replace("the model was trained", "the model was built")) from None
+        elif batch.Z.numel() and (int(batch.Z.max()) > self.layout.zmax or
+                                  bool((self._species_index[batch.Z.long().clamp(max=self.layout.zmax)] < 0).any())):
+            raise InputError(where, f"elements unknown to the model (it knows Z={list(self.layout.elements)})")
 
     def forward(self, batch) -> dict:
         self._check(batch)

@@ -48,22 +48,37 @@ def _build(layout, cfg=None, dtype=F64, seed=0):
 
 
 @pytest.fixture(scope="module")
-def qm9(tmp_path_factory):
+def _qm9_data(tmp_path_factory):
     from hambench.store import open_store
 
     st = open_store(demo_store(tmp_path_factory))
-    layout = BasisLayout(st.species, st.spinful)
-    structs = [st[k] for k in range(len(st))]
-    return layout, structs, _build(layout)
+    return BasisLayout(st.species, st.spinful), [st[k] for k in range(len(st))]
 
 
 @pytest.fixture(scope="module")
-def mote2():
+def _mote2_data():
     from hambench.pipelines.deeph_format import read_new_folder
 
     s = read_new_folder(require_realdata("deeph_new_MoTe2"))
-    layout = BasisLayout(s.species, s.spinful)
-    return layout, [s], _build(layout)
+    return BasisLayout(s.species, s.spinful), [s]
+
+
+@pytest.fixture(scope="module")
+def _spinless_model(_qm9_data, _mote2_data):
+    """One spinless model for both data sets: built on the union of their layouts (H, C, N, O, Mo, Te), as a
+    model trained on several element sets is; each batch keeps its own (sub-)layout."""
+    species = {**_qm9_data[0].species, **_mote2_data[0].species}
+    return _build(BasisLayout(species))
+
+
+@pytest.fixture(scope="module")
+def qm9(_qm9_data, _spinless_model):
+    return (*_qm9_data, _spinless_model)
+
+
+@pytest.fixture(scope="module")
+def mote2(_mote2_data, _spinless_model):
+    return (*_mote2_data, _spinless_model)
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +223,12 @@ def test_output_layout_and_soc(bismuthene, mote2):
     lay2, s2, m2 = mote2
     with pytest.raises(InputError, match="spinful"):
         m2(b)
+    # data whose layout has an element the model does not know, or other shells: one clear line each
+    b2 = batch_from_structures(s2, lay2, dtype=F64)
+    with pytest.raises(InputError, match=r"Z=\[9\] unknown to the model"):
+        m2(dataclasses.replace(b2, layout=BasisLayout({**lay2.species, 9: [0, 0, 0, 1, 1, 2]})))
+    with pytest.raises(InputError, match="Z=42 has shells"):
+        m2(dataclasses.replace(b2, layout=BasisLayout({**lay2.species, 42: [0, 0, 1, 1, 2, 2]})))
 
 
 class _Recorder(torch.nn.Module):
@@ -283,4 +304,4 @@ def test_configs_paper_is_the_defaults_and_keys_are_checked(tmp_path):
 def test_parameter_counts(qm9):
     layout, _, model = qm9
     n = sum(p.numel() for p in model.parameters())
-    assert 20_000 < n < 80_000  # tiny: 39,274 on the def2-SVP QM9 layout
+    assert 20_000 < n < 80_000  # tiny: 39,274 on the def2-SVP QM9 layout, 37,494 on MoTe2
