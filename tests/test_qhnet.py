@@ -23,7 +23,7 @@ from hambench.models import qhnet
 from hambench.models.qhnet import QHNetConfig, build
 
 # small but complete: l ≤ 4 everywhere (every d–d path of the expansion), 2 self/pair layers
-SMALL = dict(hidden_size=4, bottle_hidden_size=2, num_gnn_layers=3, start_layer=0, conv_radial_hidden=8)
+SMALL = dict(hidden_size=4, bottle_hidden_size=2, num_gnn_layers=2, start_layer=-1, conv_radial_hidden=8)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,8 +54,10 @@ def m64(demo):
 
 
 @pytest.fixture(scope="module")
-def m32(demo):
-    return _model(demo[1], torch.float32)
+def m32(m64):
+    import copy
+
+    return copy.deepcopy(m64).float()
 
 
 def _model(layout, dtype, seed=0, **kw):
@@ -110,11 +112,13 @@ def test_rotation_equivariance_float64_and_float32(demo, m64, m32):
     assert rel64 <= 1e-9, rel64
     rel32 = _rotation_error(m32, structs, lay, torch.float32, R)
     assert rel32 <= 1e-5, rel32
-    # a float32-built model cast to float64 gets exact 3j constants back (common.ExactConstants)
+    # cast to float32 and back, the 3j constants are exact again (common.ExactConstants)
     import copy
 
     rel = _rotation_error(copy.deepcopy(m32).double(), structs, lay, torch.float64, R)
     assert rel <= 1e-9, rel
+    assert _rotation_error(_model(lay, torch.float32, hidden_size=2, num_gnn_layers=1).double(), structs[:2], lay,
+                           torch.float64, R) <= 1e-9  # built in float32, then cast
 
 
 def test_outputs_follow_the_batch_dtype_and_are_aligned_with_H_ptr(demo, m64):
