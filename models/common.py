@@ -257,12 +257,11 @@ class EdgeSH(torch.nn.Module):
 
 
 def edge_vectors(batch) -> torch.Tensor:
-    """``pos[dst] + shift @ cell[b] − pos[src]`` for every edge of a batch, differentiable in pos and cell."""
-    pos, cell = batch.pos, batch.cell
-    src, dst = batch.edge_src, batch.edge_dst
-    shift = batch.shift.to(pos.dtype)
-    eb = batch.edge_batch
-    return pos[dst] - pos[src] + torch.einsum("ei,eij->ej", shift, cell.to(pos.dtype)[eb])
+    """``pos[dst] + shift @ cell[b] − pos[src]`` for every edge of a batch, differentiable in pos and cell
+    (:func:`hambench.data.edge_vectors`, the one implementation)."""
+    from hambench.data import edge_vectors as _ev
+
+    return _ev(batch)
 
 
 # --- irreps <-> blocks ------------------------------------------------------------------------------------------
