@@ -1,8 +1,8 @@
 """Range reads of the store and the data loader (hambench.data): against direct zarr reads, hand-computed edge
 vectors, the basis layout's offsets, dense D·H·Dᵀ rotations, and the DDP/worker/split/seed contracts.
 
-Stores are built here from real DFT data: the shipped PySCF demo molecules (no DFT run), the DeepH MoTe2 folder
-and the OpenMX SOC bismuthene of ../shared/realdata.
+Stores are built here from real DFT data: the shipped PySCF demo molecules (QM9's 10 smallest, raw files of
+``prepare pyscf/qm9``; no DFT run), the DeepH MoTe2 folder and the OpenMX SOC bismuthene of ../shared/realdata.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ ATOL = 1e-12
 
 @pytest.fixture(scope="module")
 def qm9(tmp_path_factory):
+    # the shipped demo molecules (PySCF B3LYP/def2-SVP raw files of `prepare pyscf/qm9`, see hambench/demo.py)
+    # read by pyscf/outputs: the same blocks, without parsing the QM9 catalogue (~3 s)
     out = tmp_path_factory.mktemp("qm9") / "qm9.zarr"
-    prepare("pyscf/qm9", None, out, quiet=True, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, augment=0, seed=0)
+    prepare("pyscf/outputs", demo_raw_dir(), out, quiet=True)
     return open_store(out)
 
 
