@@ -115,6 +115,22 @@ class Structure:
         self.species = {int(z): [int(l) for l in shells] for z, shells in self.species.items()}
         self.rotation = np.asarray(self.rotation, dtype=np.float64).reshape(3, 3)
 
+    def __repr__(self) -> str:
+        """One line: id, formula, atoms, edges, H elements, kind (``print(structure)`` shows no arrays)."""
+        counts: dict[int, int] = {}
+        for z in self.Z.tolist():
+            counts[z] = counts.get(z, 0) + 1
+        formula = "".join(f"{z_to_symbol(z)}{n if n > 1 else ''}" for z, n in sorted(counts.items()))
+        kind = "periodic" if self.pbc.any() else "molecule"
+        extra = [f"parent={self.parent}"] if self.parent >= 0 else []
+        extra += ["spinful"] if self.spinful else []
+        extra += [] if self.S is not None else ["no S"]
+        return (f"Structure(id={self.id!r}, {formula or 'no atoms'}, {self.natoms} atom{'s' * (self.natoms != 1)}, "
+                f"{self.nedges} edge{'s' * (self.nedges != 1)}, {self.H.size} H elements, {kind}"
+                + "".join(f", {x}" for x in extra) + ")")
+
+    __str__ = __repr__
+
     # --- sizes -------------------------------------------------------------------------------------------
     @property
     def natoms(self) -> int:

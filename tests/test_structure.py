@@ -45,3 +45,14 @@ def test_wrong_block_size_and_bad_index():
     s.species = {}
     with pytest.raises(InputError, match="no orbital shells"):
         s.validate()
+
+
+def test_repr_is_short():
+    from hambench.conventions import z_to_symbol
+
+    s = random_structure(np.random.default_rng(0), 4, name="mol-1")
+    text = repr(s)
+    assert "\n" not in text and len(text) < 200 and str(s) == text
+    zs, counts = np.unique(s.Z, return_counts=True)
+    formula = "".join(f"{z_to_symbol(z)}{n if n > 1 else ''}" for z, n in zip(zs, counts))
+    assert text == f"Structure(id='mol-1', {formula}, 4 atoms, {s.nedges} edges, {s.H.size} H elements, periodic)"
