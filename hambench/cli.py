@@ -189,9 +189,10 @@ def export(store, fmt, output):
 @click.option("--seed", type=int, help="Seed of initialisation, shuffling, augmentation and splits.")
 @click.option("--stage1", type=click.Path(path_type=Path),
               help="HarmoSE: the trained stage-1 checkpoint (deephe3 / tracegrad-deephe3 run or .pt).")
+@click.option("--threads", type=int, help="CPU threads of torch (default: torch's; 1 is fastest on a busy machine).")
 @click.pass_context
 def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed,
-          stage1):
+          stage1, threads):
     """Train a model of the zoo (deephe3, qhnet, …) on a store; checkpoints and logs go to the run folder.
 
     \b
@@ -208,6 +209,7 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
 
     if max_epochs is not None and max_steps is not None:
         raise click.UsageError("give --max-epochs or --max-steps, not both")
+    _set_threads(threads)
     if stage1 is not None:
         if not model.startswith("harmose"):
             raise click.UsageError("--stage1 is for the HarmoSE models (harmose, harmose-tracegrad)")
@@ -269,7 +271,8 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Structures per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite):
+@click.option("--threads", type=int, help="CPU threads of torch (default: torch's).")
+def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
@@ -285,6 +288,7 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
 
     if (data is None) == (structures is None):
         raise click.UsageError("give exactly one of --data STORE or --structures FILE")
+    _set_threads(threads)
     if structures is not None:
         if split:
             raise click.UsageError("--split goes with --data")
@@ -295,6 +299,15 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
                           overwrite=overwrite)
     click.echo(f"predicted {s['structures']} structures in {s['seconds']:.2f} s "
                f"({s['structures_per_s']:.1f} structures/s) → {output}")
+
+
+def _set_threads(threads):
+    if threads is not None:
+        if threads < 1:
+            raise click.UsageError("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @main.command(context_settings=CONTEXT)

@@ -33,6 +33,7 @@ What it does (:class:`Trainer`):
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
@@ -111,7 +112,7 @@ class TrainConfig:
     clip_grad_norm: Optional[float] = None
     # data
     split: Optional[str] = None  # named split of the store: trains on NAME:train, validates on NAME:val
-    val_fraction: float = 0.33  # without a split: DeepH-E3's random 0.67 / 0.33 (seeded); one structure → itself
+    val_fraction: float = 0.33  # without a split: DeepH-E3's random 0.67 / 0.33 (seeded); 0 → validate on train
     augment_rotations: bool = False
     num_workers: int = 0
     # reproducibility and numerics
@@ -217,15 +218,20 @@ def dist_info() -> tuple[int, int, int]:
 
 # --- checkpoints -----------------------------------------------------------------------------------------
 def save_checkpoint(path, obj: dict) -> Path:
-    """``torch.save`` to ``PATH.partial``, then an atomic rename: a reader never sees half a checkpoint."""
+    """``torch.save`` (or bytes already serialised) to ``PATH.partial``, then an atomic rename: a reader never
+    sees half a checkpoint, and a killed run leaves the previous one intact."""
     import torch
 
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
+    if isinstance(obj, (bytes, bytearray)):
+        data = obj
+    else:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = buf.getvalue()
     with open(partial, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(data)
     os.replace(partial, path)
     return path
 
@@ -502,6 +508,7 @@ class Trainer:
         self._best_copy = None  # (model state, optimizer state) of the best validation, for reverts
         self._tb = None
         self._jsonl = None
+        self._improved = False
 
     # --- one step (also what the DDP test drives) ------------------------------------------------------
     def _allreduce(self, values: list[float]) -> list[float]:
@@ -592,11 +599,16 @@ class Trainer:
         }
 
     def _save(self, which: tuple[str, ...]) -> None:
+        """Write the current state to ``RUN/{name}.pt`` for each name (serialised once)."""
+        import torch
+
         if self.rank != 0:
             return
-        ck = self.checkpoint()
+        buf = io.BytesIO()
+        torch.save(self.checkpoint(), buf)
+        data = buf.getvalue()
         for name in which:
-            save_checkpoint(self.run_dir / f"{name}.pt", ck)
+            save_checkpoint(self.run_dir / f"{name}.pt", data)
 
     def _restore(self, ck: dict, best: dict | None) -> None:
         self.model.load_state_dict(ck["state"])
@@ -667,8 +679,9 @@ class Trainer:
             rec["train_loss"] = train_loss
         self._emit(rec)
         if self.quiet or self._progress is None:
-            self.log(f"epoch {st.epoch} step {st.step}: val loss {val['loss']:.4g} mae {val['mae']:.4g} eV "
-                     f"lr {lr:.3g}{' *' if improved else ''}")
+            what = (f"val loss {val['loss']:.4g} mae {val['mae']:.4g} eV" if self.val_loader is not None
+                    else f"train loss {val['loss']:.4g} (no validation set)")
+            self.log(f"epoch {st.epoch} step {st.step}: {what} lr {lr:.3g}{' *' if improved else ''}")
         stop = None
         if action == "revert" and self._best_copy is not None:
             cur = self.optimizer.param_groups[0]["lr"]
@@ -684,7 +697,7 @@ class Trainer:
             stop = "early_stop"
         if improved:
             self._best_copy = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
-            self._save(("best",))
+        self._improved = improved
         if stop:
             st.finished = stop
         return stop is not None
@@ -769,7 +782,7 @@ class Trainer:
                         if self._run_validation(ep_num, ep_den):
                             reason = st.finished
                             stop_now = True
-                        self._save(("last",))
+                        self._save(("last", "best") if self._improved else ("last",))
                         self._saved_at = (st.epoch, st.step)
                     if stop_now or (cfg.max_steps is not None and st.step >= cfg.max_steps):
                         break
@@ -784,10 +797,11 @@ class Trainer:
                     break
                 st.epoch += 1
                 st.batch_in_epoch = 0
+                self._improved = False
                 if cfg.val_interval is None:
                     if self._run_validation(ep_num, ep_den):
                         reason = st.finished
-                self._save(("last",))
+                self._save(("last", "best") if self._improved else ("last",))
                 self._saved_at = (st.epoch, st.step)
         finally:
             if progress is not None:

@@ -122,8 +122,8 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
 
     ``cfg.split = NAME``: NAME:train and NAME:val (a subset named ``valid``/``validation`` also counts; without
     one, the training loss stands in). No split: DeepH-E3's seeded random ``1 − val_fraction`` / ``val_fraction``
-    of the original structures (rotation-augmented copies follow their parent); a store of one original
-    structure trains and validates on it.
+    of the original structures (rotation-augmented copies follow their parent); ``val_fraction = 0`` or a store
+    of one original structure trains and validates on all structures.
     """
     from hambench.data import select_split
 
@@ -147,7 +147,7 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
         raise InputError(store.path, "the store holds no structures")
     if orig.size < 2 or cfg.val_fraction == 0:
         idx = np.arange(n, dtype=np.int64)
-        return idx, (idx if cfg.val_fraction > 0 else None), "all structures (validated on the training set)"
+        return idx, idx, "all structures (validated on the training set)"
     perm = np.random.RandomState(cfg.seed % (1 << 32)).permutation(orig)
     n_val = min(max(1, int(round(cfg.val_fraction * orig.size))), orig.size - 1)
     val_orig = np.sort(perm[:n_val])

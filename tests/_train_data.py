@@ -40,3 +40,17 @@ def mote2_store(tmp_path_factory) -> Path:
         prepare("deeph/folder", src, tmp, quiet=True)
         tmp.rename(out)
     return out
+
+
+def with_split(src, dst, codes, labels, name="demo"):
+    """A copy of store ``src`` with a split ``name``: structure k gets ``labels[codes[k]]`` (−1: none)."""
+    import numpy as np
+    import zarr
+
+    shutil.copytree(src, dst)
+    g = zarr.open_group(str(dst), mode="r+")
+    n = g.attrs["counts"]["structures"]
+    a = g.create_array(f"splits/{name}", shape=(n,), dtype="int8", chunks=(n,))
+    a[:] = np.asarray(codes, dtype=np.int8)
+    g.attrs["splits"] = {**g.attrs.get("splits", {}), name: list(labels)}
+    return dst

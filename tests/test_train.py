@@ -23,7 +23,16 @@ from hambench.train import (TrainConfig, TrainingDiverged, _Schedule, edge_cutof
                             save_checkpoint)
 
 from _toy_model import register_toy
-from _train_data import demo_store, mote2_store
+from _train_data import demo_store, mote2_store, with_split
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared, oversubscribed CPU, OpenMP's spinning threads make e3nn steps ~30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -145,21 +154,51 @@ def test_corrupt_and_foreign_checkpoints(demo, tmp_path):
     assert not (tmp_path / "p.zarr").exists()
 
 
+# --- overfitting real data -------------------------------------------------------------------------------------
+def _losses(run):
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    first = next(x["loss"] for x in lines if x["event"] == "train")  # the initial model on the whole batch
+    last = [x["val_loss"] for x in lines if x["event"] == "val"][-1]
+    return first, last
+
+
+@pytest.mark.parametrize("model,store,steps,sets,ratio", [
+    # three molecules (CH4, NH3, H2O; PySCF B3LYP/def2-SVP labels), one batch per step
+    ("deephe3", "mol3", 40, ["train.lr=0.05"], 0.1),
+    ("qhnet", "mol3", 40, ["train.lr=0.02", "train.warmup_steps=2"], 0.15),
+    # the real MoTe2 monolayer (OpenMX), one structure, validated on itself
+    ("deephe3", "mote2", 40, ["train.lr=0.02"], 0.15),
+])
+def test_tiny_model_overfits_real_data(demo, mote2, tmp_path, model, store, steps, sets, ratio):
+    if store == "mol3":
+        path = with_split(demo, tmp_path / "mol3.zarr", [0, 0, 0] + [1] * 7, ["train", "rest"], "overfit")
+        sets = sets + ["train.split=overfit", "train.batch_size=3"]
+    else:
+        path = mote2
+    args = [x for kv in sets for x in ("--set", kv)]
+    r = cli("train", model, "--data", path, "-o", tmp_path / "run", "--preset", "tiny", "--max-steps", steps,
+            "--set", "train.log_every=1", *args)
+    assert r.exit_code == 0, r.output
+    first, last = _losses(tmp_path / "run")
+    assert last < ratio * first, (first, last)
+
+
 # --- resume ---------------------------------------------------------------------------------------------------
 def _params(path):
     return load_checkpoint(path)["state"]
 
 
 def test_resume_is_bit_identical(demo, tmp_path):
-    """2N steps in one go == N steps, then --resume to 2N (N in the middle of an epoch; plateau + augmentation)."""
-    common = ["--set", "train.scheduler=plateau", "--set", "train.plateau_patience=0", "--set",
-              "train.plateau_cooldown=0", "--set", "train.augment_rotations=true", "--seed", "7"]
-    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "a", "--max-steps", 14, *common)
+    """2N steps in one go == N steps, then --resume to 2N: deephe3 tiny, N in the middle of an epoch, the plateau
+    scheduler reducing the lr, rotation augmentation on (its RNG and the loader's order must both resume)."""
+    common = ["--preset", "tiny", "--set", "train.plateau_patience=0", "--set", "train.plateau_cooldown=0",
+              "--set", "train.augment_rotations=true", "--seed", "7"]
+    r = cli("train", "deephe3", "--data", demo, "-o", tmp_path / "a", "--max-steps", 14, *common)
     assert r.exit_code == 0, r.output
-    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 7, *common)
+    r = cli("train", "deephe3", "--data", demo, "-o", tmp_path / "b", "--max-steps", 7, *common)
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "b" / "last.pt")["engine"]["batch_in_epoch"] == 3  # mid-epoch stop
-    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 14, "--resume", *common)
+    r = cli("train", "deephe3", "--data", demo, "-o", tmp_path / "b", "--max-steps", 14, "--resume", *common)
     assert r.exit_code == 0, r.output
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
     assert a["engine"] == b["engine"] and a["engine"]["step"] == 14
@@ -167,8 +206,9 @@ def test_resume_is_bit_identical(demo, tmp_path):
         assert torch.equal(a["state"][k], b["state"][k]), k
     assert a["schedule"] == b["schedule"]
     assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
+    assert a["optimizer"]["param_groups"][0]["lr"] < 5e-3  # the plateau scheduler did act (tiny lr 5e-3)
     # a resume without config options takes the run's own config
-    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-steps", 16, "--resume")
+    r = cli("train", "deephe3", "--data", demo, "-o", tmp_path / "b", "--max-steps", 15, "--resume")
     assert r.exit_code == 0, r.output
 
 
