@@ -87,14 +87,27 @@ def test_molecules_end_to_end(qm9, qm9_preds, tmp_path):
         assert ev[key] == pytest.approx(m[key], rel=1e-12, abs=1e-15), key
 
 
-def test_output_does_not_depend_on_workers(qm9_preds, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cluster():
+    """One local dask.distributed cluster of 2 worker processes, reached by its address (--scheduler)."""
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                     silence_logs=logging.ERROR)
+    yield c.scheduler_address
+    c.close()
+
+
+def test_output_does_not_depend_on_workers(qm9_preds, tmp_path, monkeypatch, cluster):
     from hambench.predictions import open_predictions
 
     monkeypatch.setattr(scoring, "RANGE_STRUCTURES", 3)  # several ranges, some across holes of the truth indices
     assert scoring.plan_ranges(open_predictions(qm9_preds)) == [(0, 3), (3, 6), (6, 8)]
     a, b = tmp_path / "w1.json", tmp_path / "w2.json"
     assert cli("-q", "score", qm9_preds, "-o", a).exit_code == 0
-    r = cli("-q", "score", qm9_preds, "-o", b, "--workers", "2")
+    r = cli("-q", "score", qm9_preds, "-o", b, "--scheduler", cluster)  # 2 worker processes
     assert r.exit_code == 0, r.output
     assert a.read_bytes() == b.read_bytes()
 
@@ -283,3 +296,18 @@ def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
     if named is not None:
         assert str(named) in lines[0]
     assert not out.exists() and not list(tmp_path.glob("scores.json*"))
+
+
+def test_range_runner_returns_in_order_and_carries_worker_errors(tmp_path, cluster):
+    """hambench.parallel.run_tasks: results in task order; an InputError raised in a Dask worker process comes
+    back as the same one-line error (it does not survive pickling on its own)."""
+    from hambench.errors import InputError
+    from hambench.parallel import run_tasks
+
+    assert run_tasks(divmod, [(7, 2), (9, 4), (1, 1)]) == [(3, 1), (2, 1), (1, 0)]
+    missing = tmp_path / "missing.zarr"
+    with pytest.raises(InputError, match="no such prediction store") as e:
+        run_tasks(scoring.open_predictions, [(missing,)], scheduler=cluster)
+    assert e.value.path == str(missing)
+    with pytest.raises(InputError, match="--workers must be >= 1"):
+        run_tasks(divmod, [(1, 1)], workers=0)
