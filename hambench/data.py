@@ -5,8 +5,9 @@ target blocks in hambench order. Where the batches come from:
 
 * :func:`make_loader` / :class:`StoreDataset` stream a store (optionally one subset of a named split, e.g.
   ``"qh9-stable-id:train"``) in contiguous structure *ranges* read with :meth:`hambench.store.Store.read_range`
-  (about 20 slice reads per range whatever its size, so memory and work per step do not depend on the store's
-  size). Shuffling permutes the ranges and the structures inside each group of about ``range_size``
+  (one slice per array, so a range touches only the chunks and shards that hold it; about 20 reads whatever its
+  size; memory and work per step do not depend on the store's size). Memory per worker is about
+  ``max(range_size, batch_size)`` structures: lower ``range_size`` for very large cells. Shuffling permutes the ranges and the structures inside each group of about ``range_size``
   structures, seeded by ``(seed, epoch)``; DDP ranks get disjoint, equally long parts; each DataLoader worker
   reads its own groups; rotation augmentation rotates each structure by a seeded random rotation per epoch,
   exactly (positions, cell, H and S by :func:`hambench.so3.rotate_edge_blocks`; T is invariant).

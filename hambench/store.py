@@ -36,6 +36,10 @@ blocks/T                flat f8          T_b = tr(H_b H_b†), eV², basic block
                                          p-major then q
 ======================  ===============  ==========================================================================
 
+Reading: ``store[k]`` gives one :class:`~hambench.structure.Structure`; ``store.read_range(a, b)`` gives structures
+a..b-1 as one :class:`StoreRange` of flat CSR arrays (one slice per array, batched into two round trips to zarr; what
+training and scoring read, see :mod:`hambench.data`). Array handles are opened once per :class:`Store`.
+
 Attributes: ``hambench_store_version``, ``kind`` (crystal | molecule), ``units`` {energy: eV, length: Å},
 ``orbital_convention`` ("hambench-real-sh-v1"), ``spinful``, ``species`` {Z: [l of each shell]}, ``dft``
 {code, version, functional, basis, …}, ``constants`` (which unit constants converted the data), ``splits``
