@@ -288,7 +288,7 @@ def test_every_parameter_is_trained_and_tiny_overfits(demo):
         torch.nn.utils.clip_grad_norm_(m.parameters(), res.train.clip_grad_norm)
         opt.step()
         losses.append(float(loss.detach()))
-    assert min(losses[-5:]) < 0.2 * losses[0], (losses[0], losses[-5:])  # measured ≈ 0.15 after 60 steps
+    assert min(losses[-5:]) < 0.1 * losses[0], (losses[0], losses[-5:])  # measured ≈ 0.03 after 60 steps
 
 
 def test_trace_grad_hooks(demo, m64):
