@@ -196,6 +196,9 @@ class E3LayerNorm(torch.nn.Module):
             if ir.l == 0:
                 sq = torch.zeros(num_graphs, mul, ir.dim, dtype=x.dtype, device=x.device).index_add_(0, graph, f.pow(2))
                 norm = (sq / deg[:, None, None]).mean(dim=(1, 2), keepdim=True)
+                # clamp: a channel that is exactly zero (no TP path, e.g. 0o; or identical atoms) would give
+                # sqrt'(0) = inf and NaN gradients; the forward value is unchanged (eps dominates)
+                norm = norm.clamp_min(torch.finfo(x.dtype).tiny)
                 f = f / (norm.sqrt()[graph] + self.eps)
             f = f * self.weight[None, iw:iw + mul, None]
             if ir.l == 0 and ir.p == 1:
@@ -352,7 +355,8 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
         dtype = self.radial.offsets.dtype
         src, dst = batch.edge_src.long(), batch.edge_dst.long()
         vec = common.edge_vectors(batch).to(dtype)
-        length = vec.norm(dim=-1)
+        # |r| with a finite gradient at the self edges (r = 0), should positions ever require gradients
+        length = vec.pow(2).sum(-1).clamp_min(torch.finfo(dtype).tiny).sqrt()
         sh = common.edge_sh(vec, self.cfg.lmax)
         radial = self.radial(length)
         sp = self._species_index[batch.Z.long()]

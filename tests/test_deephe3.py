@@ -273,6 +273,25 @@ def test_tiny_overfits_real_crystal(mote2):
         assert losses[-1] < 0.2 * losses[0], (losses[0], losses[-1])
 
 
+def test_soc_training_step_has_finite_gradients(bismuthene):
+    """Spinful training: complex |ΔH|² loss, finite gradients (the layer norm of an all-zero 0o channel
+    used to give sqrt'(0) = inf → NaN), and a few steps lower the loss."""
+    layout, structs, model = bismuthene
+    m = copy.deepcopy(model).to(F32)
+    b = batch_from_structures(structs, layout, dtype=F32)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(10):
+        d = m(b)["H"] - b.H
+        loss = torch.view_as_real(d).pow(2).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
 # --- registry and configs ---------------------------------------------------------------------------------
 def test_registry():
     assert "deephe3" in models.names()
