@@ -23,10 +23,12 @@ The source contract (subclass :class:`Source`):
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["Source", "SOURCES", "get_source", "list_sources", "prepare"]
+__all__ = ["Source", "SOURCES", "get_source", "list_sources", "prepare", "find_files"]
 
 
 class Source:
@@ -73,6 +75,55 @@ SOURCES: dict[str, str] = {
     "siesta/hsx": "siesta:SiestaSource",
     "synthetic/random": "synthetic:SyntheticSource",
 }
+
+
+def find_files(root, match) -> list[Path]:
+    """Every file under the folder ``root`` whose name satisfies ``match(name)``, following symbolic links.
+
+    Run folders are often folders of links to runs elsewhere: links to folders and files are followed (paths keep
+    the link names, so ids do not change). A link back to one of its own ancestors would recurse forever: it
+    raises :class:`InputError` naming the link and its target; a folder reached twice through different links is
+    read once. Broken links are ignored. Returns paths in walk order (callers sort).
+    """
+    root = Path(root)
+    out: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path, ancestors: tuple):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            raise InputError(folder, f"cannot list this folder ({e.strerror})") from None
+        for e in entries:
+            try:
+                is_dir = e.is_dir()  # follows links
+            except OSError:
+                continue
+            path = folder / e.name
+            if is_dir:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    raise InputError(path, f"symbolic link loop: it points back to {os.path.realpath(path)}, a "
+                                           "folder containing it; remove or retarget the link")
+                if key in seen:
+                    continue
+                seen.add(key)
+                walk(path, ancestors + (key,))
+            elif match(e.name):
+                try:
+                    if e.is_file():  # follows links; broken ones are skipped
+                        out.append(path)
+                except OSError:
+                    continue
+
+    st = os.stat(root)
+    seen.add((st.st_dev, st.st_ino))
+    walk(root, ((st.st_dev, st.st_ino),))
+    return out
 
 
 def get_source(name: str, input_path=None, **options) -> Source:

@@ -39,7 +39,7 @@ from numba import njit
 from .. import conventions as cv
 from ..errors import InputError
 from ..structure import Structure, file_sha256
-from . import Source
+from . import Source, find_files
 from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 
 __all__ = ["AbacusSource", "parse_csr", "read_csr", "read_stru", "read_abacus_run", "find_abacus_runs"]
@@ -499,7 +499,7 @@ def find_abacus_runs(root: Path) -> list[Path]:
                                "directory of them, got a file")
     if (root / _HR.format(0)).is_file():
         return [root]
-    return sorted({p.parent for p in root.rglob(_HR.format(0))}, key=lambda p: p.as_posix())
+    return sorted({p.parent for p in find_files(root, _HR.format(0).__eq__)}, key=lambda p: p.as_posix())
 
 
 def _run_metadata(out_dir: Path) -> dict:

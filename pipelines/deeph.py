@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from . import Source
+from . import Source, find_files
 
 __all__ = ["DeepHFolderSource", "DATASETS", "DeepHDataset", "named_dataset", "find_deeph_folders"]
 
@@ -28,7 +28,8 @@ def find_deeph_folders(root: Path) -> list[Path]:
         raise InputError(root, "expected a DeepH folder or a directory of DeepH folders, got a file")
     if any((root / m).exists() for m in _MARKERS.values()):
         return [root]
-    found = {p.parent for m in _MARKERS.values() for p in root.rglob(m)}
+    names = set(_MARKERS.values())
+    found = {p.parent for p in find_files(root, names.__contains__)}
     return sorted(found, key=lambda p: str(p.relative_to(root)))
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from .. import conventions as cv
 from ..errors import InputError
 from ..structure import Structure, file_sha256
-from . import Source
+from . import Source, find_files
 
 __all__ = ["ScfoutSource", "read_scfout", "scfout_to_structure", "parse_openmx_input", "openmx_species"]
 
@@ -342,7 +342,7 @@ class ScfoutSource(Source):
         own = _find_scfout(self.root)
         if own is not None:
             return [str(self.root)]
-        runs = {p.parent for p in self.root.rglob("*.scfout")}
+        runs = {p.parent for p in find_files(self.root, lambda n: n.endswith(".scfout"))}
         return [str(r) for r in sorted(runs, key=_natural_key) if _find_scfout(r) is not None]
 
     def items(self) -> list:

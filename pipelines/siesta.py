@@ -48,7 +48,7 @@ from numba import njit
 from .. import conventions as cv
 from ..errors import InputError
 from ..structure import Structure, file_sha256
-from . import Source
+from . import Source, find_files
 from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 
 __all__ = ["SiestaSource", "read_hsx", "hsx_to_structure", "find_hsx_files"]
@@ -409,7 +409,7 @@ def find_hsx_files(root: Path) -> list[Path]:
         if root.suffix.upper() != ".HSX":
             raise InputError(root, "expected a SIESTA .HSX file, a run folder or a directory of run folders")
         return [root]
-    return sorted((p for p in root.rglob("*") if p.suffix == ".HSX" and p.is_file()), key=lambda p: p.as_posix())
+    return sorted(find_files(root, lambda n: n.endswith(".HSX")), key=lambda p: p.as_posix())
 
 
 class SiestaSource(Source):
