@@ -19,10 +19,9 @@ from hambench.predictions import open_predictions, store_checksum
 from hambench.store import open_store
 from hambench.testing import require_realdata
 
-from _toy_model import register_toy
-from _train_data import demo_store, mote2_store
+from _train_data import demo_store, mote2_store, with_split
 
-MODEL = "toy"  # switched to deephe3 once it lands
+MODEL = "deephe3"
 
 
 def cli(*args):
@@ -37,8 +36,12 @@ def one_line_error(r, code=1):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def toy(tmp_path_factory):
-    return register_toy(tmp_path_factory.mktemp("toy"))
+def one_thread():
+    """One torch thread: on a shared, oversubscribed CPU, OpenMP's spinning threads make e3nn ~30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +69,6 @@ def mol_run(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def mote2_run(mote2, tmp_path_factory):
     return _train(mote2, tmp_path_factory.mktemp("mote2") / "run")
-
-
-def _with_split(src, dst):
-    """A copy of store ``src`` with a split 'demo' (train: even indices, test: odd)."""
-    import shutil
-
-    import zarr
-
-    shutil.copytree(src, dst)
-    g = zarr.open_group(str(dst), mode="r+")
-    n = g.attrs["counts"]["structures"]
-    a = g.create_array("splits/demo", shape=(n,), dtype="int8", chunks=(n,))
-    a[:] = np.arange(n) % 2
-    g.attrs["splits"] = {"demo": ["train", "test"]}
-    return dst
 
 
 def test_predict_store_has_the_truths_edges(demo, mol_run, tmp_path):
@@ -111,7 +99,7 @@ def test_predict_store_has_the_truths_edges(demo, mol_run, tmp_path):
 
 
 def test_predict_split_subset(demo, mol_run, tmp_path):
-    store = _with_split(demo, tmp_path / "split.zarr")
+    store = with_split(demo, tmp_path / "split.zarr", np.arange(10) % 2, ["train", "test"])
     out = tmp_path / "test.zarr"
     r = cli("predict", mol_run / "last.pt", "--data", store, "--split", "demo:test", "-o", out)
     assert r.exit_code == 0, r.output
