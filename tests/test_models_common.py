@@ -127,9 +127,10 @@ def test_head_targets_and_masks_qm9(qm9):
     for (a, b), n in {("H", "H"): 25, ("C", "H"): 70, ("H", "C"): 70, ("C", "C"): 196}.items():
         m = head.mask(torch.tensor([Z[a]]), torch.tensor([Z[b]]))
         assert int(m.sum()) == n
-    # parities: (-1)^(l1+l2)
-    for mul_ir, (l1, _, l2, _) in zip(head.irreps_out[:1], head.targets[:1]):
-        assert mul_ir.ir.p == (-1) ** (l1 + l2)
+    # each target holds L = |l1-l2|..l1+l2 with parity (-1)^(l1+l2), targets in order
+    want = [(L, (-1) ** (l1 + l2)) for (l1, _, l2, _) in head.targets for L in range(abs(l1 - l2), l1 + l2 + 1)]
+    assert [(ir.l, ir.p) for mul, ir in head.irreps_out for _ in range(mul)] == want
+    assert head.targets[:3] == [(0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 0)]  # H-H first: s1 s1, s1 s2, s1 p1
 
 
 def test_head_round_trip_real_blocks_against_so3(qm9):
@@ -258,10 +259,10 @@ def test_symmetrize_exact(which, request):
     if b.H.is_complex():
         X = torch.complex(X, torch.randn(b.H.shape, dtype=F64, generator=g))
     Y = common.symmetrize_blocks(X, t)
+    ptr = b.H_ptr
     for e in range(b.num_edges):
         f = int(partner[e])
-        A, B = b.H_ptr, b.H_ptr
         ni, nj = b.blocks(e).shape
-        Ye = Y[int(A[e]):int(A[e + 1])].reshape(ni, nj)
-        Yf = Y[int(B[f]):int(B[f + 1])].reshape(nj, ni)
+        Ye = Y[int(ptr[e]):int(ptr[e + 1])].reshape(ni, nj)
+        Yf = Y[int(ptr[f]):int(ptr[f + 1])].reshape(nj, ni)
         assert torch.equal(Ye, Yf.T.conj() if Y.is_complex() else Yf.T)
