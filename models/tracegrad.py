@@ -5,7 +5,9 @@ Per hooked block k of the backbone, on the equivariant edge features f (shape (E
 
 * ``s = CG0(f ⊗ f)``: the degree-0 part of the full tensor product of f with itself, with learnable weights,
   ``s_c = Σ_paths α_path Σ_{u,v} W_{uvc} <f_u, f_v>/√(2l+1)`` over pairs of components of equal (l, parity)
-  (e3nn ``FullyConnectedTensorProduct(irreps, irreps, "C x 0e")``, C = 1024 as in the authors' code);
+  (e3nn ``FullyConnectedTensorProduct(irreps, irreps, "C x 0e")``, C = 1024 as in the authors' code). As the
+  Gram matrix <f_u, f_v> is symmetric only W_uv + W_vu matters, so the weights are stored folded (one row per
+  pair u <= v, e3nn's initial distribution): half the authors' parameter count for the same functions;
 * ``z = φ(s)``: ``φ_layers`` times (Linear → LayerNorm → SiLU), per edge (the authors: two, 1024 → 1024 → K);
 * the feature fed back, by ``mode``:
 
@@ -230,8 +232,10 @@ class TraceGradBlock(nn.Module):
             tp_irreps = self.irreps
             self.down = None
         self.tp_irreps = tp_irreps
-        # the reference CG0(f ⊗ f): e3nn's tensor product, whose weights the closed form reads
-        self.tp = o3.FullyConnectedTensorProduct(tp_irreps, tp_irreps, o3.Irreps([(C, (0, 1))]))
+        # the reference CG0(f ⊗ f): e3nn's tensor product (used by the autograd form), fed its weights from the
+        # triangular parameters below
+        self.tp = o3.FullyConnectedTensorProduct(tp_irreps, tp_irreps, o3.Irreps([(C, (0, 1))]),
+                                                 internal_weights=False, shared_weights=True)
         hid = int(cfg.phi_hidden or C)
         self.phi = _MLP([C] + [hid] * (cfg.phi_layers - 1) + [int(k_z)], cfg.ln_eps)
         self.gate = None
@@ -245,16 +249,24 @@ class TraceGradBlock(nn.Module):
             nn.init.zeros_(self.phi.norm[-1].bias)
         self._build_closed_form_tables()
 
-    # -- closed form -------------------------------------------------------------------------------------
+    # -- weights: one (T, C) matrix per irrep group, T = M(M+1)/2 pairs u <= v ----------------------------
     def _build_closed_form_tables(self):
-        """Group the TP's instructions by irrep (l, p): each group's components form one (E, M, 2l+1) tensor."""
+        """Group the TP's instructions by irrep (l, p): each group's components form one (E, M, 2l+1) tensor.
+
+        f⊗f's Gram matrix G_uv = <f_u, f_v> is symmetric, so only W_uv + W_vu matters: the learnable weights
+        are stored folded, one row per pair u <= v (half of e3nn's M² rows, the same functions). They are
+        initialised as e3nn initialises its weights (W ~ N(0, 1)): off-diagonal rows N(0, 2), diagonal N(0, 1).
+        """
         irr = self.tp_irreps
+        C = int(self.cfg.channels)
         groups: dict = {}
         for i, (mul, ir) in enumerate(irr):
             groups.setdefault((ir.l, ir.p), []).append(i)
         sl = irr.slices()
         self._groups = []
-        views = list(self.tp.weight_views()) if self.tp.weight_numel else []
+        self.tri = nn.ParameterList()
+        alphas = {inst.path_weight for inst in self.tp.instructions}
+        assert len(alphas) <= 1  # FullyConnectedTensorProduct into one output: one path weight for all paths
         for key, members in groups.items():
             l = key[0]
             offs, M = {}, 0
@@ -262,71 +274,75 @@ class TraceGradBlock(nn.Module):
                 offs[i] = M
                 M += irr[i].mul
             cols = torch.cat([torch.arange(sl[i].start, sl[i].stop) for i in members])
-            # (instruction index, row offset, col offset, scale)
-            ins = []
+            ins = []  # (instruction index, row offset, col offset)
             for n, inst in enumerate(self.tp.instructions):
                 if inst.i_in1 in offs:
                     assert inst.i_in2 in offs and inst.connection_mode == "uvw"
-                    ins.append((n, offs[inst.i_in1], offs[inst.i_in2], inst.path_weight / math.sqrt(2 * l + 1)))
+                    ins.append((n, offs[inst.i_in1], offs[inst.i_in2]))
             iu = torch.triu_indices(M, M)
-            self._groups.append(dict(l=l, M=M, cols=cols, ins=ins, iu=iu))
-        self._nviews = len(views)
+            alpha = self.tp.instructions[ins[0][0]].path_weight / math.sqrt(2 * l + 1)
+            w = torch.randn(iu.shape[1], C)
+            w[iu[0] != iu[1]] *= math.sqrt(2.0)
+            self.tri.append(nn.Parameter(w))
+            self.register_buffer(f"_cols{len(self._groups)}", cols, persistent=False)
+            self.register_buffer(f"_iu{len(self._groups)}", iu, persistent=False)
+            self._groups.append(dict(l=l, M=M, ins=ins, alpha=alpha))
 
-    def _group_weights(self, grp, views):
-        """(T, C) weights on the upper triangle (u <= v) of the group's Gram matrix, W_uv + W_vu folded."""
-        M, C = grp["M"], int(self.cfg.channels)
-        if len(grp["ins"]) == 1:  # one component of this irrep (the usual case)
-            n, _, _, a = grp["ins"][0]
-            W = a * views[n]
-        else:
-            rows = []
-            for r0 in sorted({r for _, r, _, _ in grp["ins"]}):
-                cols = sorted((c, n, a) for n, r, c, a in grp["ins"] if r == r0)
-                rows.append(torch.cat([a * views[n] for c, n, a in cols], dim=1))
-            W = torch.cat(rows, dim=0)
-        Wsym = W + W.transpose(0, 1)
-        iu = grp["iu"]
-        d = iu[0] == iu[1]
-        Wt = Wsym[iu[0], iu[1]]
-        return torch.where(d[:, None], 0.5 * Wt, Wt)
+    def _group(self, k):
+        return self._groups[k], getattr(self, f"_cols{k}"), getattr(self, f"_iu{k}")
 
-    def _closed(self, x, need_grad: bool):
-        """s and (if need_grad) the pieces to pull ∂(Σz)/∂s back to x: all by hand."""
-        views = list(self.tp.weight_views())
+    def tp_weight(self):
+        """The same weights in e3nn's layout (W_uv = folded weight for u <= v, 0 below the diagonal)."""
+        C = int(self.cfg.channels)
+        flat = [None] * len(self.tp.instructions)
+        for k, tri in enumerate(self.tri):
+            grp, _, iu = self._group(k)
+            M = grp["M"]
+            W = tri.new_zeros(M * M, C).index_copy(0, iu[0] * M + iu[1], tri).reshape(M, M, C)
+            for n, r, c in grp["ins"]:
+                m1, m2, _ = self.tp.instructions[n].path_shape
+                flat[n] = W[r:r + m1, c:c + m2].reshape(-1)
+        return torch.cat(flat) if flat else self.tri[0].new_zeros(0)
+
+    def _closed(self, x):
+        """s = Σ_groups α·Gram_triu(x) @ W: the tensor product's degree-0 part, by hand."""
         E = x.shape[0]
-        s = x.new_zeros(E, int(self.cfg.channels))
+        s = None
         parts = []
-        for grp in self._groups:
-            F = x[:, grp["cols"].to(x.device)].reshape(E, grp["M"], 2 * grp["l"] + 1)
-            iu = grp["iu"].to(x.device)
-            G = torch.einsum("eum,evm->euv", F, F)[:, iu[0], iu[1]]
-            Wt = self._group_weights(grp, views)
-            s = s + G @ Wt
-            parts.append((grp, F, Wt, iu))
+        for k, tri in enumerate(self.tri):
+            grp, cols, iu = self._group(k)
+            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
+            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
+            sk = grp["alpha"] * (G @ tri)
+            s = sk if s is None else s + sk
+            parts.append((grp, cols, iu, F, tri))
+        if s is None:
+            s = x.new_zeros(E, int(self.cfg.channels))
         return s, parts
 
     @staticmethod
     def _pull_back(parts, g, x):
+        """v = ∂(g·s)/∂x: per group v_u = Σ_v (A_uv + A_vu) x_v with A (upper triangle) = g @ (α·W)ᵀ."""
         v = torch.zeros_like(x)
         E = x.shape[0]
-        for grp, F, Wt, iu in parts:
+        for grp, cols, iu, F, tri in parts:
             M = grp["M"]
-            At = g @ Wt.t()                                  # (E, T)
+            At = grp["alpha"] * (g @ tri.t())                # (E, T)
             A = At.new_zeros(E, M * M).index_copy(1, iu[0] * M + iu[1], At).reshape(E, M, M)
             vg = torch.einsum("euv,evm->eum", A + A.transpose(1, 2), F)
-            v = v.index_copy(1, grp["cols"].to(x.device), vg.reshape(E, -1))
+            v = v.index_copy(1, cols, vg.reshape(E, -1))
         return v
 
     # -- forward -----------------------------------------------------------------------------------------
     def invariants(self, f):
         """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests)."""
         x = self.down(f) if self.down is not None else f
-        s, _ = self._closed(x, need_grad=False)
+        s, _ = self._closed(x)
         return s, self.phi(s)
 
     def _v_closed(self, f):
         x = self.down(f) if self.down is not None else f
-        s, parts = self._closed(x, need_grad=True)
+        s, parts = self._closed(x)
         z, g = self.phi.forward_and_vjp(s)
         vx = self._pull_back(parts, g, x)
         if self.down is not None:
@@ -352,7 +368,7 @@ class TraceGradBlock(nn.Module):
             if fr is None:
                 fr = f.detach().clone().requires_grad_(True)
             x = self.down(fr) if self.down is not None else fr
-            z = self.phi(self.tp(x, x))
+            z = self.phi(self.tp(x, x, self.tp_weight()))
             (v,) = torch.autograd.grad(z.sum(), fr, create_graph=training)
         if not training:
             z = z.detach()
