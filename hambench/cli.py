@@ -69,7 +69,10 @@ def main(ctx, debug, quiet):
 @click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Raw input file or folder.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output store (NAME.zarr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
-@click.option("--cutoff", type=float, help="Build edges with the neighbour list (Å) instead of the DFT block keys.")
+@click.option("--cutoff", type=float, help="Build edges with the neighbour list (Å) instead of the DFT block keys; "
+                                          "DFT pairs beyond it are dropped (a warning with the counts).")
+@click.option("--zero-fill", is_flag=True, help="With --cutoff: accept pairs the DFT file has no block for as zero "
+                                               "blocks (refused without this flag).")
 @click.option("--edges", type=click.Choice(["overlap", "hamiltonian"]),
               help="[abacus/siesta] keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every "
                    "pair with stored Hamiltonian elements.")

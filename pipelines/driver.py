@@ -66,11 +66,13 @@ def rotate_structure(s: Structure, R: np.ndarray, index: int, k: int) -> Structu
     )
 
 
-def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, int]:
+def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
     """Replace the edges of ``s`` by the neighbour list within ``cutoff`` (Å).
 
     Blocks of edges the DFT file has are kept; pairs the file lacks (beyond the basis functions' reach, where
-    H and S vanish) get zero blocks. Returns the new structure and the number of zero-filled edges.
+    H and S vanish) get zero blocks. Returns the new structure and the counts of what changed:
+    ``{"zero_filled": edges with no DFT block, "dropped": DFT edges beyond the cutoff, "dft_edges": DFT edges,
+    "dropped_max_abs_H": largest |H| element of a dropped block (eV)}``.
     """
     from .. import _core
 
@@ -83,16 +85,21 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, int]:
     H = np.zeros(int(nhp[-1]), dtype=s.H.dtype)
     S = np.zeros(int(nsp[-1])) if s.S is not None else None
     missing = 0
+    kept = np.zeros(s.nedges, bool)
     for e, (i, j, r) in enumerate(zip(src, dst, shift)):
         f = index.get((int(i), int(j), *map(int, r)))
         if f is None:
             missing += 1
             continue
+        kept[f] = True
         H[nhp[e] : nhp[e + 1]] = s.H[hp[f] : hp[f + 1]]
         if S is not None:
             S[nsp[e] : nsp[e + 1]] = s.S[sp[f] : sp[f + 1]]
     out = Structure(**{**s.__dict__, "src": src, "dst": dst, "shift": shift, "H": H, "S": S})
-    return out, missing
+    dropped = np.flatnonzero(~kept)
+    worst = max((float(np.abs(s.H[hp[f]:hp[f + 1]]).max(initial=0.0)) for f in dropped), default=0.0)
+    return out, {"zero_filled": missing, "dropped": int(dropped.size), "dft_edges": int(s.nedges),
+                 "dropped_max_abs_H": worst}
 
 
 def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict:
@@ -125,8 +132,12 @@ def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict
     return b
 
 
-def process_range(source, items: list, first_index: int, part: str, augment: int, seed: int, cutoff) -> dict:
+def process_range(source, items: list, first_index: int, part: str, augment: int, seed: int, cutoff,
+                  zero_fill: bool = False) -> dict:
     """Read, check, convert and augment the structures of ``items``; write them as one part file.
+
+    With ``cutoff`` the edges come from the neighbour list: a pair the DFT file has no block for would be a zero
+    block, which is refused (InputError naming the structure, with counts) unless ``zero_fill``.
 
     Returns the part's manifest (sizes, ids of excluded items). ``first_index`` is the global index of the
     range's first item: rotations are seeded by (seed, item index, structure, copy), so they do not depend on
@@ -138,6 +149,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
     traces = []
     excluded = []
     zero_filled = 0
+    cut = {"dropped": 0, "dft_edges": 0, "dropped_max_abs_H": 0.0}
     for n, item in enumerate(items):
         try:
             got = source.read(item)
@@ -148,8 +160,15 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
             where = s.sources[0][0] if s.sources else str(item)
             s.validate(path=where)
             if cutoff:
-                s, missing = restrict_edges(s, cutoff)
-                zero_filled += missing
+                s, c = restrict_edges(s, cutoff)
+                if c["zero_filled"] and not zero_fill:
+                    raise InputError(where, f"--cutoff {cutoff:g} Å makes {c['zero_filled']:,} of {s.nedges:,} "
+                                            f"edges pairs without a DFT block (they would be zero blocks); pass "
+                                            f"--zero-fill to accept them, or use a smaller --cutoff")
+                zero_filled += c["zero_filled"]
+                cut["dropped"] += c["dropped"]
+                cut["dft_edges"] += c["dft_edges"]
+                cut["dropped_max_abs_H"] = max(cut["dropped_max_abs_H"], c["dropped_max_abs_H"])
             t = so3.edge_traces(s.H, s.Z[s.src], s.Z[s.dst], s.species, spinful=s.spinful)
             s.parent = -1
             local = len(structs)
@@ -164,6 +183,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
         "structures": len(structs),
         "excluded": excluded,
         "zero_filled_edges": zero_filled,
+        "cutoff": cut,
         "splits": {},
         "species": {},
         "spinful": None,
@@ -216,10 +236,15 @@ def run(
     augment: int = 0,
     seed: int = 0,
     cutoff: float | None = None,
+    zero_fill: bool = False,
     overwrite: bool = False,
     **options,
 ) -> str:
-    """Prepare ``output`` (a ``.zarr`` store) from ``source`` reading ``input_path``; returns a summary line."""
+    """Prepare ``output`` (a ``.zarr`` store) from ``source`` reading ``input_path``; returns a summary line.
+
+    ``cutoff`` (Å): edges from the neighbour list instead of the DFT pair list; DFT pairs beyond it are dropped (a
+    warning on stderr with the counts) and pairs within it the DFT file lacks are refused unless ``zero_fill``.
+    """
     t0 = time.perf_counter()
     output = Path(output)
     if augment < 0:
@@ -271,8 +296,8 @@ def run(
     todo = [r for r in range(len(ranges)) if not Path(part_name[r] + ".json").exists()]
     done_items = sum(b - a for r, (a, b) in enumerate(ranges) if r not in set(todo))
     try:
-        _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done_items,
-                 f"prepare {source}")
+        _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler, quiet,
+                 done_items, f"prepare {source}")
         summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite)
     except HambenchError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
@@ -292,7 +317,9 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
         nexcluded += len(manifest["excluded"])
         return f"excluded {nexcluded}" if nexcluded else ""
 
-    tasks = [(src, items[ranges[r][0]:ranges[r][1]], ranges[r][0], part_name[r], augment, seed, cutoff) for r in todo]
+    cutoff, zero_fill = cutoff
+    tasks = [(src, items[ranges[r][0]:ranges[r][1]], ranges[r][0], part_name[r], augment, seed, cutoff, zero_fill)
+             for r in todo]
     run_tasks(process_range, tasks, workers=workers, scheduler=scheduler, quiet=quiet, label=label,
               sizes=[ranges[r][1] - ranges[r][0] for r in todo], done=done, unit="items", on_result=advance)
 
@@ -336,6 +363,11 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
         "excluded": excluded,
         "zero_filled_edges": int(sum(m["zero_filled_edges"] for m in manifests)),
     }
+    if key["cutoff"]:
+        cuts = [m.get("cutoff", {}) for m in manifests]
+        attrs["cutoff_dropped_edges"] = int(sum(c.get("dropped", 0) for c in cuts))
+        attrs["cutoff_dft_edges"] = int(sum(c.get("dft_edges", 0) for c in cuts))
+        attrs["cutoff_dropped_max_abs_H"] = max((c.get("dropped_max_abs_H", 0.0) for c in cuts), default=0.0)
     for k, v in sattrs.items():
         attrs.setdefault(k, v)
     tmp_store = partial / "store.zarr"
@@ -370,5 +402,10 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     if excluded:
         msg += f"; {len(excluded)} items excluded (hambench info --json {output})"
     if attrs["zero_filled_edges"]:
-        msg += f"; {attrs['zero_filled_edges']} edges beyond the DFT pair list zero-filled"
+        msg += f"; {attrs['zero_filled_edges']:,} of {counts['edges']:,} edges zero-filled (--zero-fill)"
+    if attrs.get("cutoff_dropped_edges"):
+        warning = (f"--cutoff {key['cutoff']:g} Å dropped {attrs['cutoff_dropped_edges']:,} of "
+                   f"{attrs['cutoff_dft_edges']:,} DFT pairs (|H| up to {attrs['cutoff_dropped_max_abs_H']:.3g} eV)")
+        print(f"hambench: warning: {warning}", file=sys.stderr)
+        msg += f"; {warning}"
     return msg

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -41,16 +42,53 @@ def test_every_command_has_help_with_example(command):
 @pytest.mark.parametrize(
     "args",
     [
-        ["train", "deephe3", "--data", "x.zarr", "-o", "run"],
-        ["predict", "run", "--data", "x.zarr", "-o", "p.zarr"],
         ["score", "p.zarr"],
-        ["leaderboard", "build", "-o", "site"],
+        ["leaderboard", "build", "--board", "nob", "-o", "site"],
     ],
 )
-def test_later_commands_fail_clearly(args):
+def test_model_and_score_commands_fail_clearly_on_missing_input(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(main, args)
-    assert r.exit_code == 3
-    assert r.output.count("\n") == 1 and "hambench: error:" in r.output
+    assert r.exit_code == 1, r.output
+    assert r.output.count("\n") == 1 and "hambench: error:" in r.output and "no such" in r.output
+
+
+def test_cutoff_drop_warns_with_counts(tmp_path):
+    """synthetic/random has edges within 4 Å: --cutoff 2.5 drops the longer ones, with a warning that counts."""
+    from hambench.pipelines.synthetic import SyntheticSource
+
+    full = SyntheticSource(count=1, seed=4).read(0)[0]
+    d = np.linalg.norm(full.pos[full.dst] + full.shift @ full.cell - full.pos[full.src], axis=1)
+    dropped = int((d >= 2.5).sum())
+    assert 0 < dropped < full.nedges
+    r = CliRunner().invoke(main, ["-q", "prepare", "--source", "synthetic/random", "--count", "1", "--seed", "4",
+                                  "--cutoff", "2.5", "-o", str(tmp_path / "c.zarr")])
+    assert r.exit_code == 0, r.output
+    warn = f"--cutoff 2.5 Å dropped {dropped:,} of {full.nedges:,} DFT pairs"
+    assert f"hambench: warning: {warn}" in r.stderr and warn in r.stdout
+    info = json.loads(run("info", str(tmp_path / "c.zarr"), "--json").output)
+    assert info["structures"] == 1
+
+
+def test_cutoff_zero_fill_is_refused_unless_asked(tmp_path):
+    """--cutoff 6 Å reaches pairs the 4 Å synthetic "DFT" list lacks: refused with counts, nothing written;
+    --zero-fill accepts them and says how many."""
+    from hambench import _core
+    from hambench.pipelines.synthetic import SyntheticSource
+
+    full = SyntheticSource(count=1, seed=4).read(0)[0]
+    src, _, _ = _core.neighbor_list(full.pos, full.cell, (True, True, True), 6.0)
+    extra = len(src) - full.nedges
+    assert extra > 0
+    args = ["-q", "prepare", "--source", "synthetic/random", "--count", "1", "--seed", "4", "--cutoff", "6",
+            "-o", str(tmp_path / "z.zarr")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert f"makes {extra:,} of {len(src):,} edges pairs without a DFT block" in r.output and "--zero-fill" in r.output
+    assert list(tmp_path.iterdir()) == []
+    r = CliRunner().invoke(main, [*args, "--zero-fill"])
+    assert r.exit_code == 0, r.output
+    assert f"{extra:,} of {len(src):,} edges zero-filled (--zero-fill)" in r.output
 
 
 def test_unknown_source_is_one_line_exit_1(tmp_path):
