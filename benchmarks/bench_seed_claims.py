@@ -90,6 +90,7 @@ CRY_METRICS = [("H_mae", "all"), ("max", "max"), ("blk", "blk"), ("bands_mae", "
 HIGHER_IS_BETTER = {"psi"}
 GUARD = 1.5  # wall guard: a run stops at GUARD × budget
 FILL = 0.85  # the probe's step count fills this fraction of the budget
+MIN_STEPS = 4  # floor of the step count (a budget below the probe's step time still trains this many)
 
 
 # --- small helpers --------------------------------------------------------------------------------------------
@@ -285,7 +286,7 @@ def train_overrides(steps: int, scheduler: str, seed: int, split: str) -> dict:
     over = {"seed": seed, "split": split, "max_steps": steps, "max_epochs": 1 << 30, "val_interval": vi,
             "log_every": max(1, min(10, steps // 20))}
     if scheduler == "warmup_linear":
-        over.update({"warmup_steps": max(1, steps // 15), "decay_steps": steps})
+        over.update({"warmup_steps": steps // 15, "decay_steps": steps})
     return over
 
 
@@ -320,14 +321,14 @@ def train_one(model, data, run_dir: Path, preset, sets, over, limit_s, stage1=No
 
 
 def probe_steps(model, data, root: Path, preset, sets, budget, scheduler, split, stage1=None,
-                n_probe: int = 6) -> dict:
+                n_probe: int = 4) -> dict:
     """Seconds per optimiser step of ``model`` (a short throwaway run; validation cost included at the
     budgeted run's interval) → the family's step count."""
     over = train_overrides(n_probe, scheduler, 0, split)
     over["val_interval"] = max(1, n_probe // 2)
     s = train_one(model, data, root, preset, sets, over, limit_s=max(5.0, budget / 2), stage1=stage1)
     per = s["wall_s"] / max(1, s["steps"])
-    steps = max(10, int(FILL * budget / per))
+    steps = max(MIN_STEPS, int(FILL * budget / per))
     return {"model": model, "probe_steps": s["steps"], "probe_wall_s": s["wall_s"], "s_per_step": per,
             "steps": steps}
 
@@ -479,7 +480,7 @@ def molecule_family(args, out: Path, commands: list[str]) -> dict:
         cal = json.loads(calib_path.read_text())
     else:
         log("molecules: probing the step time of tracegrad-qhnet (the slowest of the family)")
-        cal = probe_steps("tracegrad-qhnet", store, out / "runs" / "mol" / "probe", args.preset, (), args.budget,
+        cal = probe_steps("tracegrad-qhnet", store, out / "runs" / "mol" / "probe", args.preset, args.sets, args.budget,
                           "warmup_linear", first)
         write_json(calib_path, cal)
     fam["calibration"] = cal
@@ -491,7 +492,8 @@ def molecule_family(args, out: Path, commands: list[str]) -> dict:
                 scf = args.scf if (split == first and var in ("qhnet", "tracegrad-qhnet") and args.scf) else None
                 key = f"mol/{split}/{var}/s{seed}"
                 rdir = out / "runs" / "mol" / split / var.lstrip("+") / f"s{seed}"
-                r = do_run(key, rdir, model, store, split, args.preset, sets, over, args.budget, scf=scf)
+                r = do_run(key, rdir, model, store, split, args.preset, (*args.sets, *sets), over, args.budget,
+                           scf=scf)
                 r["variant"] = var
                 fam["runs"].append(r)
     return fam
@@ -506,8 +508,9 @@ def crystal_family(args, out: Path, system: str, commands: list[str]) -> dict:
         cal = json.loads(calib_path.read_text())
     else:
         log(f"{system}: probing the step time of tracegrad-deephe3 and harmose-tracegrad")
-        c1 = probe_steps("tracegrad-deephe3", store, root / "probe1", args.preset, (), args.budget, "plateau", "bench")
-        c2 = probe_steps("harmose-tracegrad", store, root / "probe2", args.preset, (), args.budget, "plateau",
+        c1 = probe_steps("tracegrad-deephe3", store, root / "probe1", args.preset, args.sets, args.budget, "plateau",
+                         "bench")
+        c2 = probe_steps("harmose-tracegrad", store, root / "probe2", args.preset, args.sets, args.budget, "plateau",
                          "bench", stage1=root / "probe1")
         cal = {"stage1": c1, "stage2": c2}
         write_json(calib_path, cal)
@@ -521,7 +524,8 @@ def crystal_family(args, out: Path, system: str, commands: list[str]) -> dict:
             rdir = root / "bench" / var / f"s{seed}"
             ref = None if var == "deephe3" else Path(done["deephe3"]["run_dir"]).parent / "scores.json"
             stage1 = Path(done[st1]["run_dir"]) if st1 else None
-            r = do_run(key, rdir, model, store, "bench", args.preset, sets, over, args.budget, reference=ref,
+            r = do_run(key, rdir, model, store, "bench", args.preset, (*args.sets, *sets), over, args.budget,
+                       reference=ref,
                        bands=not args.no_bands, equivariance=True, stage1=stage1)
             m = r["metrics"]
             m["max"] = m.get("H_mae_max_on_reference", m.get("H_mae_max"))
@@ -597,7 +601,7 @@ def learning_curves(runs, title: str, path: Path) -> Path | None:
             except ValueError:
                 continue
             if e.get("event") == "train":
-                tr.append((e["step"], e["loss"]))
+                tr.append((e["step"], e.get("loss_H", e["loss"])))
             elif e.get("event") == "val" and e.get("val_mae") is not None:
                 va.append((e["step"], 1e3 * e["val_mae"]))
         v = r["variant"]
@@ -610,7 +614,8 @@ def learning_curves(runs, title: str, path: Path) -> Path | None:
     if not colors:
         plt.close(fig)
         return None
-    ax1.set(xlabel="step", ylabel="training loss", yscale="log", title=f"{title}: training loss")
+    ax1.set(xlabel="step", ylabel="training loss of H (loss_H)", yscale="log",
+            title=f"{title}: training loss")
     ax2.set(xlabel="step", ylabel="validation MAE (meV)", yscale="log", title=f"{title}: validation H MAE")
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
@@ -634,7 +639,8 @@ PAPER_NOTE = {
 
 def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mach: dict) -> Path:
     name = args.report or ("bench_seed_claims_smoke" if args.smoke else "bench_seed_claims")
-    md = RESULTS / f"{name}.md"
+    results = Path(args.results) if args.results else RESULTS
+    md = results / f"{name}.md"
     L = []
     if args.smoke:
         L += ["# bench_seed_claims — SMOKE RUN (not a result)", "",
@@ -646,7 +652,8 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
         L += ["# bench_seed_claims — TraceGrad and HarmoSE against their backbones, one budget", ""]
     L += [f"Command: `{sh([Path(sys.executable).relative_to(REPO) if Path(sys.executable).is_relative_to(REPO) else sys.executable, *sys.argv])}`",
           "",
-          f"Machine: {mach['cpu']}, {mach['cpus']} CPUs, load average at start {mach['load_avg']}, torch "
+          f"Machine: {mach['cpu']}, {mach['cpus']} CPUs (shared), load average at start "
+          f"{' / '.join(f'{x:.1f}' for x in mach['load_avg'] or ())}, torch "
           f"{mach['torch']} on {mach['torch_threads']} thread(s), hambench {mach['hambench']} @ {mach['commit']}, "
           f"{mach['date_utc']}.",
           "",
@@ -689,7 +696,7 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
                         L.append(f"| {v} | " + " | ".join(fmt(*stats([r["metrics"].get(k) for r in rs]))
                                                         for k in keys) + " |")
                 L.append("")
-            png = learning_curves(runs, f"molecules {split}", RESULTS / f"{name}_mol_{split}.png")
+            png = learning_curves(runs, f"molecules {split}", results / f"{name}_mol_{split}.png")
             if png:
                 L += [f"![learning curves]({png.name})", ""]
         L += [PAPER_NOTE["mol"], ""]
@@ -708,15 +715,18 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
         backbone = {v: bb for v, _m, _s, bb, _st in CRY_VARIANTS}
         lines, tab = family_table(f["runs"], [v for v, *_ in CRY_VARIANTS], CRY_METRICS, backbone)
         L += ["meV:", ""] + lines + [""]
-        png = learning_curves(f["runs"], system, RESULTS / f"{name}_{system}.png")
+        png = learning_curves(f["runs"], system, results / f"{name}_{system}.png")
         if png:
             L += [f"![learning curves]({png.name})", ""]
         L += [PAPER_NOTE["cry"], ""]
         js["families"][system] = {"data": d, "calibration": f["calibration"], "table": tab}
     L += ["## Exact commands", "",
           "Training runs in-process through `models.run.train_run` (the library behind `hambench train`) with a wall "
-          "guard; each line below is the equivalent CLI call.", "", "```"] + commands + ["```", ""]
+          "guard; each line below is the equivalent CLI call.", "", "```"] + commands
     per_run = [r for fam in fams.values() for r in fam["runs"]]
+    for r in per_run:
+        L += [f"# {r['key']}"] + r["commands"]
+    L += ["```", ""]
     L += ["## Per-run timings", "", "| run | steps | train s | predict s | score s | guard |", "|---|---|---|---|---|---|"]
     for r in per_run:
         t = r["train"]
@@ -748,9 +758,12 @@ def main(argv=None):
     ap.add_argument("--crystal-basis", default="gth-szv", help="pyscf/crystal basis (default gth-szv; '' = source default)")
     ap.add_argument("--no-bands", action="store_true", help="skip the band errors of crystals")
     ap.add_argument("--preset", default="tiny", help="model preset of every run (default tiny: CPU-sized models)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every model of the run (repeatable), e.g. --set train.lr=5e-3")
     ap.add_argument("--workers", type=int, default=1, help="prepare/DFT worker processes")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "seed_claims", help="runs and data (resumable)")
-    ap.add_argument("--report", default=None, help="report name under benchmarks/results/")
+    ap.add_argument("--report", default=None, help="report name (default bench_seed_claims[_smoke])")
+    ap.add_argument("--results", default=None, help="report folder (default benchmarks/results/)")
     ap.add_argument("--smoke", action="store_true", help="label the report a smoke run (bench_seed_claims_smoke)")
     args = ap.parse_args(argv)
     args.mol_splits = [s for s in args.mol_splits.split(",") if s]
