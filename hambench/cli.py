@@ -227,8 +227,11 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
                   overrides={"train": over} if over else None, resume=resume, device=device,
                   quiet=ctx.obj["quiet"])
     best = f"{s['best']:.4g}" if s["best"] == s["best"] and s["best"] != float("inf") else "n/a"
-    click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "
-               f"{best}, {s['structures_per_s']:.1f} structures/s, {s['seconds']:.1f} s → {output}")
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one summary line
+        click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "
+                   f"{best}, {s['structures_per_s']:.1f} structures/s, {s['seconds']:.1f} s → {output}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -425,18 +428,22 @@ def leaderboard_build(board, output):
 
 @main.command(context_settings=CONTEXT)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
-              help="Folder for the demo's outputs.")
+              help="Folder for the demo's outputs (a rerun reuses what is there).")
+@click.option("--budget", type=click.Choice(["full", "ci"]), default="full", show_default=True,
+              help="full: the README's main job; ci: a few training steps and one SCF molecule (tests).")
 @click.pass_context
-def demo(ctx, output):
-    """Run the main job on the embedded demo data (prepare a store, summarise it).
+def demo(ctx, output, budget):
+    """The main job on the embedded demo molecules: prepare, train qhnet and tracegrad-qhnet, predict, score,
+    submit to a local leaderboard and build its site.
 
     \b
     Example:
       hambench demo -o demo_out
+      hambench demo -o /tmp/demo --budget ci
     """
     from .demo import run_demo
 
-    run_demo(output, quiet=ctx.obj["quiet"])
+    run_demo(output, quiet=ctx.obj["quiet"], budget=budget)
 
 
 if __name__ == "__main__":  # pragma: no cover

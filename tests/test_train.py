@@ -240,7 +240,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo, tmp_path):
 
 
 # --- bad inputs -----------------------------------------------------------------------------------------------
-def test_bad_configs_are_one_line(demo, tmp_path):
+def test_bad_configs_are_one_line(demo, mote2, tmp_path):
     assert "unknown model" in one_line_error(cli("train", "nope", "--data", demo, "-o", tmp_path / "r"))
     assert "unknown preset" in one_line_error(cli("train", "toy", "--data", demo, "-o", tmp_path / "r",
                                                   "--preset", "huge"))
@@ -248,6 +248,7 @@ def test_bad_configs_are_one_line(demo, tmp_path):
                                              "--set", "train.lrr=1"))
     assert "no such store" in one_line_error(cli("train", "toy", "--data", tmp_path / "x.zarr", "-o",
                                                  tmp_path / "r"))
+    assert "trains on molecule stores" in one_line_error(cli("train", "qhnet", "--data", mote2, "-o", tmp_path / "r"))
     assert not (tmp_path / "r").exists()
 
 
