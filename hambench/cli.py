@@ -162,7 +162,9 @@ def info(store, as_json):
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["deeph", "deeph-legacy"]), default="deeph", show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output folder.")
-def export(store, fmt, output):
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in the output folder.")
+@click.pass_context
+def export(ctx, store, fmt, output, overwrite):
     """Write a store back out in another ecosystem's format (one folder per structure).
 
     \b
@@ -171,7 +173,7 @@ def export(store, fmt, output):
     """
     from .pipelines.export import export_store
 
-    click.echo(export_store(store, fmt, output))
+    click.echo(export_store(store, fmt, output, quiet=ctx.obj["quiet"], overwrite=overwrite))
 
 
 # --- model zoo, scoring, leaderboard (later issues) ------------------------------------------------------

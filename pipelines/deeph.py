@@ -6,6 +6,7 @@ Folder formats themselves are read by :mod:`hambench.pipelines.deeph_format`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,28 @@ from . import Source, find_files
 __all__ = ["DeepHFolderSource", "DATASETS", "DeepHDataset", "named_dataset", "find_deeph_folders"]
 
 _MARKERS = {"legacy": "hamiltonians.h5", "new": "hamiltonian.h5"}
+
+
+def read_export_index(root: Path) -> dict:
+    """``export.json`` of a ``hambench export`` folder: folder name → {id, parent_id, rotation}; {} without one."""
+    path = Path(root) / "export.json"
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text())["structures"]
+        by_index = {int(e["index"]): e for e in index}
+        out = {}
+        for e in index:
+            parent = e.get("parent")
+            out[str(e["folder"])] = {
+                "id": str(e["id"]),
+                "parent_id": str(by_index[int(parent)]["id"]) if parent is not None and int(parent) in by_index
+                else None,
+                "rotation": e.get("rotation"),
+            }
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(path, f"not a hambench export index ({type(e).__name__}: {e})") from None
+    return out
 
 
 def find_deeph_folders(root: Path) -> list[Path]:
@@ -49,6 +72,7 @@ class DeepHFolderSource(Source):
         self.dataset = dataset
         self.seed = int(options.get("seed", 0) or 0)
         self._folders = find_deeph_folders(self.root)
+        self._export = read_export_index(self.root)
         self._splits = dataset.assign_splits(self._folders, self.seed) if dataset else {}
 
     def items(self) -> list[str]:
@@ -61,6 +85,12 @@ class DeepHFolderSource(Source):
         layout = detect_layout(folder)
         s = read_legacy_folder(folder) if layout == "legacy" else read_new_folder(folder)
         s.id = str(folder.relative_to(self.root)) if folder != self.root else folder.name
+        entry = self._export.get(s.id)
+        if entry is not None:  # a `hambench export` folder: the store's own id, parent and rotation come back
+            s.id = entry["id"]
+            if entry.get("parent_id") is not None:
+                s.parent_id = entry["parent_id"]  # resolved to the new store's index when it is assembled
+                s.rotation = np.asarray(entry["rotation"], dtype=np.float64)
         if self.dataset:
             self.dataset.check(s, folder)
             s.splits = {f"deeph-{self.dataset.key}": self._splits[str(folder)]}

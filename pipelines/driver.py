@@ -150,6 +150,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
     excluded = []
     zero_filled = 0
     cut = {"dropped": 0, "dft_edges": 0, "dropped_max_abs_H": 0.0}
+    parent_ids: dict[str, str] = {}
     for n, item in enumerate(items):
         try:
             got = source.read(item)
@@ -157,6 +158,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
             excluded.append({"item": str(item), "reason": str(e)})
             continue
         for m, s in enumerate(got):
+            parent_id = s.__dict__.pop("parent_id", None)  # a source's own rotated copy (re-imported exports)
             where = s.sources[0][0] if s.sources else str(item)
             s.validate(path=where)
             if cutoff:
@@ -172,6 +174,8 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
             t = so3.edge_traces(s.H, s.Z[s.src], s.Z[s.dst], s.species, spinful=s.spinful)
             s.parent = -1
             local = len(structs)
+            if parent_id is not None:
+                parent_ids[str(local)] = str(parent_id)
             structs.append(s)
             traces.append(t)
             rng = np.random.default_rng([seed, first_index + n, m])
@@ -184,6 +188,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
         "excluded": excluded,
         "zero_filled_edges": zero_filled,
         "cutoff": cut,
+        "parent_ids": parent_ids,
         "splits": {},
         "species": {},
         "spinful": None,
@@ -374,6 +379,15 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     if tmp_store.exists():
         shutil.rmtree(tmp_store)
     writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))
+    global_index = {}
+    if any(m.get("parent_ids") for m in filled):  # parents named by id: the index of that id in this store
+        offset = 0
+        for p, m in zip(part_name, manifests):
+            if m["structures"]:
+                with np.load(p + ".npz", allow_pickle=True) as z:
+                    ids = z["structures|id"]
+                global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
+                offset += m["structures"]
     offset = 0
     for p, m in zip(part_name, manifests):
         if not m["structures"]:
@@ -382,6 +396,12 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
             batch = {k.replace("|", "/"): z[k] for k in z.files}
         parent = batch["structures/parent"]
         batch["structures/parent"] = np.where(parent >= 0, parent + offset, -1)
+        for local, pid in m.get("parent_ids", {}).items():
+            k = int(local)
+            if pid in global_index:
+                batch["structures/parent"][k] = global_index[pid]
+            else:  # its parent is not part of this store: an original after all
+                batch["structures/rotation"][k] = np.eye(3)
         for name, labels in split_labels.items():
             lab = batch.pop(f"splitlabel/{name}", None)
             codes = np.full(m["structures"], -1, np.int8)

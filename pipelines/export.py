@@ -3,7 +3,13 @@
 The whole export is written into ``<output>.partial-<uuid>`` and renamed to ``output`` only when every structure
 is written, so an interrupted export never leaves a half-filled ``output``. Folder names are the structure ids
 made safe for a file system (``a/rot0`` → ``a_rot0``; collisions get ``-<index>``); ``export.json`` in the output
-maps every folder back to its structure (id, index, parent, rotation).
+maps every folder back to its structure (id, index, parent, rotation); ``hambench prepare --source deeph/folder``
+on the output reads it back (ids, parents and rotations of augmented copies). Re-imported structures have their
+edges sorted by (i, j, R), as every DeepH reader gives them: the blocks are those of the store, the flat arrays are
+in another order when the store's edges were not sorted.
+
+Progress goes to stderr (quiet with ``quiet``); ``overwrite`` replaces an earlier export (a folder with
+``export.json``), never another folder.
 """
 
 from __future__ import annotations
@@ -52,17 +58,20 @@ def _progress(quiet: bool, total: int):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    from rich.console import Console
+
     return Progress(TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("structures"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
 
 
-def export_store(store_path, fmt: str, output, quiet: bool = False) -> str:
+def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: bool = False) -> str:
     """Write every structure of the store ``store_path`` as a ``fmt`` folder under ``output``; returns a summary line.
 
     ``fmt`` is ``"deeph"`` (DeepH-dock: POSCAR, info.json, hamiltonian.h5 / overlap.h5, hambench order) or
     ``"deeph-legacy"`` (element.dat, lat.dat, …, hamiltonians.h5 / overlaps.h5 keyed "[Rx, Ry, Rz, i, j]" 1-based,
     OpenMX order). Raises :class:`~hambench.errors.StoreError` for a store of the wrong kind or version and
-    :class:`~hambench.errors.InputError` for an unknown format or an ``output`` that exists and is not empty.
+    :class:`~hambench.errors.InputError` for an unknown format or an ``output`` that exists and is not empty
+    (with ``overwrite``: that is not an earlier export, i.e. has no ``export.json``).
     """
     from ..store import open_store
     from . import deeph_format
@@ -73,8 +82,12 @@ def export_store(store_path, fmt: str, output, quiet: bool = False) -> str:
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError(output, "exists and is a file; choose another -o")
-    if output.exists() and any(output.iterdir()):
-        raise InputError(output, "exists and is not empty; choose another -o")
+    replace = output.exists() and any(output.iterdir())
+    if replace and not overwrite:
+        raise InputError(output, "exists and is not empty; choose another -o or pass --overwrite")
+    if replace and not (output / "export.json").is_file():
+        raise InputError(output, "is not an earlier hambench export (no export.json): --overwrite replaces only "
+                                 "those; choose another -o")
     st = open_store(store_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     write = getattr(deeph_format, FORMATS[fmt])
@@ -97,10 +110,14 @@ def export_store(store_path, fmt: str, output, quiet: bool = False) -> str:
                 if bar:
                     bar.update(task, advance=1)
         (tmp / "export.json").write_text(json.dumps(
-            {"store": str(store_path), "format": fmt, "spinful": st.spinful, "structures": index}, indent=1))
-        if output.exists():  # an empty directory: replace it
-            output.rmdir()
-        tmp.rename(output)
+            {"store": str(Path(store_path).resolve()), "format": fmt, "spinful": st.spinful, "structures": index}, indent=1))
+        if output.exists():  # an empty directory, or an earlier export with --overwrite: replace it
+            old = output.with_name(f"{output.name}.old-{uuid.uuid4().hex[:8]}")
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

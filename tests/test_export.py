@@ -177,3 +177,40 @@ def test_folder_names_are_safe_and_unique():
     for n in names:
         assert n and "/" not in n and "\\" not in n and not n.startswith(".") and "\n" not in n and " " not in n
     assert names[0] == "a_rot0" and names[1] == "a_rot0-1" and names[-1] == "ok-1.2"
+
+
+def test_progress_on_stderr_quiet_and_overwrite(mote2_store, tmp_path, capsys):
+    out = tmp_path / "o"
+    export_store(mote2_store, "deeph", out, quiet=False)  # the bar: stderr only, stdout stays clean for the summary
+    cap = capsys.readouterr()
+    assert cap.out == "" and "export" in cap.err
+    # through the CLI: -q (and CliRunner's non-TTY stderr) print the summary line only; --overwrite replaces
+    args = ["export", str(mote2_store), "-o", str(out), "--overwrite"]
+    r = CliRunner().invoke(hambench.cli.main, ["-q", *args])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("\n") == 1 and r.stderr == "" and "exported 1 structure" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["deeph_new_MoTe2", "export.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no .partial/.old folders left
+    assert json.loads((out / "export.json").read_text())["store"] == str(mote2_store.resolve())
+    # --overwrite never replaces a folder that is not an export
+    other = tmp_path / "o" / "deeph_new_MoTe2"
+    r = CliRunner().invoke(hambench.cli.main, ["export", str(mote2_store), "-o", str(other), "--overwrite"])
+    assert r.exit_code == 1 and "not an earlier hambench export" in r.output
+    assert (other / "hamiltonian.h5").exists()
+
+
+def test_export_json_read_back_restores_ids_parents_rotations(tmp_path):
+    """store (original + 2 rotated copies) → export → prepare: the same ids, parents and rotations, the same blocks
+    (edges come back sorted by (i, j, R), which deeph/folder stores already are)."""
+    store = tmp_path / "aug.zarr"
+    prepare("deeph/folder", require_realdata("deeph_new_MoTe2"), store, quiet=True, augment=2, seed=5)
+    export_store(store, "deeph", tmp_path / "exp", quiet=True)
+    prepare("deeph/folder", tmp_path / "exp", tmp_path / "back.zarr", quiet=True)
+    a, b = open_store(store), open_store(tmp_path / "back.zarr")
+    assert [a[k].id for k in range(3)] == [b[k].id for k in range(3)] == [
+        "deeph_new_MoTe2", "deeph_new_MoTe2/rot0", "deeph_new_MoTe2/rot1"]
+    for k in range(3):
+        assert a[k].parent == b[k].parent == (-1 if k == 0 else 0)
+        np.testing.assert_array_equal(b[k].rotation, a[k].rotation)  # exact: JSON floats round-trip
+        np.testing.assert_array_equal(b[k].H, a[k].H)
+        np.testing.assert_array_equal(b[k].src, a[k].src)
