@@ -262,6 +262,12 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     train_loader = _loader(store, tr, cfg, True, rank, world, dt)
     val_loader = _loader(store, va, cfg, False, rank, world, dt, augment=False) if va is not None else None
     cut = ck["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr)
+    if ck is not None and "edge_rule" in ck:
+        rule = ck["edge_rule"]
+    else:  # molecule stores of PySCF hold every atom pair: new molecules get every pair too
+        na = store.array("structures/natoms")[:][tr].astype(np.int64)
+        ne = store.array("structures/nedges")[:][tr].astype(np.int64)
+        rule = "complete" if store.attrs["kind"] == "molecule" and np.all(ne == na * na) else "cutoff"
     model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed)
     meta = {
         "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
@@ -270,6 +276,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
                   "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
                   "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
         "edge_cutoffs": cut,
+        "edge_rule": rule,
         "command": " ".join(sys.argv),
     }
     if rank == 0:
@@ -459,7 +466,9 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                        overwrite: bool = False) -> dict:
     """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
 
-    Edges come from the neighbour list with the checkpoint's per-element-pair cut-offs (:func:`edges_for`).
+    Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
+    ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
+    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
     The output is a store (schema of :mod:`hambench.store`) with the predicted ``blocks/H``, no overlap, and
     attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
     """
@@ -488,7 +497,12 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
         pbc = np.asarray(at.get_pbc(), bool)
         cell = np.asarray(at.get_cell().array, np.float64) if pbc.any() else np.zeros((3, 3))
         pos = np.asarray(at.get_positions(), np.float64)
-        src, dst, shift = edges_for(pos, cell, pbc, Z, ck["edge_cutoffs"], f"{src_file} frame {k}")
+        if ck.get("edge_rule") == "complete" and not pbc.any():
+            n = len(Z)  # every ordered pair, self pairs included, row-major (as the molecule stores hold them)
+            src, dst = (x.astype(np.int32) for x in np.divmod(np.arange(n * n), n))
+            shift = np.zeros((n * n, 3), np.int32)
+        else:
+            src, dst, shift = edges_for(pos, cell, pbc, Z, ck["edge_cutoffs"], f"{src_file} frame {k}")
         sid = src_file.stem if len(frames) == 1 else f"{src_file.stem}/{k}"
         structs.append(Structure(id=sid, Z=Z, pos=pos, cell=cell, pbc=pbc, src=src, dst=dst, shift=shift,
                                  H=np.zeros(0), S=None, species={int(z): layout.species[int(z)] for z in set(Z)},

@@ -158,6 +158,12 @@ def test_structures_xyz_many_frames(demo, mol_run, tmp_path):
         bx, bs = _match(p, k, pr, j)
         assert set(bx) == set(bs)  # molecules: every pair within the longest training distance of its elements
         assert max(float(np.abs(bx[q] - bs[q]).max()) for q in bx) < 1e-6  # xyz keeps ~1e-8 Å of the positions
+    # a molecule larger than any in training (two waters 8 Å apart) still gets every atom pair, as PySCF has
+    w = st[2]
+    two = ase.Atoms(numbers=np.concatenate([w.Z, w.Z]), positions=np.concatenate([w.pos, w.pos + [8.0, 0, 0]]))
+    ase.io.write(tmp_path / "dimer.xyz", two)
+    assert cli("predict", mol_run, "--structures", tmp_path / "dimer.xyz", "-o", tmp_path / "d.zarr").exit_code == 0
+    assert int(open_store(tmp_path / "d.zarr").array("structures/nedges")[0]) == 36
 
 
 def test_unknown_species_and_spin_refused(demo, mote2, mol_run, mote2_run, tmp_path):
