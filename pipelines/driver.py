@@ -266,6 +266,7 @@ def run(
     items = src.items()
     if not items:
         raise InputError(input_path, f"no input for source {source} found here")
+    _say_expected_time(src, source, items, workers if scheduler is None else None)
     partial = output.with_name(output.name + ".partial")
     parts_dir = partial / "parts"
     key = {
@@ -309,6 +310,33 @@ def run(
         raise
     dt = time.perf_counter() - t0
     return summary + f" in {dt:.1f} s"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _say_expected_time(src, source, items, workers) -> None:
+    """DFT sources (``expected_seconds(item)``): one line on stderr with the expected time, before any work."""
+    estimate = getattr(src, "expected_seconds", None)
+    if estimate is None:
+        return
+    t = [float(estimate(i)) for i in items]
+    todo = sum(1 for x in t if x > 0)
+    total = sum(t)
+    if not todo:
+        print(f"hambench: {source}: all {len(items):,} DFT results cached", file=sys.stderr)
+        return
+    cached = f", {len(items) - todo:,} cached" if todo < len(items) else ""
+    par = (f" (~{_fmt_duration(max(total / workers, max(t)))} with {workers} workers)"
+           if workers and workers > 1 else "")
+    print(f"hambench: {source}: {todo:,} DFT run{'s' * (todo != 1)} to do{cached}, expected "
+          f"~{_fmt_duration(total)} on one worker{par} (fit of benchmarks/results/bench_{source.replace('/', '_')}.txt, "
+          f"2-core machine)", file=sys.stderr)
 
 
 def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label):

@@ -632,6 +632,20 @@ class CrystalSource(Source):
     def cost(self, item) -> float:
         return float(len(item[1])) ** 3
 
+    def expected_seconds(self, item) -> float:
+        """Expected DFT time of one structure (0 when cached), from benchmarks/results/bench_pyscf_crystal.txt:
+        gth-szv, 100 Ha, 2 threads: 41-48 s for a 2-atom cell, 4.1x for 8 atoms (t ~ 20.7 s · atoms^1.03);
+        other bases scaled by (orbitals per atom / gth-szv's)^2 — a rough guide, not a promise."""
+        if self.raw_path(item).exists():
+            return 0.0
+        t = 20.7 * len(item[1]) ** 1.03
+        basis = str(self.protocol.get("basis", "")).lower()
+        if "dzvp" in basis:
+            t *= (13 / 4) ** 2 / 2  # C: 13 vs 4 orbitals; the grid part does not grow
+        elif "tzv" in basis:
+            t *= (17 / 4) ** 2 / 2
+        return t
+
     def _cache_key(self, item) -> str:
         keep = {k: v for k, v in self.protocol.items() if k != "max_cycle"}
         return _key({"p": keep, "cutoff": self.cutoff, "geom": [item[1], np.round(item[2], 10).tolist(), item[3], item[4]]})

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import hambench
 from hambench import __version__
 from hambench.cli import main
 
@@ -146,3 +148,21 @@ def test_demo_runs_on_embedded_data(tmp_path):
 
     st = open_store(tmp_path / "demo" / "qm9_demo.zarr")
     assert st.attrs["kind"] == "molecule" and st.attrs["dft"]["functional"] == "b3lyp5"
+
+
+def test_dft_sources_say_the_expected_time_up_front(tmp_path, capsys):
+    """pyscf/qm9: QM9 #1 (CH4, def2-SVP: 14 + 4 x 5 = 34 AOs) costs 0.00119 s · 34^2.07 (the benchmark's fit);
+    cached molecules cost nothing."""
+    from hambench.pipelines import get_source
+    from hambench.pipelines.driver import _say_expected_time
+
+    src = get_source("pyscf/qm9", None, ids="1", raw_dir=tmp_path / "raw")
+    assert src.expected_seconds(src.items()[0]) == pytest.approx(0.00119 * 34 ** 2.07, rel=1e-9)
+    _say_expected_time(src, "pyscf/qm9", src.items(), 1)
+    err = capsys.readouterr().err
+    assert err == ("hambench: pyscf/qm9: 1 DFT run to do, expected ~2 s on one worker (fit of "
+                   "benchmarks/results/bench_pyscf_qm9.txt, 2-core machine)\n")
+    demo = get_source("pyscf/qm9", None, max_heavy=3, limit=10, raw_dir=Path(hambench.__file__).parent / "data" /
+                      "demo_qm9")
+    _say_expected_time(demo, "pyscf/qm9", demo.items(), 1)
+    assert capsys.readouterr().err == "hambench: pyscf/qm9: all 10 DFT results cached\n"
