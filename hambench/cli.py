@@ -49,11 +49,12 @@ def main(ctx, debug, quiet):
     """hambench — benchmark suite for machine-learned electronic-structure Hamiltonians.
 
     \b
-    Typical flow:
-      hambench prepare --source deeph/folder --input data/MoTe2 -o mote2.zarr
+    Typical flow (from the repository root, with ../shared/realdata beside it):
+      hambench prepare --source deeph/folder --input ../shared/realdata/deeph_new_MoTe2 -o mote2.zarr
       hambench info mote2.zarr
-      hambench train tracegrad-deephe3 --data mote2.zarr -o runs/tg
-      hambench score preds.zarr --truth mote2.zarr -o scores.json
+      hambench train deephe3 --data mote2.zarr --preset tiny -o runs/e3
+      hambench predict runs/e3 --data mote2.zarr -o preds.zarr
+      hambench score preds.zarr -o scores.json
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -69,28 +70,28 @@ def main(ctx, debug, quiet):
 @click.option("--input", "-i", "input_path", type=click.Path(path_type=Path), help="Raw input file or folder.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output store (NAME.zarr).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
-@click.option("--cutoff", type=float, help="Build edges with the neighbour list (Å) instead of the DFT block keys; "
+@click.option("--cutoff", type=click.FloatRange(min=0, min_open=True), help="Build edges with the neighbour list (Å) instead of the DFT block keys; "
                                           "DFT pairs beyond it are dropped (a warning with the counts).")
 @click.option("--zero-fill", is_flag=True, help="With --cutoff: accept pairs the DFT file has no block for as zero "
                                                "blocks (refused without this flag).")
 @click.option("--edges", type=click.Choice(["overlap", "hamiltonian"]),
               help="[abacus/siesta] keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every "
                    "pair with stored Hamiltonian elements.")
-@click.option("--augment", type=int, default=0, show_default=True,
+@click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True,
               help="Add K rotation-augmented copies of every structure.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rotations, sampling and displacements.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local Dask worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local Dask worker processes.")
 @click.option("--scheduler", metavar="ADDRESS", help="Address of a running dask.distributed scheduler.")
-@click.option("--limit", type=int, help="[molecules] at most this many molecules.")
+@click.option("--limit", type=click.IntRange(min=1), help="[molecules] at most this many molecules.")
 @click.option("--ids", help="[molecules] comma-separated QM9 indices, e.g. 1,2,3.")
-@click.option("--max-atoms", type=int, help="[molecules] only molecules with at most this many atoms.")
-@click.option("--max-heavy", type=int, help="[molecules] only molecules with at most this many heavy atoms.")
+@click.option("--max-atoms", type=click.IntRange(min=1), help="[molecules] only molecules with at most this many atoms.")
+@click.option("--max-heavy", type=click.IntRange(min=0), help="[molecules] only molecules with at most this many heavy atoms.")
 @click.option("--sample", is_flag=True, help="[molecules] draw --limit molecules at random (with --seed) "
                                             "instead of the first ones in QM9 order.")
 @click.option("--dataset-version", "version", type=click.Choice(["100k", "300k"]),
               help="[qh9/dynamic] database version (default: from the file name).")
-@click.option("--max-cycle", type=int, help="[pyscf] maximum SCF cycles (default 50); unconverged → excluded.")
-@click.option("--threads", type=int, help="[pyscf] threads per worker (default 1).")
+@click.option("--max-cycle", type=click.IntRange(min=1), help="[pyscf] maximum SCF cycles (default 50); unconverged → excluded.")
+@click.option("--threads", type=click.IntRange(min=1), help="[pyscf] threads per worker (default 1).")
 @click.option("--xc", help="[pyscf] exchange-correlation functional (default b3lyp5 molecules, pbe crystals).")
 @click.option("--basis", help="[pyscf] basis set (default def2-svp molecules, gth-dzvp crystals).")
 @click.option("--grid-level", type=int, help="[pyscf] DFT integration grid level (default 3).")
@@ -99,7 +100,7 @@ def main(ctx, debug, quiet):
 @click.option("--raw-dir", type=click.Path(path_type=Path), help="[pyscf] cache of raw DFT results (resumable).")
 @click.option("--system", help="[pyscf/crystal] graphene, mos2, bilayer_graphene.")
 @click.option("--structures", type=click.Path(path_type=Path), help="[pyscf/crystal] ASE-readable structures.")
-@click.option("--count", type=int, help="[pyscf/crystal] number of structures to generate.")
+@click.option("--count", type=click.IntRange(min=1), help="[pyscf/crystal] number of structures to generate.")
 @click.option("--supercell", help="[pyscf/crystal] supercell, e.g. 2x2x1.")
 @click.option("--displacement", type=float, help="[pyscf/crystal] Gaussian displacement amplitude (Å).")
 @click.option("--temperature", type=float, help="[pyscf/crystal] thermal displacements at this temperature (K).")
@@ -120,7 +121,7 @@ def prepare(ctx, source, input_path, output, **options):
     \b
     Examples:
       hambench prepare --source deeph/folder --input ../shared/realdata/deeph_legacy_MoTe2 -o mote2.zarr
-      hambench prepare --source openmx/scfout --input runs/graphene -o graphene.zarr --augment 2
+      hambench prepare --source openmx/scfout --input ../shared/realdata/openmx_graphene_scfout -o graphene.zarr --augment 2
       hambench prepare --source pyscf/qm9 --limit 20 --max-atoms 9 -o qm9.zarr --workers 2
     """
     from .pipelines import prepare as run_prepare

@@ -508,26 +508,36 @@ class Store:
 
     def summary(self) -> str:
         d = self.summary_dict()
+
+        def n(count: int, word: str) -> str:  # "1 structure", "1,234 structures"
+            return f"{count:,} {word}{'s' if count != 1 else ''}"
+
+        def val(v) -> str:  # floats short (300.0000000050607 -> 300), everything else as is
+            return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+        lo, hi = d["atoms_per_structure"]
         lines = [
             f"{d['path']}: hambench store v{d['version']}, {d['kind']}{', spinful (SOC)' if d['spinful'] else ''}",
-            f"  structures  {d['structures']} ({d['augmented']} rotation-augmented), "
-            f"{d['atoms_per_structure'][0]}–{d['atoms_per_structure'][1]} atoms each",
-            f"  atoms       {d['atoms']}",
-            f"  edges       {d['edges']}",
+            f"  structures  {d['structures']:,} ({d['augmented']:,} rotation-augmented), "
+            f"{lo if lo == hi else f'{lo}–{hi}'} atom{'s' if hi != 1 else ''} each",
+            f"  atoms       {d['atoms']:,}",
+            f"  edges       {d['edges']:,}",
             f"  elements    H {d['matrix_elements']['H']:,}  S {d['matrix_elements']['S']:,}  "
             f"trace labels {d['matrix_elements']['T']:,}",
-            f"  on disk     {d['bytes_on_disk'] / 1e6:.2f} MB in {d['files']} files",
+            f"  on disk     {d['bytes_on_disk'] / 1e6:.2f} MB in {n(d['files'], 'file')}",
             "  species     "
             + ", ".join(f"{el} {v['shells']} ({v['orbitals']} orbitals)" for el, v in d["species"].items()),
         ]
         for name, counts in d["splits"].items():
-            lines.append(f"  split {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            lines.append(f"  split {name}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         if d["dft"]:
-            lines.append("  dft         " + ", ".join(f"{k}={v}" for k, v in d["dft"].items()))
+            lines.append("  dft         " + ", ".join(f"{k}={val(v)}" for k, v in d["dft"].items()))
         if d["source"]:
-            lines.append(f"  source      {d['source'].get('name')} ← {d['source'].get('input')}")
+            given = d["source"].get("input")
+            lines.append(f"  source      {d['source'].get('name')}"
+                         + (f" ← {given}" if given not in (None, "None") else " (no input files: generated here)"))
         if d["excluded"]:
-            lines.append(f"  excluded    {len(d['excluded'])} items (see `hambench info --json`)")
+            lines.append(f"  excluded    {n(len(d['excluded']), 'item')} (see `hambench info --json`)")
         lines.append(f"  units       {d['units']['energy']}, {d['units']['length']}; orbitals {d['orbital_convention']}")
         return "\n".join(lines)
 

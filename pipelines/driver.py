@@ -102,6 +102,11 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
                  "dropped_max_abs_H": worst}
 
 
+def _resolved(path) -> str:
+    """A source path as stored: absolute and resolved (independent of the working directory of the run)."""
+    return str(Path(path).resolve()) if path not in (None, "") else str(path)
+
+
 def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict:
     """Concatenate structures into one batch of store arrays (+ per-edge sizes for the offsets)."""
     cat = np.concatenate
@@ -116,7 +121,8 @@ def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict
         "structures/fermi_level": np.array([s.fermi_level for s in structs], np.float64),
         "structures/parent": np.array([s.parent for s in structs], np.int64),
         "structures/rotation": np.array([s.rotation for s in structs], np.float64).reshape(-1, 3, 3),
-        "structures/sources": np.array([json.dumps([list(x) for x in s.sources]) for s in structs], dtype=object),
+        "structures/sources": np.array([json.dumps([[_resolved(x[0]), *x[1:]] for x in s.sources]) for s in structs],
+                                       dtype=object),
         "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
         "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
         "edges/src": cat([s.src for s in structs]).astype(np.int32),
@@ -309,6 +315,8 @@ def run(
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise
     dt = time.perf_counter() - t0
+    if options.get("raw_dir") is not None and Path(options["raw_dir"]).is_dir():
+        summary += f"; raw DFT results cached in {options['raw_dir']} (reruns reuse them; delete it to recompute)"
     return summary + f" in {dt:.1f} s"
 
 
@@ -389,7 +397,7 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
         "dft": sattrs.get("dft", {}),
         "constants": sattrs.get("constants", "CODATA2018"),
         "splits": split_labels,
-        "source": {"name": source, "input": str(input_path),
+        "source": {"name": source, "input": None if input_path is None else _resolved(input_path),
                    "options": {k: str(v) for k, v in sorted(options.items()) if k != "raw_dir"},
                    "augment": key["augment"], "seed": key["seed"], "cutoff": key["cutoff"]},
         "created_by": {"hambench": __version__},
@@ -445,10 +453,13 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     os.replace(tmp_store, output)
     shutil.rmtree(partial)
     nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
-    msg = (f"wrote {output}: {counts['structures']} structures, {counts['atoms']} atoms, {counts['edges']} edges, "
-           f"{counts['H']:,} H elements, {nbytes / 1e6:.1f} MB")
+    def n(count, word):
+        return f"{count:,} {word}{'s' if count != 1 else ''}"
+
+    msg = (f"wrote {output}: {n(counts['structures'], 'structure')}, {n(counts['atoms'], 'atom')}, "
+           f"{n(counts['edges'], 'edge')}, {counts['H']:,} H elements, {nbytes / 1e6:.1f} MB")
     if excluded:
-        msg += f"; {len(excluded)} items excluded (hambench info --json {output})"
+        msg += f"; {n(len(excluded), 'item')} excluded (hambench info --json {output})"
     if attrs["zero_filled_edges"]:
         msg += f"; {attrs['zero_filled_edges']:,} of {counts['edges']:,} edges zero-filled (--zero-fill)"
     if attrs.get("cutoff_dropped_edges"):

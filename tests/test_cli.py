@@ -166,3 +166,31 @@ def test_dft_sources_say_the_expected_time_up_front(tmp_path, capsys):
                       "demo_qm9")
     _say_expected_time(demo, "pyscf/qm9", demo.items(), 1)
     assert capsys.readouterr().err == "hambench: pyscf/qm9: all 10 DFT results cached\n"
+
+
+@pytest.mark.parametrize("option", [["--augment", "-1"], ["--workers", "0"], ["--cutoff", "0"], ["--limit", "0"]])
+def test_bad_option_values_are_usage_errors_exit_2(option, tmp_path):
+    r = CliRunner().invoke(main, ["prepare", "--source", "synthetic/random", *option, "-o", str(tmp_path / "x.zarr")])
+    assert r.exit_code == 2 and option[0] in r.output
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_summary_and_info_read_well(tmp_path, monkeypatch):
+    """One real DFT molecule (QM9 #1, CH4, ~2 s) into a relative -o: plurals, the raw cache named, absolute
+    source paths, no '← None', short floats, one thousands separator style."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["-q", "prepare", "--source", "pyscf/qm9", "--ids", "1", "-o", "q.zarr"])
+    assert r.exit_code == 0, r.output
+    assert "wrote q.zarr: 1 structure, 5 atoms, 25 edges" in r.stdout
+    assert "raw DFT results cached in q.raw (reruns reuse them; delete it to recompute)" in r.stdout
+    assert (tmp_path / "q.raw").is_dir()
+    text = run("info", "q.zarr").output
+    assert "1 (0 rotation-augmented), 5 atoms each" in text and "← None" not in text
+    assert "source      pyscf/qm9 (no input files: generated here)" in text
+    assert not re.search(r"\d\.\d{7,}", text)  # no float printed with its full repr
+    from hambench.store import open_store
+
+    s = open_store(tmp_path / "q.zarr")[0]
+    assert s.sources and all(p.startswith(str(tmp_path.resolve())) for p, _ in s.sources)

@@ -300,7 +300,7 @@ def test_cli_prepare_end_to_end(tmp_path):
     r = CliRunner().invoke(main, ["-q", "prepare", "--source", "pyscf/crystal", "--structures", str(f),
                                   "--basis", "gth-szv", "--kmesh", "1x1x3", "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert "1 structures, 2 atoms" in r.output
+    assert "1 structure, 2 atoms" in r.output
     g = zarr.open_group(str(out), mode="r")
     assert g.attrs["kind"] == "crystal" and g.attrs["dft"]["code"] == "PySCF"
     raws = list((tmp_path / "h2.raw").glob("*.npz"))  # the driver's default raw_dir beside the store
