@@ -130,6 +130,8 @@ def _public(scores: dict, preds) -> dict:
     for k in ("truth", "predictions", "reference"):
         if isinstance(out.get(k), dict) and out[k].get("path"):
             out[k] = {**out[k], "path": Path(str(out[k]["path"])).name}
+    if isinstance(out.get("model"), dict) and out["model"].get("checkpoint"):
+        out["model"] = {**out["model"], "checkpoint": Path(str(out["model"]["checkpoint"])).name}
     if isinstance(out.get("plots"), list):
         out["plots"] = sorted(Path(str(f)).name for f in out["plots"] if str(f).endswith(".png"))
     out.setdefault("predictions", {"path": Path(preds.path).name, "checksum": preds.checksum})

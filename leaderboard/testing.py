@@ -8,7 +8,12 @@ to check the leaderboard machinery against hambench's real scorer.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
+import http.server
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +22,9 @@ import yaml
 from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "demo_truth", "original_indices", "example_meta", "write_meta", "write_board", "noisy_predictions",
-           "numpy_mae_scorer"]
+__all__ = ["EXAMPLE_META", "demo_truth", "original_indices", "example_meta", "write_meta", "write_board",
+           "noisy_predictions", "numpy_mae_scorer", "CHROMIUM", "CHROMIUM_ARGS", "need_browser", "serve_folder",
+           "chromium_page", "image_states"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 
@@ -132,3 +138,84 @@ def _pair_plot(plots_dir, maes: dict) -> None:
     ax.set_ylabel("H MAE (meV)")
     fig.tight_layout()
     fig.savefig(Path(plots_dir) / "pair_mae.png")
+
+
+# --- the site in a real browser ----------------------------------------------------------------------------
+#: Debian's Chromium (``make test`` installs it when missing, as root); Playwright's own browsers are never used
+CHROMIUM = Path(os.environ.get("HAMBENCH_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def need_browser() -> None:
+    """Skip (locally) or fail (``CI=true``) when Playwright or Chromium is missing."""
+    import pytest
+
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "the Python package playwright is not installed (pip install -e '.[test]')"
+    if problem is None and not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (make test installs Debian's chromium as root: apt-get install chromium)"
+    if problem:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"browser test cannot run in CI: {problem}")
+        pytest.skip(problem)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder):
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) in a thread; yields the base URL ending in '/'."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextlib.contextmanager
+def chromium_page(base_url: str):
+    """A Playwright page in headless Chromium whose requests outside ``base_url`` are aborted and recorded.
+
+    Yields ``(page, outside, errors)``: ``outside`` lists the refused URLs, ``errors`` the page's JavaScript
+    errors and console errors.
+    """
+    from playwright.sync_api import sync_playwright
+
+    outside, errors = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context()
+
+            def guard(route):
+                if route.request.url.startswith(base_url):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", guard)
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            yield page, outside, errors
+            context.close()
+        finally:
+            browser.close()
+
+
+def image_states(page) -> list:
+    """``[src, complete, naturalWidth]`` of every ``<img>`` of the loaded page."""
+    return page.eval_on_selector_all("img", "ims => ims.map(i => [i.getAttribute('src'), i.complete, "
+                                            "i.naturalWidth])")

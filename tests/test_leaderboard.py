@@ -22,7 +22,7 @@ from hambench.cli import main
 from hambench.errors import InputError
 from hambench.leaderboard import board as board_mod
 from hambench.leaderboard.board import open_board
-from hambench.leaderboard.schema import load_yaml_strict, validate_meta
+from hambench.leaderboard.schema import load_yaml_strict, meta_schema, validate_meta
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.leaderboard.testing import (EXAMPLE_META, demo_truth, example_meta, noisy_predictions,
@@ -462,3 +462,21 @@ def test_equivariance_from_rotated_copies(tmp_path_factory, tmp_path):
     sub, _ = do_submit(off, meta_file(tmp_path, "off", "aug"), b, plots=False)
     assert sub.scores["metrics"]["equivariance_error"] == pytest.approx(delta * 1000, rel=1e-9)
     assert sub.scores["units"]["equivariance_error"] == "meV"
+
+
+def test_site_with_minimal_meta_and_sparse_scores(tmp_path):
+    """Only the required meta.yml fields, scores with subsets and rows missing optional parts: the site builds."""
+    b = write_board(tmp_path / "b", {"qm9-mini": {"kind": "molecule", "truth_checksum": "0" * 64}})
+    full = example_meta("lean", "qm9-mini")
+    required = {k: full[k] for k in meta_schema()["required"]}
+    required["training"] = {k: full["training"][k] for k in ("store_checksum", "seeds", "hardware", "time_s")}
+    required["inference"] = {k: full["inference"][k] for k in ("time_per_structure_s", "hardware")}
+    d = b / "submissions" / "lean" / "qm9-mini"
+    write_meta(d / "meta.yml", required)
+    (d / "scores.json").write_text(json.dumps({
+        "metrics": {"H_mae": 1.5, "psi": None, "H_mae_max_id": "x"}, "subsets": {"s:test": {"n_structures": 1}},
+        "per_structure": [{"H_mae": 2.0}], "per_block": [{"mae": 3.0}]}))
+    out = tmp_path / "site"
+    build_site(b, out)
+    page = (out / "qm9-mini" / "lean" / "index.html").read_text()
+    assert "lean" in page and "s:test" in page and "paper" not in re.findall(r'class="ext"[^>]*>(\w+)<', page)

@@ -10,43 +10,20 @@ download is never used).
 from __future__ import annotations
 
 import csv
-import functools
-import http.server
 import io
 import json
-import os
-import threading
-from pathlib import Path
 
 import pytest
 
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
-from hambench.leaderboard.testing import (demo_truth, example_meta, noisy_predictions, numpy_mae_scorer,
-                                          write_board, write_meta)
+from hambench.leaderboard.testing import (chromium_page, demo_truth, example_meta, image_states, need_browser,
+                                          noisy_predictions, numpy_mae_scorer, serve_folder, write_board,
+                                          write_meta)
 from hambench.predictions import store_checksum
-
-CHROMIUM = Path(os.environ.get("HAMBENCH_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: model → (noise σ in eV, parameter count): H MAE order beta < gamma < alpha; parameters alpha < gamma < beta
 MODELS = {"alpha": (0.010, 100), "beta": (0.002, 300), "gamma": (0.005, 200)}
-
-
-def _need_browser():
-    problem = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        problem = "the Python package playwright is not installed (pip install -e '.[test]')"
-    if problem is None and not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (make test installs Debian's chromium as root: apt-get install chromium)"
-    if problem:
-        if IN_CI:
-            pytest.fail(f"browser test cannot run in CI: {problem}")
-        pytest.skip(problem)
 
 
 @pytest.fixture(scope="module")
@@ -76,44 +53,15 @@ def _scores_and_bar_chart(preds, truth, options, plots_dir):
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+    with serve_folder(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser_page(server):
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    outside, errors = [], []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context()
-
-        def guard(route):
-            if route.request.url.startswith(server):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        yield page, outside, errors
-        context.close()
-        browser.close()
+    need_browser()
+    with chromium_page(server) as page_outside_errors:
+        yield page_outside_errors
 
 
 def _order(page):
@@ -155,8 +103,7 @@ def test_model_pages_and_images_load(browser_page, server):
     for href in hrefs:
         page.goto(server + href)
         page.wait_for_load_state("load")
-        imgs = page.eval_on_selector_all("img", "ims => ims.map(i => [i.getAttribute('src'), i.complete, "
-                                                "i.naturalWidth])")
+        imgs = image_states(page)
         assert imgs, href
         for src, complete, width in imgs:
             assert complete and width > 0, (href, src)
