@@ -1,7 +1,8 @@
 """The ``hambench`` command line: thin — parse, call the library, report.
 
 Conventions: commands that write take ``-o/--output``; errors are one line on stderr with a non-zero exit
-(1 bad input, 2 usage, 3 not available yet); ``--debug`` shows tracebacks; long work shows a progress bar.
+(1 bad input: files, stores, values only a source can check; 2 usage: missing or malformed options);
+``--debug`` shows tracebacks; long work shows a progress bar.
 """
 
 from __future__ import annotations
