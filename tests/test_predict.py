@@ -180,6 +180,17 @@ def test_unknown_species_and_spin_refused(demo, mote2, mol_run, mote2_run, tmp_p
     msg = one_line_error(cli("predict", mote2_run, "--data", soc, "-o", tmp_path / "x.zarr"))
     assert "spinful" in msg
     assert not (tmp_path / "x.zarr").exists()
+    # same elements, other basis shells (H with one s shell fewer): refused before anything is read
+    import shutil
+
+    import zarr
+
+    other = tmp_path / "other_basis.zarr"
+    shutil.copytree(demo, other)
+    g = zarr.open_group(str(other), mode="r+")
+    g.attrs["species"] = {**g.attrs["species"], "1": [0, 1]}
+    msg = one_line_error(cli("predict", mol_run, "--data", other, "-o", tmp_path / "x.zarr"))
+    assert "Z=1 has shells [0, 1]" in msg
     bad = tmp_path / "half.pt"
     bad.write_bytes((mote2_run / "best.pt").read_bytes()[:5000])
     assert "corrupt" in one_line_error(cli("predict", bad, "--data", mote2, "-o", tmp_path / "x.zarr"))

@@ -239,6 +239,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(demo, tmp_path):
     assert "diverged" in ev
 
 
+def test_early_stop_and_min_lr_stop(demo, tmp_path):
+    # an lr too small to change the loss: no validation improves after the first → early stop after 2 more
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "a", "--max-epochs", 20, "--set", "train.lr=1e-30",
+            "--set", "train.early_stop_patience=2")
+    assert r.exit_code == 0 and "3 epochs (early_stop)" in r.output, r.output
+    # plateau with patience 0 and factor 0.1: 1e-7 → 1e-8 at the second validation (no 5 % gain), below min_lr
+    r = cli("train", "toy", "--data", demo, "-o", tmp_path / "b", "--max-epochs", 20, "--set", "train.lr=1e-7",
+            "--set", "train.scheduler=plateau", "--set", "train.plateau_patience=0", "--set",
+            "train.plateau_cooldown=0", "--set", "train.plateau_factor=0.1", "--set", "train.min_lr=5e-8")
+    assert r.exit_code == 0 and "2 epochs (min_lr)" in r.output, r.output
+
+
 # --- bad inputs -----------------------------------------------------------------------------------------------
 def test_bad_configs_are_one_line(demo, mote2, tmp_path):
     assert "unknown model" in one_line_error(cli("train", "nope", "--data", demo, "-o", tmp_path / "r"))
