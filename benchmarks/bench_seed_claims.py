@@ -140,6 +140,14 @@ def run_cli(cmd: list[str], commands: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (the DFT runs of prepare)."""
+    import resource
+
+    me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+
 def machine() -> dict:
     import torch
 
@@ -536,6 +544,74 @@ def crystal_family(args, out: Path, system: str, commands: list[str]) -> dict:
     return fam
 
 
+# --- leaderboard ----------------------------------------------------------------------------------------------
+def submit_to_board(board: Path, out: Path, fams: dict, args, commands: list[str]) -> list[str]:
+    """Submit seed 0 of every variant to ``board`` (a board holds one submission per model and dataset), one
+    dataset per family and split (``seedclaims-<family>-<split>``). A dataset missing from the board's
+    datasets.yml is added there, except on the repository's own board (leaderboard/), whose datasets.yml this
+    script does not edit: it prints the entry instead and skips that dataset."""
+    import yaml
+
+    from hambench.leaderboard.board import DEFAULT_BOARD
+    from hambench.leaderboard.submit import submit
+    from hambench.predictions import store_checksum
+    from hambench.store import open_store
+
+    board = board.resolve()
+    lines = []
+    dpath = board / "datasets.yml"
+    ds = yaml.safe_load(dpath.read_text()) if dpath.is_file() else {"datasets_version": 1, "datasets": {}}
+    changed = False
+    for fam_name, fam in fams.items():
+        store = Path(fam["data"]["store"])
+        kind = open_store(store).attrs["kind"]
+        checksum = store_checksum(open_store(store))
+        for split in sorted({r["split"] for r in fam["runs"]}):
+            name = f"seedclaims-{fam_name}-{split}"
+            entry = {"title": f"bench_seed_claims {fam_name} {split}:test", "kind": kind,
+                     "truth_checksum": checksum, "split": f"{split}:test", "store": str(store),
+                     "description": "made by benchmarks/bench_seed_claims.py (issue 19)"}
+            if kind == "crystal" and not args.no_bands:
+                entry["score"] = {"bands": True}
+            if name not in ds["datasets"]:
+                if board == DEFAULT_BOARD.resolve():
+                    lines.append(f"board {board}: dataset {name} missing from datasets.yml (not edited here); add:\n"
+                                 + yaml.safe_dump({name: entry}, sort_keys=False))
+                    continue
+                ds["datasets"][name] = entry
+                changed = True
+            if changed:
+                board.mkdir(parents=True, exist_ok=True)
+                write_text(dpath, yaml.safe_dump(ds, sort_keys=False, allow_unicode=True))
+                changed = False
+            for r in fam["runs"]:
+                if r["split"] != split or r["seed"] != 0:
+                    continue
+                model = r["variant"].lstrip("+")
+                model = model if r["variant"] == r["model"] else f"{r['model']}+{model}"
+                meta = {"meta_version": 1, "model": model, "dataset": name,
+                        "display_name": f"{r['variant']} ({args.preset}, {args.budget:g} s budget)",
+                        "architecture": r["model"], "code": "https://github.com/hambench/hambench",
+                        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                        "hyperparameters": {"preset": args.preset, "steps": int(r["train"]["steps"]),
+                                            "sets": list(r["sets"]) or ["-"]},
+                        "training": {"store_checksum": checksum, "split": f"{split}:train", "seeds": [0],
+                                     "hardware": "2 CPU cores (shared)", "time_s": float(r["train"]["wall_s"])},
+                        "parameters": int(r["train"]["parameters"] or 0),
+                        "inference": {"time_per_structure_s": max(1e-6, r["predict_s"] / max(1, r["n_test"])),
+                                      "hardware": "2 CPU cores (shared)"},
+                        "inputs": ["geometry"],
+                        "notes": f"bench_seed_claims.py run {r['key']}"}
+                rdir = Path(r["run_dir"]).parent
+                mpath = rdir / "meta.yml"
+                write_text(mpath, yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+                commands.append(sh(["hambench", "leaderboard", "submit", rdir / "preds.zarr", "--meta", mpath,
+                                    "--board", board, "--replace", "--no-plots"]))
+                _, line = submit(rdir / "preds.zarr", mpath, board=board, replace=True, plots=False)
+                lines.append(line)
+    return lines
+
+
 # --- report ---------------------------------------------------------------------------------------------------
 def stats(vals):
     v = [x for x in vals if x is not None and isinstance(x, (int, float)) and math.isfinite(x)]
@@ -658,10 +734,10 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
           f"{mach['date_utc']}.",
           "",
           f"Budget: {args.budget:g} wall s per training run (wall guard at {GUARD:g}×), preset `{args.preset}`, "
-          f"seeds 0..{args.seeds - 1}; total wall time of this invocation {t_total:.0f} s (cached runs are not "
-          "re-timed). Every model of a family trains the same number of steps: "
+          f"seeds 0..{args.seeds - 1}; total wall time of this invocation {t_total:.0f} s, CPU time "
+          f"{cpu_seconds():.0f} s (this process and its children; cached runs are not re-timed). Every model of a family trains the same number of steps: "
           f"{FILL:g}·budget / (s per step of the family's slowest model, probed).", ""]
-    js = {"args": vars(args), "machine": mach, "total_wall_s": t_total, "families": {}}
+    js = {"args": vars(args), "machine": mach, "total_wall_s": t_total, "cpu_s": cpu_seconds(), "families": {}}
     if "mol" in fams:
         f = fams["mol"]
         d = f["data"]
@@ -764,6 +840,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "seed_claims", help="runs and data (resumable)")
     ap.add_argument("--report", default=None, help="report name (default bench_seed_claims[_smoke])")
     ap.add_argument("--results", default=None, help="report folder (default benchmarks/results/)")
+    ap.add_argument("--board", type=Path, default=None, help="also submit seed 0 of every variant to this board")
     ap.add_argument("--smoke", action="store_true", help="label the report a smoke run (bench_seed_claims_smoke)")
     args = ap.parse_args(argv)
     args.mol_splits = [s for s in args.mol_splits.split(",") if s]
@@ -785,6 +862,9 @@ def main(argv=None):
     if args.crystals > 0:
         for system in args.crystal_systems:
             fams[system] = crystal_family(args, out, system, commands)
+    if args.board is not None:
+        for line in submit_to_board(args.board, out, fams, args, commands):
+            log(line)
     md = report(args, out, fams, commands, time.perf_counter() - t0, mach)
     log(f"report: {md} ({time.perf_counter() - t0:.0f} s)")
 
