@@ -7,8 +7,9 @@ from .site import dataset_table, format_value
 
 __all__ = ["board_tables", "print_board"]
 
-#: at most this many metric columns in the terminal (the site shows all)
+#: at most this many metric columns in the terminal (the site shows all), these first when present
 MAX_METRICS = 6
+HEADLINE = ("H_mae", "eps_mae", "psi", "H_mae_max", "scf_achieved_ratio_minao", "equivariance_error", "bands_mae")
 
 
 def board_tables(board=None) -> list:
@@ -21,7 +22,9 @@ def board_tables(board=None) -> list:
     out = []
     for name in sorted(b.datasets):
         t = dataset_table(b, name, subs)
-        metric_cols = [c for c in t["columns"] if c.source == "metrics"][:MAX_METRICS]
+        shown = [c for c in t["columns"] if c.source == "metrics" and not c.hidden]
+        metric_cols = ([c for k in HEADLINE for c in shown if c.key == k]
+                       + [c for c in shown if c.key not in HEADLINE])[:MAX_METRICS]
         cols = metric_cols + [c for c in t["columns"] if c.key in ("parameters", "inference_time_per_structure_s")]
         table = Table(title=escape(f"{t['title']} ({name}, {t['kind']}) — ranked by {t['primary']}"),
                       title_justify="left")
@@ -48,7 +51,7 @@ def print_board(board=None, console=None) -> None:
     """Print :func:`board_tables` (to ``console``, default a new ``rich.console.Console``)."""
     from rich.console import Console
 
-    console = console or Console()
+    console = console or Console(width=None if Console().is_terminal else 160)
     tables = board_tables(board)
     if not tables:
         console.print("the board has no datasets")

@@ -480,3 +480,17 @@ def test_site_with_minimal_meta_and_sparse_scores(tmp_path):
     build_site(b, out)
     page = (out / "qm9-mini" / "lean" / "index.html").read_text()
     assert "lean" in page and "s:test" in page and "paper" not in re.findall(r'class="ext"[^>]*>(\w+)<', page)
+
+
+def test_repository_board_is_complete_and_builds(tmp_path):
+    """The shipped board: datasets.yml valid, the example submission recorded by `submit` against that truth."""
+    b = open_board()
+    subs = b.submissions()
+    assert [(s.model, s.dataset) for s in subs] == [("qhnet", "qm9-demo")]
+    s = subs[0]
+    assert b.truth_matches(b.datasets["qm9-demo"], s.scores["truth"]["checksum"])
+    assert s.scores["metrics"]["scf_n_molecules"] == b.datasets["qm9-demo"].score["scf"]
+    assert s.scores["predictions"]["path"] == "qhnet-ci.zarr" and not s.scores["truth"]["path"].startswith("/")
+    assert {p.name for p in s.plots} >= {"block_mae.png", "parity.png"}
+    line = build_site(None, tmp_path / "site")
+    assert "1 submission(s)" in line and (tmp_path / "site" / "qm9-demo" / "qhnet" / "parity.png").stat().st_size
