@@ -65,3 +65,41 @@ def test_realdata_marker_selects_exactly_the_realdata_tests():
     rest = [line.split("::")[1] for line in r.stdout.splitlines() if "::" in line]
     assert rest == ["test_folder_names_are_safe_and_unique"], r.stdout[-2000:]
     assert "1/" in r.stdout and "deselected" in r.stdout
+
+
+# --- the Makefile's install steps (issue 21 §1) -------------------------------------------------------------
+def make(*args, cwd=ROOT):
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_install_says_each_step_and_pins_torch_first(tmp_path):
+    r = make("-n", "-B", f"VENV={tmp_path / 'v'}", "install")
+    assert r.returncode == 0, r.stderr
+    steps = [line for line in r.stdout.splitlines() if line.startswith('echo "==> [')]
+    assert [s.split("]")[0][-3:] for s in steps] == [f"{k}/6" for k in range(1, 7)]
+    installs = [line.split("install --progress-bar off ")[1].split(" 2>&1")[0]
+                for line in r.stdout.splitlines() if "-m pip" in line]
+    assert installs[:2] == ["--upgrade pip", "torch==2.13.0"]  # torch pinned before anything can pull another
+    assert " -q" not in r.stdout
+
+
+def test_pip_lines_are_shown_and_failures_explained(tmp_path):
+    """The pip_install macro with a stand-in for python: one line per package, the log's end on failure."""
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/bash\necho 'Looking in indexes: x'\necho 'Collecting numpy (from hambench==0.1)'\n"
+                    "echo 'Processing /opt/pypi/files/zarr-3.1.6-py3-none-any.whl (from hambench)'\n"
+                    "echo 'Requirement already satisfied: pip'\necho 'Successfully installed numpy-2 zarr-3'\n"
+                    "[ \"$FAIL\" = 1 ] && { echo 'ERROR: no matching distribution' >&2; exit 1; }\nexit 0\n")
+    fake.chmod(0o755)
+    (tmp_path / "t.mk").write_text(f"include {ROOT / 'Makefile'}\nt:\n\t@$(call pip_install,{fake},numpy)\n")
+    r = make("-f", str(tmp_path / "t.mk"), "t", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["    Collecting numpy", "    Processing zarr-3.1.6-py3-none-any.whl",
+                                     "    Successfully installed numpy-2 zarr-3"]
+    assert "Looking in indexes" in (tmp_path / "build" / "install.log").read_text()
+    r = subprocess.run(["make", "--no-print-directory", "-f", str(tmp_path / "t.mk"), "t"], cwd=tmp_path,
+                       capture_output=True, text=True, env={**os.environ, "FAIL": "1"}, timeout=120)
+    assert r.returncode != 0
+    assert "make: pip install numpy failed; the end of build/install.log:" in r.stdout
+    assert "ERROR: no matching distribution" in r.stdout
