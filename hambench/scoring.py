@@ -45,9 +45,9 @@ __all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores
 
 SCORES_VERSION = 1
 #: a range (one task) holds at most this many structures …
-RANGE_STRUCTURES = 64
+RANGE_STRUCTURES = 16
 #: … or about this many matrix elements of H
-RANGE_ELEMENTS = 1 << 21
+RANGE_ELEMENTS = 1 << 19
 
 DEFINITIONS = {
     "H_mae": "per structure mean |ΔH| over all elements of all stored edges (molecules: the full n_ao×n_ao "
