@@ -227,8 +227,8 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
 
 
 # --- the run ---------------------------------------------------------------------------------------------
-def _ranges(n: int, workers: int) -> list[list[int]]:
-    size = max(1, min(MAX_RANGE_ITEMS, math.ceil(n / max(1, 4 * workers))))
+def _ranges(n: int, workers: int, max_items: int = MAX_RANGE_ITEMS) -> list[list[int]]:
+    size = max(1, min(max_items, math.ceil(n / max(1, 4 * workers))))
     return [[a, min(n, a + size)] for a in range(0, n, size)]
 
 
@@ -299,7 +299,9 @@ def run(
             shutil.rmtree(partial)
     if ranges is None:
         parts_dir.mkdir(parents=True, exist_ok=True)
-        ranges = _ranges(len(items), workers if scheduler is None else 8)
+        # DFT sources: one item per range, so the bar (and its ETA) moves with every finished DFT run
+        ranges = _ranges(len(items), workers if scheduler is None else 8,
+                         1 if hasattr(src, "expected_seconds") else MAX_RANGE_ITEMS)
         tmp = manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"key": key, "ranges": ranges}, indent=1))
         os.replace(tmp, manifest_path)

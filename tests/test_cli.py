@@ -194,3 +194,10 @@ def test_summary_and_info_read_well(tmp_path, monkeypatch):
 
     s = open_store(tmp_path / "q.zarr")[0]
     assert s.sources and all(p.startswith(str(tmp_path.resolve())) for p, _ in s.sources)
+
+
+def test_dft_sources_advance_the_bar_per_item():
+    from hambench.pipelines.driver import MAX_RANGE_ITEMS, _ranges
+
+    assert _ranges(20, 1, 1) == [[k, k + 1] for k in range(20)]
+    assert _ranges(200, 1) == [[a, min(200, a + 50)] for a in range(0, 200, 50)] and MAX_RANGE_ITEMS >= 50
