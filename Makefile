@@ -21,9 +21,9 @@ PYTEST_ARGS ?=
 install: $(STAMP)
 
 # torch is pinned to the CPU wheel first (2.13.0), so nothing pulls a multi-GB CUDA build. A fresh install takes
-# about 5 minutes and .venv ends at about 2.1 GB; each step says what it installs.
+# about 5 minutes and .venv ends at 2.1-2.3 GB; each step says what it installs.
 $(STAMP): pyproject.toml CMakeLists.txt $(wildcard cpp/*.cpp cpp/*.hpp)
-	@echo "==> [1/6] virtual environment $(VENV) ($(PYTHON)); a fresh install takes ~5 min and ~2.1 GB"
+	@echo "==> [1/6] virtual environment $(VENV) ($(PYTHON)); a fresh install takes ~5 min and ~2.3 GB"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/6] pip (upgrade)"
 	@$(call pip_install,$(PY),--upgrade pip)
