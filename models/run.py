@@ -372,6 +372,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
         raise InputError(out, "exists already; choose another path or pass --overwrite")
     model, ck, layout = load_model(checkpoint, "cpu")
     store = open_store(data)
+    _check_store_for(registry.get(ck["model"]["name"]), store, data)
     layout.check_compatible(BasisLayout.of_store(store), data)
     dev = _device(device)
     model.to(dev)
