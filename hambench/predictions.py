@@ -310,6 +310,14 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
         "S": 0,
         "T": int(np.sum(nT)) if T is not None else 0,
     }
+    if isinstance(blocks, Sequence) and not isinstance(blocks, np.ndarray):  # in memory: check before writing
+        if len(blocks) != idx.size:
+            raise InputError(out, f"blocks has {'fewer' if len(blocks) < idx.size else 'more'} entries "
+                                  f"({len(blocks)}) than ids ({idx.size})")
+        ids_all = truth.group["structures/id"]
+        for k, (x, need) in enumerate(zip(blocks, nH)):
+            if np.size(x) != need or not np.all(np.isfinite(x)) or (np.iscomplexobj(x) and not spinful):
+                _check_flat(x, int(need), spinful, str(ids_all[int(idx[k])]), "H", out)
     splits = truth.attrs.get("splits", {})
     attrs = {
         "kind": truth.attrs["kind"],
