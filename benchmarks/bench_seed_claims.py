@@ -350,6 +350,10 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
     done = rdir / "result.json"
     if done.is_file():
         res = json.loads(done.read_text())
+        want = {"over": over, "sets": list(sets), "preset": preset, "stage1": None if stage1 is None else str(stage1)}
+        have = {k: res.get("request", {}).get(k) for k in want}
+        if "request" in res and have != json.loads(json.dumps(want)):
+            raise SystemExit(f"{done}: cached run made with other settings ({have} vs {want}); use another --out")
         log(f"{key}: cached ({res['train']['steps']} steps)")
         return res
     from hambench.scoring import score
@@ -389,6 +393,8 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
         metrics["equivariance_max_meV"] = eq["max_meV"]
         metrics["equivariance_relative_max"] = eq["relative_max"]
     res = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
+           "request": {"over": over, "sets": list(sets), "preset": preset,
+                       "stage1": None if stage1 is None else str(stage1)},
            "train": {k: s.get(k) for k in ("steps", "epochs", "reason", "best", "seconds", "wall_s",
                                             "structures_per_s", "parameters", "guard_stopped_at_step")},
            "predict_s": t_pred, "score_s": t_score, "n_test": p["structures"], "metrics": metrics,
@@ -398,6 +404,14 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
 
 
 # --- data ---------------------------------------------------------------------------------------------------
+def _same_request(info: dict, request: dict, out: Path) -> None:
+    """A resumed --out must hold data made with the same settings (its cached runs were trained on it)."""
+    old = info.get("request")
+    if old is not None and old != request:
+        diff = ", ".join(f"{k}: {old.get(k)!r} → {v!r}" for k, v in request.items() if old.get(k) != v)
+        raise SystemExit(f"{out}: holds data (and runs) made with other settings ({diff}); use another --out")
+
+
 def auto_max_heavy(n: int) -> int:
     from hambench.pipelines.pyscf_qm9 import load_qm9_table
 
@@ -417,8 +431,10 @@ def make_molecule_store(args, out: Path, commands: list[str]) -> tuple[Path, dic
     cmd = [*HAMBENCH, "prepare", "--source", "pyscf/qm9", "--max-heavy", str(h), "--limit", str(args.molecules),
            "--sample", "--seed", "0", "--raw-dir", str(data / "qm9_raw"), "--workers", str(args.workers),
            "-o", str(prep)]
+    request = {"molecules": args.molecules, "max_heavy": h}
     if info_path.is_file() and store.exists():
         info = json.loads(info_path.read_text())
+        _same_request(info, request, out)
         commands.extend(info["commands"])
         return store, info
     own = []
@@ -442,7 +458,7 @@ def make_molecule_store(args, out: Path, commands: list[str]) -> tuple[Path, dic
                              "atoms": [int(natoms[codes == c].min()), int(natoms[codes == c].max())]
                              if np.any(codes == c) else None}
                        for c, lab in enumerate(("train", "val", "test"))}
-    info = {"store": str(store), "prepared": str(prep), "max_heavy": h, "n": int(len(st)),
+    info = {"store": str(store), "prepared": str(prep), "request": request, "max_heavy": h, "n": int(len(st)),
             "excluded": len(st.attrs.get("excluded", [])), "prepare_wall_s": wall, "dft_s_sum_raw": dft_cpu,
             "splits": sizes, "commands": own + [f"# splits bench-id / bench-ood added by bench_seed_claims.py "
                                                  f"(store_with_splits) into {store}"]}
@@ -455,8 +471,11 @@ def make_crystal_store(args, out: Path, system: str, commands: list[str]) -> tup
     data = out / "data"
     store = data / f"{system}_bench.zarr"
     info_path = data / f"{system}_bench.json"
+    request = {"crystals": args.crystals, "supercell": args.supercell, "kmesh": args.kmesh,
+               "temperature": args.temperature, "basis": args.crystal_basis}
     if info_path.is_file() and store.exists():
         info = json.loads(info_path.read_text())
+        _same_request(info, request, out)
         commands.extend(info["commands"])
         return store, info
     prep = data / f"{system}_n{args.crystals}.zarr"
@@ -472,7 +491,7 @@ def make_crystal_store(args, out: Path, system: str, commands: list[str]) -> tup
     st = open_store(prep)
     codes = random_split(len(st))
     store_with_splits(prep, store, {"bench": codes})
-    info = {"store": str(store), "system": system, "n": int(len(st)), "prepare_wall_s": wall,
+    info = {"store": str(store), "system": system, "request": request, "n": int(len(st)), "prepare_wall_s": wall,
             "splits": {"bench": {lab: int(np.sum(codes == c)) for c, lab in enumerate(("train", "val", "test"))}},
             "commands": own + [f"# split bench (0.6/0.2/0.2, RandomState(0)) added by bench_seed_claims.py into "
                                f"{store}"]}
@@ -489,10 +508,12 @@ def molecule_family(args, out: Path, commands: list[str]) -> dict:
     first = args.mol_splits[0]
     if calib_path.is_file():
         cal = json.loads(calib_path.read_text())
+        _same_request(cal, {"budget": args.budget, "preset": args.preset, "sets": args.sets}, out)
     else:
         log("molecules: probing the step time of tracegrad-qhnet (the slowest of the family)")
         cal = probe_steps("tracegrad-qhnet", store, out / "runs" / "mol" / "probe", args.preset, args.sets, args.budget,
                           "warmup_linear", first)
+        cal["request"] = {"budget": args.budget, "preset": args.preset, "sets": args.sets}
         write_json(calib_path, cal)
     fam["calibration"] = cal
     steps = cal["steps"]
@@ -517,13 +538,15 @@ def crystal_family(args, out: Path, system: str, commands: list[str]) -> dict:
     calib_path = root / "calibration.json"
     if calib_path.is_file():
         cal = json.loads(calib_path.read_text())
+        _same_request(cal, {"budget": args.budget, "preset": args.preset, "sets": args.sets}, out)
     else:
         log(f"{system}: probing the step time of tracegrad-deephe3 and harmose-tracegrad")
         c1 = probe_steps("tracegrad-deephe3", store, root / "probe1", args.preset, args.sets, args.budget, "plateau",
                          "bench")
         c2 = probe_steps("harmose-tracegrad", store, root / "probe2", args.preset, args.sets, args.budget, "plateau",
                          "bench", stage1=root / "probe1")
-        cal = {"stage1": c1, "stage2": c2}
+        cal = {"stage1": c1, "stage2": c2,
+               "request": {"budget": args.budget, "preset": args.preset, "sets": args.sets}}
         write_json(calib_path, cal)
     fam["calibration"] = cal
     for seed in range(args.seeds):
