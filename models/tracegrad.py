@@ -169,18 +169,23 @@ class _MLP(nn.Module):
         self.norm = nn.ModuleList(nn.LayerNorm(d, eps=eps) for d in dims[1 : nblocks + 1])
         self.final_linear = final_linear
 
-    def forward(self, x):
+    def forward(self, x, first_done: bool = False):
         for k, lin in enumerate(self.lin):
-            x = lin(x)
+            if not (first_done and k == 0):
+                x = lin(x)
             if k < len(self.norm):
                 x = nn.functional.silu(self.norm[k](x))
         return x
 
-    def forward_and_vjp(self, x):
-        """``(y, ∂(Σ y)/∂x)`` per row, by hand (no autograd through this function; differentiable)."""
+    def forward_and_vjp(self, x, first_done: bool = False):
+        """``(y, ∂(Σ y)/∂x)`` per row, by hand (no autograd through this function; differentiable).
+
+        ``first_done``: x is already the first Linear's output, and the gradient returned is w.r.t. it.
+        """
         saved = []
         for k, lin in enumerate(self.lin):
-            x = lin(x)
+            if not (first_done and k == 0):
+                x = lin(x)
             if k < len(self.norm):
                 ln = self.norm[k]
                 mu = x.mean(-1, keepdim=True)
@@ -203,7 +208,8 @@ class _MLP(nn.Module):
             elif g is None:
                 g = self.lin[k].weight.sum(0).expand(x.shape[:-1] + (self.lin[k].in_features,))
                 continue
-            g = g @ self.lin[k].weight
+            if not (first_done and k == 0):
+                g = g @ self.lin[k].weight
         return x, g
 
 
@@ -227,7 +233,7 @@ class TraceGradBlock(nn.Module):
         C = int(cfg.channels)
         if cfg.bottleneck is not None:
             tp_irreps = o3.Irreps([(int(cfg.bottleneck), ir) for _, ir in self.irreps.simplify()])
-            self.down = o3.Linear(self.irreps, tp_irreps)
+            self.down = o3.Linear(self.irreps, tp_irreps, biases=False)
         else:
             tp_irreps = self.irreps
             self.down = None
@@ -315,7 +321,7 @@ class TraceGradBlock(nn.Module):
             G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
             sk = grp["alpha"] * (G @ tri)
             s = sk if s is None else s + sk
-            parts.append((grp, cols, iu, F, tri))
+            parts.append((grp, cols, iu, F, tri, grp["alpha"]))
         if s is None:
             s = x.new_zeros(E, int(self.cfg.channels))
         return s, parts
@@ -325,9 +331,11 @@ class TraceGradBlock(nn.Module):
         """v = ∂(g·s)/∂x: per group v_u = Σ_v (A_uv + A_vu) x_v with A (upper triangle) = g @ (α·W)ᵀ."""
         v = torch.zeros_like(x)
         E = x.shape[0]
-        for grp, cols, iu, F, tri in parts:
+        for grp, cols, iu, F, mat, scale in parts:
             M = grp["M"]
-            At = grp["alpha"] * (g @ tri.t())                # (E, T)
+            At = g @ mat.t()                                 # (E, T)
+            if scale != 1.0:
+                At = scale * At
             A = At.new_zeros(E, M * M).index_copy(1, iu[0] * M + iu[1], At).reshape(E, M, M)
             vg = torch.einsum("euv,evm->eum", A + A.transpose(1, 2), F)
             v = v.index_copy(1, cols, vg.reshape(E, -1))
@@ -335,28 +343,58 @@ class TraceGradBlock(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------------
     def invariants(self, f):
-        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests)."""
+        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests); s is None at inference."""
         x = self.down(f) if self.down is not None else f
+        if not torch.is_grad_enabled() and self.tri:  # inference: φ's first Linear fused into the TP weights
+            y1, _ = self._closed_fused(x)
+            return None, self.phi(y1, first_done=True)
         s, _ = self._closed(x)
         return s, self.phi(s)
 
+    def _fused_weights(self):
+        """Inference only: α·W_g @ W1ᵀ per group (W1 = φ's first Linear, which s only enters through), cached
+        while the parameters are unchanged: the first Linear and its transpose cost nothing per edge."""
+        W1 = self.phi.lin[0].weight
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in [W1, *self.tri])
+        cache = getattr(self, "_fused_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                mats = [self._groups[k]["alpha"] * (tri @ W1.t()) for k, tri in enumerate(self.tri)]
+            cache = (key, mats)
+            self._fused_cache = cache
+        return cache[1]
+
+    def _closed_fused(self, x):
+        """φ's first Linear output ``W1 s + b1`` and pull-back pieces, from the fused weights."""
+        E = x.shape[0]
+        y = self.phi.lin[0].bias.expand(E, -1)
+        parts = []
+        for k, mat in enumerate(self._fused_weights()):
+            grp, cols, iu = self._group(k)
+            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
+            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
+            y = y + G @ mat
+            parts.append((grp, cols, iu, F, mat, 1.0))
+        return y, parts
+
     def _v_closed(self, f):
         x = self.down(f) if self.down is not None else f
-        s, parts = self._closed(x)
-        z, g = self.phi.forward_and_vjp(s)
+        if not torch.is_grad_enabled() and self.tri:  # inference: s enters φ only through its first Linear
+            y1, parts = self._closed_fused(x)
+            z, g = self.phi.forward_and_vjp(y1, first_done=True)
+        else:
+            s, parts = self._closed(x)
+            z, g = self.phi.forward_and_vjp(s)
         vx = self._pull_back(parts, g, x)
         if self.down is not None:
             vx = self._down_transpose(vx)
         return z, vx
 
     def _down_transpose(self, vx):
-        """Pull a gradient back through the (linear, bias-free on l>0 and here bias-free) bottleneck."""
-        # o3.Linear is linear in its input (no biases by default): v_f = J^T v_x, J constant => one VJP of a
-        # linear map, computed with autograd on the map only (cheap and exact).
-        with torch.enable_grad():
-            probe = torch.zeros(vx.shape[0], self.irreps.dim, dtype=vx.dtype, device=vx.device, requires_grad=True)
-            (vf,) = torch.autograd.grad(self.down(probe), probe, grad_outputs=vx, create_graph=vx.requires_grad)
-        return vf
+        """Pull a gradient back through the bottleneck: o3.Linear without biases is ``x ↦ x @ M`` with
+        ``M = down(I)``, so ``v_f = v_x @ Mᵀ`` (no autograd: works under inference mode; differentiable)."""
+        eye = torch.eye(self.irreps.dim, dtype=vx.dtype, device=vx.device)
+        return vx @ self.down(eye).t()
 
     def _v_autograd(self, f):
         training = torch.is_grad_enabled() and self.training and f.requires_grad

@@ -132,10 +132,14 @@ def test_closed_form_equals_autograd(store, bottleneck):
     assert float(v_a.abs().max()) > 1e-3
     assert float((v_a - v_c).abs().max()) <= 1e-10 * float(v_a.abs().max())
     assert float((z_a - z_c).abs().max()) <= 1e-10 * float(z_a.abs().max())
-    # under inference mode too (autograd runs outside it)
+    # under inference mode too (autograd runs outside it; the closed form then uses φ's first Linear fused
+    # into the TP weights)
     with torch.inference_mode():
         _, v_i = blk.gradient_feature(f, "autograd")
+        z_f, v_f = blk.gradient_feature(f, "closed")
     assert float((v_i - v_c).abs().max()) <= 1e-10 * float(v_a.abs().max())
+    assert float((v_f - v_a).abs().max()) <= 1e-10 * float(v_a.abs().max())
+    assert float((z_f - z_a).abs().max()) <= 1e-10 * float(z_a.abs().max())
     # training: gradients of a loss of (z, v) w.r.t. f and every parameter (double backward vs hand VJP)
     blk.train()
     fr = f.clone().requires_grad_(True)
