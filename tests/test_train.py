@@ -47,7 +47,10 @@ def mote2(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def toy(tmp_path_factory):
-    return register_toy(tmp_path_factory.mktemp("toy"))
+    from hambench.models import registry
+
+    yield register_toy(tmp_path_factory.mktemp("toy"))
+    registry._REGISTRY.pop("toy", None)  # tests only: leave the registry as the package has it
 
 
 def cli(*args):
