@@ -1,4 +1,4 @@
-"""The command line: help and version, one-line errors with exit codes, prepare + info end to end."""
+"""The command line: help and version, one-line errors with exit codes, prepare + info end to end (demo: test_demo)."""
 
 from __future__ import annotations
 
@@ -138,16 +138,6 @@ def test_console_script_and_core_import():
     assert out.stdout.strip() == __version__
     out = subprocess.run([sys.executable, "-m", "hambench", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "prepare" in out.stdout
-
-
-def test_demo_runs_on_embedded_data(tmp_path):
-    r = run("-q", "demo", "-o", str(tmp_path / "demo"))
-    assert r.exit_code == 0, r.output
-    assert "30 structures" in r.output and "re-read and validated" in r.output
-    from hambench.store import open_store
-
-    st = open_store(tmp_path / "demo" / "qm9_demo.zarr")
-    assert st.attrs["kind"] == "molecule" and st.attrs["dft"]["functional"] == "b3lyp5"
 
 
 def test_dft_sources_say_the_expected_time_up_front(tmp_path, capsys):
