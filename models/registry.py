@@ -27,7 +27,7 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 RESERVED = ("tracegrad-deephe3", "tracegrad-qhnet", "harmose")
 
 #: modules of this package that are not models
-_NOT_MODELS = {"registry", "common"}
+_NOT_MODELS = {"registry", "common", "run", "equivariance"}
 
 
 @dataclass

@@ -26,15 +26,6 @@ from hambench.models.deephe3 import DeepHE3, DeepHE3Config
 F64, F32 = torch.float64, torch.float32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the test machine is shared: one thread avoids OpenMP spin contention (25x on tiny matmuls, measured)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny() -> DeepHE3Config:
     spec = models.get("deephe3")
     d = resolve(spec.config_file, "tiny")

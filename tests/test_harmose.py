@@ -108,7 +108,7 @@ def test_training_lowers_loss_and_keeps_stage1_bit_identical(demo, stage1, tmp_p
     run = tmp_path / "harmose"
     summary = train_run("harmose", demo, run, preset="tiny", sets=[f"model.stage1={stage1}", "train.dtype=float64",
                                                                     "train.val_fraction=0.0", "train.log_every=1"],
-                        overrides={"train": {"max_steps": 25, "max_epochs": 1000}}, device="cpu")
+                        overrides={"train": {"max_steps": 12, "max_epochs": 1000}}, device="cpu")
     import json
 
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

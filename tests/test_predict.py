@@ -35,15 +35,6 @@ def one_line_error(r, code=1):
     return lines[-1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, oversubscribed CPU, OpenMP's spinning threads make e3nn ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return demo_store(tmp_path_factory)

@@ -26,14 +26,6 @@ from hambench.models.qhnet import QHNetConfig, build
 SMALL = dict(hidden_size=4, bottle_hidden_size=2, num_gnn_layers=2, start_layer=-1, conv_radial_hidden=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads only contend
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     import hambench.demo

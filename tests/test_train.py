@@ -26,15 +26,6 @@ from _toy_model import register_toy
 from _train_data import demo_store, mote2_store, with_split
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, oversubscribed CPU, OpenMP's spinning threads make e3nn steps ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return demo_store(tmp_path_factory)
