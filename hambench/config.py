@@ -33,7 +33,7 @@ from typing import Any, Literal, Union
 
 from .errors import InputError
 
-__all__ = ["from_dict", "to_dict", "load_yaml", "merge", "parse_set", "resolve"]
+__all__ = ["from_dict", "to_dict", "load_yaml", "load_model_yaml", "merge", "parse_set", "resolve"]
 
 
 def _type_name(tp) -> str:
@@ -206,10 +206,34 @@ def parse_set(items) -> dict:
     return out
 
 
+def load_model_yaml(config_file, _seen=()) -> dict:
+    """A model's YAML with its ``inherits: OTHER.yaml`` chain applied (a variant's file names its backbone's and
+    holds only what it changes): the parent's top level and each of its presets are deep-merged under this
+    file's, so a variant can never drift from the recipe it extends."""
+    path = Path(config_file)
+    d = load_yaml(path)
+    parent = d.pop("inherits", None)
+    if parent is None:
+        return d
+    if not isinstance(parent, str):
+        raise InputError(path, f"'inherits' must name a YAML file, got {parent!r}")
+    ppath = (path.parent / parent).resolve()
+    if ppath in _seen or ppath == path.resolve():
+        raise InputError(path, f"'inherits' loops back to {ppath.name}")
+    base = load_model_yaml(ppath, (*_seen, path.resolve()))
+    presets = merge(base.pop("presets", {}) or {}, {})
+    for name, over in (d.pop("presets", {}) or {}).items():
+        presets[name] = merge(presets.get(name) or {}, over or {})
+    out = merge(base, d)
+    out["presets"] = presets
+    return out
+
+
 def resolve(config_file, preset: str | None = None, user_file=None, sets=None) -> dict:
-    """The merged config dict of a model: its YAML (top level minus ``presets``) ← ``presets[preset]`` ←
-    ``user_file`` ← ``sets`` (``--set`` items). Unknown preset names are refused with the known ones."""
-    base = load_yaml(config_file)
+    """The merged config dict of a model: its YAML (top level minus ``presets``, ``inherits`` applied, see
+    :func:`load_model_yaml`) ← ``presets[preset]`` ← ``user_file`` ← ``sets`` (``--set`` items). Unknown preset
+    names are refused with the known ones."""
+    base = load_model_yaml(config_file)
     presets = base.pop("presets", {}) or {}
     if preset is not None:
         if preset not in presets:

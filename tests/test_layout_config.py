@@ -142,3 +142,23 @@ def test_merge_parse_set_resolve(tmp_path):
         resolve(tmp_path / "bad.yaml")
     with pytest.raises(InputError, match="not found"):
         resolve(tmp_path / "none.yaml")
+
+
+def test_inherits_merges_parent_and_presets(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "model: {layers: 3, width: 8}\ntrain: {lr: 1.0e-3, steps: 10}\n"
+        "presets:\n  paper: {}\n  tiny: {model: {layers: 1}, train: {lr: 1.0e-2}}\n")
+    (tmp_path / "variant.yaml").write_text(
+        "inherits: base.yaml\nmodel: {extra: {mode: grad}}\npresets:\n  tiny: {model: {extra: {mode: trace}}}\n")
+    assert resolve(tmp_path / "variant.yaml") == {
+        "model": {"layers": 3, "width": 8, "extra": {"mode": "grad"}}, "train": {"lr": 1e-3, "steps": 10}}
+    assert resolve(tmp_path / "variant.yaml", "tiny") == {
+        "model": {"layers": 1, "width": 8, "extra": {"mode": "trace"}}, "train": {"lr": 1e-2, "steps": 10}}
+    assert resolve(tmp_path / "variant.yaml", "paper")["train"]["lr"] == 1e-3
+    (tmp_path / "loop.yaml").write_text("inherits: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("inherits: loop.yaml\n")
+    with pytest.raises(InputError, match="loops back"):
+        resolve(tmp_path / "loop.yaml")
+    (tmp_path / "bad.yaml").write_text("inherits: [1]\n")
+    with pytest.raises(InputError, match="must name a YAML file"):
+        resolve(tmp_path / "bad.yaml")
