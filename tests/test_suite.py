@@ -49,9 +49,16 @@ def _reads_nothing():
     return Path("x")
 
 
-def test_realdata_detection_follows_helpers():
-    import conftest
+def root_conftest(config):
+    """The repository's root conftest.py as pytest loaded it (a plugin; tests/conftest.py is another module)."""
+    for m in config.pluginmanager.get_plugins():
+        if getattr(m, "__file__", None) and Path(m.__file__).resolve() == ROOT / "conftest.py":
+            return m
+    raise AssertionError("the root conftest.py was not loaded")
 
+
+def test_realdata_detection_follows_helpers(pytestconfig):
+    conftest = root_conftest(pytestconfig)
     assert conftest._reads_realdata(_reads_directly, set())
     assert conftest._reads_realdata(_reads_through_a_helper, set())
     assert conftest._reads_realdata(lambda: _reads_through_a_helper(), set())
