@@ -11,7 +11,8 @@ builds, with the same seed:
     backbone×2      double depth (the paper's Table 7): DeepH-E3 num_blocks ×2; QHNet node layers ×2 and
                     pair/self layers ×2
 
-and times, interleaved round by round so that machine load hits every model alike (the reported time is the
+and times (inference rounds, then training rounds), interleaved round by round so that machine load hits every
+model alike (the reported time is the
 median over rounds; by default process CPU time with one thread, so that other jobs on a shared machine do not
 enter the numbers): *inference* = ``model.eval()`` forward under ``torch.no_grad`` (the autograd form turns
 gradients back on inside its hooks); *train step* = forward, the engine's loss
@@ -154,9 +155,13 @@ def main():
         dev = float((Hc - Ha).abs().max() / Ha.abs().max())
         clock = time.process_time if args.clock == "cpu" else time.perf_counter
         times = {k: {"infer": [], "train": []} for k in models}
+        # inference rounds first (fixed parameters, as when predicting: TraceGrad's fused inference weights are
+        # computed once), then training rounds
         for _ in range(args.rounds):
             for k, m in models.items():
                 times[k]["infer"].append(_time(lambda: infer(m), clock))
+        for _ in range(args.rounds):
+            for k, m in models.items():
                 times[k]["train"].append(_time(lambda: step(k), clock))
         med = {k: {w: statistics.median(v) for w, v in d.items()} for k, d in times.items()}
         base = med["backbone"]

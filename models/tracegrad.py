@@ -34,6 +34,14 @@ Two implementations of v, chosen by ``grad_impl``, proven equal to 1e-10 in floa
   symmetric Gram matrix's upper triangle only (``W_uv + W_vu`` folded), half the products of the full TP, and
   no double backward is needed in training (the hand derivative is an ordinary differentiable expression).
 
+Cost (``benchmarks/bench_tracegrad.py``, results in ``benchmarks/results/bench_tracegrad.txt``): per hooked
+block and edge the closed form does about 2·T·C + 2·C·H multiply-adds (T = Σ M(M+1)/2 over the irreps of f,
+2816 for DeepH-E3's ``64x0e+32x1o+16x2e+8x3o+8x4e``; H = φ's width); at inference φ's first Linear is fused
+into the TP weights (α·W @ W1ᵀ, cached until a parameter changes), leaving ≈ 2·T·H. On a CPU this dense work is
+not hidden behind the backbone's many small tensor-product kernels as on the paper's GPU (+6.4–7.5 %): with
+C = 1024 it costs a third to a half of DeepH-E3's inference on CPU; ``channels`` is the knob (C = 128: about a
+quarter of that).
+
 The trace decoder (modes with ``trace``) maps the concatenated z of all hooked blocks, per edge, through
 ``decoder_layers`` times (Linear → LayerNorm → SiLU) and a final Linear to K trace slots, K = the
 number of distinct shell-pair labels ``(l_p, n_p, l_q, n_q)`` (n = index among the element's shells of that
