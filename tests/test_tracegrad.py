@@ -403,3 +403,17 @@ def test_overfit_lowers_both_losses(store):
     (h0, t0), (h1, t1) = hist[0], hist[-1]
     print(f"overfit: L_H {h0:.4g} -> {h1:.4g} eV², L_T {t0:.4g} -> {t1:.4g}")
     assert h1 < 0.99 * h0 and t1 < 0.6 * t0
+
+
+@pytest.mark.parametrize("backbone", ["deephe3", "qhnet"])
+@pytest.mark.parametrize("preset", ["paper", "tiny"])
+def test_variant_config_is_the_backbone_config_plus_tracegrad(backbone, preset):
+    """tracegrad-X.yaml inherits X.yaml: the same recipe and size as its backbone, only the tracegrad section
+    added (a copy could drift: the tiny qhnet and tracegrad-qhnet learning rates once did)."""
+    from hambench.config import resolve
+    from models import registry
+
+    v = resolve(registry.get(f"tracegrad-{backbone}").config_file, preset)
+    b = resolve(registry.get(backbone).config_file, preset)
+    assert isinstance(v["model"].pop("tracegrad"), dict)
+    assert v == b
