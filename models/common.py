@@ -424,7 +424,9 @@ class BlockHead(torch.nn.Module):
         key = (l1, l2, like.dtype, like.device)
         m = self._mat_cache.get(key)
         if m is None:
-            m = tuple(torch.as_tensor(a, dtype=like.dtype, device=like.device) for a in self._np_mats[(l1, l2)])
+            # built outside inference mode: a cached inference tensor would break a later training step
+            with torch.inference_mode(False):
+                m = tuple(torch.as_tensor(a, dtype=like.dtype, device=like.device) for a in self._np_mats[(l1, l2)])
             self._mat_cache[key] = m
         return m
 

@@ -266,3 +266,20 @@ def test_symmetrize_exact(which, request):
         Ye = Y[int(ptr[e]):int(ptr[e + 1])].reshape(ni, nj)
         Yf = Y[int(ptr[f]):int(ptr[f + 1])].reshape(nj, ni)
         assert torch.equal(Ye, Yf.T.conj() if Y.is_complex() else Yf.T)
+
+
+def test_head_used_under_inference_mode_still_trains_afterwards():
+    """The head caches its change-of-basis tensors; one first built under torch.inference_mode must not be an
+    inference tensor, or the next training step fails ("Inference tensors cannot be saved for backward")."""
+    from hambench.layout import BasisLayout
+    from models.common import BlockHead
+
+    lay = BasisLayout({1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2]})
+    head = BlockHead(lay).double()
+    zs, zd = torch.tensor([1, 6]), torch.tensor([6, 6])
+    ptr = torch.as_tensor(lay.block_ptr(zs.numpy(), zd.numpy()))
+    with torch.inference_mode():
+        head(torch.randn(2, head.dim, dtype=torch.float64), zs, zd, ptr)
+    x = torch.randn(2, head.dim, dtype=torch.float64, requires_grad=True)
+    head(x, zs, zd, ptr).square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
