@@ -29,7 +29,7 @@ import torch
 
 from .errors import InputError
 from .layout import BasisLayout
-from .store import Store, StoreRange
+from .store import Store, StoreRange, contiguous_spans
 
 __all__ = [
     "Batch",
@@ -396,14 +396,7 @@ def select_split(store: Store, split: str | None) -> np.ndarray:
 
 
 # --- streaming dataset ---------------------------------------------------------------------------------
-def _runs(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
-    """Contiguous read spans [a, b) covering ``sorted_idx``, merging holes of at most ``max_gap`` structures."""
-    if len(sorted_idx) == 0:
-        return []
-    cuts = np.flatnonzero(np.diff(sorted_idx) > max_gap + 1) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(sorted_idx)]])
-    return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+_runs = contiguous_spans  # one implementation (hambench.store)
 
 
 class StoreDataset(torch.utils.data.IterableDataset):

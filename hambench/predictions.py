@@ -39,7 +39,7 @@ import numpy as np
 from . import __version__
 from .errors import HambenchError, InputError
 from .layout import BasisLayout
-from .store import STORE_VERSION, Store, StoreRange, StoreWriter, open_store
+from .store import STORE_VERSION, Store, StoreRange, StoreWriter, contiguous_spans, open_store
 from .structure import Structure
 
 __all__ = [
@@ -194,13 +194,7 @@ MAX_GAP = 8
 CHUNK = 64
 
 
-def _spans(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
-    if len(sorted_idx) == 0:
-        return []
-    cuts = np.flatnonzero(np.diff(sorted_idx) > max_gap + 1) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(sorted_idx)]])
-    return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+_spans = contiguous_spans  # one implementation (hambench.store)
 
 
 def gather(store: Store, indices, blocks: Sequence[str] = ("H", "S"), sources: bool = False,

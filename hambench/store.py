@@ -60,7 +60,8 @@ from .conventions import ORBITAL_CONVENTION, z_to_symbol
 from .errors import StoreError
 from .structure import Structure
 
-__all__ = ["STORE_VERSION", "FIELDS", "open_store", "Store", "StoreRange", "StoreWriter"]
+__all__ = ["STORE_VERSION", "FIELDS", "open_store", "Store", "StoreRange", "StoreWriter", "structure_arrays",
+           "contiguous_spans"]
 
 STORE_VERSION = 1
 
@@ -595,6 +596,66 @@ def open_store(path) -> Store:
 
 
 # --- writing ---------------------------------------------------------------------------------------------
+def contiguous_spans(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """Contiguous read spans [a, b) covering the sorted structure indices ``sorted_idx``, merging holes of at most
+    ``max_gap`` structures (reading a few unwanted structures is cheaper than another round of slice reads)."""
+    if len(sorted_idx) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(sorted_idx) > max_gap + 1) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [len(sorted_idx)]])
+    return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
+
+
+def _resolved(path) -> str:
+    """A source path as stored: absolute and resolved (independent of the working directory of the run)."""
+    return str(Path(path).resolve()) if path not in (None, "") else str(path)
+
+
+def structure_arrays(structs: list[Structure], traces: list | None = None, overlap: bool = True) -> dict:
+    """Concatenate structures into one :meth:`StoreWriter.append` batch (store arrays + per-edge block sizes).
+
+    ``traces``: per structure ``(T, T_ptr)`` (as ``so3.edge_traces`` returns), or None for no trace labels.
+    ``overlap=False`` writes no S (prediction stores); otherwise a structure without S gets zeros.
+    """
+    cat = np.concatenate
+    n_e = sum(s.nedges for s in structs)
+    b = {
+        "structures/id": np.array([s.id for s in structs], dtype=object),
+        "structures/natoms": np.array([s.natoms for s in structs], np.int32),
+        "structures/nedges": np.array([s.nedges for s in structs], np.int64),
+        "structures/cell": np.array([s.cell for s in structs], np.float64).reshape(-1, 3, 3),
+        "structures/pbc": np.array([s.pbc for s in structs], bool).reshape(-1, 3),
+        "structures/energy": np.array([s.energy for s in structs], np.float64),
+        "structures/nelectron": np.array([s.nelectron for s in structs], np.float64),
+        "structures/fermi_level": np.array([s.fermi_level for s in structs], np.float64),
+        "structures/parent": np.array([s.parent for s in structs], np.int64),
+        "structures/rotation": np.array([s.rotation for s in structs], np.float64).reshape(-1, 3, 3),
+        "structures/sources": np.array([json.dumps([[_resolved(x[0]), *x[1:]] for x in s.sources]) for s in structs],
+                                       dtype=object),
+        "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
+        "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
+        "edges/src": cat([s.src for s in structs]).astype(np.int32),
+        "edges/dst": cat([s.dst for s in structs]).astype(np.int32),
+        "edges/shift": cat([s.shift for s in structs]).reshape(-1, 3).astype(np.int32),
+        "blocks/H": cat([s.H for s in structs]),
+        "edges/H_size": cat([np.diff(s.block_ptr()) for s in structs]),
+    }
+    if overlap:
+        b["blocks/S"] = cat([s.S if s.S is not None else np.zeros(int(s.block_ptr(False)[-1])) for s in structs])
+        b["edges/S_size"] = cat([np.diff(s.block_ptr(False)) for s in structs])
+    else:
+        b["blocks/S"] = np.zeros(0)
+        b["edges/S_size"] = np.zeros(n_e, np.int64)
+    if traces is not None:
+        b["blocks/T"] = cat([t[0] for t in traces])
+        b["edges/T_size"] = cat([np.diff(t[1]) for t in traces])
+    else:
+        b["blocks/T"] = np.zeros(0)
+        b["edges/T_size"] = np.zeros(n_e, np.int64)
+    return b
+
+
 class _Sink:
     """Appends rows to one zarr array in shard-aligned writes (each shard is written exactly once)."""
 

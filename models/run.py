@@ -539,34 +539,9 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
 
 
 def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    from hambench.store import StoreWriter
+    from hambench.store import StoreWriter, structure_arrays
 
-    cat = np.concatenate
-    hsz = [np.diff(layout.block_ptr(s.Z[s.src], s.Z[s.dst])) for s in structs]
-    b = {
-        "structures/id": np.array([s.id for s in structs], dtype=object),
-        "structures/natoms": np.array([s.natoms for s in structs], np.int32),
-        "structures/nedges": np.array([s.nedges for s in structs], np.int64),
-        "structures/cell": np.array([s.cell for s in structs], np.float64).reshape(-1, 3, 3),
-        "structures/pbc": np.array([s.pbc for s in structs], bool).reshape(-1, 3),
-        "structures/energy": np.full(len(structs), np.nan),
-        "structures/nelectron": np.full(len(structs), np.nan),
-        "structures/fermi_level": np.full(len(structs), np.nan),
-        "structures/parent": np.full(len(structs), -1, np.int64),
-        "structures/rotation": np.tile(np.eye(3), (len(structs), 1, 1)),
-        "structures/sources": np.array([json.dumps([list(x) for x in s.sources]) for s in structs], dtype=object),
-        "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
-        "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
-        "edges/src": cat([s.src for s in structs]).astype(np.int32),
-        "edges/dst": cat([s.dst for s in structs]).astype(np.int32),
-        "edges/shift": cat([s.shift for s in structs]).reshape(-1, 3).astype(np.int32),
-        "blocks/H": cat([s.H for s in structs]),
-        "blocks/S": np.zeros(0),
-        "blocks/T": np.zeros(0),
-        "edges/H_size": cat(hsz),
-        "edges/S_size": np.zeros(sum(s.nedges for s in structs), np.int64),
-        "edges/T_size": np.zeros(sum(s.nedges for s in structs), np.int64),
-    }
+    b = structure_arrays(structs, None, overlap=False)
     counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),
               "H": int(b["blocks/H"].size), "S": 0, "T": 0}
     present = sorted({int(z) for s in structs for z in s.Z})

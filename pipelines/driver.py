@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ExcludedItem, HambenchError, InputError
+from ..store import _resolved, structure_arrays
 from ..structure import Structure
 from . import get_source
 
@@ -100,42 +101,6 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
     worst = max((float(np.abs(s.H[hp[f]:hp[f + 1]]).max(initial=0.0)) for f in dropped), default=0.0)
     return out, {"zero_filled": missing, "dropped": int(dropped.size), "dft_edges": int(s.nedges),
                  "dropped_max_abs_H": worst}
-
-
-def _resolved(path) -> str:
-    """A source path as stored: absolute and resolved (independent of the working directory of the run)."""
-    return str(Path(path).resolve()) if path not in (None, "") else str(path)
-
-
-def structure_arrays(structs: list[Structure], traces: list[np.ndarray]) -> dict:
-    """Concatenate structures into one batch of store arrays (+ per-edge sizes for the offsets)."""
-    cat = np.concatenate
-    b = {
-        "structures/id": np.array([s.id for s in structs], dtype=object),
-        "structures/natoms": np.array([s.natoms for s in structs], np.int32),
-        "structures/nedges": np.array([s.nedges for s in structs], np.int64),
-        "structures/cell": np.array([s.cell for s in structs], np.float64).reshape(-1, 3, 3),
-        "structures/pbc": np.array([s.pbc for s in structs], bool).reshape(-1, 3),
-        "structures/energy": np.array([s.energy for s in structs], np.float64),
-        "structures/nelectron": np.array([s.nelectron for s in structs], np.float64),
-        "structures/fermi_level": np.array([s.fermi_level for s in structs], np.float64),
-        "structures/parent": np.array([s.parent for s in structs], np.int64),
-        "structures/rotation": np.array([s.rotation for s in structs], np.float64).reshape(-1, 3, 3),
-        "structures/sources": np.array([json.dumps([[_resolved(x[0]), *x[1:]] for x in s.sources]) for s in structs],
-                                       dtype=object),
-        "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
-        "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),
-        "edges/src": cat([s.src for s in structs]).astype(np.int32),
-        "edges/dst": cat([s.dst for s in structs]).astype(np.int32),
-        "edges/shift": cat([s.shift for s in structs]).reshape(-1, 3).astype(np.int32),
-        "blocks/H": cat([s.H for s in structs]),
-        "blocks/S": cat([s.S if s.S is not None else np.zeros(int(s.block_ptr(False)[-1])) for s in structs]),
-        "blocks/T": cat([t[0] for t in traces]),
-        "edges/H_size": cat([np.diff(s.block_ptr()) for s in structs]),
-        "edges/S_size": cat([np.diff(s.block_ptr(False)) for s in structs]),
-        "edges/T_size": cat([np.diff(t[1]) for t in traces]),
-    }
-    return b
 
 
 def process_range(source, items: list, first_index: int, part: str, augment: int, seed: int, cutoff,
