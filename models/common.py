@@ -166,6 +166,14 @@ class ExactConstants:
 
 
 
+def species_index(layout) -> torch.Tensor:
+    """(zmax+1,) long: the species number (0..n_elements-1, in the layout's sorted order) of each atomic number,
+    −1 for elements the layout does not have. Models register it as a non-persistent buffer."""
+    zmap = torch.full((layout.zmax + 1,), -1, dtype=torch.long)
+    zmap[torch.tensor(list(layout.elements))] = torch.arange(len(layout.elements))
+    return zmap
+
+
 # --- radial bases --------------------------------------------------------------------------------------------
 class GaussianBasis(torch.nn.Module):
     """``exp(−(d − μ_k)² / (2σ²))`` with ``n`` centres ``μ_k`` evenly from ``start`` to ``stop`` and ``σ`` the

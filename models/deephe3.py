@@ -293,9 +293,7 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
         elements = list(layout.elements)
         ns = len(elements)
         self.n_species = ns
-        zmap = torch.full((layout.zmax + 1,), -1, dtype=torch.long)
-        zmap[torch.tensor(elements)] = torch.arange(ns)
-        self.register_buffer("_species_index", zmap, persistent=False)
+        self.register_buffer("_species_index", common.species_index(layout), persistent=False)
 
         self.head = common.BlockHead(layout)
         irreps_out = self.head.irreps_out

@@ -173,9 +173,7 @@ class HarmoSE(common.ExactConstants, nn.Module):
         elements = list(layout.elements)
         ns = len(elements)
         self.n_species = ns
-        zmap = torch.full((layout.zmax + 1,), -1, dtype=torch.long)
-        zmap[torch.tensor(elements)] = torch.arange(ns)
-        self.register_buffer("_species_index", zmap, persistent=False)
+        self.register_buffer("_species_index", common.species_index(layout), persistent=False)
         w = cfg.width
         self.node_emb = nn.Embedding(ns, w)
         self.pair_emb = nn.Embedding(ns * ns, w)
