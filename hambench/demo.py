@@ -56,7 +56,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget("full", max_steps=120, val_interval=40, scf=2),
+    "full": Budget("full", max_steps=300, val_interval=50, scf=2),  # the tiny presets' own schedule length
     "ci": Budget("ci", max_steps=4, val_interval=None, scf=1),
 }
 
