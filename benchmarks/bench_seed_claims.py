@@ -99,17 +99,15 @@ def log(msg: str) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
-    os.replace(tmp, path)
+    from hambench import atomic
+
+    atomic.write_json(path, obj, indent=2, default=_jsonable)
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from hambench import atomic
+
+    atomic.write_text(path, text)
 
 
 def _jsonable(o):
@@ -231,10 +229,10 @@ def store_with_splits(src: Path, dst: Path, splits: dict[str, np.ndarray]) -> No
     benchmark writes the ``splits/<name>`` arrays and ``attrs["splits"]`` of the schema (hambench/store.py)."""
     import zarr
 
+    from hambench.atomic import partial_path, replace_dir
     from hambench.store import open_store
 
-    partial = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_path(dst)
     shutil.copytree(src, partial)
     g = zarr.open_group(str(partial), mode="r+", zarr_format=3)
     labels = dict(g.attrs.get("splits", {}))
@@ -246,9 +244,7 @@ def store_with_splits(src: Path, dst: Path, splits: dict[str, np.ndarray]) -> No
         labels[name] = ["train", "val", "test"]
     g.attrs["splits"] = labels
     open_store(partial)  # validates the schema
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(partial, dst)
+    replace_dir(partial, dst)
 
 
 # --- training under the budget ------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 
+from .atomic import write_json, write_text
+
 __all__ = ["run_demo", "DEMO_OPTIONS", "BUDGETS", "Budget", "DEMO_MODELS", "TRAIN_IDS", "TEST_IDS"]
 
 #: the exact prepare options the demo data were generated with (see hambench/data/demo_qm9/README.md)
@@ -114,9 +116,7 @@ def _train(model: str, store: Path, run_dir: Path, budget: Budget, quiet: bool) 
                         quiet=quiet, log=_say)
     summary = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, type(None)))}
     summary["wall_s"] = time.perf_counter() - t0
-    tmp = done.with_name(done.name + ".partial")
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, done)
+    write_json(done, summary, indent=1)
     return summary, False
 
 
@@ -134,9 +134,7 @@ def _predict(run_dir: Path, store: Path, out: Path) -> tuple[dict, bool]:
     if out.exists():
         shutil.rmtree(out)
     res = predict_store(run_dir / "best.pt", store, out, device="cpu")
-    tmp = done.with_name(done.name + ".partial")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, done)
+    write_json(done, res, indent=1)
     return res, False
 
 
@@ -205,9 +203,7 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
     text = yaml.safe_dump(datasets, sort_keys=False, allow_unicode=True)
     path = board_dir / "datasets.yml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_name("datasets.yml.partial")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, text)
 
 
 def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -> tuple[dict, bool]:

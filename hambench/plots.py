@@ -18,11 +18,12 @@ Every file is written atomically (``NAME.partial`` then rename). :func:`make_plo
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_path
 
 __all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "orbital_heatmap_data", "parity_data",
            "MAX_PARITY_POINTS"]
@@ -45,14 +46,8 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "svg"):
         path = out_dir / f"{name}.{ext}"
-        tmp = out_dir / f".{name}.{ext}.partial"
-        try:
-            with open(tmp, "wb") as f:
-                fig.savefig(f, format=ext, dpi=150, bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            fig.savefig(f, format=ext, dpi=150, bbox_inches="tight")
         paths.append(path)
     return paths
 

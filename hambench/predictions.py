@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import replace_dir, write_json
 from .errors import HambenchError, InputError
 from .layout import BasisLayout
 from .store import STORE_VERSION, Store, StoreRange, StoreWriter, contiguous_spans, open_store
@@ -155,10 +155,8 @@ def store_checksum(store) -> str:
                 return str(cache["sha256"])
     value = _compute_checksum(st)
     try:  # remember it beside the arrays for the next scorer (a large truth store takes a while to hash)
-        tmp = side.with_name(f"{CACHE_FILE}.{os.getpid()}.partial")
-        tmp.write_text(json.dumps({"algorithm": CHECKSUM_ALGORITHM, "sha256": value,
-                                   "fingerprint": fp or _fingerprint(st.path)}))
-        os.replace(tmp, side)
+        write_json(side, {"algorithm": CHECKSUM_ALGORITHM, "sha256": value,
+                          "fingerprint": fp or _fingerprint(st.path)}, indent=None)
     except OSError:
         pass
     return value
@@ -389,14 +387,7 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(partial, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, out)
+    replace_dir(partial, out)
     return out
 
 

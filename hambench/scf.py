@@ -36,14 +36,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json
 from .conventions import HARTREE_EV
 from .errors import InputError, StoreError
 
@@ -220,14 +219,7 @@ def _cache_path(cache_dir: Path, index: int, sid: str) -> Path:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_json(path, data, indent=1)
 
 
 def _task(args) -> dict:

@@ -29,13 +29,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .atomic import write_text
 from .errors import InputError
 from .layout import BasisLayout
 from .metrics import UNITS, RangeArrays, aggregate, range_partial
@@ -143,19 +142,9 @@ def _clean(x):
 
 
 def write_scores(scores: dict, path) -> Path:
-    """Write scores.json atomically (``path.partial`` then rename)."""
-    path = Path(path)
+    """Write scores.json atomically (:func:`hambench.atomic.write_text`)."""
     text = json.dumps(_clean(scores), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_text(path, text)
 
 
 def load_scores(path) -> dict:

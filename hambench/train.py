@@ -47,6 +47,7 @@ from typing import Literal, Optional
 import numpy as np
 
 from . import __version__
+from .atomic import write_bytes
 from .errors import HambenchError, InputError
 
 __all__ = [
@@ -218,22 +219,17 @@ def dist_info() -> tuple[int, int, int]:
 
 # --- checkpoints -----------------------------------------------------------------------------------------
 def save_checkpoint(path, obj: dict) -> Path:
-    """``torch.save`` (or bytes already serialised) to ``PATH.partial``, then an atomic rename: a reader never
-    sees half a checkpoint, and a killed run leaves the previous one intact."""
+    """``torch.save`` (or bytes already serialised) written atomically (:func:`hambench.atomic.write_bytes`): a
+    reader never sees half a checkpoint, and a killed run leaves the previous one intact."""
     import torch
 
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
     if isinstance(obj, (bytes, bytearray)):
         data = obj
     else:
         buf = io.BytesIO()
         torch.save(obj, buf)
         data = buf.getvalue()
-    with open(partial, "wb") as f:
-        f.write(data)
-    os.replace(partial, path)
-    return path
+    return write_bytes(path, bytes(data))
 
 
 _REQUIRED_KEYS = ("format", "version", "model", "train_config", "state", "layout", "engine")

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from hambench import __version__
+from hambench.atomic import replace_dir
 from hambench.errors import InputError
 
 from .board import Board, open_board
@@ -168,13 +169,7 @@ def build_site(board=None, output=None) -> str:
                 scores_json=json.dumps({k: s.scores.get(k) for k in ("truth", "predictions", "model")}, indent=1,
                                        default=str),
             ), encoding="utf-8")
-        if output.exists():
-            old = output.with_name(f"{output.name}.old-{uuid.uuid4().hex[:8]}")
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(output)
+        replace_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

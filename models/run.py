@@ -14,9 +14,7 @@ This is the layer between the CLI and the core: it knows the registry (``hambenc
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hambench.atomic import partial_path, replace_dir, write_json
 from hambench.errors import InputError
 
 from . import registry
@@ -282,10 +281,8 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_json = run_dir / "config.json"
-        tmp = cfg_json.with_name("config.json.partial")
-        tmp.write_text(json.dumps({**res.as_dict(), "model_name": name, "preset": res.preset,
-                                   "store": meta["store"], "code": code_version()}, indent=2))
-        os.replace(tmp, cfg_json)
+        write_json(cfg_json, {**res.as_dict(), "model_name": name, "preset": res.preset,
+                              "store": meta["store"], "code": code_version()}, indent=2)
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
     if rank == 0:
         n_par = sum(p.numel() for p in model.parameters())
@@ -547,8 +544,7 @@ def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite:
     present = sorted({int(z) for s in structs for z in s.Z})
     full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},
             **attrs}
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_path(out)
     try:
         w = StoreWriter(partial, counts, full, [])
         w.append(b)
@@ -556,6 +552,4 @@ def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    replace_dir(partial, out)  # the callers refuse an existing ``out`` unless ``overwrite``

@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ..atomic import replace_dir
 from ..errors import InputError
 
 __all__ = ["FORMATS", "export_store", "folder_names"]
@@ -111,13 +112,7 @@ def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: b
                     bar.update(task, advance=1)
         (tmp / "export.json").write_text(json.dumps(
             {"store": str(Path(store_path).resolve()), "format": fmt, "spinful": st.spinful, "structures": index}, indent=1))
-        if output.exists():  # an empty directory, or an earlier export with --overwrite: replace it
-            old = output.with_name(f"{output.name}.old-{uuid.uuid4().hex[:8]}")
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
+        replace_dir(tmp, output)  # an empty directory, or an earlier export with --overwrite, is replaced
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
