@@ -25,7 +25,24 @@ from hambench.errors import InputError
 
 from .schema import NAME_PATTERN, load_yaml_strict, validate_datasets, validate_meta
 
-__all__ = ["DEFAULT_BOARD", "Dataset", "Submission", "Board", "open_board", "check_name"]
+#: ``NAME.old-<id>``: the copy :func:`hambench.atomic.replace_dir` moves aside while a submission is replaced
+_OLD_COPY = re.compile(r"\.old-[0-9a-f]{8}$")
+
+__all__ = ["DEFAULT_BOARD", "Dataset", "Submission", "Board", "open_board", "check_name", "read_scores"]
+
+
+def read_scores(path, missing: str = "no such file") -> dict:
+    """A hambench ``scores.json`` (a mapping with a ``metrics`` mapping); :class:`InputError` otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, missing) from None
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read as JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise InputError(path, "not a hambench scores.json (no 'metrics' mapping)")
+    return data
 
 #: the board shipped in the repository (this package's folder)
 DEFAULT_BOARD = Path(__file__).resolve().parent
@@ -130,14 +147,7 @@ class Board:
             raise InputError(meta_path, f"says model {meta['model']!r}, dataset {meta['dataset']!r} but lies in "
                                         f"submissions/{model}/{dataset}")
         self.dataset(dataset, meta_path)
-        try:
-            scores = json.loads(scores_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(scores_path, "missing: record submissions with `hambench leaderboard submit`") from None
-        except (OSError, ValueError) as e:
-            raise InputError(scores_path, f"cannot read ({type(e).__name__}: {e})") from None
-        if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
-            raise InputError(scores_path, "not a hambench scores.json (no 'metrics' mapping)")
+        scores = read_scores(scores_path, missing="missing: record submissions with `hambench leaderboard submit`")
         plots_dir = d / "plots"
         plots = []
         if plots_dir.is_dir() and not plots_dir.is_symlink():
@@ -155,7 +165,7 @@ class Board:
             if mdir.name.startswith("."):  # .partial / .old folders of an interrupted submit
                 continue
             for ddir in sorted(mdir.iterdir()) if mdir.is_dir() and not mdir.is_symlink() else [mdir]:
-                if ddir.name.startswith("."):
+                if ddir.name.startswith(".") or _OLD_COPY.search(ddir.name):  # replace_dir's copy moved aside
                     continue
                 if ddir is mdir:
                     raise InputError(mdir, "expected a folder submissions/<model>/ (a real folder, not a link)")

@@ -25,9 +25,10 @@ import shutil
 import uuid
 from pathlib import Path
 
+from hambench.atomic import replace_dir
 from hambench.errors import InputError
 
-from .board import Board, Submission, open_board
+from .board import Board, Submission, open_board, read_scores
 from .equivariance import prediction_equivariance
 from .schema import load_yaml_strict, validate_meta
 
@@ -112,16 +113,7 @@ def _is_number(v) -> bool:
 
 
 def _load_claimed(path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "no such file") from None
-    except (OSError, ValueError) as e:
-        raise InputError(path, f"cannot read as JSON ({type(e).__name__}: {e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
-        raise InputError(path, "not a hambench scores.json (no 'metrics' mapping)")
-    return data["metrics"]
+    return read_scores(path)["metrics"]
 
 
 def _public(scores: dict, preds) -> dict:
@@ -216,13 +208,7 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
         shutil.copyfile(meta_path, staging / "meta.yml")
         (staging / "scores.json").write_text(json.dumps(_public(scores, preds), indent=1, allow_nan=False) + "\n",
                                              encoding="utf-8")
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            dest.rename(old)
-            staging.rename(dest)
-            shutil.rmtree(old)
-        else:
-            staging.rename(dest)
+        replace_dir(staging, dest)  # the board skips the ``NAME.old-<id>`` copy it moves aside
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for p in reversed(made):

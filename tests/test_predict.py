@@ -12,27 +12,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from hambench.cli import main
 from hambench.predictions import open_predictions, store_checksum
 from hambench.store import open_store
-from hambench.testing import require_realdata
+from hambench.testing import cli, one_line_error, require_realdata
 
 from _train_data import demo_store, mote2_store, with_split
 
 MODEL = "deephe3"
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(r, code=1):
-    assert r.exit_code == code, r.output
-    lines = [x for x in r.output.splitlines() if x.strip()]
-    assert lines[-1].startswith("hambench: error:"), r.output
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")

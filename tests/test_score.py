@@ -9,22 +9,15 @@ import shutil
 import numpy as np
 import pytest
 import zarr
-from click.testing import CliRunner
 
 from hambench import scoring
-from hambench.cli import main
 from hambench.demo import demo_raw_dir
 from hambench.metrics import Evaluator
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
 from hambench.predictions import write_predictions
 from hambench.store import StoreWriter, open_store
-from hambench.testing import require_realdata
-
-
-def cli(*args):
-    r = CliRunner().invoke(main, [str(a) for a in args])
-    return r
+from hambench.testing import cli, require_realdata
 
 
 @pytest.fixture(scope="module")

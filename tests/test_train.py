@@ -14,11 +14,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from hambench.cli import main
 from hambench.errors import InputError
 from hambench.store import open_store
+from hambench.testing import cli, one_line_error
 from hambench.train import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
                             save_checkpoint)
 
@@ -42,17 +41,6 @@ def toy(tmp_path_factory):
 
     yield register_toy(tmp_path_factory.mktemp("toy"))
     registry._REGISTRY.pop("toy", None)  # tests only: leave the registry as the package has it
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(r, code=1):
-    assert r.exit_code == code, r.output
-    lines = [x for x in r.output.splitlines() if x.strip()]
-    assert lines[-1].startswith("hambench: error:"), r.output
-    return lines[-1]
 
 
 # --- losses and schedules vs hand-computed values ---------------------------------------------------------
