@@ -329,15 +329,26 @@ def train_one(model, data, run_dir: Path, preset, sets, over, limit_s, stage1=No
 
 def probe_steps(model, data, root: Path, preset, sets, budget, scheduler, split, stage1=None,
                 n_probe: int = 4) -> dict:
-    """Seconds per optimiser step of ``model`` (a short throwaway run; validation cost included at the
-    budgeted run's interval) → the family's step count."""
-    over = train_overrides(n_probe, scheduler, 0, split)
-    over["val_interval"] = max(1, n_probe // 2)
-    s = train_one(model, data, root, preset, sets, over, limit_s=max(5.0, budget / 2), stage1=stage1)
-    per = s["wall_s"] / max(1, s["steps"])
-    steps = max(MIN_STEPS, int(FILL * budget / per))
-    return {"model": model, "probe_steps": s["steps"], "probe_wall_s": s["wall_s"], "s_per_step": per,
-            "steps": steps}
+    """Seconds per optimiser step of ``model`` → the family's step count.
+
+    Three short throwaway runs: ``n_probe`` steps to warm the process (caches, lazily built tensors), then
+    ``n_probe`` and ``3·n_probe`` (validation at the budgeted run's relative interval): their difference is the marginal cost of a step, the rest (building the model, loading the
+    store, the first step's one-off costs) a fixed cost every run pays once. The step count fills
+    ``FILL·budget`` with both: ``(FILL·budget − fixed) / per_step``. (One short run alone charged the fixed
+    cost to its few steps and gave ~4× too few steps.)"""
+    walls = []
+    for k, n in enumerate((n_probe, n_probe, 3 * n_probe)):  # the first pays the process's one-off costs
+        over = train_overrides(n, scheduler, 0, split)
+        over["val_interval"] = max(1, n // 2)
+        s = train_one(model, data, root / f"probe{k}", preset, sets, over, limit_s=max(5.0, budget / 2),
+                      stage1=stage1)
+        walls.append((s["steps"], s["wall_s"]))
+    (s1, w1), (s2, w2) = walls[1:]
+    per = max(1e-3, (w2 - w1) / max(1, s2 - s1)) if s2 > s1 else w2 / max(1, s2)
+    fixed = max(0.0, w1 - per * s1)
+    steps = max(MIN_STEPS, int((FILL * budget - fixed) / per))
+    return {"model": model, "probe_steps": [s1, s2], "probe_wall_s": [w1, w2], "s_per_step": per,
+            "fixed_s": fixed, "steps": steps}
 
 
 # --- one run: train, predict, score -------------------------------------------------------------------------
@@ -540,7 +551,7 @@ def crystal_family(args, out: Path, system: str, commands: list[str]) -> dict:
         c1 = probe_steps("tracegrad-deephe3", store, root / "probe1", args.preset, args.sets, args.budget, "plateau",
                          "bench")
         c2 = probe_steps("harmose-tracegrad", store, root / "probe2", args.preset, args.sets, args.budget, "plateau",
-                         "bench", stage1=root / "probe1")
+                         "bench", stage1=root / "probe1" / "probe2")
         cal = {"stage1": c1, "stage2": c2,
                "request": {"budget": args.budget, "preset": args.preset, "sets": args.sets}}
         write_json(calib_path, cal)
@@ -758,7 +769,8 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
           f"Budget: {args.budget:g} wall s per training run (wall guard at {GUARD:g}×), preset `{args.preset}`, "
           f"seeds 0..{args.seeds - 1}; total wall time of this invocation {t_total:.0f} s, CPU time "
           f"{cpu_seconds():.0f} s (this process and its children; cached runs are not re-timed). Every model of a family trains the same number of steps: "
-          f"{FILL:g}·budget / (s per step of the family's slowest model, probed).", ""]
+          f"(({FILL:g}·budget − fixed s) / (s per step) of the family's slowest model, both probed by two short "
+          "runs of 4 and 12 steps after a warm-up run).", ""]
     js = {"args": vars(args), "machine": mach, "total_wall_s": t_total, "cpu_s": cpu_seconds(), "families": {}}
     if "mol" in fams:
         f = fams["mol"]
@@ -776,7 +788,8 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
                 f"{lab} {v['n']} ({v['atoms'][0]}–{v['atoms'][1]} atoms)" if v["atoms"] else f"{lab} 0"
                 for lab, v in sub.items()))
         cal = f["calibration"]
-        L += ["", f"Probe: tracegrad-qhnet {cal['s_per_step']:.3f} s/step → **{cal['steps']} steps** per run "
+        L += ["", f"Probe: tracegrad-qhnet {cal['s_per_step']:.3f} s/step + {cal.get('fixed_s', 0):.1f} s fixed → "
+                  f"**{cal['steps']} steps** per run "
                   "(warm-up steps/15, linear decay to the last step, validation every steps/10, best.pt by val MAE).", ""]
         backbone = {v: bb for v, _m, _s, bb in MOL_VARIANTS}
         js["families"]["mol"] = {"data": d, "calibration": cal, "tables": {}}
