@@ -119,8 +119,7 @@ def block_entries(Z, src, dst, layout: BasisLayout, spinful: bool | None = None)
     off = orbital_offsets(Z, layout, spinful)
     ni, nj = layout.block_sizes(Z[src], Z[dst], spinful)
     sizes = ni * nj
-    ptr = np.zeros(sizes.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=ptr[1:])
+    ptr = layout.block_ptr(Z[src], Z[dst], spinful)
     edge = np.repeat(np.arange(src.size, dtype=np.int64), sizes)
     local = np.arange(int(ptr[-1]), dtype=np.int64) - ptr[edge]
     w = nj[edge]
@@ -271,11 +270,9 @@ def expand_overlap(S, Z_src, Z_dst, layout: BasisLayout) -> np.ndarray:
     if not layout.spinful:
         return S
     ni, nj = layout.block_sizes(Z_src, Z_dst, False)
-    sptr = np.zeros(ni.size + 1, np.int64)
-    np.cumsum(ni * nj, out=sptr[1:])
-    out = np.zeros(int(np.sum(4 * ni * nj)))
-    hptr = np.zeros(ni.size + 1, np.int64)
-    np.cumsum(4 * ni * nj, out=hptr[1:])
+    sptr = layout.block_ptr(Z_src, Z_dst, False)
+    hptr = layout.block_ptr(Z_src, Z_dst, True)
+    out = np.zeros(int(hptr[-1]))
     for a, b in {(int(x), int(y)) for x, y in zip(ni, nj)}:
         e = np.flatnonzero((ni == a) & (nj == b))
         blk = S[sptr[e][:, None] + np.arange(a * b)].reshape(-1, a, b)

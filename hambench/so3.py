@@ -213,9 +213,7 @@ def block_offsets(Z_src, Z_dst, species, spinful: bool = False):
     (from :class:`hambench.layout.BasisLayout`; ValueError for an element without shells)."""
     lay = layout_of(species, spinful)
     ni, nj = lay.block_sizes(Z_src, Z_dst)
-    ptr = np.zeros(len(ni) + 1, dtype=np.int64)
-    np.cumsum(ni * nj, out=ptr[1:])
-    return ptr, ni, nj
+    return lay.block_ptr(Z_src, Z_dst), ni, nj
 
 
 def _groups(Z_src, Z_dst):

@@ -20,10 +20,43 @@ from .conventions import z_to_symbol
 from .errors import InputError
 from .layout import BasisLayout
 
-__all__ = ["Structure", "block_sizes", "layout_of", "file_sha256", "HERMITIAN_TOL"]
+__all__ = ["Structure", "block_sizes", "layout_of", "file_sha256", "partner_index", "HERMITIAN_TOL"]
 
 #: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
 HERMITIAN_TOL = 1e-5
+
+
+def partner_index(src, dst, shift, natoms: int | None = None) -> np.ndarray:
+    """For each edge (i, j, R) of one edge list, the index of its partner (j, i, −R); −1 where it is missing.
+
+    The one numpy implementation (:meth:`Structure.partner_index`; ``models.common.partner_edges`` is its torch
+    twin for batches on the device, tested against it). ``natoms`` bounds the atom indices (default: their max
+    + 1). With duplicate edges a partner is the first of its equals."""
+    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+    shift = np.asarray(shift, np.int64).reshape(-1, 3)
+    E = src.size
+    if E == 0:
+        return np.zeros(0, np.int64)
+    span = int(np.abs(shift).max(initial=0))
+    K = 2 * span + 1
+    N = max(int(natoms) if natoms is not None else int(max(src.max(), dst.max())) + 1, 1)
+    if N * N * K**3 < 2**62:
+        def encode(a, b, r):
+            r = r + span
+            return (((a * N + b) * K + r[:, 0]) * K + r[:, 1]) * K + r[:, 2]
+
+        key = encode(src, dst, shift)
+        want = encode(dst, src, -shift)
+        order = np.argsort(key, kind="stable")
+        pos = np.searchsorted(key, want, sorter=order)
+        pos = np.minimum(pos, E - 1)
+        found = key[order[pos]] == want
+        return np.where(found, order[pos], -1).astype(np.int64)
+    index: dict = {}
+    for e, (i, j, r) in enumerate(zip(src.tolist(), dst.tolist(), shift.tolist())):
+        index.setdefault((i, j, *r), e)
+    return np.array([index.get((j, i, *(-x for x in r)), -1)
+                     for i, j, r in zip(src.tolist(), dst.tolist(), shift.tolist())], dtype=np.int64)
 
 
 def file_sha256(path) -> str:
@@ -146,10 +179,8 @@ class Structure:
         return block_sizes(self.Z[self.src], self.Z[self.dst], self.species, sp)
 
     def block_ptr(self, spinful: bool | None = None) -> np.ndarray:
-        ni, nj = self.block_shapes(spinful)
-        ptr = np.zeros(len(ni) + 1, dtype=np.int64)
-        np.cumsum(ni * nj, out=ptr[1:])
-        return ptr
+        sp = self.spinful if spinful is None else spinful
+        return layout_of(self.species, sp).block_ptr(self.Z[self.src], self.Z[self.dst])
 
     @property
     def layout(self) -> BasisLayout:
@@ -209,26 +240,7 @@ class Structure:
 
     def partner_index(self) -> np.ndarray:
         """For each edge (i, j, R), the index of its partner (j, i, −R); −1 where the partner is missing."""
-        E = self.nedges
-        if E == 0:
-            return np.zeros(0, np.int64)
-        span = int(np.abs(self.shift).max(initial=0))
-        K, N = 2 * span + 1, max(self.natoms, 1)
-        if N * N * K**3 < 2**62:
-            def encode(a, b, r):
-                r = r.astype(np.int64) + span
-                return (((a.astype(np.int64) * N + b) * K + r[:, 0]) * K + r[:, 1]) * K + r[:, 2]
-
-            key = encode(self.src, self.dst, self.shift)
-            want = encode(self.dst, self.src, -self.shift)
-            order = np.argsort(key, kind="stable")
-            pos = np.searchsorted(key, want, sorter=order)
-            pos = np.minimum(pos, E - 1)
-            found = key[order[pos]] == want
-            return np.where(found, order[pos], -1).astype(np.int64)
-        index = self.edge_index()
-        return np.array([index.get((int(j), int(i), *(-int(x) for x in r)), -1)
-                         for i, j, r in zip(self.src, self.dst, self.shift)], dtype=np.int64)
+        return partner_index(self.src, self.dst, self.shift, self.natoms)
 
     def _check_pairs(self, where, tol: float) -> None:
         partner = self.partner_index()

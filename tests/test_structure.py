@@ -56,3 +56,15 @@ def test_repr_is_short():
     zs, counts = np.unique(s.Z, return_counts=True)
     formula = "".join(f"{z_to_symbol(z)}{n if n > 1 else ''}" for z, n in zip(zs, counts))
     assert text == f"Structure(id='mol-1', {formula}, 4 atoms, {s.nedges} edges, {s.H.size} H elements, periodic)"
+
+
+def test_partner_index_function_fast_and_fallback_agree():
+    from hambench.structure import partner_index
+
+    src, dst = np.array([0, 1, 0, 1, 0]), np.array([1, 0, 0, 1, 1])
+    shift = np.array([[1, 0, 0], [-1, 0, 0], [0, 0, 0], [0, 2, 0], [0, 0, 3]])
+    want = [1, 0, 2, -1, -1]
+    np.testing.assert_array_equal(partner_index(src, dst, shift), want)
+    big = shift * (1 << 20)  # keys would overflow int64: the dictionary path
+    np.testing.assert_array_equal(partner_index(src, dst, big, natoms=2), want)
+    assert partner_index([], [], np.zeros((0, 3))).shape == (0,)
