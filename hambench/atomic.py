@@ -77,7 +77,7 @@ def write_json(path, obj, *, indent=1, fsync: bool = False, **dumps_kw) -> Path:
 def replace_dir(staging, dest) -> Path:
     """Move the finished folder ``staging`` to ``dest``, replacing whatever ``dest`` was, atomically for readers.
 
-    An existing ``dest`` is first renamed aside (``dest.old-<id>``), the staging folder renamed into place, then
+    An existing ``dest`` is first renamed aside (hidden: ``.dest.old-<id>``), the staging folder renamed into place, then
     the old copy removed; if the second rename fails the old one is put back. ``staging`` must be on the same
     file system as ``dest`` (build it beside ``dest``).
     """
@@ -85,7 +85,7 @@ def replace_dir(staging, dest) -> Path:
     if not (dest.exists() or dest.is_symlink()):
         os.replace(staging, dest)
         return dest
-    old = dest.with_name(f"{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
     os.replace(dest, old)
     try:
         os.replace(staging, dest)

@@ -25,8 +25,6 @@ from hambench.errors import InputError
 
 from .schema import NAME_PATTERN, load_yaml_strict, validate_datasets, validate_meta
 
-#: ``NAME.old-<id>``: the copy :func:`hambench.atomic.replace_dir` moves aside while a submission is replaced
-_OLD_COPY = re.compile(r"\.old-[0-9a-f]{8}$")
 
 __all__ = ["DEFAULT_BOARD", "Dataset", "Submission", "Board", "open_board", "check_name", "read_scores"]
 
@@ -165,7 +163,7 @@ class Board:
             if mdir.name.startswith("."):  # .partial / .old folders of an interrupted submit
                 continue
             for ddir in sorted(mdir.iterdir()) if mdir.is_dir() and not mdir.is_symlink() else [mdir]:
-                if ddir.name.startswith(".") or _OLD_COPY.search(ddir.name):  # replace_dir's copy moved aside
+                if ddir.name.startswith("."):  # staging and replace_dir's hidden copy moved aside
                     continue
                 if ddir is mdir:
                     raise InputError(mdir, "expected a folder submissions/<model>/ (a real folder, not a link)")
