@@ -5,4 +5,5 @@
 namespace hambench {
 void bind_neighbors(pybind11::module_ &m);
 void bind_scfout(pybind11::module_ &m);
+void bind_h5legacy(pybind11::module_ &m);
 }  // namespace hambench

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = HAMBENCH_VERSION;
     hambench::bind_neighbors(m);
     hambench::bind_scfout(m);
+    hambench::bind_h5legacy(m);
 }
