@@ -1,8 +1,8 @@
 """The range runner: one function over many structure ranges, locally or on any dask.distributed scheduler.
 
 ``prepare`` (one task per item range → a part file) and ``score`` (one task per structure range → partial
-metrics) both run through :func:`run_tasks`: serially in this process for one worker, on a local cluster of
-worker processes (one thread each) for several, or on a running scheduler with ``scheduler=ADDRESS`` — the
+metrics) both run through :func:`run_tasks`: serially in this process for one worker, on a forked local process
+pool (one native thread per worker: BLAS/OpenMP/PySCF) for several, or on a running scheduler with ``scheduler=ADDRESS`` — the
 same code then runs on SLURM/Kubernetes clusters via dask-jobqueue or dask-kubernetes. Results come back in
 task order whatever order the tasks finish in, so callers that combine them in that order produce output that
 does not depend on the number of workers.
@@ -14,14 +14,15 @@ pickling on their own); the other tasks are cancelled.
 
 from __future__ import annotations
 
-import logging
+import os
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 from .errors import HambenchError, InputError
 
-__all__ = ["progress", "run_tasks"]
+__all__ = ["progress", "run_ranges", "run_tasks"]
 
 
 def progress(quiet: bool, unit: str = "items"):
@@ -71,6 +72,54 @@ def _unwrap(result):
     return result
 
 
+#: environment variables that bound a worker's native thread pools (BLAS, OpenMP, PySCF, Numba)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _init_worker() -> None:
+    """In each forked worker: one native thread (BLAS/OpenMP/PySCF), Ctrl-C left to the parent."""
+    import signal
+
+    for v in _THREAD_VARS:
+        os.environ[v] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # pools already loaded in the parent (numpy's BLAS) ignore the variables: limit them directly
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # noqa: BLE001 - best effort; the variables still hold for pools loaded later
+        pass
+    lib = sys.modules.get("pyscf.lib")
+    if lib is not None and hasattr(lib, "num_threads"):
+        lib.num_threads(1)
+
+
+def _local_pool(workers: int):
+    """A pool of ``workers`` forked processes (they inherit the loaded modules, Numba's cache included)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_init_worker)
+
+
+def _stop_pool(pool) -> None:
+    """Cancel what has not started and end the running workers now (a failed run need not wait for them)."""
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            p.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ranges(fn: Callable, ranges: Sequence[tuple[int, int]], *args, **kwargs) -> list:
+    """Run ``fn(start, stop, *args)`` for every ``(start, stop)`` range (see :func:`run_tasks` for ``kwargs``);
+    the results in range order. ``score`` and ``prepare`` share it."""
+    return run_tasks(fn, [(int(a), int(b), *args) for a, b in ranges], **kwargs)
+
+
 def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, scheduler: str | None = None,
               quiet: bool = True, label: str = "", sizes: Sequence[int] | None = None, done: int = 0,
               unit: str = "items", on_result: Callable[[int, object], str | None] | None = None) -> list:
@@ -80,7 +129,8 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
     ----------
     fn : a module-level function (picklable) doing one range of work
     tasks : argument tuples, one per task
-    workers : local worker processes (1 = serially in this process, no Dask)
+    workers : local worker processes (1 = serially in this process; more = a forked process pool, one native
+        thread per worker)
     scheduler : address of a running dask.distributed scheduler (``workers`` is then ignored)
     quiet : no progress bar
     label, unit : progress-bar text; ``sizes`` = how far each task advances the bar (default 1 each), ``done``
@@ -93,6 +143,29 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
     sizes = [1] * len(tasks) if sizes is None else list(sizes)
     total = done + sum(sizes)
     results: list = [None] * len(tasks)
+    if scheduler is None and workers > 1 and len(tasks) > 1:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        pool = _local_pool(min(workers, len(tasks)))
+        try:
+            # submitted before the progress bar starts its refresh thread: the pool forks its workers first
+            futures = {pool.submit(_call, fn, args): i for i, args in enumerate(tasks)}
+            with progress(quiet, unit) as bar:
+                task = bar.add_task(label, total=total, completed=done, note="") if bar else None
+                pending = set(futures)
+                while pending:
+                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in sorted(finished_now, key=futures.get):
+                        i = futures[fut]
+                        results[i] = _unwrap(fut.result())
+                        note = on_result(i, results[i]) if on_result else None
+                        if bar:
+                            bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
+        except BaseException:
+            _stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
+        return results
     with progress(quiet, unit) as bar:
         task = bar.add_task(label, total=total, completed=done, note="") if bar else None
 
@@ -102,18 +175,13 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
             if bar:
                 bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
 
-        if scheduler is None and workers == 1:
+        if scheduler is None:
             for i, args in enumerate(tasks):
                 finished(i, fn(*args))
             return results
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, as_completed
 
-        if scheduler:
-            client, cluster = Client(scheduler), None
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
+        client = Client(scheduler)
         try:
             tag = uuid.uuid4().hex[:8]
             futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}",
@@ -127,6 +195,4 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
                     raise
         finally:
             client.close()
-            if cluster is not None:
-                cluster.close()
     return results

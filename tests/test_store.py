@@ -254,3 +254,26 @@ def test_running_scheduler_address(tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         prepare("synthetic/random", None, out, quiet=True, count=4, seed=8, scheduler=cluster.scheduler_address)
     assert tree_digest(out) == tree_digest(ref)
+
+
+@pytest.mark.realdata
+def test_bad_file_with_two_workers_is_one_line(tmp_path):
+    """A bad input under --workers 2: stderr is our one `hambench: error: FILE: problem` line (no Dask log, no
+    traceback), and nothing is left behind."""
+    import shutil
+
+    from hambench.testing import require_realdata
+
+    data = tmp_path / "data"
+    for k in range(3):
+        shutil.copytree(require_realdata("deeph_legacy_MoTe2"), data / f"s{k}")
+    h5 = data / "s1" / "hamiltonians.h5"
+    h5.write_bytes(h5.read_bytes()[: h5.stat().st_size // 3])
+    out = tmp_path / "bad.zarr"
+    r = subprocess.run([sys.executable, "-m", "hambench", "-q", "prepare", "-s", "deeph/folder", "-i", str(data),
+                        "-o", str(out), "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("hambench: error:") and "hamiltonians.h5" in lines[0], r.stderr
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
