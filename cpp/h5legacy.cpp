@@ -80,7 +80,7 @@ class Reader {
         find_symtab_message(root_hdr, btree, heap);
         std::vector<Entry> out;
         Heap h = read_heap(heap);
-        walk_btree(btree, h, out, 0);
+        walk_btree(btree, h, out, 256);
         return out;
     }
 
@@ -88,6 +88,7 @@ class Reader {
     const unsigned char *p_;
     uint64_t n_;
     uint64_t base_ = 0;
+    mutable uint64_t nodes_ = 0;
 
     struct Heap {
         uint64_t data, size;
@@ -156,19 +157,22 @@ class Reader {
         return std::string(s, len);
     }
 
-    void walk_btree(uint64_t rel, const Heap &h, std::vector<Entry> &out, int depth) const {
-        if (depth > 64) throw H5Corrupt("group B-tree deeper than 64 levels (a cycle?)");
+    // Levels strictly decrease towards the leaves (so no cycles), and no more nodes are visited than could fit
+    // in the file (so a corrupt tree sharing nodes cannot blow up).
+    void walk_btree(uint64_t rel, const Heap &h, std::vector<Entry> &out, int parent_level) const {
+        if (++nodes_ > n_ / 24 + 1) throw H5Corrupt("group B-tree visits more nodes than the file holds");
         uint64_t a = addr(rel, "group B-tree node");
         sig(a, "TREE", "group B-tree node");
         if (u8(a + 4) != 0) throw H5Corrupt("root B-tree is not a group node");
         int level = u8(a + 5);
+        if (level >= parent_level) throw H5Corrupt("group B-tree levels do not decrease (a cycle?)");
         int used = u16(a + 6);
         uint64_t pos = a + 24;  // after left/right sibling addresses
         need(pos, uint64_t(used) * 16 + 8, "group B-tree node");
         for (int k = 0; k < used; ++k) {
             uint64_t child = u64(pos + 8 + 16 * uint64_t(k));
             if (level > 0)
-                walk_btree(child, h, out, depth + 1);
+                walk_btree(child, h, out, level);
             else
                 read_snod(child, h, out);
         }
@@ -179,6 +183,7 @@ class Reader {
         sig(a, "SNOD", "symbol node");
         int nsym = u16(a + 6);
         need(a + 8, uint64_t(nsym) * 40, "symbol node entries");
+        if (out.size() + nsym > n_ / 40 + 1) throw H5Corrupt("more symbols than the file holds");
         for (int k = 0; k < nsym; ++k) {
             uint64_t e = a + 8 + 40 * uint64_t(k);
             Entry en;

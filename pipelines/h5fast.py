@@ -13,6 +13,10 @@ h5py costs ~300 µs per dataset opened; a DeepH file has one dataset per atom pa
 * ``H5Ovisit`` (the fallback for other files): one h5py ``H5Ovisit`` lists every object header address, each
   header is parsed in Python, h5py reads the rest.
 
+Measured on the DeepH legacy MoTe2 folder (hamiltonians.h5 + overlaps.h5, 131 datasets of (19, 19) float64 each,
+page cache warm, best of 3 rounds of 50 reads of both files, loaded 2-core box): native 0.30 ms per file,
+``H5Ovisit`` path 2.4 ms (8.0× slower), a plain ``{k: f[k][()] for k in f}`` h5py loop 15.7 ms (52× slower).
+
 A truncated or corrupt file raises :class:`hambench.errors.InputError` naming the file.
 """
 

@@ -162,3 +162,26 @@ def test_bad_files_raise(tmp_path):
     p.write_bytes(p.read_bytes()[:3000])
     with pytest.raises(InputError, match="trunc.h5.*truncated"):
         h5fast.read_datasets(p)
+
+
+def test_corrupt_metadata_never_crashes(tmp_path):
+    """Random bytes overwritten in the metadata: a result, a fallback (None) or InputError, never a crash."""
+    from hambench.errors import InputError
+
+    p0 = tmp_path / "m.h5"
+    with h5py.File(p0, "w", libver="earliest") as f:
+        for i in range(40):
+            f[f"d{i:02d}"] = np.full((3, 4), float(i))
+    raw = bytearray(p0.read_bytes())
+    rng = np.random.default_rng(7)
+    meta = [i for i in range(len(raw)) if raw[i] != 0 or i < 4096]
+    p = tmp_path / "bad.h5"
+    for trial in range(400):
+        bad = bytearray(raw)
+        for at in rng.choice(meta, size=int(rng.integers(1, 4))):
+            bad[at] = int(rng.integers(0, 256))
+        p.write_bytes(bytes(bad))
+        try:
+            h5fast.read_datasets_native(p)
+        except (InputError, OSError, KeyError, TypeError, ValueError, RuntimeError):
+            pass
