@@ -5,30 +5,36 @@ conventions; the driver (:mod:`hambench.pipelines.driver`) runs any source over 
 
 The source contract (subclass :class:`Source`):
 
+``Options`` (a dataclass, subclass of :class:`Source.Options`)
+    The source's options with their types and defaults. :func:`get_source` refuses an unknown or mistyped
+    option in one line (:class:`hambench.errors.InputError`) before the source is built; ``seed`` and ``cutoff``
+    (the driver's) are every source's. The CLI's source flags are generated from these fields.
 ``__init__(self, input_path, **options)``
-    Check the input exists and options make sense; raise :class:`hambench.errors.InputError` (naming the
-    file and the problem) otherwise. Unknown options are ignored (the CLI passes every option given).
+    Check the input exists and option values make sense; raise :class:`hambench.errors.InputError` (naming the
+    file and the problem) otherwise. ``self.opts`` is the filled-in ``Options``.
 ``items(self) -> list``
     Deterministic list of small picklable work items (a folder path, a file, a (db, start, stop) range…).
 ``read(self, item) -> list[Structure]``
     The structures of one item, converted to eV, Å and hambench orbital order, *not yet validated*
     (the driver calls ``Structure.validate``). Runs inside Dask workers: no global state.
-``attrs(self) -> dict``
-    Store-level metadata: ``kind`` ('crystal' | 'molecule'), ``spinful``, ``dft`` {code, version, functional,
-    basis, ...}, ``constants`` (which unit constants converted the data), optional ``splits``.
-``cost(self, item) -> float`` (optional)
-    Relative work of an item, used to group items into ranges (default 1).
+``attrs(self) -> StoreAttrs``
+    Store-level metadata (:class:`hambench.attrs.StoreAttrs`): ``kind`` ('crystal' | 'molecule'), ``spinful``,
+    ``dft`` {code, version, functional, basis, ...}, ``constants`` (which unit constants converted the data),
+    optional ``splits``. Whether runs mix spinless and spinful is checked once, by the driver.
+
+The registry (``SOURCES``, :func:`get_source`, :func:`list_sources`) is :mod:`.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import os
 from pathlib import Path
 
+from ..attrs import StoreAttrs
 from ..errors import InputError
 
-__all__ = ["Source", "SOURCES", "get_source", "list_sources", "prepare", "find_files"]
+__all__ = ["Source", "StoreAttrs", "SOURCES", "get_source", "list_sources", "option_fields", "prepare", "find_files"]
 
 
 class Source:
@@ -39,9 +45,18 @@ class Source:
     #: one line for ``--list-sources``
     doc: str = ""
 
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        """Options every source takes (the driver passes them)."""
+
+        seed: int = 0
+        cutoff: float | None = None
+
     def __init__(self, input_path=None, **options):
         self.input_path = input_path
         self.options = options
+        known = {f.name for f in dataclasses.fields(self.Options)}
+        self.opts = self.Options(**{k: v for k, v in options.items() if k in known and v is not None})
 
     def items(self) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -49,32 +64,8 @@ class Source:
     def read(self, item) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def attrs(self) -> dict:  # pragma: no cover - abstract
+    def attrs(self) -> StoreAttrs:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def cost(self, item) -> float:
-        return 1.0
-
-
-#: ``--source`` name → "module:factory" (imported lazily so the CLI starts fast)
-SOURCES: dict[str, str] = {
-    "deeph/folder": "deeph:DeepHFolderSource",
-    "deeph/graphene": "deeph:named_dataset",
-    "deeph/mos2": "deeph:named_dataset",
-    "deeph/bilayer_graphene": "deeph:named_dataset",
-    "deeph/bilayer_bismuthene": "deeph:named_dataset",
-    "deeph/bilayer_bi2te3": "deeph:named_dataset",
-    "deeph/bilayer_bi2se3": "deeph:named_dataset",
-    "openmx/scfout": "openmx:ScfoutSource",
-    "pyscf/qm9": "pyscf_qm9:QM9Source",
-    "pyscf/outputs": "pyscf_qm9:PySCFOutputsSource",
-    "pyscf/crystal": "pyscf_crystal:CrystalSource",
-    "qh9/stable": "qh9:QH9Source",
-    "qh9/dynamic": "qh9:QH9Source",
-    "abacus/csr": "abacus:AbacusSource",
-    "siesta/hsx": "siesta:SiestaSource",
-    "synthetic/random": "synthetic:SyntheticSource",
-}
 
 
 def find_files(root, match) -> list[Path]:
@@ -126,37 +117,11 @@ def find_files(root, match) -> list[Path]:
     return out
 
 
-def get_source(name: str, input_path=None, **options) -> Source:
-    """Instantiate the source registered as ``name`` (e.g. ``'deeph/folder'``)."""
-    target = SOURCES.get(name)
-    if target is None:
-        raise InputError(None, f"unknown source {name!r}; known sources: {', '.join(sorted(SOURCES))}")
-    module, factory = target.split(":")
-    try:
-        mod = importlib.import_module(f"{__name__}.{module}")
-        make = getattr(mod, factory)
-    except (ImportError, AttributeError) as e:
-        raise InputError(None, f"source {name!r} is not available in this build ({e})") from None
-    return make(input_path, source_name=name, **options)
-
-
-def list_sources() -> list[tuple[str, str]]:
-    """(name, one-line description) of every registered source that imports."""
-    out = []
-    for name, target in SOURCES.items():
-        module, factory = target.split(":")
-        try:
-            mod = importlib.import_module(f"{__name__}.{module}")
-            obj = getattr(mod, factory)
-            doc = (getattr(obj, "doc", "") or (obj.__doc__ or "").strip().splitlines()[0]) if obj else ""
-        except Exception as e:  # keep listing the others
-            doc = f"(unavailable: {type(e).__name__})"
-        out.append((name, doc))
-    return out
-
-
 def prepare(source: str, input_path, output, **options):
     """Run ``source`` into the store ``output``; returns a one-line summary. See :func:`driver.run`."""
     from .driver import run
 
     return run(source, input_path, output, **options)
+
+
+from .registry import SOURCES, get_source, list_sources, option_fields  # noqa: E402  (needs Source defined)

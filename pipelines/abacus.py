@@ -29,6 +29,8 @@ A run is a folder holding ``STRU`` (+ ``INPUT``) and an output folder ``OUT.<suf
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 from pathlib import Path
@@ -37,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from .. import conventions as cv
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure, file_sha256
 from . import Source, find_files
@@ -669,13 +672,18 @@ class AbacusSource(Source):
     name = "abacus/csr"
     doc = "raw ABACUS LCAO runs (STRU + OUT.*/data-[HS]R-sparse_SPIN*.csr): spinless, nspin 2, SOC"
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        #: keep pairs with a non-zero overlap ('overlap', DeepH-dock's choice) or every pair with H ('hamiltonian')
+        edges: str = "overlap"
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         if input_path is None:
             raise InputError(None, f"--source {source_name or self.name} needs --input DIR: an ABACUS run folder "
                                    "(STRU + OUT.*/data-HR-sparse_SPIN0.csr) or a directory of them")
         self.root = Path(input_path)
-        self.edges = str(options.get("edges", "overlap") or "overlap")
+        self.edges = self.opts.edges
         if self.edges not in ("overlap", "hamiltonian"):
             raise InputError(None, f"edges must be 'overlap' or 'hamiltonian', got {self.edges!r}")
         self._outs = find_abacus_runs(self.root)
@@ -699,15 +707,9 @@ class AbacusSource(Source):
 
     def read(self, item) -> list:
         out_dir = Path(item)
-        s = read_abacus_run(out_dir, struct_id=self._id_of(out_dir), edges=self.edges)
-        if s.spinful != self.attrs()["spinful"]:
-            raise InputError(out_dir, "mixes spinless and spinful runs in one store")
-        return [s]
+        return [read_abacus_run(out_dir, struct_id=self._id_of(out_dir), edges=self.edges)]
 
-    def cost(self, item) -> float:
-        return float(sum(p.stat().st_size for p in Path(item).glob("data-*R-sparse_SPIN*.csr")))
-
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         """Store metadata, read from the first run's INPUT, STRU and running_scf.log."""
         if self._attrs is None:
             meta = _run_metadata(self._outs[0])
@@ -730,4 +732,4 @@ class AbacusSource(Source):
                 },
                 "constants": "CODATA2018",
             }
-        return dict(self._attrs)
+        return StoreAttrs.from_dict(self._attrs)

@@ -6,12 +6,15 @@ Folder formats themselves are read by :mod:`hambench.pipelines.deeph_format`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from . import Source, find_files
 
@@ -62,6 +65,8 @@ class DeepHFolderSource(Source):
     name = "deeph/folder"
     doc = "directory of DeepH processed folders (legacy DeepH-pack/DeepH-E3 layout or DeepH-dock layout)"
 
+    Options = Source.Options
+
     def __init__(self, input_path=None, source_name: str | None = None, dataset: DeepHDataset | None = None,
                  **options):
         super().__init__(input_path, **options)
@@ -70,7 +75,7 @@ class DeepHFolderSource(Source):
                                    "directory of them)")
         self.root = Path(input_path)
         self.dataset = dataset
-        self.seed = int(options.get("seed", 0) or 0)
+        self.seed = self.opts.seed
         self._folders = find_deeph_folders(self.root)
         self._export = read_export_index(self.root)
         self._splits = dataset.assign_splits(self._folders, self.seed) if dataset else {}
@@ -96,18 +101,14 @@ class DeepHFolderSource(Source):
             s.splits = {f"deeph-{self.dataset.key}": self._splits[str(folder)]}
         return [s]
 
-    def cost(self, item) -> float:
-        p = Path(item)
-        return float(sum(f.stat().st_size for f in p.glob("*.h5")))
-
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         dft = {"code": "OpenMX", "version": "3.9", "functional": "GGA-PBE", "via": "DeepH folders"}
         if self.dataset:
             dft.update(basis={el: b for el, b in self.dataset.basis.items()}, dataset=self.dataset.title,
                        doi=self.dataset.doi)
         else:
             dft = {"code": "unknown (DeepH folders)", "via": "DeepH folders"}
-        return {"kind": "crystal", "dft": dft, "constants": "as in the input files (eV, Å)"}
+        return StoreAttrs.from_dict({"kind": "crystal", "dft": dft, "constants": "as in the input files (eV, Å)"})
 
 
 @dataclass(frozen=True)
@@ -209,3 +210,7 @@ def named_dataset(input_path=None, source_name: str = "", **options) -> DeepHFol
             f"`hambench prepare --source deeph/{key} --input <unzipped folder> -o {key}.zarr`",
         )
     return DeepHFolderSource(input_path, source_name=source_name, dataset=ds, **options)
+
+
+named_dataset.Options = DeepHFolderSource.Options
+named_dataset.doc = ""

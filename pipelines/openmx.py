@@ -28,12 +28,15 @@ pair); this module turns its flat arrays into hambench conventions with vectoris
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .. import conventions as cv
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure, file_sha256
 from . import Source, find_files
@@ -319,6 +322,11 @@ class ScfoutSource(Source):
     name = "openmx/scfout"
     doc = "raw OpenMX 3.9 runs (.scfout + input): spinless, collinear, non-collinear/SOC"
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        #: collinear runs: 'spinor' (stored as block-diagonal spinor) or 'reject'
+        collinear: str = "spinor"
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         if input_path is None:
@@ -327,7 +335,7 @@ class ScfoutSource(Source):
         self.root = Path(input_path)
         if not self.root.exists():
             raise InputError(self.root, "no such file or folder")
-        self.collinear = options.get("collinear", "spinor")
+        self.collinear = self.opts.collinear
         if self.collinear not in ("spinor", "reject"):
             raise InputError(None, f"collinear must be 'spinor' or 'reject', got {self.collinear!r}")
         self._items = self._scan()
@@ -361,12 +369,9 @@ class ScfoutSource(Source):
         return p.relative_to(self.root).as_posix()
 
     def read(self, item) -> list:
-        s = scfout_to_structure(self._scfout_of(item), struct_id=self._id_of(item), collinear=self.collinear)
-        if s.spinful != self.attrs()["spinful"]:
-            raise InputError(item, "mixes spinless and spinful runs in one store")
-        return [s]
+        return [scfout_to_structure(self._scfout_of(item), struct_id=self._id_of(item), collinear=self.collinear)]
 
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         """Store metadata, read from the first run (header and input only)."""
         if self._attrs is None:
             path = self._scfout_of(self._items[0])
@@ -391,8 +396,4 @@ class ScfoutSource(Source):
                 },
                 "constants": "CODATA2018",
             }
-        return dict(self._attrs)
-
-    def cost(self, item) -> float:
-        p = self._scfout_of(item)
-        return float(p.stat().st_size) if p is not None else 1.0
+        return StoreAttrs.from_dict(self._attrs)

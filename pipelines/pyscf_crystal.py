@@ -39,6 +39,8 @@ structure as a DeepH legacy folder (``deeph_format.write_legacy_folder``: OpenMX
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import time
@@ -47,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import BOHR_ANGSTROM, HARTREE_EV, atom_permutation, pyscf_species_shells, symbol_to_z
+from ..attrs import StoreAttrs
 from ..errors import ExcludedItem, InputError
 from ..metrics import band_energies as structure_bands  # the one Bloch-sum implementation
 from ..structure import Structure, file_sha256

@@ -17,17 +17,21 @@ self pairs included, row-major (i, then j); blocks of the full Fock (eV) and ove
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import json
 import os
 import re
 import time
-import uuid
+
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import HARTREE_EV, atom_permutation, symbol_to_z
+from ..atomic import atomic_path
+from ..attrs import StoreAttrs
 from ..errors import ExcludedItem, InputError
 from ..pyscf_mol import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
 from ..pyscf_mol import protocol_key as _protocol_key
@@ -177,15 +181,8 @@ def run_pyscf(symbols, xyz_ang, protocol: dict, threads: int = 1, where=None) ->
 
 def _write_npz_atomic(path: Path, arrays: dict, compressed: bool = True) -> None:
     """Write a raw-result cache file atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            (np.savez_compressed if compressed else np.savez)(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
 def _load_raw(path: Path) -> dict | None:
@@ -283,6 +280,22 @@ class QM9Source(Source):
     name = "pyscf/qm9"
     doc = "QM9 molecules (qm9pack) labelled with PySCF, QH9 protocol (RKS b3lyp5/def2-SVP, grid 3); cached, resumable"
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        limit: int | None = None  #: at most this many molecules
+        ids: str | None = None  #: comma-separated QM9 indices
+        max_atoms: int | None = None  #: only molecules with at most this many atoms
+        max_heavy: int | None = None  #: only molecules with at most this many heavy atoms
+        sample: bool = False  #: draw --limit molecules at random (with seed)
+        max_cycle: int | None = None  #: maximum SCF cycles (default 50)
+        threads: int | None = None  #: PySCF threads per worker (default 1)
+        xc: str | None = None  #: functional (default b3lyp5)
+        basis: str | None = None  #: basis set (default def2-svp)
+        grid_level: int | None = None  #: DFT grid level (default 3)
+        conv_tol: float | None = None  #: SCF convergence threshold, Hartree (default 1e-9)
+        density_fit: bool = False  #: density fitting
+        raw_dir: Path | None = None  #: cache of raw DFT results (resumable)
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         self.source_name = source_name or self.name
@@ -320,7 +333,8 @@ class QM9Source(Source):
     def items(self) -> list:
         return list(self._items)
 
-    def cost(self, item) -> float:
+    def _work(self, item) -> float:
+        """n_ao³ of the molecule (the DFT time model's size)."""
         nao = 0
         for s in item[2]:
             if s not in self._nao:
@@ -336,7 +350,7 @@ class QM9Source(Source):
         if self.raw_path(item).exists():
             return 0.0
         a, b = self.TIME_FIT
-        return a * self.cost(item) ** (b / 3)
+        return a * self._work(item) ** (b / 3)
 
     def raw_path(self, item) -> Path:
         return self.raw_dir / raw_file_name(item[0], self.protocol)
@@ -369,11 +383,11 @@ class QM9Source(Source):
             )
         return [raw_to_structure(raw, f"dsgdb9nsd_{index:06d}", path, self.protocol["basis"])]
 
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         import pyscf
 
         p = self.protocol
-        return {
+        return StoreAttrs.from_dict({
             "kind": "molecule",
             "spinful": False,
             "dft": {
@@ -390,7 +404,7 @@ class QM9Source(Source):
             },
             "geometry": "QM9 (qm9pack package, B3LYP/6-31G(2df,p) equilibrium geometries, Å)",
             "constants": "CODATA2018",
-        }
+        })
 
 
 def raw_to_structure(raw: dict, sid: str, path: Path, basis: str) -> Structure:
@@ -419,6 +433,10 @@ class PySCFOutputsSource(Source):
     doc = "folder of PySCF chkfiles (RKS/RHF) or pyscf/qm9 raw .npz; Fock from the file or rebuilt as S C e C^T S"
     PATTERNS = ("*.chk", "*.h5", "*.npz")
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        raw_dir: Path | None = None  #: unused (the driver passes it to every pyscf/ source)
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         if input_path is None:
@@ -435,9 +453,6 @@ class PySCFOutputsSource(Source):
 
     def items(self) -> list:
         return list(self._files)
-
-    def cost(self, item) -> float:
-        return float(max(os.path.getsize(item), 1)) ** 1.5
 
     def read(self, item) -> list:
         path = Path(item)
@@ -496,13 +511,13 @@ class PySCFOutputsSource(Source):
             sources=[(str(path), file_sha256(path))],
         )
 
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         import pyscf
 
-        return {
+        return StoreAttrs.from_dict({
             "kind": "molecule",
             "spinful": False,
             "dft": {"code": "PySCF", "version": f"outputs read with PySCF {pyscf.__version__}",
                     "functional": "as in the chkfiles", "basis": "as in the chkfiles"},
             "constants": "CODATA2018",
-        }
+        })

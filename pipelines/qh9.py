@@ -22,6 +22,8 @@ QH9 is licensed CC BY-NC-SA 4.0: hambench never ships it; give the downloaded fi
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 import re
 import sqlite3
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import BOHR_ANGSTROM
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from . import Source
 

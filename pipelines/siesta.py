@@ -39,6 +39,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -46,6 +48,7 @@ import numpy as np
 from numba import njit
 
 from .. import conventions as cv
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure, file_sha256
 from . import Source, find_files
@@ -445,15 +448,9 @@ class SiestaSource(Source):
 
     def read(self, item) -> list:
         p = Path(item)
-        s = hsx_to_structure(p, struct_id=self._id_of(p))
-        if s.spinful != self.attrs()["spinful"]:
-            raise InputError(p, "mixes spinless and spinful runs in one store")
-        return [s]
+        return [hsx_to_structure(p, struct_id=self._id_of(p))]
 
-    def cost(self, item) -> float:
-        return float(Path(item).stat().st_size)
-
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         if self._attrs is None:
             path = self._files[0]
             hsx = read_hsx(path)
@@ -477,4 +474,4 @@ class SiestaSource(Source):
                 },
                 "constants": "CODATA2018",
             }
-        return dict(self._attrs)
+        return StoreAttrs.from_dict(self._attrs)

@@ -7,10 +7,13 @@ Not physics — a fast, seeded, exactly reproducible input for tests and benchma
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 
 import numpy as np
 
+from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure
 from . import Source
