@@ -368,7 +368,22 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
 
     commands = [sh(cli_train_cmd(model, data, rdir / "run", preset, sets, over, stage1))]
     log(f"{key}: train {over['max_steps']} steps")
-    s = train_one(model, data, rdir / "run", preset, sets, over, GUARD * budget, stage1)
+    from hambench.train import TrainingDiverged
+
+    t_train = time.perf_counter()
+    try:
+        s = train_one(model, data, rdir / "run", preset, sets, over, GUARD * budget, stage1)
+    except TrainingDiverged as e:  # a result too: counted in the table, not scored (no mean over it)
+        log(f"{key}: DIVERGED: {e}")
+        res = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
+               "request": {"over": over, "sets": list(sets), "preset": preset,
+                           "stage1": None if stage1 is None else str(stage1)},
+               "diverged": str(e), "train": {"steps": over["max_steps"], "reason": "diverged",
+                                             "wall_s": time.perf_counter() - t_train, "parameters": None},
+               "predict_s": 0.0, "score_s": 0.0, "n_test": 0, "metrics": {}, "units": {},
+               "commands": commands, "run_dir": str(rdir / "run")}
+        write_json(done, res)
+        return res
     log(f"{key}: {s['steps']} steps in {s['wall_s']:.1f} s ({s['reason']}), best val {s['best']:.4g}")
     test = f"{split}:test"
     preds = rdir / "preds.zarr"
@@ -618,7 +633,7 @@ def submit_to_board(board: Path, out: Path, fams: dict, args, commands: list[str
                 write_text(dpath, yaml.safe_dump(ds, sort_keys=False, allow_unicode=True))
                 changed = False
             for r in fam["runs"]:
-                if r["split"] != split or r["seed"] != 0:
+                if r["split"] != split or r["seed"] != 0 or r.get("diverged"):
                     continue
                 model = r["variant"].lstrip("+")
                 model = model if r["variant"] == r["model"] else f"{r['model']}+{model}"
@@ -670,6 +685,7 @@ def family_table(runs, variants, metrics, backbone_of) -> tuple[list[str], dict]
         rs = by.get(v, [])
         table[v] = {m: stats([r["metrics"].get(m) for r in rs]) for m, _ in metrics}
         table[v]["_n"] = len(rs)
+        table[v]["_diverged"] = sum(1 for r in rs if r.get("diverged"))
         table[v]["_steps"] = sorted({r["train"]["steps"] for r in rs})
         table[v]["_wall"] = stats([r["train"]["wall_s"] for r in rs])
     head = "| method | seeds | steps | train s | " + " | ".join(lab for _, lab in metrics) + " | Δ vs backbone (" + \
@@ -685,7 +701,8 @@ def family_table(runs, variants, metrics, backbone_of) -> tuple[list[str], dict]
                 rel.append("–")
             else:
                 rel.append(f"{100 * (a - b) / abs(b):+.1f} %")
-        lines.append(f"| {v} | {row['_n']} | {','.join(map(str, row['_steps'])) or '–'} | "
+        nseeds = f"{row['_n'] - row['_diverged']} (+{row['_diverged']} diverged)" if row["_diverged"] else row["_n"]
+        lines.append(f"| {v} | {nseeds} | {','.join(map(str, row['_steps'])) or '–'} | "
                      f"{fmt(*row['_wall'])} | " + " | ".join(fmt(*row[m]) for m, _ in metrics) +
                      (f" | {' / '.join(rel)} (vs {bb}) |" if bb else " | backbone |"))
     return lines, table
@@ -846,7 +863,8 @@ def report(args, out: Path, fams: dict, commands: list[str], t_total: float, mac
     for r in per_run:
         t = r["train"]
         L.append(f"| {r['key']} | {t['steps']} | {t['wall_s']:.1f} | {r['predict_s']:.1f} | {r['score_s']:.1f} | "
-                 f"{'step ' + str(t['guard_stopped_at_step']) if t['guard_stopped_at_step'] is not None else '–'} |")
+                 + ("diverged" if r.get("diverged") else f"step {t['guard_stopped_at_step']}"
+                    if t.get("guard_stopped_at_step") is not None else "–") + " |")
     L.append("")
     js["runs"] = per_run
     write_text(md, "\n".join(L))
