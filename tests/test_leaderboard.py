@@ -483,14 +483,18 @@ def test_site_with_minimal_meta_and_sparse_scores(tmp_path):
 
 
 def test_repository_board_is_complete_and_builds(tmp_path):
-    """The shipped board: datasets.yml valid, the example submission recorded by `submit` against that truth."""
+    """The shipped board: datasets.yml valid, every submission recorded by `submit` against its dataset's truth
+    (by checksum, no absolute paths), the example one with its SCF scores and plots."""
     b = open_board()
     subs = b.submissions()
-    assert [(s.model, s.dataset) for s in subs] == [("qhnet", "qm9-demo")]
-    s = subs[0]
+    assert ("qhnet", "qm9-demo") in [(s.model, s.dataset) for s in subs]
+    for s in subs:
+        assert b.truth_matches(b.datasets[s.dataset], s.scores["truth"]["checksum"]), (s.model, s.dataset)
+        assert not s.scores["truth"]["path"].startswith("/") and not s.scores["predictions"]["path"].startswith("/")
+    s = next(s for s in subs if (s.model, s.dataset) == ("qhnet", "qm9-demo"))
     assert b.truth_matches(b.datasets["qm9-demo"], s.scores["truth"]["checksum"])
     assert s.scores["metrics"]["scf_n_molecules"] == b.datasets["qm9-demo"].score["scf"]
     assert s.scores["predictions"]["path"] == "qhnet-ci.zarr" and not s.scores["truth"]["path"].startswith("/")
     assert {p.name for p in s.plots} >= {"block_mae.png", "parity.png"}
     line = build_site(None, tmp_path / "site")
-    assert "1 submission(s)" in line and (tmp_path / "site" / "qm9-demo" / "qhnet" / "parity.png").stat().st_size
+    assert f"{len(subs)} submission(s)" in line and (tmp_path / "site" / "qm9-demo" / "qhnet" / "parity.png").stat().st_size
