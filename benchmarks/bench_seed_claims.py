@@ -370,15 +370,15 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
     log(f"{key}: train {over['max_steps']} steps")
     from hambench.train import TrainingDiverged
 
+    ident = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
+             "request": {"over": over, "sets": list(sets), "preset": preset,
+                         "stage1": None if stage1 is None else str(stage1)}}
     t_train = time.perf_counter()
     try:
         s = train_one(model, data, rdir / "run", preset, sets, over, GUARD * budget, stage1)
     except TrainingDiverged as e:  # a result too: counted in the table, not scored (no mean over it)
         log(f"{key}: DIVERGED: {e}")
-        res = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
-               "request": {"over": over, "sets": list(sets), "preset": preset,
-                           "stage1": None if stage1 is None else str(stage1)},
-               "diverged": str(e), "train": {"steps": over["max_steps"], "reason": "diverged",
+        res = {**ident, "diverged": str(e), "train": {"steps": over["max_steps"], "reason": "diverged",
                                              "wall_s": time.perf_counter() - t_train, "parameters": None},
                "predict_s": 0.0, "score_s": 0.0, "n_test": 0, "metrics": {}, "units": {},
                "commands": commands, "run_dir": str(rdir / "run")}
@@ -414,10 +414,7 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
         write_json(rdir / "equivariance.json", eq)
         metrics["equivariance_max_meV"] = eq["max_meV"]
         metrics["equivariance_relative_max"] = eq["relative_max"]
-    res = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
-           "request": {"over": over, "sets": list(sets), "preset": preset,
-                       "stage1": None if stage1 is None else str(stage1)},
-           "train": {k: s.get(k) for k in ("steps", "epochs", "reason", "best", "seconds", "wall_s",
+    res = {**ident, "train": {k: s.get(k) for k in ("steps", "epochs", "reason", "best", "seconds", "wall_s",
                                             "structures_per_s", "parameters", "guard_stopped_at_step")},
            "predict_s": t_pred, "score_s": t_score, "n_test": p["structures"], "metrics": metrics,
            "units": sc.get("units", {}), "commands": commands, "run_dir": str(rdir / "run")}
