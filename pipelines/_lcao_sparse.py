@@ -15,7 +15,18 @@ import numpy as np
 
 from .. import conventions as cv
 
-__all__ = ["OrbitalMap", "orbital_map", "edge_keys", "select_edges", "scatter_blocks"]
+from ..errors import InputError
+
+__all__ = ["EDGE_CHOICES", "check_edges", "OrbitalMap", "orbital_map", "edge_keys", "select_edges", "scatter_blocks"]
+
+#: the ``edges`` option of the sparse-matrix sources: pairs with a (non-zero) overlap, or every pair with H elements
+EDGE_CHOICES = ("overlap", "hamiltonian")
+
+
+def check_edges(edges: str) -> None:
+    """Refuse an ``edges`` value that is not one of :data:`EDGE_CHOICES` (InputError, one line)."""
+    if edges not in EDGE_CHOICES:
+        raise InputError(None, f"edges must be {' or '.join(repr(c) for c in EDGE_CHOICES)}, got {edges!r}")
 
 
 class OrbitalMap:

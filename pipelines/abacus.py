@@ -39,13 +39,13 @@ import numpy as np
 from numba import njit
 
 from .. import conventions as cv
-from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure, file_sha256
-from . import Source, find_files
-from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from . import find_files
+from ._lcao_sparse import EDGE_CHOICES, check_edges, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from .filetree import FileTreeSource
 
-__all__ = ["AbacusSource", "parse_csr", "read_csr", "read_stru", "read_abacus_run", "find_abacus_runs"]
+__all__ = ["AbacusSource", "abacus_spin", "parse_csr", "read_csr", "read_stru", "read_abacus_run", "find_abacus_runs"]
 
 _HR = "data-HR-sparse_SPIN{}.csr"
 _SR = "data-SR-sparse_SPIN0.csr"
@@ -547,8 +547,7 @@ def _species_shells(meta: dict) -> dict[str, list[int]]:
 def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "overlap") -> Structure:
     """One ABACUS run (its ``OUT.*`` folder) → :class:`Structure` in hambench conventions."""
     out_dir = Path(out_dir)
-    if edges not in ("overlap", "hamiltonian"):
-        raise InputError(None, f"edges must be 'overlap' or 'hamiltonian', got {edges!r}")
+    check_edges(edges)
     meta = _run_metadata(out_dir)
     stru, info = meta["stru"], meta["log"]
     vec = stru["vec"]
@@ -666,70 +665,86 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
     )
 
 
-class AbacusSource(Source):
+_TRUE = ("1", "true", ".true.", "t")
+
+
+def abacus_spin(out_dir) -> tuple[int, bool] | None:
+    """``(nspin, lspinorb)`` of a run from its INPUT files (run folder, then ``OUT.*``); when INPUT names no
+    nspin, the log's ``nspin =`` line (searched, not parsed), else 1 — what :func:`read_abacus_run` reads. None
+    when a file cannot be read or nspin is not a number."""
+    out_dir = Path(out_dir)
+    try:
+        kw = read_input_keywords(out_dir.parent / "INPUT")
+        for k, v in read_input_keywords(out_dir / "INPUT").items():
+            kw.setdefault(k, v)
+        soc = kw.get("lspinorb", "0").lower() in _TRUE
+        if "nspin" in kw:
+            return int(kw["nspin"]), soc
+        log = out_dir / "running_scf.log"
+        if log.is_file():
+            m = re.search(r"^\s*nspin\s*=\s*(\d+)", log.read_text(errors="replace"), re.M)
+            if m:
+                return int(m.group(1)), soc
+        return 1, soc
+    except (OSError, ValueError):
+        return None
+
+
+class AbacusSource(FileTreeSource):
     """Raw ABACUS LCAO runs (STRU + OUT.*/data-HR-sparse_SPIN*.csr, data-SR-sparse_SPIN0.csr)."""
 
     name = "abacus/csr"
     doc = "raw ABACUS LCAO runs (STRU + OUT.*/data-[HS]R-sparse_SPIN*.csr): spinless, nspin 2, SOC"
+    input_help = "an ABACUS run folder (STRU + OUT.*/data-HR-sparse_SPIN0.csr) or a directory of them"
+    none_found = "no ABACUS run found (no OUT.*/data-HR-sparse_SPIN0.csr below it; run ABACUS with out_mat_hs2 1)"
 
     @dataclasses.dataclass(frozen=True)
-    class Options(Source.Options):
-        #: keep pairs with a non-zero overlap ('overlap', DeepH-dock's choice) or every pair with H ('hamiltonian')
-        edges: str = "overlap"
+    class Options(FileTreeSource.Options):
+        edges: str = dataclasses.field(default="overlap", metadata={
+            "help": "keep pairs with a stored overlap (DeepH-dock's choice) or every pair with Hamiltonian elements",
+            "choices": EDGE_CHOICES})
 
-    def __init__(self, input_path=None, source_name=None, **options):
-        super().__init__(input_path, **options)
-        if input_path is None:
-            raise InputError(None, f"--source {source_name or self.name} needs --input DIR: an ABACUS run folder "
-                                   "(STRU + OUT.*/data-HR-sparse_SPIN0.csr) or a directory of them")
-        self.root = Path(input_path)
-        self.edges = self.opts.edges
-        if self.edges not in ("overlap", "hamiltonian"):
-            raise InputError(None, f"edges must be 'overlap' or 'hamiltonian', got {self.edges!r}")
-        self._outs = find_abacus_runs(self.root)
-        if not self._outs:
-            raise InputError(self.root, "no ABACUS run found (no OUT.*/data-HR-sparse_SPIN0.csr below it; run "
-                                        "ABACUS with out_mat_hs2 1)")
-        self._attrs = None
+    @property
+    def edges(self) -> str:
+        return self.opts.edges
 
-    def items(self) -> list[str]:
-        return [str(p) for p in self._outs]
+    def find(self, root: Path) -> list[Path]:
+        return find_abacus_runs(root)
 
-    def _id_of(self, out_dir: Path) -> str:
-        run = out_dir.parent
-        root = self.root.resolve()
-        if out_dir.resolve() == root or run.resolve() == root:
-            base = run.resolve().name
-        else:
-            base = run.relative_to(self.root).as_posix()
-        siblings = [p for p in run.glob("OUT.*") if (p / _HR.format(0)).is_file()]
-        return f"{base}/{out_dir.name}" if len(siblings) > 1 else base
+    def _run_folder(self, out_dir: Path) -> Path:
+        return out_dir.parent
 
-    def read(self, item) -> list:
-        out_dir = Path(item)
-        return [read_abacus_run(out_dir, struct_id=self._id_of(out_dir), edges=self.edges)]
+    def _run_suffix(self, out_dir: Path) -> str | None:
+        siblings = [p for p in out_dir.parent.glob("OUT.*") if (p / _HR.format(0)).is_file()]
+        return out_dir.name if len(siblings) > 1 else None
 
-    def attrs(self) -> StoreAttrs:
+    def read_run(self, out_dir: Path, struct_id: str):
+        return read_abacus_run(out_dir, struct_id=struct_id, edges=self.edges)
+
+    def spinful_of(self, item) -> bool | None:
+        """nspin 2 or 4 (or lspinorb), from INPUT (the log's nspin line when INPUT has none)."""
+        spin = abacus_spin(item)
+        return None if spin is None or spin[0] not in (1, 2, 4) else spin[0] != 1
+
+    def _attrs_dict(self) -> dict:
         """Store metadata, read from the first run's INPUT, STRU and running_scf.log."""
-        if self._attrs is None:
-            meta = _run_metadata(self._outs[0])
-            kw, info = meta["kw"], meta["log"]
-            nspin = int(kw.get("nspin", info.get("nspin", 1)))
-            soc = kw.get("lspinorb", "0").lower() in ("1", "true", ".true.", "t")
-            self._attrs = {
-                "kind": "crystal",
-                "spinful": nspin in (2, 4),
-                "dft": {
-                    "code": "ABACUS",
-                    "version": info.get("version", "unknown"),
-                    "functional": (kw.get("dft_functional", "default").lower() != "default"
-                                   and kw["dft_functional"]) or info.get("functional", "unknown"),
-                    "basis": {sp["element"]: sp["orbital"] for sp in meta["stru"]["species"]},
-                    "pseudopotential": {sp["element"]: sp["pseudo"] for sp in meta["stru"]["species"]},
-                    "spin": {1: "off", 2: "collinear (stored as block-diagonal spinor)",
-                             4: "non-collinear" + (" + SOC" if soc else "")}[nspin],
-                    "edges": self.edges,
-                },
-                "constants": "CODATA2018",
-            }
-        return StoreAttrs.from_dict(self._attrs)
+        meta = _run_metadata(Path(self._items[0]))
+        kw, info = meta["kw"], meta["log"]
+        nspin = int(kw.get("nspin", info.get("nspin", 1)))
+        soc = kw.get("lspinorb", "0").lower() in _TRUE
+        return {
+            "kind": "crystal",
+            "spinful": nspin in (2, 4),
+            "dft": {
+                "code": "ABACUS",
+                "version": info.get("version", "unknown"),
+                "functional": (kw.get("dft_functional", "default").lower() != "default"
+                               and kw["dft_functional"]) or info.get("functional", "unknown"),
+                "basis": {sp["element"]: sp["orbital"] for sp in meta["stru"]["species"]},
+                "pseudopotential": {sp["element"]: sp["pseudo"] for sp in meta["stru"]["species"]},
+                "spin": {1: "off", 2: "collinear (stored as block-diagonal spinor)",
+                         4: "non-collinear" + (" + SOC" if soc else "")}[nspin],
+                "edges": self.edges,
+            },
+            "constants": "CODATA2018",
+        }

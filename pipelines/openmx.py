@@ -31,17 +31,21 @@ from __future__ import annotations
 import dataclasses
 
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from .. import conventions as cv
-from ..attrs import StoreAttrs
 from ..errors import InputError
-from ..structure import Structure, file_sha256
-from . import Source, find_files
+from ..structure import Structure, file_sha256, layout_of, partner_index
+from . import find_files
+from .filetree import FileTreeSource
 
-__all__ = ["ScfoutSource", "read_scfout", "scfout_to_structure", "parse_openmx_input", "openmx_species"]
+__all__ = ["ScfoutSource", "read_scfout", "scfout_spin", "scfout_to_structure", "parse_openmx_input", "openmx_species"]
+
+#: the .scfout version OpenMX 3.9 writes (the C++ reader accepts only it)
+_SCFOUT_VERSION = 3
 
 _BLOCK = re.compile(r"^\s*<\s*([A-Za-z0-9_.]+)\s*$")
 
@@ -172,32 +176,17 @@ def _run_metadata(path: Path, d: dict) -> dict:
     return meta
 
 
-def _pair_partner(i, j, R, path) -> np.ndarray:
-    """Index of the partner (j, i, −R) of every pair; InputError if one is missing."""
-    R = np.asarray(R, dtype=np.int64)
-    span = int(np.abs(R).max(initial=0)) + 1
-    width = 2 * span + 1
-    n = int(max(i.max(initial=0), j.max(initial=0))) + 1
-
-    def key(a, b, r):
-        k = a.astype(np.int64) * n + b
-        for c in range(3):
-            k = k * width + (r[:, c] + span)
-        return k
-
-    k = key(i, j, R)
-    order = np.argsort(k, kind="stable")
-    ks = k[order]
-    if np.any(ks[1:] == ks[:-1]):
+def _partners(i, j, R, natoms: int, path) -> np.ndarray:
+    """Index of the partner (j, i, −R) of every pair (:func:`hambench.structure.partner_index`); InputError when
+    one is missing or a pair is listed twice (then the partner of a partner is not the pair itself)."""
+    partner = partner_index(i, j, R, natoms)
+    missing = np.flatnonzero(partner < 0)
+    if missing.size:
+        e = int(missing[0])
+        raise InputError(path, f"pair (i={i[e]}, j={j[e]}, R={tuple(int(x) for x in R[e])}) has no partner (j, i, -R)")
+    if not np.array_equal(partner[partner], np.arange(partner.size)):
         raise InputError(path, "duplicate atom pair (i, j, R) in the neighbour list")
-    want = key(j, i, -R)
-    pos = np.searchsorted(ks, want)
-    pos = np.minimum(pos, len(ks) - 1)
-    ok = ks[pos] == want
-    if not np.all(ok):
-        e = int(np.flatnonzero(~ok)[0])
-        raise InputError(path, f"pair (i={i[e]}, j={j[e]}, R={tuple(R[e])}) has no partner (j, i, -R)")
-    return order[pos]
+    return partner
 
 
 def _gather_index(ni, nj, ptr, perm_i, perm_j, transpose=False):
@@ -231,7 +220,12 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
         if shells_by_z.setdefault(z, sh) != sh:
             raise InputError(path, f"element {species[lab]['element']} appears with two different bases; "
                                    "hambench needs one basis per element")
-    norb_atom = np.array([cv.n_orbitals(shells_by_z[z]) for z in Z], dtype=np.int64)
+    spinful = spin in (1, 3)
+    try:
+        layout = layout_of(shells_by_z, spinful)
+    except ValueError as e:  # a species without shells
+        raise InputError(path, str(e)) from None
+    norb_atom = layout.norb(Z, spinful=False)
     bad = np.flatnonzero(norb_atom != d["Total_NumOrbs"])
     if bad.size:
         a = int(bad[0])
@@ -239,13 +233,10 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
                                f"its basis {species[labels[a]]['pao']} gives {norb_atom[a]}")
 
     pi, pj, R, ptr = d["pair_i"], d["pair_j"], d["pair_R"], d["block_ptr"]
-    ni, nj = norb_atom[pi], norb_atom[pj]
-    spinful = spin in (1, 3)
     H_nat, OLP = d["H"], d["OLP"]
 
     # hambench layout: one output offset per pair (spinful blocks are 4x larger)
-    fac = 4 if spinful else 1
-    out_ptr = np.concatenate([[0], np.cumsum(fac * ni * nj)]).astype(np.int64)
+    out_ptr = layout.block_ptr(Z[pi], Z[pj])
     S = np.empty(int(ptr[-1]), dtype=np.float64)
     H = np.empty(int(out_ptr[-1]), dtype=np.complex128 if spinful else np.float64)
     if spin == 3:
@@ -253,7 +244,7 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
         uu = H_nat[0] + 1j * iH[0]
         dd = H_nat[1] + 1j * iH[1]
         ud = H_nat[2] + 1j * (H_nat[3] + iH[2])
-        partner = _pair_partner(pi, pj, R, path)
+        partner = _partners(pi, pj, R, natoms, path)
     elif spin == 1:
         uu, dd = H_nat[0].astype(np.complex128), H_nat[1].astype(np.complex128)
     Zi, Zj = Z[pi], Z[pj]
@@ -316,84 +307,89 @@ def _find_scfout(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-class ScfoutSource(Source):
+def scfout_spin(path) -> int | None:
+    """``SpinP_switch`` of a ``.scfout`` from its first 8 bytes (atomnum, 4·version + SpinP_switch), either byte
+    order, as :func:`hambench._core.read_scfout` reads them; None when the file is unreadable or not plausible."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    if len(head) < 8:
+        return None
+    for order in ("<", ">"):
+        atomnum, field = struct.unpack(order + "ii", head)
+        if atomnum >= 1 and 0 <= field < 4 * (_SCFOUT_VERSION + 1):
+            return field % 4
+    return None
+
+
+class ScfoutSource(FileTreeSource):
     """Raw OpenMX 3.9 runs (.scfout + embedded input or .out): spinless, collinear and SOC."""
 
     name = "openmx/scfout"
     doc = "raw OpenMX 3.9 runs (.scfout + input): spinless, collinear, non-collinear/SOC"
+    input_help = "a run folder (openmx.scfout + openmx.out), a folder of run folders, or a .scfout file"
+    none_found = "no .scfout file found (expected openmx.scfout in a run folder or in its sub-folders)"
 
     @dataclasses.dataclass(frozen=True)
-    class Options(Source.Options):
-        #: collinear runs: 'spinor' (stored as block-diagonal spinor) or 'reject'
-        collinear: str = "spinor"
+    class Options(FileTreeSource.Options):
+        collinear: str = dataclasses.field(default="spinor", metadata={
+            "help": "collinear spin-polarised runs (SpinP_switch 1): store as a block-diagonal spinor, or reject them",
+            "choices": ("spinor", "reject")})
 
-    def __init__(self, input_path=None, source_name=None, **options):
-        super().__init__(input_path, **options)
-        if input_path is None:
-            raise InputError(None, "openmx/scfout needs --input: a run folder (openmx.scfout + openmx.out), a "
-                                   "folder of run folders, or a .scfout file")
-        self.root = Path(input_path)
-        if not self.root.exists():
-            raise InputError(self.root, "no such file or folder")
-        self.collinear = self.opts.collinear
-        if self.collinear not in ("spinor", "reject"):
-            raise InputError(None, f"collinear must be 'spinor' or 'reject', got {self.collinear!r}")
-        self._items = self._scan()
-        if not self._items:
-            raise InputError(self.root, "no .scfout file found (expected openmx.scfout in a run folder or in "
-                                        "its sub-folders)")
-        self._attrs = None
+    @property
+    def collinear(self) -> str:
+        return self.opts.collinear
 
-    def _scan(self) -> list[str]:
-        if self.root.is_file():
-            return [str(self.root)]
-        own = _find_scfout(self.root)
-        if own is not None:
-            return [str(self.root)]
-        runs = {p.parent for p in find_files(self.root, lambda n: n.endswith(".scfout"))}
-        return [str(r) for r in sorted(runs, key=_natural_key) if _find_scfout(r) is not None]
-
-    def items(self) -> list:
-        return list(self._items)
+    def find(self, root: Path) -> list[Path]:
+        if root.is_file():
+            return [root]
+        if _find_scfout(root) is not None:
+            return [root]
+        runs = {p.parent for p in find_files(root, lambda n: n.endswith(".scfout"))}
+        return [r for r in sorted(runs, key=_natural_key) if _find_scfout(r) is not None]
 
     def _scfout_of(self, item) -> Path:
         p = Path(item)
         return p if p.is_file() else _find_scfout(p)
 
-    def _id_of(self, item) -> str:
-        p = Path(item)
-        if self.root.is_file():
-            return p.stem
-        if p == self.root:
-            return self.root.resolve().name
-        return p.relative_to(self.root).as_posix()
+    def _root_id(self, item: Path) -> str:
+        return item.stem if item.is_file() else super()._root_id(item)
 
-    def read(self, item) -> list:
-        return [scfout_to_structure(self._scfout_of(item), struct_id=self._id_of(item), collinear=self.collinear)]
+    def read_run(self, path: Path, struct_id: str):
+        return scfout_to_structure(self._scfout_of(path), struct_id=struct_id, collinear=self.collinear)
 
-    def attrs(self) -> StoreAttrs:
+    def spinful_of(self, item) -> bool | None:
+        """SpinP_switch 1 or 3, from the first 8 bytes of the ``.scfout``."""
+        try:
+            path = self._scfout_of(item)
+        except InputError:
+            return None
+        spin = scfout_spin(path) if path is not None else None
+        return None if spin not in (0, 1, 3) else spin != 0
+
+    def _attrs_dict(self) -> dict:
         """Store metadata, read from the first run (header and input only)."""
-        if self._attrs is None:
-            path = self._scfout_of(self._items[0])
-            d = read_scfout(path, "header")
-            meta = _run_metadata(path, d)
-            kw = meta["keywords"]
-            spin = int(d["SpinP_switch"])
-            soc = kw.get("scf.spinorbit.coupling", "off").lower() == "on"
-            self._attrs = {
-                "kind": "crystal",
-                "spinful": spin in (1, 3),
-                "dft": {
-                    "code": "OpenMX",
-                    "version": meta["out"].get("version", "3.9"),
-                    "scfout_version": int(d["version"]),
-                    "functional": kw.get("scf.xctype", "unknown"),
-                    "basis": {v["element"]: v["pao"] for v in meta["species"].values()},
-                    "pseudopotential": {v["element"]: v["vps"] for v in meta["species"].values()},
-                    "spin": {0: "off", 1: "collinear (stored as block-diagonal spinor)",
-                             3: "non-collinear" + (" + SOC" if soc else "")}[spin],
-                    "electronic_temperature_K": float(d["E_Temp"]),
-                },
-                "constants": "CODATA2018",
-            }
-        return StoreAttrs.from_dict(self._attrs)
+        path = self._scfout_of(self._items[0])
+        d = read_scfout(path, "header")
+        meta = _run_metadata(path, d)
+        kw = meta["keywords"]
+        spin = int(d["SpinP_switch"])
+        soc = kw.get("scf.spinorbit.coupling", "off").lower() == "on"
+        return {
+            "kind": "crystal",
+            "spinful": spin in (1, 3),
+            "dft": {
+                "code": "OpenMX",
+                "version": meta["out"].get("version", "3.9"),
+                "scfout_version": int(d["version"]),
+                "functional": kw.get("scf.xctype", "unknown"),
+                "basis": {v["element"]: v["pao"] for v in meta["species"].values()},
+                "pseudopotential": {v["element"]: v["vps"] for v in meta["species"].values()},
+                "spin": {0: "off", 1: "collinear (stored as block-diagonal spinor)",
+                         3: "non-collinear" + (" + SOC" if soc else "")}[spin],
+                "electronic_temperature_K": float(d["E_Temp"]),
+            },
+            "constants": "CODATA2018",
+        }
