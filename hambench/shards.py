@@ -46,6 +46,12 @@ def encode_shard(rows: np.ndarray, chunk_rows: int, shard_rows: int) -> bytes | 
     ``rows`` has the array's trailing dimensions (one chunk each). None: every chunk equals the fill value, so
     zarr writes no file (and a reader sees zeros).
     """
+    pieces = _shard_pieces(rows, chunk_rows, shard_rows)
+    return None if pieces is None else b"".join(pieces)
+
+
+def _shard_pieces(rows: np.ndarray, chunk_rows: int, shard_rows: int) -> list | None:
+    """The shard's bytes as a list of buffers (views of ``rows``, padding, the index), or None (no file)."""
     rows = np.ascontiguousarray(rows)
     if rows.dtype.byteorder == ">":
         rows = rows.astype(rows.dtype.newbyteorder("<"))
@@ -72,7 +78,7 @@ def encode_shard(rows: np.ndarray, chunk_rows: int, shard_rows: int) -> bytes | 
     if not pieces:
         return None
     ib = index.tobytes()
-    return b"".join([*pieces, ib, _crc32c(ib).to_bytes(4, "little")])
+    return [*pieces, ib, _crc32c(ib).to_bytes(4, "little")]
 
 
 def shard_key(shard: int, ndim: int) -> str:
@@ -85,16 +91,18 @@ def write_shard(array_dir, shard: int, rows: np.ndarray, chunk_rows: int, shard_
 
     The array's ``zarr.json`` must exist (made by zarr); each shard is written once, by one process.
     """
-    data = encode_shard(rows, chunk_rows, shard_rows)
+    rows = np.ascontiguousarray(rows)
+    pieces = _shard_pieces(rows, chunk_rows, shard_rows)
     path = Path(array_dir) / shard_key(shard, rows.ndim)
-    if data is None:
+    if pieces is None:
         if path.exists():
             path.unlink()
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    return len(data)
+    with open(path, "wb") as f:  # the views are written as they are (large ones bypass the buffer): no joined copy
+        for piece in pieces:
+            f.write(piece)
+    return sum(len(p) for p in pieces)
 
 
 class ShardLayout:

@@ -657,10 +657,15 @@ def structure_arrays(structs: list[Structure], traces: list | None = None, overl
 
 
 class _Sink:
-    """Appends rows to one zarr array in shard-aligned writes (each shard is written exactly once)."""
+    """Appends rows to one zarr array in shard-aligned writes (each shard is written exactly once).
 
-    def __init__(self, array, shard_rows: int):
+    Numeric arrays (``folder`` given) are written shard by shard with :func:`hambench.shards.write_shard` (the
+    bytes zarr would write, without its async write path); string arrays through zarr.
+    """
+
+    def __init__(self, array, shard_rows: int, chunk_rows: int | None = None, folder: Path | None = None):
         self.array, self.shard, self.cursor = array, shard_rows, 0
+        self.chunk, self.folder = chunk_rows, folder
         self.pending: list[np.ndarray] = []
         self.npending = 0
 
@@ -677,7 +682,15 @@ class _Sink:
             return
         data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         take = len(data) if final else (len(data) // self.shard) * self.shard
-        if take:
+        if take and self.folder is not None:
+            from .shards import write_shard
+
+            dtype = self.array.dtype
+            for a in range(0, take, self.shard):
+                rows = np.asarray(data[a : min(take, a + self.shard)], dtype=dtype)
+                write_shard(self.folder, (self.cursor + a) // self.shard, rows, self.chunk, self.shard)
+            self.cursor += take
+        elif take:
             self.array[self.cursor : self.cursor + take] = data[:take]
             self.cursor += take
         rest = data[take:]
@@ -714,6 +727,8 @@ class StoreWriter:
             "edges": counts["edges"],
         }
         self.sinks: dict[str, _Sink] = {}
+        #: name → (chunk rows, shard rows, dtype ('str' or a numpy dtype), rows): what a shard writer needs
+        self.layouts: dict[str, tuple[int, int, object, int]] = {}
         for name, (dtype, trail) in FIELDS.items():
             first, last = name.split("/")
             n0 = lengths.get(first, counts.get(last))
@@ -740,6 +755,7 @@ class StoreWriter:
         if dtype == "str":
             chunk, shard = _layout(n0, 64)
             arr = self.group.create_array(name, shape=(n0,), dtype=str, chunks=(chunk,), shards=(shard,))
+            self.layouts[name] = (chunk, shard, "str", n0)
         else:
             row = int(np.dtype(dtype).itemsize * int(np.prod(trail, dtype=np.int64)))
             chunk, shard = _layout(n0, row)
@@ -747,6 +763,9 @@ class StoreWriter:
                 name, shape=(n0, *trail), dtype=dtype, chunks=(chunk, *trail), shards=(shard, *trail),
                 compressors=None, fill_value=0,
             )
+            self.sinks[name] = _Sink(arr, shard, chunk, self.path / name)
+            self.layouts[name] = (chunk, shard, np.dtype(dtype), n0)
+            return
         self.sinks[name] = _Sink(arr, shard)
 
     def append(self, batch: dict) -> None:

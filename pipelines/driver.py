@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pickle
 import shutil
 import sys
 import time
@@ -30,6 +29,7 @@ from ..errors import ExcludedItem, HambenchError, InputError
 from ..store import _resolved, structure_arrays
 from ..structure import Structure
 from . import get_source
+from .parts import PART_FORMAT, read_part_header, shard_jobs, write_part, write_shard_job
 
 __all__ = ["run", "process_range", "structure_arrays", "rotate_structure", "restrict_edges"]
 
@@ -181,23 +181,9 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
         )
         if any(s.spinful != structs[0].spinful for s in structs):
             raise InputError(items[0], "mixes spinful and spinless structures in one data set")
-        _write_part(f"{part}{PART_SUFFIX}", batch)
+        write_part(part, batch)
     write_json(f"{part}.json", manifest, indent=None)  # the .json marks the part as finished
     return manifest
-
-
-#: part files: the batch's arrays in one pickle (protocol 5: each array one memcpy, no zip/CRC pass as .npz had)
-PART_SUFFIX = ".pkl"
-
-
-def _write_part(path: str, batch: dict) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(batch, f, protocol=5)
-
-
-def _read_part(path: str) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f)
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -258,7 +244,7 @@ def run(
         "cutoff": cutoff,
         "items": _fingerprint([str(i) for i in items]),
         "hambench": __version__,
-        "parts": PART_SUFFIX,  # partials of another part format start over
+        "parts": PART_FORMAT,  # partials of another part format start over
     }
     manifest_path = partial / "manifest.json"
     ranges = None
@@ -285,7 +271,8 @@ def run(
     try:
         _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler, quiet,
                  done_items, f"prepare {source}")
-        summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite)
+        summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite,
+                            workers, scheduler, quiet)
     except HambenchError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise
@@ -340,7 +327,8 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
               sizes=[ranges[r][1] - ranges[r][0] for r in todo], done=done, unit="items", on_result=advance)
 
 
-def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite) -> str:
+def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite, workers=1,
+              scheduler=None, quiet=True) -> str:
     from ..store import StoreWriter
 
     manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
@@ -390,39 +378,30 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     tmp_store = partial / "store.zarr"
     if tmp_store.exists():
         shutil.rmtree(tmp_store)
-    writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))
-    global_index = {}
-    if any(m.get("parent_ids") for m in filled):  # parents named by id: the index of that id in this store
-        offset = 0
-        for p, m in zip(part_name, manifests):
-            if m["structures"]:
-                ids = _read_part(p + PART_SUFFIX)["structures/id"]
-                global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
-                offset += m["structures"]
-    offset = 0
-    for p, m in zip(part_name, manifests):
-        if not m["structures"]:
-            continue
-        batch = _read_part(p + PART_SUFFIX)
-        parent = batch["structures/parent"]
-        batch["structures/parent"] = np.where(parent >= 0, parent + offset, -1)
-        for local, pid in m.get("parent_ids", {}).items():
-            k = int(local)
-            if pid in global_index:
-                batch["structures/parent"][k] = global_index[pid]
-            else:  # its parent is not part of this store: an original after all
-                batch["structures/rotation"][k] = np.eye(3)
-        for name, labels in split_labels.items():
-            lab = batch.pop(f"splitlabel/{name}", None)
-            codes = np.full(m["structures"], -1, np.int8)
-            if lab is not None:
-                for c, l in enumerate(labels):
-                    codes[lab == l] = c
-            batch[f"splits/{name}"] = codes
-        writer.append(batch)
-        del batch  # one part in memory at a time
-        offset += m["structures"]
-    writer.close()
+    writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))  # arrays' metadata and the attributes
+    stems = [p for p, m in zip(part_name, manifests) if m["structures"]]
+    kept = [m for m in manifests if m["structures"]]
+    fixes: dict[int, dict] = {}
+    if any(m.get("parent_ids") for m in kept):  # parents named by id: the index of that id in this store
+        global_index, offset = {}, 0
+        for p, m in zip(stems, kept):
+            ids = read_part_header(p)["objects"]["structures/id"]
+            global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
+            offset += m["structures"]
+        for n, m in enumerate(kept):
+            fix = {"parent": {}, "eye": []}
+            for local, pid in m.get("parent_ids", {}).items():
+                if pid in global_index:
+                    fix["parent"][int(local)] = global_index[pid]
+                else:  # its parent is not part of this store: an original after all
+                    fix["eye"].append(int(local))
+            fixes[n] = fix
+    sizes = [{c: m[c] for c in ("structures", "atoms", "edges", "H", "S", "T")} for m in kept]
+    jobs = shard_jobs(tmp_store, writer.layouts, stems, sizes, fixes, split_labels)
+    from ..parallel import run_tasks
+
+    run_tasks(write_shard_job, [j for j, _ in jobs], workers=workers, scheduler=scheduler, quiet=quiet,
+              label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB")
     replace_dir(tmp_store, output)  # --overwrite was checked before any work
     shutil.rmtree(partial)
     nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
