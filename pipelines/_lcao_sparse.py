@@ -6,7 +6,8 @@ groups them into (i, j, R) edge blocks in hambench order with vectorised numpy �
 
 Orbital bookkeeping: ``orbital_map(Z, species, code)`` gives, for every native orbital of the cell, its atom, its
 hambench position inside the atom and its sign (inverse of :func:`hambench.conventions.atom_permutation`, so the
-same table as ``to_hambench``).
+same table as ``to_hambench``); orbital counts and block offsets come from the cell's
+:class:`~hambench.layout.BasisLayout`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import conventions as cv
+from ..structure import layout_of
 
 from ..errors import InputError
 
@@ -30,20 +32,30 @@ def check_edges(edges: str) -> None:
 
 
 class OrbitalMap:
-    """Per native orbital: ``atom``, hambench ``pos`` inside the atom, ``sign``; per atom: ``norb``, ``first``."""
+    """Per native orbital: ``atom``, hambench ``pos`` inside the atom, ``sign``; per atom: ``norb``; the cell's
+    :class:`~hambench.layout.BasisLayout` (``layout``) and atomic numbers ``Z``."""
 
-    def __init__(self, atom, pos, sign, norb, first):
-        self.atom, self.pos, self.sign, self.norb, self.first = atom, pos, sign, norb, first
+    def __init__(self, atom, pos, sign, Z, layout):
+        self.atom, self.pos, self.sign, self.Z, self.layout = atom, pos, sign, Z, layout
+        self.norb = layout.norb(Z, spinful=False) if Z.size else np.zeros(0, np.int64)
 
     @property
     def n(self) -> int:
         return int(self.atom.size)
 
+    def blocks(self, src, dst, spinful: bool):
+        """``(n_i, n_j, ptr)`` of edges (src, dst): spinless orbital counts of their atoms and the offsets of their
+        flat blocks ((2n_i, 2n_j) when ``spinful``), from the layout."""
+        zi, zj = self.Z[src], self.Z[dst]
+        ni, nj = self.layout.block_sizes(zi, zj, spinful=False)
+        return ni, nj, self.layout.block_ptr(zi, zj, spinful=spinful)
+
 
 def orbital_map(Z, species: dict[int, list[int]], code: str) -> OrbitalMap:
     """Orbital map of a cell whose orbitals are atom-major, each atom in ``code``'s native order."""
-    atoms, pos, sign, norb = [], [], [], []
-    for a, z in enumerate(np.asarray(Z)):
+    Z = np.asarray(Z, np.int64).reshape(-1)
+    atoms, pos, sign = [], [], []
+    for a, z in enumerate(Z):
         perm, sgn = cv.atom_permutation(code, species[int(z)])
         n = perm.size
         inv = np.empty(n, np.int64)
@@ -53,11 +65,8 @@ def orbital_map(Z, species: dict[int, list[int]], code: str) -> OrbitalMap:
         atoms.append(np.full(n, a, np.int64))
         pos.append(inv)
         sign.append(sg)
-        norb.append(n)
-    norb = np.asarray(norb, np.int64)
-    first = np.concatenate([[0], np.cumsum(norb)[:-1]]).astype(np.int64)
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
-    return OrbitalMap(cat(atoms, np.int64), cat(pos, np.int64), cat(sign, np.float64), norb, first)
+    return OrbitalMap(cat(atoms, np.int64), cat(pos, np.int64), cat(sign, np.float64), Z, layout_of(species))
 
 
 def edge_keys(row_atom, col_atom, r_rank, natoms: int, nr: int) -> np.ndarray:
@@ -78,14 +87,16 @@ def decode_edges(edges: np.ndarray, natoms: int, r_sorted: np.ndarray):
     return (ij // natoms).astype(np.int32), (ij % natoms).astype(np.int32), r_sorted[rr].astype(np.int32)
 
 
-def scatter_blocks(edges, keys, values, row_pos, col_pos, row_sig, col_sig, ni, nj, spinful: bool, dtype,
+def scatter_blocks(edges, keys, values, row_pos, col_pos, row_sig, col_sig, blocks, spinful: bool, dtype,
                    row_spin=None, col_spin=None):
     """Flat blocks of ``edges`` filled from the elements; elements whose key is not an edge are dropped.
 
     ``row_pos``/``col_pos`` are hambench positions inside the atoms, ``row_sig``/``col_sig`` the (−1)^m signs,
-    ``ni``/``nj`` the spinless orbital counts of each edge's atoms. Spinful blocks are (2n_i, 2n_j), spin-outer;
+    ``blocks`` = ``(n_i, n_j, ptr)`` of the edges (:meth:`OrbitalMap.blocks` with the same ``spinful``): spinless
+    orbital counts of each edge's atoms and the block offsets. Spinful blocks are (2n_i, 2n_j), spin-outer;
     ``row_spin``/``col_spin`` (0 = ↑, 1 = ↓) place each element. Returns ``(flat, dropped)``.
     """
+    ni, nj, ptr = blocks
     e = np.searchsorted(edges, keys)
     e_clip = np.minimum(e, len(edges) - 1)
     keep = (e < len(edges)) & (edges[e_clip] == keys) if len(edges) else np.zeros(keys.shape, bool)
@@ -95,10 +106,7 @@ def scatter_blocks(edges, keys, values, row_pos, col_pos, row_sig, col_sig, ni, 
         row_sig, col_sig = row_sig[keep], col_sig[keep]
         if spinful:
             row_spin, col_spin = row_spin[keep], col_spin[keep]
-    f = 2 if spinful else 1
-    sizes = (f * ni) * (f * nj)
-    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    ncols = f * nj[e]
+    ncols = (2 if spinful else 1) * nj[e]
     r = row_pos + (row_spin * ni[e] if spinful else 0)
     c = col_pos + (col_spin * nj[e] if spinful else 0)
     flat = np.zeros(int(ptr[-1]), dtype=dtype)

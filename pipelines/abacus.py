@@ -630,14 +630,12 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
     else:
         edge_list = select_edges(np.concatenate([p[0] for p in h_parts] + [s_keys]))
     src, dst, shift = decode_edges(edge_list, na, r_all)
-    ni, nj = omap.norb[src], omap.norb[dst]
-
     S, _ = scatter_blocks(edge_list, s_keys, s_vals, omap.pos[s_rows], omap.pos[s_cols], omap.sign[s_rows],
-                          omap.sign[s_cols], ni, nj, False, np.float64)
+                          omap.sign[s_cols], omap.blocks(src, dst, False), False, np.float64)
     if nspin == 1:
         k, r, c, _, _ = h_parts[0]
         H, _ = scatter_blocks(edge_list, k, hs[0]["values"] * cv.RYDBERG_EV, omap.pos[r], omap.pos[c],
-                              omap.sign[r], omap.sign[c], ni, nj, False, np.float64)
+                              omap.sign[r], omap.sign[c], omap.blocks(src, dst, False), False, np.float64)
     else:
         if nspin == 2:
             ks, rsl, csl, vals, rsp, csp = [], [], [], [], [], []
@@ -650,7 +648,7 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
             k, r, c, rs, cs = h_parts[0]
             v = hs[0]["values"]
         H, _ = scatter_blocks(edge_list, k, v.astype(np.complex128) * cv.RYDBERG_EV, omap.pos[r], omap.pos[c],
-                              omap.sign[r], omap.sign[c], ni, nj, True, np.complex128, rs, cs)
+                              omap.sign[r], omap.sign[c], omap.blocks(src, dst, True), True, np.complex128, rs, cs)
 
     files = [meta["stru_path"], *h_paths, s_path] + ([meta["log_path"]] if meta["log_path"].is_file() else [])
     return Structure(

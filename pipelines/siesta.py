@@ -30,7 +30,11 @@
 * **units**: Ry → eV (``conventions.RYDBERG_EV``, CODATA; DeepH-dock uses 27.2113845/2, 6e-8 relative apart),
   Bohr → Å. fermi_level = Ef, nelectron = qtot, energy = the ``siesta: Total =`` of the final energy in the
   log (eV), when a log is found.
-* **edges**: every (i, j, R) with a stored element (the HSX sparsity pattern, shared by H and S), sorted.
+* **edges** (option ``edges``), sorted (i, j, R): ``'hamiltonian'`` (default) — every (i, j, R) with a stored
+  element (the HSX sparsity pattern, shared by H and S): what DeepH-dock's conversion keeps (294 pairs on
+  realdata/siesta_Si). The pattern includes pairs whose orbitals do not overlap but which interact through the
+  non-local pseudopotential (120 of those 294 have an all-zero overlap block); ``'overlap'`` drops them, keeping
+  the pairs with a non-zero overlap element — the set ABACUS's default ``'overlap'`` keeps.
 * **spin** (from deeph_formats.md §3 and SIESTA's conventions; only nspin 1 was available as a real file, the
   others are exercised on synthetic files): nspin 2 → block-diagonal spinor [[H↑, 0], [0, H↓]]; nspin 4
   (non-collinear) → ↑↑ = H0, ↓↓ = H1, ↑↓ = H2 − i·H3, ↓↑ = H2 + i·H3; nspin 8 (spin–orbit) → ↑↑ = H0 + i·H4,
@@ -42,19 +46,20 @@ from __future__ import annotations
 import dataclasses
 
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from .. import conventions as cv
-from ..attrs import StoreAttrs
 from ..errors import InputError
 from ..structure import Structure, file_sha256
-from . import Source, find_files
-from ._lcao_sparse import decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from . import find_files
+from ._lcao_sparse import EDGE_CHOICES, check_edges, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from .filetree import FileTreeSource
 
-__all__ = ["SiestaSource", "read_hsx", "hsx_to_structure", "find_hsx_files"]
+__all__ = ["SiestaSource", "hsx_spin", "read_hsx", "hsx_to_structure", "find_hsx_files"]
 
 
 @njit(cache=True)
@@ -335,8 +340,12 @@ def _elements(hsx: dict, folder: Path, label: str) -> tuple[np.ndarray, list[Pat
     return np.array(zs, np.int64), used
 
 
-def hsx_to_structure(path, *, struct_id: str | None = None) -> Structure:
-    """One SIESTA run (its ``.HSX`` and the files beside it) → :class:`Structure` in hambench conventions."""
+def hsx_to_structure(path, *, struct_id: str | None = None, edges: str = "hamiltonian") -> Structure:
+    """One SIESTA run (its ``.HSX`` and the files beside it) → :class:`Structure` in hambench conventions.
+
+    ``edges``: ``'hamiltonian'`` keeps every (i, j, R) of the sparsity pattern; ``'overlap'`` only those whose
+    overlap block has a non-zero element (see the module docstring)."""
+    check_edges(edges)
     path = Path(path)
     folder, label = path.parent, path.stem
     hsx = read_hsx(path)
@@ -369,14 +378,14 @@ def hsx_to_structure(path, *, struct_id: str | None = None) -> Structure:
     keys = edge_keys(omap.atom[rows], omap.atom[cols], inverse.reshape(-1)[image], na, len(r_sorted))
     if np.unique(keys * no_u * no_u + rows * no_u + cols).size != keys.size:
         raise InputError(path, "an element (row, column) is stored twice")
-    edges = select_edges(keys)
-    src, dst, shift = decode_edges(edges, na, r_sorted)
-    ni, nj = omap.norb[src], omap.norb[dst]
+    edge_list = select_edges(keys if edges == "hamiltonian" else keys[hsx["S"] != 0])
+    src, dst, shift = decode_edges(edge_list, na, r_sorted)
     rp, cp, rsg, csg = omap.pos[rows], omap.pos[cols], omap.sign[rows], omap.sign[cols]
-    S, _ = scatter_blocks(edges, keys, hsx["S"], rp, cp, rsg, csg, ni, nj, False, np.float64)
+    spinless = omap.blocks(src, dst, False)
+    S, _ = scatter_blocks(edge_list, keys, hsx["S"], rp, cp, rsg, csg, spinless, False, np.float64)
     Hr = hsx["H"] * cv.RYDBERG_EV
     if nspin == 1:
-        H, _ = scatter_blocks(edges, keys, Hr[:, 0], rp, cp, rsg, csg, ni, nj, False, np.float64)
+        H, _ = scatter_blocks(edge_list, keys, Hr[:, 0], rp, cp, rsg, csg, spinless, False, np.float64)
     else:
         if nspin == 2:
             comps = [(0, 0, Hr[:, 0] + 0j), (1, 1, Hr[:, 1] + 0j)]
@@ -389,8 +398,9 @@ def hsx_to_structure(path, *, struct_id: str | None = None) -> Structure:
         ne = keys.size
         cat = np.concatenate
         H, _ = scatter_blocks(
-            edges, cat([keys] * len(comps)), cat([v for _, _, v in comps]), cat([rp] * len(comps)),
-            cat([cp] * len(comps)), cat([rsg] * len(comps)), cat([csg] * len(comps)), ni, nj, True, np.complex128,
+            edge_list, cat([keys] * len(comps)), cat([v for _, _, v in comps]), cat([rp] * len(comps)),
+            cat([cp] * len(comps)), cat([rsg] * len(comps)), cat([csg] * len(comps)), omap.blocks(src, dst, True),
+            True, np.complex128,
             cat([np.full(ne, a, np.int64) for a, _, _ in comps]), cat([np.full(ne, b, np.int64) for _, b, _ in comps]))
     info = _log_info(folder, label)
     files = [path, *side] + ([info["log"]] if "log" in info else [])
@@ -415,63 +425,79 @@ def find_hsx_files(root: Path) -> list[Path]:
     return sorted(find_files(root, lambda n: n.endswith(".HSX")), key=lambda p: p.as_posix())
 
 
-class SiestaSource(Source):
+def hsx_spin(path) -> int | None:
+    """``nspin`` of a ``.HSX`` from its first three records only (version, is_dp, the 7 dimensions); None when
+    the file is unreadable, of version 0 or its header is not plausible (:func:`read_hsx` says why)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(56)  # 3 records: (4 + 4 + 4) x 2 + 4 + 28
+    except OSError:
+        return None
+    if len(head) < 56:
+        return None
+    m1, version, e1, m2, _, e2, m3 = struct.unpack("<7i", head[:28])
+    if (m1, e1, m2, e2, m3) != (4, 4, 4, 4, 28) or version not in (1, 2):
+        return None
+    nspin = struct.unpack("<7i", head[28:56])[2]
+    return nspin if nspin in (1, 2, 4, 8) else None
+
+
+class SiestaSource(FileTreeSource):
     """Raw SIESTA runs (.HSX + .XV/.fdf/.ORB_INDX): spinless, collinear, non-collinear, SOC."""
 
     name = "siesta/hsx"
     doc = "raw SIESTA >= 4.1 runs (<label>.HSX + .XV/.fdf): spinless, collinear, non-collinear, SOC"
+    input_help = "a SIESTA run folder (<label>.HSX, written with SaveHS true), a .HSX file, or a directory of runs"
+    none_found = "no .HSX file found below it (run SIESTA with 'SaveHS true')"
 
-    def __init__(self, input_path=None, source_name=None, **options):
-        super().__init__(input_path, **options)
-        if input_path is None:
-            raise InputError(None, f"--source {source_name or self.name} needs --input: a SIESTA run folder "
-                                   "(<label>.HSX, written with SaveHS true), a .HSX file, or a directory of runs")
-        self.root = Path(input_path)
-        self._files = find_hsx_files(self.root)
-        if not self._files:
-            raise InputError(self.root, "no .HSX file found below it (run SIESTA with 'SaveHS true')")
-        self._attrs = None
+    @dataclasses.dataclass(frozen=True)
+    class Options(FileTreeSource.Options):
+        edges: str = dataclasses.field(default="hamiltonian", metadata={
+            "help": "keep every pair of the HSX sparsity pattern (default; DeepH-dock's conversion keeps them) or "
+                    "only pairs with a non-zero overlap",
+            "choices": EDGE_CHOICES})
 
-    def items(self) -> list[str]:
-        return [str(p) for p in self._files]
+    @property
+    def edges(self) -> str:
+        return self.opts.edges
 
-    def _id_of(self, path: Path) -> str:
-        folder = path.parent
-        root = self.root.resolve()
-        if path.resolve() == root or folder.resolve() == root:
-            base = folder.resolve().name
-        else:
-            base = folder.relative_to(self.root).as_posix()
-        if len([p for p in folder.glob("*.HSX")]) > 1:
-            base = f"{base}/{path.stem}"
-        return base
+    def find(self, root: Path) -> list[Path]:
+        return find_hsx_files(root)
 
-    def read(self, item) -> list:
-        p = Path(item)
-        return [hsx_to_structure(p, struct_id=self._id_of(p))]
+    def _run_folder(self, path: Path) -> Path:
+        return path.parent
 
-    def attrs(self) -> StoreAttrs:
-        if self._attrs is None:
-            path = self._files[0]
-            hsx = read_hsx(path)
-            info = _log_info(path.parent, path.stem)
-            fdf = _read_fdf(path.parent / f"{path.stem}.fdf")["kw"]
-            functional = info.get("functional")
-            if functional is None and "xcfunctional" in fdf:
-                functional = f"{fdf['xcfunctional'].split()[0]}-{fdf.get('xcauthors', '').split()[0] if fdf.get('xcauthors') else ''}".rstrip("-")
-            self._attrs = {
-                "kind": "crystal",
-                "spinful": hsx["nspin"] > 1,
-                "dft": {
-                    "code": "SIESTA",
-                    "version": info.get("version", "unknown"),
-                    "hsx_version": hsx["version"],
-                    "functional": functional or "unknown",
-                    "basis": fdf.get("paobasissize", "DZP (SIESTA default)").split()[0],
-                    "spin": {1: "off", 2: "collinear (stored as block-diagonal spinor)", 4: "non-collinear",
-                             8: "spin-orbit"}[hsx["nspin"]],
-                    "electronic_temperature_K": hsx["temp"] * cv.RYDBERG_EV / 8.617333262e-5,
-                },
-                "constants": "CODATA2018",
-            }
-        return StoreAttrs.from_dict(self._attrs)
+    def _run_suffix(self, path: Path) -> str | None:
+        return path.stem if len(list(path.parent.glob("*.HSX"))) > 1 else None
+
+    def read_run(self, path: Path, struct_id: str):
+        return hsx_to_structure(path, struct_id=struct_id, edges=self.edges)
+
+    def spinful_of(self, item) -> bool | None:
+        """nspin > 1, from the HSX's third record."""
+        nspin = hsx_spin(item)
+        return None if nspin is None else nspin > 1
+
+    def _attrs_dict(self) -> dict:
+        path = Path(self._items[0])
+        hsx = read_hsx(path)
+        info = _log_info(path.parent, path.stem)
+        fdf = _read_fdf(path.parent / f"{path.stem}.fdf")["kw"]
+        functional = info.get("functional")
+        if functional is None and "xcfunctional" in fdf:
+            functional = f"{fdf['xcfunctional'].split()[0]}-{fdf.get('xcauthors', '').split()[0] if fdf.get('xcauthors') else ''}".rstrip("-")
+        return {
+            "kind": "crystal",
+            "spinful": hsx["nspin"] > 1,
+            "dft": {
+                "code": "SIESTA",
+                "version": info.get("version", "unknown"),
+                "hsx_version": hsx["version"],
+                "functional": functional or "unknown",
+                "basis": fdf.get("paobasissize", "DZP (SIESTA default)").split()[0],
+                "spin": {1: "off", 2: "collinear (stored as block-diagonal spinor)", 4: "non-collinear",
+                         8: "spin-orbit"}[hsx["nspin"]],
+                "electronic_temperature_K": hsx["temp"] * cv.RYDBERG_EV / 8.617333262e-5,
+            },
+            "constants": "CODATA2018",
+        }
