@@ -6,4 +6,5 @@ namespace hambench {
 void bind_neighbors(pybind11::module_ &m);
 void bind_scfout(pybind11::module_ &m);
 void bind_h5legacy(pybind11::module_ &m);
+void bind_blocks(pybind11::module_ &m);
 }  // namespace hambench

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     hambench::bind_neighbors(m);
     hambench::bind_scfout(m);
     hambench::bind_h5legacy(m);
+    hambench::bind_blocks(m);
 }

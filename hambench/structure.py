@@ -224,31 +224,62 @@ class Structure:
             raise InputError(where, f"edge atom index out of range 0..{n - 1}")
         if np.any(self.shift[:, ~self.pbc] != 0):
             raise InputError(where, "non-zero cell shift along a non-periodic direction")
-        expect = int(self.block_ptr()[-1])
-        if self.H.size != expect:
-            raise InputError(where, f"Hamiltonian has {self.H.size} elements, the orbital counts of the edges need {expect}")
-        if not np.all(np.isfinite(self.H)):
-            raise InputError(where, "Hamiltonian contains NaN/Inf")
-        if self.S is not None:
+        if self.H.size != int(self.block_ptr()[-1]):
+            raise InputError(where, f"Hamiltonian has {self.H.size} elements, the orbital counts of the edges need "
+                                    f"{int(self.block_ptr()[-1])}")
+        if self.S is not None and self.S.size != int(self.block_ptr(False)[-1]):
             expect_s = int(self.block_ptr(False)[-1])
-            if self.S.size != expect_s:
-                raise InputError(where, f"overlap has {self.S.size} elements, the orbital counts of the edges need {expect_s}")
-            if not np.all(np.isfinite(self.S)):
-                raise InputError(where, "overlap contains NaN/Inf")
-        if check_pairs:
-            self._check_pairs(where, hermitian_tol)
+            if not np.all(np.isfinite(self.H)):  # the order of the checks: H's values before S's size
+                raise InputError(where, "Hamiltonian contains NaN/Inf")
+            raise InputError(where, f"overlap has {self.S.size} elements, the orbital counts of the edges need {expect_s}")
+        self._check_blocks(where, hermitian_tol if check_pairs else None)
 
-    def partner_index(self) -> np.ndarray:
-        """For each edge (i, j, R), the index of its partner (j, i, −R); −1 where the partner is missing."""
-        return partner_index(self.src, self.dst, self.shift, self.natoms)
+    def _check_blocks(self, where, tol: float | None) -> None:
+        """Finite H and S and (``tol`` given) their Hermitian pairing, in one compiled pass per array.
 
-    def _check_pairs(self, where, tol: float) -> None:
-        partner = self.partner_index()
+        The same checks and messages as :meth:`_check_pairs_numpy` (the reference the tests compare with).
+        """
+        from . import _core
+
+        partner = self.partner_index() if tol is not None else np.full(self.nedges, -1, np.int64)
+        found = {}
+        for which in ("H", "S") if self.S is not None else ("H",):
+            spin = self.spinful if which == "H" else False
+            arr = self.H if which == "H" else self.S
+            ni, nj = self.block_shapes(spin)
+            blocks = arr if arr.dtype in (np.float64, np.complex128) else np.asarray(arr, np.float64)
+            found[which] = _core.pair_check(blocks, self.block_ptr(spin), ni, nj, partner)
+            if found[which][2] >= 0:
+                raise InputError(where, f"{'Hamiltonian' if which == 'H' else 'overlap'} contains NaN/Inf")
+        if tol is None:
+            return
+        self._refuse_missing_partner(where, partner)
+        for which, (worst, e, _) in found.items():
+            if worst > tol:
+                self._refuse_not_hermitian(where, which, worst, e, tol)
+
+    def _refuse_missing_partner(self, where, partner: np.ndarray) -> None:
         missing = np.flatnonzero(partner < 0)
         if len(missing):
             e = int(missing[0])
             raise InputError(where, f"edge (i={self.src[e]}, j={self.dst[e]}, R={tuple(int(x) for x in self.shift[e])}) "
                                     "has no partner (j, i, -R)")
+
+    def _refuse_not_hermitian(self, where, which: str, worst: float, e: int, tol: float) -> None:
+        r = tuple(int(x) for x in self.shift[e])
+        raise InputError(
+            where, f"{which} is not Hermitian: |{which}_ij(R) - {which}_ji(-R)^H| = {worst:.3g} > {tol:g} "
+                   f"at (i={self.src[e]}, j={self.dst[e]}, R={r})"
+        )
+
+    def partner_index(self) -> np.ndarray:
+        """For each edge (i, j, R), the index of its partner (j, i, −R); −1 where the partner is missing."""
+        return partner_index(self.src, self.dst, self.shift, self.natoms)
+
+    def _check_pairs_numpy(self, where, tol: float) -> None:
+        """Reference (numpy) version of the pairing check of :meth:`_check_blocks` (tests compare the two)."""
+        partner = self.partner_index()
+        self._refuse_missing_partner(where, partner)
         for which in ("H", "S") if self.S is not None else ("H",):
             spin = self.spinful if which == "H" else False
             arr = self.H if which == "H" else self.S
@@ -265,13 +296,8 @@ class Structure:
                 pidx = ptr[f][:, None] + np.arange(a * b)[None, :]
                 pblk = arr[pidx].reshape(-1, b, a)
                 d = np.abs(blk - np.conj(pblk).transpose(0, 2, 1)).reshape(len(edges), -1).max(axis=1, initial=0.0)
-                k = int(np.argmax(d))
-                if d[k] > worst:
+                k = int(np.argmax(d))  # the first edge of this shape at its maximum
+                if d[k] > worst or (d[k] == worst > 0 and edges[k] < worst_e):  # ties: the first edge overall
                     worst, worst_e = float(d[k]), int(edges[k])
             if worst > tol:
-                e = worst_e
-                r = tuple(int(x) for x in self.shift[e])
-                raise InputError(
-                    where, f"{which} is not Hermitian: |{which}_ij(R) - {which}_ji(-R)^H| = {worst:.3g} > {tol:g} "
-                           f"at (i={self.src[e]}, j={self.dst[e]}, R={r})"
-                )
+                self._refuse_not_hermitian(where, which, worst, worst_e, tol)
