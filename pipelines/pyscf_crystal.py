@@ -40,7 +40,6 @@ structure as a DeepH legacy folder (``deeph_format.write_legacy_folder``: OpenMX
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import time
@@ -97,6 +96,13 @@ DEFAULTS = {
     "overlap_tol": 1e-8,
     "fft_mesh": None,  # e.g. "11x11x1"; None = chosen from alias_tol
 }
+
+
+
+def _opt(default, help: str, **meta):
+    """A field of :class:`CrystalSource.Options`: its default and its CLI help (``min``, ``choices`` for the CLI)."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
 
 #: Einstein temperatures (K) of the thermal-displacement model, per element (rough, from phonon DOS peaks)
 EINSTEIN_K = {"C": 1100.0, "Mo": 330.0, "S": 460.0, "W": 250.0, "Se": 300.0, "B": 1000.0, "N": 1000.0}
@@ -550,34 +556,73 @@ class CrystalSource(Source):
     doc = ("crystals made here with PySCF pbc (KRKS PBE/GTH, k-mesh, smearing): graphene, mos2, "
            "bilayer_graphene or --structures FILE; thermal displacements; exact S(R), H(R) by dense-mesh transform")
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        # geometry
+        system: str | None = _opt(None, "catalogue cell: graphene, mos2, bilayer_graphene (default graphene "
+                                        "unless --structures is given).", choices=tuple(CATALOGUE))
+        structures: Path | None = _opt(None, "ASE-readable structures file (all frames; instead of --system).")
+        count: int | None = _opt(None, "number of structures to generate (default 1 for --system, one per frame "
+                                       "of --structures).", min=1)
+        supercell: str = _opt("1x1x1", "supercell of each structure, e.g. 2x2x1 (non-periodic directions stay 1).")
+        displacement: float | None = _opt(None, "Gaussian displacement amplitude (Å per Cartesian component).",
+                                          min=0.0)
+        temperature: float | None = _opt(None, "thermal displacements at this temperature (K; Einstein model, "
+                                               "default 300 for --system, 0 for --structures).", min=0.0)
+        vacuum: float = _opt(12.0, "vacuum between slab images of a --system cell (Å, default 12).", min=0.0)
+        # DFT protocol (changes the raw result, so it is part of the cache key)
+        xc: str = _opt(DEFAULTS["xc"], "exchange-correlation functional (default pbe).")
+        basis: str = _opt(DEFAULTS["basis"], "GTH basis set (default gth-dzvp; an element it lacks falls back to "
+                                             "<basis>-molopt-sr).")
+        pseudo: str | None = _opt(DEFAULTS["pseudo"], "pseudopotential (default gth-<xc>).")
+        kmesh: str = _opt(DEFAULTS["kmesh"], "SCF k-point mesh, Γ-centred, e.g. 6x6x1 (default 6x6x1).")
+        smearing: float = _opt(DEFAULTS["smearing"], "Fermi-Dirac smearing (Ha, default 0.005; 0 = off).", min=0.0)
+        conv_tol: float = _opt(DEFAULTS["conv_tol"], "SCF convergence threshold (Ha, default 1e-8).")
+        ke_cutoff: float | None = _opt(DEFAULTS["ke_cutoff"], "plane-wave kinetic-energy cutoff (Ha; default "
+                                                              "PySCF's choice).")
+        density_fit: bool = _opt(DEFAULTS["density_fit"], "density fitting instead of multigrid.")
+        alias_tol: float = _opt(DEFAULTS["alias_tol"], "aliasing bound that chooses the transform mesh (1e-6).")
+        overlap_tol: float = _opt(DEFAULTS["overlap_tol"], "overlap below which an atom pair is no edge (1e-8).")
+        fft_mesh: str | None = _opt(DEFAULTS["fft_mesh"], "k-mesh of the lattice transform, e.g. 9x9x1 "
+                                                          "(default: chosen from --alias-tol).")
+        # run
+        max_cycle: int | None = _opt(None, "maximum SCF cycles (default 50); unconverged → excluded.", min=1)
+        threads: int = _opt(1, "PySCF threads per worker (default 1).", min=1)
+        raw_dir: Path | None = _opt(None, "cache of raw DFT results (resumable; default NAME.raw beside the store).")
+        deeph_dir: Path | None = _opt(None, "also write each structure as a DeepH legacy folder here.")
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
+        o = self.opts
         self.source_name = source_name or self.name
-        self.protocol = _protocol(options)
-        if options.get("max_cycle") is not None:
-            self.protocol["max_cycle"] = int(options["max_cycle"])
-        self.threads = int(options.get("threads") or 1)
-        self.cutoff = options.get("cutoff")
+        self.protocol = _protocol({k: getattr(o, k) for k in DEFAULTS})
+        if o.max_cycle is not None:
+            self.protocol["max_cycle"] = int(o.max_cycle)
+        self.threads = int(o.threads)
+        self.cutoff = o.cutoff
         if self.cutoff is not None and not float(self.cutoff) > 0:
             raise InputError("--cutoff", f"must be positive, got {self.cutoff}")
-        raw = options.get("raw_dir")
-        self.raw_dir = Path(raw) if raw is not None else Path.cwd() / ".hambench_raw"
+        if self.threads < 1:
+            raise InputError("--threads", f"must be a positive integer, got {o.threads}")
+        self.raw_dir = Path(o.raw_dir) if o.raw_dir is not None else Path.cwd() / ".hambench_raw"
         if self.raw_dir.exists() and not self.raw_dir.is_dir():
             raise InputError(self.raw_dir, "--raw-dir exists and is not a folder")
-        self.deeph_dir = Path(options["deeph_dir"]) if options.get("deeph_dir") else None
-        self.seed = int(options.get("seed") or 0)
-        count = options.get("count")
+        self.deeph_dir = Path(o.deeph_dir) if o.deeph_dir else None
+        self.seed = int(o.seed or 0)
+        count = o.count
         if count is not None and int(count) < 1:
             raise InputError("--count", f"must be a positive integer, got {count}")
-        sc = parse_mesh(options.get("supercell") or "1x1x1", "--supercell")
-        disp, temp = options.get("displacement"), options.get("temperature")
+        sc = parse_mesh(o.supercell or "1x1x1", "--supercell")
+        disp, temp = o.displacement, o.temperature
         if disp is not None and temp is not None:
             raise InputError("pyscf/crystal", "give --displacement (Å) or --temperature (K), not both")
         if (disp is not None and float(disp) < 0) or (temp is not None and float(temp) < 0):
             raise InputError("pyscf/crystal", "--displacement and --temperature must be >= 0")
-        vacuum = float(options.get("vacuum") or 12.0)
-        structures = options.get("structures") or input_path
-        system = options.get("system")
+        vacuum = float(o.vacuum)
+        if not vacuum > 0:
+            raise InputError("--vacuum", f"must be positive, got {o.vacuum}")
+        structures = o.structures or input_path
+        system = o.system
         bases = []  # (name, symbols, pos, cell, pbc)
         if structures is not None and system is not None:
             raise InputError("pyscf/crystal", "give --system or --structures, not both")
@@ -631,9 +676,6 @@ class CrystalSource(Source):
 
     def items(self) -> list:
         return list(self._items)
-
-    def cost(self, item) -> float:
-        return float(len(item[1])) ** 3
 
     def expected_seconds(self, item) -> float:
         """Expected DFT time of one structure (0 when cached), from benchmarks/results/bench_pyscf_crystal.txt:
@@ -705,11 +747,11 @@ class CrystalSource(Source):
             write_legacy_folder(s, self.deeph_dir / item[0])
         return [s]
 
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         import pyscf
 
         p = self.protocol
-        return {
+        return StoreAttrs.from_dict({
             "kind": "crystal",
             "spinful": False,
             "dft": {
@@ -732,4 +774,4 @@ class CrystalSource(Source):
             },
             "geometry": "pyscf/crystal generator (catalogue or --structures), Gaussian thermal displacements",
             "constants": "CODATA2018",
-        }
+        })

@@ -23,7 +23,6 @@ QH9 is licensed CC BY-NC-SA 4.0: hambench never ships it; give the downloaded fi
 from __future__ import annotations
 
 import dataclasses
-
 import random
 import re
 import sqlite3
@@ -152,6 +151,16 @@ class QH9Source(Source):
 
     doc = "QH9 SQLite databases (QH9Stable.db, QH9Dynamic_{100k,300k}.db; download, CC BY-NC-SA) with QH9's splits"
 
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        limit: int | None = dataclasses.field(default=None, metadata={
+            "help": "only the first N rows of the database (QH9's splits stay those of the whole file).", "min": 1})
+        version: str | None = dataclasses.field(default=None, metadata={
+            "help": "QH9-dynamic database version (default: from the file name).", "choices": tuple(NUM_MOLECULES),
+            "flag": "--dataset-version"})
+        rows_per_item: int = dataclasses.field(default=ROWS_PER_ITEM, metadata={
+            "help": f"database rows per work item (default {ROWS_PER_ITEM}).", "min": 1})
+
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         self.source_name = source_name or "qh9/stable"
@@ -172,7 +181,7 @@ class QH9Source(Source):
         self.path = path
         self.version = None
         if self.kind == "dynamic":
-            v = options.get("version")
+            v = self.opts.version
             if v is None:
                 m = re.search(r"(100k|300k)", path.name)
                 v = m.group(1) if m else None
@@ -195,9 +204,10 @@ class QH9Source(Source):
         if len(rowids) == 0:
             raise InputError(path, "the table 'data' is empty")
         self.n_rows = len(rowids)
-        limit = options.get("limit")
+        limit, step = self.opts.limit, int(self.opts.rows_per_item)
+        if (limit is not None and int(limit) < 1) or step < 1:
+            raise InputError(None, f"{self.source_name}: limit and rows_per_item must be >= 1, got {limit} and {step}")
         n_use = self.n_rows if limit is None else min(int(limit), self.n_rows)
-        step = int(options.get("rows_per_item") or ROWS_PER_ITEM)
         self._items = [
             (str(path), start, int(rowids[start]), int(rowids[min(start + step, n_use) - 1]))
             for start in range(0, n_use, step)
@@ -207,9 +217,6 @@ class QH9Source(Source):
     def items(self) -> list:
         """(db path, first row position, first rowid, last rowid) per range of rows."""
         return list(self._items)
-
-    def cost(self, item) -> float:
-        return float(item[3] - item[2] + 1)
 
     def read(self, item) -> list:
         from .pyscf_qm9 import molecule_structure
@@ -270,10 +277,10 @@ class QH9Source(Source):
             raise InputError(where, f"{name} blob has {len(b)} bytes, expected {count} x {size} = {count * size}")
         return np.frombuffer(b, dtype).astype(np.float64 if dtype.endswith("f8") else np.int64)
 
-    def attrs(self) -> dict:
+    def attrs(self) -> StoreAttrs:
         pyscf_version = "2.3.0" if self.version == "100k" else "2.2.1"
         functional = "b3lyp (VWN-RPA, PySCF >= 2.3)" if self.version == "100k" else "b3lyp (VWN5, = b3lyp5 today)"
-        return {
+        return StoreAttrs.from_dict({
             "kind": "molecule",
             "spinful": False,
             "dft": {
@@ -291,7 +298,7 @@ class QH9Source(Source):
             },
             "constants": "CODATA2018",
             "splits": sorted(self._labels),
-        }
+        })
 
 
 def _overlap(Z, pos_ang, where) -> np.ndarray:

@@ -8,7 +8,6 @@ Not physics — a fast, seeded, exactly reproducible input for tests and benchma
 from __future__ import annotations
 
 import dataclasses
-
 import time
 
 import numpy as np
@@ -69,25 +68,39 @@ class SyntheticSource(Source):
     name = "synthetic/random"
     doc = "random cells with random Hermitian-paired blocks, for tests and benchmarks (--count N)"
 
-    def __init__(self, input_path=None, source_name=None, count: int | None = None, seed: int = 0, spinful: bool = False,
-                 natoms: int = 8, edge_cutoff: float = 4.0, delay: float = 0.0, **options):
+    @dataclasses.dataclass(frozen=True)
+    class Options(Source.Options):
+        count: int = dataclasses.field(default=8, metadata={"help": "number of random structures (default 8).",
+                                                            "min": 1})
+        spinful: bool = dataclasses.field(default=False, metadata={"help": "complex spinor blocks (spin-outer)."})
+        natoms: int = dataclasses.field(default=8, metadata={"help": "atoms per random cell (default 8).", "min": 1})
+        edge_cutoff: float = dataclasses.field(default=4.0, metadata={
+            "help": "radius of the random structures' own pair list (Å, default 4); --cutoff then restricts it."})
+        delay: float = dataclasses.field(default=0.0, metadata={
+            "help": "seconds of sleep per structure (to test interruption and resume).", "min": 0.0})
+
+    def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
-        count = 8 if count is None else count
-        if int(count) < 1:
-            raise InputError(None, f"--count must be >= 1, got {count}")
-        self.count, self.seed, self.spinful = int(count), int(seed), bool(spinful)
-        self.natoms, self.edge_cutoff, self.delay = int(natoms), float(edge_cutoff), float(delay)
+        o = self.opts
+        if int(o.count) < 1:
+            raise InputError(None, f"--count must be >= 1, got {o.count}")
+        if int(o.natoms) < 1:
+            raise InputError(None, f"--natoms must be >= 1, got {o.natoms}")
+        if not float(o.edge_cutoff) > 0 or float(o.delay) < 0:
+            raise InputError(None, f"--edge-cutoff must be > 0 and --delay >= 0, got {o.edge_cutoff} and {o.delay}")
 
     def items(self) -> list[int]:
-        return list(range(self.count))
+        return list(range(int(self.opts.count)))
 
     def read(self, item) -> list[Structure]:
-        if self.delay:
-            time.sleep(self.delay)
-        rng = np.random.default_rng([self.seed, int(item)])
-        s = random_structure(rng, self.natoms, self.edge_cutoff, self.spinful, name=f"random-{item:06d}")
+        o = self.opts
+        if o.delay:
+            time.sleep(float(o.delay))
+        rng = np.random.default_rng([int(o.seed), int(item)])
+        s = random_structure(rng, int(o.natoms), float(o.edge_cutoff), bool(o.spinful), name=f"random-{item:06d}")
         s.splits = {"random": ("train", "val", "test")[int(item) % 3]}
         return [s]
 
-    def attrs(self) -> dict:
-        return {"kind": "crystal", "dft": {"code": "none (synthetic random blocks)"}, "constants": "none"}
+    def attrs(self) -> StoreAttrs:
+        return StoreAttrs.from_dict({"kind": "crystal", "dft": {"code": "none (synthetic random blocks)"},
+                                     "constants": "none"})
