@@ -78,8 +78,9 @@ def read_part_header(stem: str) -> dict:
         return pickle.load(f)
 
 
-def part_array(stem: str, head: dict, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Rows ``start:stop`` of array ``name`` of a part (only those bytes are read)."""
+def part_array(stem: str, head: dict, name: str, start: int = 0, stop: int | None = None,
+               into: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of array ``name`` of a part (only those bytes are read; into ``into`` if given)."""
     if name in head["objects"]:
         return head["objects"][name][start:stop]
     offset, dtype, shape = head["arrays"][name]
@@ -91,8 +92,14 @@ def part_array(stem: str, head: dict, name: str, start: int = 0, stop: int | Non
     count = (stop - start) * row
     if count == 0:
         return np.zeros((0, *shape[1:]), dtype)
-    out = np.fromfile(stem + ".bin", dtype=dtype, count=count, offset=offset + start * row * dtype.itemsize)
-    return out.reshape(stop - start, *shape[1:])
+    out = np.empty((stop - start, *shape[1:]), dtype) if into is None else into
+    if out.dtype != dtype or out.size != count or not out.flags.c_contiguous:
+        raise ValueError(f"{stem}: {name} rows {start}:{stop} do not fit the buffer given")
+    with open(stem + ".bin", "rb") as f:
+        f.seek(offset + start * row * dtype.itemsize)
+        if f.readinto(memoryview(out.reshape(-1)).cast("B")) != out.nbytes:
+            raise ValueError(f"{stem}.bin is shorter than its header says (a damaged part)")
+    return out
 
 
 def part_arrays(stem: str) -> dict:
@@ -169,6 +176,14 @@ def _rows(name: str, spec) -> np.ndarray | list:
             sizes = part_array(stem, head(stem), extra, 0, lb).astype(np.int64)
             out.append(np.cumsum(sizes)[la:lb] + base)
         return np.concatenate(out)
+    if how == "plain" and len(pieces) > 1 and name in head(pieces[0][0])["arrays"]:  # read every piece straight into the shard's rows: no concatenation
+        first = head(pieces[0][0])["arrays"][name]
+        out = np.empty((sum(lb - la for _, la, lb, _ in pieces), *first[2][1:]), np.dtype(first[1]))
+        at = 0
+        for stem, la, lb, _ in pieces:
+            part_array(stem, head(stem), name, la, lb, into=out[at : at + lb - la])
+            at += lb - la
+        return out
     for stem, la, lb, ctx in pieces:
         h = head(stem)
         if how == "split":
