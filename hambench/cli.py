@@ -63,7 +63,142 @@ def main(ctx, debug, quiet):
 
 
 # --- prepare ---------------------------------------------------------------------------------------------
-@main.command(context_settings=CONTEXT)
+#: driver fields of every source's Options: they are prepare's own flags, not generated ones
+_DRIVER_FIELDS = ("seed", "cutoff")
+
+#: help (and CLI constraints) of source option fields whose ``Options`` dataclass carries no ``metadata["help"]``;
+#: ``"SOURCE:field"`` keys are per source, ``"field"`` keys for any source. Metadata, where a source has it, wins.
+_FALLBACK_HELP: dict[str, dict] = {
+    "collinear": {"help": "collinear runs: stored as block-diagonal spinors ('spinor', default) or refused "
+                          "('reject').", "choices": ("spinor", "reject")},
+    "edges": {"help": "keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every pair with stored "
+                      "Hamiltonian elements.", "choices": ("overlap", "hamiltonian")},
+    "limit": {"help": "at most this many molecules.", "min": 1},
+    "ids": {"help": "comma-separated QM9 indices, e.g. 1,2,3."},
+    "max_atoms": {"help": "only molecules with at most this many atoms.", "min": 1},
+    "max_heavy": {"help": "only molecules with at most this many heavy atoms.", "min": 0},
+    "sample": {"help": "draw --limit molecules at random (with --seed) instead of the first ones in QM9 order."},
+    "max_cycle": {"help": "maximum SCF cycles (default 50); unconverged → excluded.", "min": 1},
+    "threads": {"help": "PySCF threads per worker (default 1).", "min": 1},
+    "xc": {"help": "exchange-correlation functional (default b3lyp5)."},
+    "basis": {"help": "basis set (default def2-svp)."},
+    "grid_level": {"help": "DFT integration grid level (default 3).", "min": 0},
+    "conv_tol": {"help": "SCF convergence threshold in Hartree (default 1e-9)."},
+    "density_fit": {"help": "density fitting."},
+    "raw_dir": {"help": "cache of raw DFT results (resumable; default NAME.raw beside the store)."},
+    "pyscf/outputs:raw_dir": {"help": "accepted and unused (the driver gives a raw folder to every pyscf/ source)."},
+}
+
+#: source option field → its flag, where the flag is not ``--field-name`` (metadata ``flag`` also sets it)
+_FLAG_NAMES = {"version": "--dataset-version"}
+
+
+def source_option_help(source: str, field) -> dict:
+    """CLI help of one ``Options`` field of ``source``: ``{"help", "choices", "min", "flag"}`` (those it has).
+
+    From the field's ``metadata`` where it gives a ``help``, else from :data:`_FALLBACK_HELP` (``{}`` if neither).
+    """
+    meta = dict(field.metadata or {})
+    if meta.get("help"):
+        return meta
+    return dict(_FALLBACK_HELP.get(f"{source}:{field.name}") or _FALLBACK_HELP.get(field.name) or {})
+
+
+def _field_type(source: str, field) -> str:
+    ann = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    types = [t.strip() for t in ann.split("|") if t.strip() != "None"]
+    if len(types) != 1 or types[0] not in ("bool", "int", "float", "str", "Path"):
+        raise TypeError(f"source {source}: option {field.name} has type {ann!r}; the CLI knows int, float, str, "
+                        "Path and bool (each optionally | None)")
+    return types[0]
+
+
+def _tag(names: list[str]) -> str:
+    """``[a/x, b/*]``: the sources of one help text, a family written ``family/*`` when all its sources share it."""
+    from .pipelines.registry import SOURCES
+
+    out, done = [], set()
+    for n in names:
+        fam = n.split("/")[0]
+        members = [m for m in SOURCES if m.split("/")[0] == fam]
+        if len(members) > 1 and all(m in names for m in members):
+            if fam not in done:
+                out.append(f"{fam}/*")
+                done.add(fam)
+        else:
+            out.append(n)
+    return "[" + ", ".join(out) + "]"
+
+
+def source_option_table() -> dict[str, dict]:
+    """Every source option of the registry (the union over SOURCES, less seed/cutoff), keyed by field name:
+    ``{"flag", "type", "help": {help text: [sources]}, "choices", "min", "sources"}``. Sources that do not import
+    in this build are left out."""
+    from .pipelines.registry import SOURCES, option_fields
+
+    table: dict[str, dict] = {}
+    for source in SOURCES:
+        try:
+            fields = option_fields(source)
+        except HambenchError:
+            continue
+        for f in fields:
+            if f.name in _DRIVER_FIELDS:
+                continue
+            info = source_option_help(source, f)
+            typ = _field_type(source, f)
+            row = table.setdefault(f.name, {"flag": info.get("flag") or _FLAG_NAMES.get(f.name)
+                                             or "--" + f.name.replace("_", "-"),
+                                             "type": typ, "help": {}, "choices": [], "min": [], "sources": []})
+            if row["type"] != typ:
+                raise TypeError(f"option {f.name} is {row['type']} in {row['sources'][0]} but {typ} in {source}")
+            row["help"].setdefault(info.get("help") or "(no help yet)", []).append(source)
+            row["choices"].append(tuple(info["choices"]) if info.get("choices") else None)
+            row["min"].append(info.get("min"))
+            row["sources"].append(source)
+    return dict(sorted(table.items(), key=lambda kv: kv[1]["flag"]))
+
+
+def _source_params() -> list[click.Option]:
+    """The prepare flags generated from the sources' Options dataclasses (see :func:`source_option_table`)."""
+    types = {"int": int, "float": float, "str": str, "Path": click.Path(path_type=Path)}
+    params = []
+    for name, row in source_option_table().items():
+        help_text = "; ".join(f"{_tag(srcs)} {text.rstrip('.')}" for text, srcs in row["help"].items()) + "."
+        kw: dict = {"help": help_text}
+        choices = set(row["choices"])
+        mins = row["min"]
+        if row["type"] == "bool":
+            kw["is_flag"] = True
+        elif len(choices) == 1 and None not in choices:
+            kw["type"] = click.Choice(next(iter(choices)), case_sensitive=False)
+        elif row["type"] in ("int", "float") and None not in mins:
+            rng = click.IntRange if row["type"] == "int" else click.FloatRange
+            kw["type"] = rng(min=min(mins))
+        else:
+            kw["type"] = types[row["type"]]
+        params.append(click.Option([row["flag"], name], **kw))
+    return params
+
+
+class _PrepareCommand(click.Command):
+    """``prepare`` with its source flags generated from the registry on first use (other commands never import
+    the source modules)."""
+
+    _built = False
+
+    def get_params(self, ctx):
+        if not self._built:
+            own = {o for p in self.params for o in p.opts} | {p.name for p in self.params}
+            for p in _source_params():
+                if own & ({*p.opts, p.name}):
+                    raise TypeError(f"source option {p.name} ({p.opts[0]}) clashes with a flag of prepare itself")
+                self.params.append(p)
+            self._built = True
+        return super().get_params(ctx)
+
+
+@main.command(cls=_PrepareCommand, context_settings=CONTEXT)
 @click.option("--source", "-s", required=True, metavar="FAMILY/NAME",
               help="Data source, e.g. deeph/folder, deeph/bilayer_graphene, openmx/scfout, pyscf/qm9, "
                    "pyscf/outputs, pyscf/crystal, qh9/stable, abacus/csr, siesta/hsx. "
@@ -75,49 +210,19 @@ def main(ctx, debug, quiet):
                                           "DFT pairs beyond it are dropped (a warning with the counts).")
 @click.option("--zero-fill", is_flag=True, help="With --cutoff: accept pairs the DFT file has no block for as zero "
                                                "blocks (refused without this flag).")
-@click.option("--edges", type=click.Choice(["overlap", "hamiltonian"]),
-              help="[abacus/siesta] keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every "
-                   "pair with stored Hamiltonian elements.")
 @click.option("--augment", type=click.IntRange(min=0), default=0, show_default=True,
               help="Add K rotation-augmented copies of every structure.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of rotations, sampling and displacements.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local Dask worker processes.")
 @click.option("--scheduler", metavar="ADDRESS", help="Address of a running dask.distributed scheduler.")
-@click.option("--limit", type=click.IntRange(min=1), help="[molecules] at most this many molecules.")
-@click.option("--ids", help="[molecules] comma-separated QM9 indices, e.g. 1,2,3.")
-@click.option("--max-atoms", type=click.IntRange(min=1), help="[molecules] only molecules with at most this many atoms.")
-@click.option("--max-heavy", type=click.IntRange(min=0), help="[molecules] only molecules with at most this many heavy atoms.")
-@click.option("--sample", is_flag=True, help="[molecules] draw --limit molecules at random (with --seed) "
-                                            "instead of the first ones in QM9 order.")
-@click.option("--dataset-version", "version", type=click.Choice(["100k", "300k"]),
-              help="[qh9/dynamic] database version (default: from the file name).")
-@click.option("--max-cycle", type=click.IntRange(min=1), help="[pyscf] maximum SCF cycles (default 50); unconverged → excluded.")
-@click.option("--threads", type=click.IntRange(min=1), help="[pyscf] threads per worker (default 1).")
-@click.option("--xc", help="[pyscf] exchange-correlation functional (default b3lyp5 molecules, pbe crystals).")
-@click.option("--basis", help="[pyscf] basis set (default def2-svp molecules, gth-dzvp crystals).")
-@click.option("--grid-level", type=int, help="[pyscf] DFT integration grid level (default 3).")
-@click.option("--conv-tol", type=float, help="[pyscf] SCF convergence threshold in Hartree (default 1e-9).")
-@click.option("--density-fit", is_flag=True, help="[pyscf] density fitting.")
-@click.option("--raw-dir", type=click.Path(path_type=Path), help="[pyscf] cache of raw DFT results (resumable).")
-@click.option("--system", help="[pyscf/crystal] graphene, mos2, bilayer_graphene.")
-@click.option("--structures", type=click.Path(path_type=Path), help="[pyscf/crystal] ASE-readable structures.")
-@click.option("--count", type=click.IntRange(min=1), help="[pyscf/crystal] number of structures to generate.")
-@click.option("--supercell", help="[pyscf/crystal] supercell, e.g. 2x2x1.")
-@click.option("--displacement", type=float, help="[pyscf/crystal] Gaussian displacement amplitude (Å).")
-@click.option("--temperature", type=float, help="[pyscf/crystal] thermal displacements at this temperature (K).")
-@click.option("--kmesh", help="[pyscf/crystal] k-point mesh, e.g. 6x6x1.")
-@click.option("--ke-cutoff", type=float, help="[pyscf/crystal] plane-wave kinetic-energy cutoff (Ha).")
-@click.option("--vacuum", type=float, help="[pyscf/crystal] vacuum between slab images (Å, default 12).")
-@click.option("--smearing", type=float, help="[pyscf/crystal] Fermi-Dirac smearing (Ha, default 0.005; 0 = off).")
-@click.option("--fft-mesh", help="[pyscf/crystal] k-mesh of the lattice transform, e.g. 9x9x1 (default: chosen).")
-@click.option("--alias-tol", type=float, help="[pyscf/crystal] aliasing bound that chooses that mesh (1e-6).")
-@click.option("--deeph-dir", type=click.Path(path_type=Path),
-              help="[pyscf/crystal] also write each structure as a DeepH legacy folder here.")
 @click.option("--list-sources", is_flag=True, is_eager=True, expose_value=False,
               callback=lambda ctx, p, v: _list_sources(ctx) if v else None, help="List the sources and exit.")
 @click.pass_context
 def prepare(ctx, source, input_path, output, **options):
     """Convert raw DFT outputs into a chunked Zarr store of per-edge H/S blocks.
+
+    The flags after --scheduler are the sources' own options (generated from each source's Options; the tag
+    names the sources that take one). An option the chosen source does not have is refused.
 
     \b
     Examples:
