@@ -666,15 +666,34 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
 _TRUE = ("1", "true", ".true.", "t")
 
 
+def _input_values(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    """The values of ``keys`` (lower case) in an ABACUS INPUT file as :func:`read_input_keywords` reads them (last
+    one wins), found by a literal search per key instead of parsing every line (OUT.*/INPUT echoes ~400)."""
+    if not path.is_file():
+        return {}
+    text = path.read_text(errors="replace")
+    low = text.lower()
+    out = {}
+    for key in keys:
+        for m in re.finditer(re.escape(key) + r"[ \t]+([^#\n]*)", low):
+            line_start = low.rfind("\n", 0, m.start()) + 1
+            value = text[m.start(1):m.end(1)].strip()
+            if value and not low[line_start:m.start()].strip():
+                out[key] = value
+    return out
+
+
 def abacus_spin(out_dir) -> tuple[int, bool] | None:
-    """``(nspin, lspinorb)`` of a run from its INPUT files (run folder, then ``OUT.*``); when INPUT names no
-    nspin, the log's ``nspin =`` line (searched, not parsed), else 1 — what :func:`read_abacus_run` reads. None
-    when a file cannot be read or nspin is not a number."""
+    """``(nspin, lspinorb)`` of a run from its INPUT files (run folder first, then ``OUT.*``); when INPUT names
+    no nspin, the log's ``nspin =`` line, else 1 — what :func:`read_abacus_run` reads. None when a file cannot be
+    read or nspin is not a number."""
     out_dir = Path(out_dir)
+    keys = ("nspin", "lspinorb")
     try:
-        kw = read_input_keywords(out_dir.parent / "INPUT")
-        for k, v in read_input_keywords(out_dir / "INPUT").items():
-            kw.setdefault(k, v)
+        kw = _input_values(out_dir.parent / "INPUT", keys)
+        if len(kw) < len(keys):
+            for k, v in _input_values(out_dir / "INPUT", keys).items():
+                kw.setdefault(k, v)
         soc = kw.get("lspinorb", "0").lower() in _TRUE
         if "nspin" in kw:
             return int(kw["nspin"]), soc

@@ -101,6 +101,19 @@ class DeepHFolderSource(Source):
             s.splits = {f"deeph-{self.dataset.key}": self._splits[str(folder)]}
         return [s]
 
+    def spinful_of(self, item) -> bool | None:
+        """Spinful per the folder's info.json (legacy ``isspinful``, DeepH-dock ``spinful``; absent key: False, as
+        the readers take it); None without a readable info.json (a legacy folder then decides from its blocks)."""
+        folder = Path(item)
+        try:
+            info = json.loads((folder / "info.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(info, dict):
+            return None
+        key = "isspinful" if (folder / _MARKERS["legacy"]).exists() else "spinful"
+        return bool(info.get(key, False))
+
     def attrs(self) -> StoreAttrs:
         dft = {"code": "OpenMX", "version": "3.9", "functional": "GGA-PBE", "via": "DeepH folders"}
         if self.dataset:

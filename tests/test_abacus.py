@@ -15,7 +15,15 @@ import scipy.linalg as sl
 from hambench import conventions as cv
 from hambench.errors import InputError
 from hambench.pipelines import get_source
-from hambench.pipelines.abacus import AbacusSource, parse_csr, read_abacus_run, read_csr, shells_from_orbital_file
+from hambench.pipelines.abacus import (
+    AbacusSource,
+    _input_values,
+    parse_csr,
+    read_abacus_run,
+    read_csr,
+    read_input_keywords,
+    shells_from_orbital_file,
+)
 from hambench.testing import require_realdata
 
 HR, SR = "data-HR-sparse_SPIN0.csr", "data-SR-sparse_SPIN0.csr"
@@ -344,6 +352,7 @@ def test_synthetic_nspin2(run_copy, mos2):
     s = read_abacus_run(out)
     s.validate()
     assert s.spinful
+    assert AbacusSource(run_copy).spinful_of(str(out)) is True  # the run's INPUT wins over OUT.*/INPUT's nspin 1
     for e in range(0, mos2.nedges, 5):
         ref = mos2.block(e, "H")
         k, l = ref.shape
@@ -367,6 +376,7 @@ def test_synthetic_nspin4(run_copy, mos2):
     got = read_abacus_run(out)
     got.validate()
     assert got.spinful and got.nedges == mos2.nedges
+    assert AbacusSource(run_copy).spinful_of(str(out)) is True
     for e in range(0, mos2.nedges, 5):
         ref = mos2.block(e, "H")
         k, l = ref.shape
@@ -377,3 +387,47 @@ def test_synthetic_nspin4(run_copy, mos2):
                                            atol=1e-20)
         # the synthetic file carries 18 significant digits: parsed within 1 ulp
         np.testing.assert_allclose(got.block(e, "S"), mos2.block(e, "S"), rtol=3e-16, atol=0)
+
+
+# --- the spin pre-check ---------------------------------------------------------------------------------------
+def test_spinful_of_reads_only_input(raw, run_copy):
+    """spinful_of agrees with read() on the real run and reads INPUT only (no matrix, no STRU needed)."""
+    src = AbacusSource(raw)
+    (item,) = src.items()
+    assert src.spinful_of(item) is False is src.read(item)[0].spinful
+    out = run_copy / "OUT.ABACUS"
+    for name in (HR, SR):
+        (out / name).write_text("Matrix Dimension of H(R): 1\nMatrix number of H(R): 0\n")
+    (run_copy / "STRU").unlink()
+    copy = AbacusSource(run_copy)
+    assert copy.spinful_of(str(out)) is False
+    _edit(run_copy / "INPUT", "calculation", "nspin   4   # non-collinear\ncalculation")
+    assert copy.spinful_of(str(out)) is True
+    _edit(run_copy / "INPUT", "nspin   4", "nspin two")
+    assert copy.spinful_of(str(out)) is None  # not a number: read() says so
+    (run_copy / "INPUT").unlink()
+    (out / "INPUT").unlink()
+    assert copy.spinful_of(str(out)) is False  # the log's "nspin = 1"
+
+
+def test_input_values_read_like_read_input_keywords(raw):
+    """The literal search spinful_of uses finds every keyword of the real OUT.ABACUS/INPUT with the value
+    read_input_keywords gives; commented-out and mid-line mentions are not keywords."""
+    path = raw / "OUT.ABACUS" / "INPUT"
+    kw = read_input_keywords(path)
+    assert len(kw) > 400 and _input_values(path, tuple(kw)) == kw
+    assert _input_values(path, ("nspin", "lspinorb")) == {"nspin": "1", "lspinorb": "0"}
+
+
+def test_input_values_skip_comments(tmp_path):
+    p = tmp_path / "INPUT"
+    p.write_text("INPUT_PARAMETERS\n# nspin 4\nbasis_type lcao  # nspin 2\nNSPIN 2\n  nspin\t1 # last one wins\n")
+    assert _input_values(p, ("nspin", "basis_type")) == read_input_keywords(p) == {"nspin": "1", "basis_type": "lcao"}
+
+
+def test_options_carry_help_and_choices():
+    import dataclasses
+
+    (edges,) = [f for f in dataclasses.fields(AbacusSource.Options) if f.name == "edges"]
+    assert edges.default == "overlap" and edges.metadata["choices"] == ("overlap", "hamiltonian")
+    assert edges.metadata["help"]

@@ -101,3 +101,26 @@ def test_named_dataset_split_sizes(tmp_path):
     again = get_source("deeph/bilayer_graphene", root, seed=0)._splits
     assert again == src._splits
     assert get_source("deeph/bilayer_graphene", root, seed=1)._splits != src._splits
+
+
+def test_spinful_of_reads_info_json(tmp_path):
+    """spinful_of agrees with read() on real legacy and DeepH-dock folders (spinless MoTe2, SOC bismuthene) and
+    reads info.json only; None without one."""
+    for name, spinful in (("deeph_legacy_MoTe2", False), ("deeph_new_MoTe2", False),
+                          ("openmx_bismuthene_soc_scfout/deeph_dock_converted", True)):
+        src = get_source("deeph/folder", require_realdata(*name.split("/")))
+        (item,) = src.items()
+        assert src.spinful_of(item) is spinful is src.read(item)[0].spinful, name
+    legacy = tmp_path / "legacy"
+    shutil.copytree(require_realdata("deeph_legacy_MoTe2"), legacy)
+    for p in (legacy, *legacy.iterdir()):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (legacy / "hamiltonians.h5").write_bytes(b"")  # unreadable: spinful_of never opens it
+    src = get_source("deeph/folder", legacy)
+    assert src.spinful_of(str(legacy)) is False
+    (legacy / "info.json").write_text(json.dumps({"isspinful": True, "spinful": False}))
+    assert src.spinful_of(str(legacy)) is True  # the legacy key
+    (legacy / "info.json").unlink()
+    assert src.spinful_of(str(legacy)) is None  # a legacy folder without info.json: its blocks decide
+    (legacy / "info.json").write_text("{not json")
+    assert src.spinful_of(str(legacy)) is None

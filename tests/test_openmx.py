@@ -22,6 +22,8 @@ from hambench.pipelines import get_source
 from hambench.pipelines.openmx import (
     ScfoutSource,
     _out_info,
+    _partners,
+    scfout_spin,
     openmx_species,
     parse_openmx_input,
     read_scfout,
@@ -495,3 +497,54 @@ def test_every_truncation_point_is_a_clear_error(bismuthene, tmp_path):
         with pytest.raises(ValueError, match=r"cut.scfout: (truncated|not an OpenMX)"):
             core_read(str(path), "all")
     assert len(cuts) > 40
+
+
+# --- the spin pre-check and the pair partners ---------------------------------------------------------------
+def test_spinful_of_reads_only_the_header(graphene, bismuthene, tmp_path):
+    """spinful_of agrees with read() on the real runs and needs only the first 8 bytes (both byte orders)."""
+    for folder, spinful in ((graphene, False), (bismuthene, True)):
+        src = get_source("openmx/scfout", folder)
+        (item,) = src.items()
+        assert src.spinful_of(item) is spinful is src.read(item)[0].spinful
+    assert scfout_spin(graphene / "openmx.scfout") == 0 and scfout_spin(bismuthene / "openmx.scfout") == 3
+    raw = (bismuthene / "openmx.scfout").read_bytes()
+    run = tmp_path / "cut"
+    run.mkdir()
+    (run / "openmx.scfout").write_bytes(raw[:8])  # read() refuses this file; the header still says SOC
+    src = get_source("openmx/scfout", run)
+    assert src.spinful_of(src.items()[0]) is True
+    with pytest.raises(InputError, match="truncated"):
+        src.read(src.items()[0])
+    swapped = np.frombuffer(raw[:8], "<i4").byteswap().tobytes()
+    (run / "openmx.scfout").write_bytes(swapped)
+    assert src.spinful_of(src.items()[0]) is True
+    (run / "openmx.scfout").write_bytes(b"not a .scfout at all")
+    assert src.spinful_of(src.items()[0]) is None  # unknown: read() says what is wrong
+    assert get_source("openmx/scfout", graphene / "openmx.scfout").spinful_of(str(graphene / "openmx.scfout")) is False
+
+
+def test_pair_partners_are_hambench_partner_index(bismuthene):
+    """The SOC reader's ↓↑ partners (structure.partner_index) equal a plain dictionary look-up on the real pair
+    list; a missing partner or a pair listed twice is an InputError."""
+    d = read_scfout(bismuthene / "openmx.scfout", "header")
+    i, j, R = d["pair_i"], d["pair_j"], d["pair_R"]
+    where = {(a, b, *r): e for e, (a, b, r) in enumerate(zip(i.tolist(), j.tolist(), R.tolist()))}
+    expect = [where[(b, a, *(-x for x in r))] for a, b, r in zip(i.tolist(), j.tolist(), R.tolist())]
+    np.testing.assert_array_equal(_partners(i, j, R, int(d["atomnum"]), "x"), expect)
+    k = int(np.flatnonzero((i != j) | R.any(axis=1))[0])  # a pair that is not its own partner
+    keep = np.arange(len(i)) != expect[k]
+    with pytest.raises(InputError, match=r"has no partner \(j, i, -R\)"):
+        _partners(i[keep], j[keep], R[keep], int(d["atomnum"]), "x")
+    dup = np.concatenate([np.arange(len(i)), [k]])
+    with pytest.raises(InputError, match="duplicate atom pair"):
+        _partners(i[dup], j[dup], R[dup], int(d["atomnum"]), "x")
+
+
+def test_options_carry_help_and_choices():
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(ScfoutSource.Options)}
+    assert fields["collinear"].metadata["choices"] == ("spinor", "reject")
+    assert fields["collinear"].metadata["help"]
+    with pytest.raises(InputError, match="collinear must be 'spinor' or 'reject', got 'both'"):
+        get_source("openmx/scfout", require_realdata(GRAPHENE), collinear="both")

@@ -15,7 +15,7 @@ import scipy.linalg as sl
 from hambench import conventions as cv
 from hambench.errors import InputError
 from hambench.pipelines import get_source
-from hambench.pipelines.siesta import SiestaSource, hsx_to_structure, read_hsx
+from hambench.pipelines.siesta import SiestaSource, hsx_spin, hsx_to_structure, read_hsx
 from hambench.testing import require_realdata
 
 
@@ -302,6 +302,7 @@ def test_synthetic_spin_layouts(run_copy, si):
     f8 = [1, 2, 0.1, 0.2, 0.01, 0.02, 0.1, -0.2]
     hsx.write_bytes(_with_spin(data, 8, [lambda v, io, a=a: a * v for a in f8]))
     s8 = hsx_to_structure(hsx)
+    assert SiestaSource(run_copy).spinful_of(str(hsx)) is True and hsx_spin(hsx) == 8
     for e in range(0, n, 7):
         h = si.block(e, "H")
         k = h.shape[0]
@@ -316,3 +317,51 @@ def test_synthetic_spin_layouts(run_copy, si):
         np.testing.assert_allclose(b8[k:, :k], (0.1 - 0.2j) * h, rtol=1e-14, atol=1e-14)
         np.testing.assert_array_equal(s8.block(e, "S"), si.block(e, "S"))
     assert s2.spinful and s8.spinful
+
+
+# --- the spin pre-check ---------------------------------------------------------------------------------------
+def test_spinful_of_reads_only_the_header(raw, run_copy):
+    """spinful_of agrees with read() on the real run and reads the first three records only."""
+    src = SiestaSource(raw)
+    (item,) = src.items()
+    assert src.spinful_of(item) is False is src.read(item)[0].spinful
+    hsx = run_copy / "Si.HSX"
+    data = hsx.read_bytes()
+    starts = _record_starts(data)
+    hsx.write_bytes(data[:starts[3]])  # version, is_dp, dimensions: read() refuses the rest
+    copy = SiestaSource(run_copy)
+    assert copy.spinful_of(str(hsx)) is False and hsx_spin(hsx) == 1
+    with pytest.raises(InputError, match="truncated"):
+        copy.read(str(hsx))
+    head = bytearray(data[:starts[3]])
+    head[starts[2] + 4 + 8:starts[2] + 4 + 12] = struct.pack("<i", 4)
+    hsx.write_bytes(bytes(head))
+    assert copy.spinful_of(str(hsx)) is True
+    head[starts[0] + 4:starts[0] + 8] = struct.pack("<i", 7)  # unknown version
+    hsx.write_bytes(bytes(head))
+    assert copy.spinful_of(str(hsx)) is None
+    hsx.write_bytes(b"")
+    assert copy.spinful_of(str(hsx)) is None
+
+
+def test_edges_option(raw, si):
+    """'hamiltonian' (default) keeps the whole HSX pattern, as today and as DeepH-dock; 'overlap' keeps the
+    pairs with a non-zero overlap element, their blocks unchanged."""
+    import dataclasses
+
+    (f,) = [f for f in dataclasses.fields(SiestaSource.Options) if f.name == "edges"]
+    assert f.default == "hamiltonian" and f.metadata["choices"] == ("overlap", "hamiltonian") and f.metadata["help"]
+    src = SiestaSource(raw, edges="overlap")
+    (ov,) = src.read(src.items()[0])
+    (full,) = SiestaSource(raw).read(src.items()[0])
+    np.testing.assert_array_equal(full.H, si.H)
+    zero_s = {k for k, e in si.edge_index().items() if not si.block(e, "S").any()}
+    assert si.nedges == 294 and len(zero_s) == 120 and ov.nedges == 294 - 120
+    a = ov.edge_index()
+    assert set(a) == set(si.edge_index()) - zero_s
+    for key, e in a.items():
+        np.testing.assert_array_equal(ov.block(e, "H"), si.block(si.edge_index()[key], "H"))
+        np.testing.assert_array_equal(ov.block(e, "S"), si.block(si.edge_index()[key], "S"))
+    ov.validate()
+    with pytest.raises(InputError, match="edges must be 'overlap' or 'hamiltonian', got 'all'"):
+        SiestaSource(raw, edges="all")
