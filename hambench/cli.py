@@ -231,10 +231,14 @@ def prepare(ctx, source, input_path, output, **options):
       hambench prepare --source pyscf/qm9 --limit 20 --max-atoms 9 -o qm9.zarr --workers 2
     """
     from .pipelines import prepare as run_prepare
+    from .pipelines.registry import check_options
 
     if output is None:
         raise click.UsageError("missing option -o/--output")
     options = {k: v for k, v in options.items() if v is not None and v is not False}
+    table = source_option_table()
+    flags = {k: row["flag"] for k, row in table.items()} | {k: "--" + k for k in _DRIVER_FIELDS}
+    check_options(source, {k: v for k, v in options.items() if k in flags}, flags=flags)  # refused as typed
     summary = run_prepare(source, input_path, output, quiet=ctx.obj["quiet"], **options)
     click.echo(summary)
 

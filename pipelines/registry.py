@@ -76,21 +76,31 @@ def _accepts(t: str, v) -> bool:
     raise TypeError(f"option type {t!r} is not one check_options knows")
 
 
-def check_options(name: str, options: dict) -> None:
-    """Refuse (InputError, one line) an option source ``name`` does not have, or a value of the wrong type."""
-    make = source_class(name)
-    if "Options" not in vars(make):  # not yet moved onto the typed contract: the source checks its own options
-        return
+def check_options(name: str, options: dict, flags: dict[str, str] | None = None) -> None:
+    """Refuse (InputError, one line) an option source ``name`` does not have, a value of the wrong type, or a value
+    outside the field's ``metadata["choices"]``. ``flags`` (field → CLI flag, e.g. ``{"version":
+    "--dataset-version"}``) names options as the user typed them."""
     fields = {f.name: f for f in option_fields(name)}
+
+    def label(k: str, quote: bool = True) -> str:
+        if flags is not None:
+            return flags.get(k, "--" + k.replace("_", "-"))
+        return repr(k) if quote else k
+
     for k, v in options.items():
         f = fields.get(k)
         if f is None:
-            raise InputError(None, f"source {name} has no option {k!r}; its options: {', '.join(sorted(fields))}")
+            known = ", ".join(sorted(label(x) for x in fields))
+            raise InputError(None, f"source {name} has no option {label(k)}; its options: {known}")
         types = _types_of(f)
         if not any(_accepts(t, v) for t in types):
             want = " or ".join(t for t in types)
-            raise InputError(None, f"source {name}: option {k} must be {want}, got {v!r} "
+            raise InputError(None, f"source {name}: option {label(k, quote=False)} must be {want}, got {v!r} "
                                    f"({type(v).__name__})")
+        choices = f.metadata.get("choices")
+        if choices and v is not None and v not in choices:
+            want = " or ".join(repr(c) for c in choices)
+            raise InputError(None, f"source {name}: option {label(k, quote=False)} must be {want}, got {v!r}")
 
 
 def get_source(name: str, input_path=None, **options):

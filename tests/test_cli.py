@@ -191,3 +191,72 @@ def test_dft_sources_advance_the_bar_per_item():
 
     assert _ranges(20, 1, 1) == [[k, k + 1] for k in range(20)]
     assert _ranges(200, 1) == [[a, min(200, a + 50)] for a in range(0, 200, 50)] and MAX_RANGE_ITEMS >= 50
+
+
+# --- prepare's source flags, generated from the sources' Options --------------------------------------------
+#: every source flag prepare had before the flags were generated (they must keep working)
+FLAGS_BEFORE = ["--edges", "--limit", "--ids", "--max-atoms", "--max-heavy", "--sample", "--dataset-version",
+                "--max-cycle", "--threads", "--xc", "--basis", "--grid-level", "--conv-tol", "--density-fit",
+                "--raw-dir", "--system", "--structures", "--count", "--supercell", "--displacement", "--temperature",
+                "--kmesh", "--ke-cutoff", "--vacuum", "--smearing", "--fft-mesh", "--alias-tol", "--deeph-dir"]
+
+
+def test_prepare_flags_are_the_union_of_the_sources_options():
+    from hambench.cli import _DRIVER_FIELDS, prepare, source_option_table
+    from hambench.pipelines.registry import SOURCES, option_fields
+
+    ctx = prepare.make_context("prepare", ["-o", "x.zarr", "-s", "x"], resilient_parsing=True)
+    by_name = {p.name: p for p in prepare.get_params(ctx)}
+    want = {f.name for n in SOURCES for f in option_fields(n)} - set(_DRIVER_FIELDS)
+    table = source_option_table()
+    assert set(table) == want and want <= set(by_name)
+    flags = {o for p in by_name.values() for o in p.opts}
+    assert set(FLAGS_BEFORE) <= flags and by_name["version"].opts == ["--dataset-version"]
+    for n in SOURCES:  # each flag's help names every source that takes it (a family as FAMILY/*)
+        for f in option_fields(n):
+            if f.name not in _DRIVER_FIELDS:
+                assert n in table[f.name]["sources"]
+                assert n in by_name[f.name].help or f"{n.split('/')[0]}/*" in by_name[f.name].help
+    for name, p in by_name.items():
+        if name in table:
+            assert p.help.startswith("[") and "(no help yet)" not in p.help, (name, p.help)
+            assert p.is_flag == (table[name]["type"] == "bool")
+
+
+def test_help_of_other_commands_imports_no_source_module():
+    code = ("import sys; from click.testing import CliRunner; from hambench.cli import main; "
+            "r = CliRunner().invoke(main, ['train', '--help']); assert r.exit_code == 0; "
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0; "
+            "print(sorted(m for m in sys.modules if m.startswith('hambench.pipelines.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--kmesh", "2x2x1"], "--kmesh"),
+    (["--dataset-version", "100k"], "--dataset-version"),
+    (["--density-fit"], "--density-fit"),
+], ids=["crystal-flag", "qh9-alias", "bool-flag"])
+def test_option_the_source_lacks_is_one_line_exit_1(args, flag, tmp_path):
+    from hambench.testing import one_line_error
+
+    r = CliRunner().invoke(main, ["prepare", "--source", "synthetic/random", *args, "-o", str(tmp_path / "x.zarr")])
+    line = one_line_error(r, 1)
+    assert f"source synthetic/random has no option {flag}; its options: --count" in line and r.output.count("\n") == 1
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_generated_flags_reach_the_source(tmp_path):
+    """--natoms / --spinful (synthetic's own fields, no hand-written flag) arrive typed; False flags are dropped."""
+    out = tmp_path / "n.zarr"
+    r = run("-q", "prepare", "--source", "synthetic/random", "--count", "2", "--natoms", "3", "--spinful",
+            "--edge-cutoff", "3.5", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    from hambench.store import open_store
+
+    st = open_store(out)
+    assert st[0].natoms == 3 and st[0].spinful
+    assert st.attrs["source"]["options"] == {"count": "2", "edge_cutoff": "3.5", "natoms": "3", "spinful": "True"}
+    r = CliRunner().invoke(main, ["prepare", "--source", "qh9/stable", "--dataset-version", "200k", "-o",
+                                  str(tmp_path / "q.zarr")])
+    assert r.exit_code == 2 and "--dataset-version" in r.output
