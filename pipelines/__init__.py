@@ -5,10 +5,16 @@ conventions; the driver (:mod:`hambench.pipelines.driver`) runs any source over 
 
 The source contract (subclass :class:`Source`):
 
-``Options`` (a dataclass, subclass of :class:`Source.Options`)
-    The source's options with their types and defaults. :func:`get_source` refuses an unknown or mistyped
-    option in one line (:class:`hambench.errors.InputError`) before the source is built; ``seed`` and ``cutoff``
-    (the driver's) are every source's. The CLI's source flags are generated from these fields.
+``Options`` (a frozen dataclass, subclass of :class:`Source.Options`, declared by the source itself)
+    The source's options with their types (``int``, ``float``, ``str``, ``Path`` or ``bool``, each optionally
+    ``| None``) and defaults, the one place each default lives. :func:`get_source` refuses an unknown or mistyped
+    option, or a value outside a field's ``choices``, in one line (:class:`hambench.errors.InputError`) before the
+    source is built; ``seed`` and ``cutoff`` (the driver's) are every source's. ``hambench prepare``'s source flags
+    are generated from these fields (``--field-name``, a bool is a flag); a field's ``metadata`` gives its CLI
+    ``help`` and optionally ``choices`` (fixed values), ``min`` (numbers) and ``flag`` (another flag name, e.g.
+    ``--dataset-version`` for qh9's ``version``)::
+
+        count: int = dataclasses.field(default=8, metadata={"help": "number of structures.", "min": 1})
 ``__init__(self, input_path, **options)``
     Check the input exists and option values make sense; raise :class:`hambench.errors.InputError` (naming the
     file and the problem) otherwise. ``self.opts`` is the filled-in ``Options``.
