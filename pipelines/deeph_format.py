@@ -25,19 +25,19 @@ counts, an unknown element, a dataset name that is not a pair key — raises
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from ..conventions import atom_permutation, n_orbitals, symbol_to_z, z_to_symbol
+from ..atomic import partial_path, replace_dir
+from ..conventions import atom_permutation, symbol_to_z, z_to_symbol
 from ..errors import InputError
 from ..metrics import bloch_matrices  # noqa: F401  (re-exported)
-from ..structure import Structure, file_sha256
+from ..structure import Structure, file_sha256, layout_of
 from .h5fast import read_datasets
 
 __all__ = [
@@ -102,15 +102,24 @@ def _sorted_edges(src, dst, shift):
     return np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], dst, src))
 
 
-def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, where, spinful: bool, label):
+def _edge_blocks(species, Z, src, dst, spinful: bool, where):
+    """``(n_i, n_j, ptr)`` of the edges' blocks from the :class:`~hambench.layout.BasisLayout` of ``species``."""
+    try:
+        layout = layout_of(species, spinful)
+        zi, zj = np.asarray(Z, np.int64)[src], np.asarray(Z, np.int64)[dst]
+        ni, nj = layout.block_sizes(zi, zj)
+        return ni, nj, layout.block_ptr(zi, zj)
+    except ValueError as e:  # an element without shells
+        raise InputError(where, str(e)) from None
+
+
+def _assemble(blocks: list[np.ndarray], Z, species, src, dst, code: str, where, spinful: bool, label):
     """Flat array of blocks converted to hambench order; blocks are checked against the orbital counts and for
     NaN/Inf (``label(e)`` names edge ``e`` in messages, as the file names it).
 
     Edges are grouped by element pair: each group is stacked once and reordered with one fancy index.
     """
-    norb = np.array([n_orbitals(s, spinful) for s in shells_of_atom], dtype=np.int64)
-    ni, nj = norb[src], norb[dst]
-    ptr = np.concatenate([[0], np.cumsum(ni * nj)])
+    ni, nj, ptr = _edge_blocks(species, Z, src, dst, spinful, where)
     dtype = np.complex128 if spinful else np.float64
     out = np.empty(int(ptr[-1]), dtype=dtype)
     for e, b in enumerate(blocks):
@@ -124,9 +133,8 @@ def _assemble(blocks: list[np.ndarray], Z, shells_of_atom, src, dst, code: str, 
         edges = np.flatnonzero((Za == za) & (Zb == zb))
         stack = np.stack([blocks[e] for e in edges])
         if code != "hambench":
-            i0, j0 = int(src[edges[0]]), int(dst[edges[0]])
-            pi, si = atom_permutation(code, shells_of_atom[i0])
-            pj, sj = atom_permutation(code, shells_of_atom[j0])
+            pi, si = atom_permutation(code, species[za])
+            pj, sj = atom_permutation(code, species[zb])
             if spinful:
                 pi, si = np.concatenate([pi, pi + len(pi)]), np.concatenate([si, si])
                 pj, sj = np.concatenate([pj, pj + len(pj)]), np.concatenate([sj, sj])
@@ -222,8 +230,8 @@ def read_legacy_folder(folder) -> Structure:
         r = shift[e]
         return f"'[{r[0]}, {r[1]}, {r[2]}, {src[e] + 1}, {dst[e] + 1}]'"
 
-    H = _assemble(data["H"][0], Z, shells, src, dst, "deeph-legacy", data["H"][1], spinful, label)
-    S = _assemble(data["S"][0], Z, shells, src, dst, "deeph-legacy", data["S"][1], False, label)
+    H = _assemble(data["H"][0], Z, species, src, dst, "deeph-legacy", data["H"][1], spinful, label)
+    S = _assemble(data["S"][0], Z, species, src, dst, "deeph-legacy", data["S"][1], False, label)
     files = [folder / f for f in ("element.dat", "lat.dat", "site_positions.dat", "orbital_types.dat",
                                   "info.json", "hamiltonians.h5", "overlaps.h5") if (folder / f).exists()]
     return Structure(
@@ -235,11 +243,10 @@ def read_legacy_folder(folder) -> Structure:
 
 
 # --- DeepH-dock ------------------------------------------------------------------------------------------
-def _gather_dock(order, bounds, shapes, entries, shells_of_atom, src, dst, spinful: bool, where, label):
+def _gather_dock(order, bounds, shapes, entries, species, Z, src, dst, spinful: bool, where, label):
     """The flat block array of a DeepH-dock file with its pairs taken in ``order`` (already hambench order):
     one vectorised gather, after checking every chunk shape against the orbital counts."""
-    norb = np.array([n_orbitals(sh, spinful) for sh in shells_of_atom], dtype=np.int64)
-    ni, nj = norb[src], norb[dst]
+    ni, nj, ptr = _edge_blocks(species, Z, src, dst, spinful, where)
     sh = shapes[order]
     bad = np.flatnonzero((sh[:, 0] != ni) | (sh[:, 1] != nj))
     if len(bad):
@@ -249,7 +256,6 @@ def _gather_dock(order, bounds, shapes, entries, shells_of_atom, src, dst, spinf
     if np.iscomplexobj(entries) and not spinful:
         raise InputError(where, "entries are complex but the structure is not spinful (info.json)")
     sizes = ni * nj
-    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     dtype = np.complex128 if spinful else np.float64
     if np.array_equal(bounds[order], ptr[:-1]):  # pairs already in (i, j, R) order: the entries as they are
         out = np.array(entries[: ptr[-1]], dtype=dtype)
@@ -343,7 +349,7 @@ def read_new_folder(folder) -> Structure:
     flat = {}
     for name, order in (("H", oH), ("S", oS)):
         pairs, bounds, shapes, entries, path = arrays[name]
-        flat[name] = _gather_dock(order, bounds, shapes, entries, shells, src, dst, spinful and name == "H", path,
+        flat[name] = _gather_dock(order, bounds, shapes, entries, species, Z, src, dst, spinful and name == "H", path,
                                   label)
     files = [folder / f for f in ("POSCAR", "info.json", "hamiltonian.h5", "overlap.h5")]
     return Structure(
@@ -355,25 +361,21 @@ def read_new_folder(folder) -> Structure:
 
 
 # --- writers ---------------------------------------------------------------------------------------------
-class _AtomicFolder:
-    """Write into ``folder.partial-<uuid>`` and rename to ``folder`` on success."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.tmp = self.folder.with_name(f"{self.folder.name}.partial-{uuid.uuid4().hex[:8]}")
-
-    def __enter__(self) -> Path:
-        if self.folder.exists():
-            raise InputError(self.folder, "exists already")
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            os.replace(self.tmp, self.folder)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        return False
+@contextlib.contextmanager
+def _atomic_folder(folder):
+    """Yield a staging folder beside ``folder`` (:func:`hambench.atomic.partial_path`); on success it becomes
+    ``folder`` (:func:`hambench.atomic.replace_dir`), on an exception it is removed. ``folder`` must not exist."""
+    folder = Path(folder)
+    if folder.exists():
+        raise InputError(folder, "exists already")
+    tmp = partial_path(folder)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, folder)
 
 
 def _blocks_in(s: Structure, which: str, code: str) -> list[np.ndarray]:
@@ -422,13 +424,13 @@ def write_legacy_folder(s: Structure, folder) -> Path:
     site_positions.dat (columns are atoms), orbital_types.dat, R_list.dat (the R of the pairs, sorted),
     info.json (nsites, isorthogonal, isspinful, fermi_level — 0.0 when unknown), hamiltonians.h5 and overlaps.h5:
     one float64 (complex128 (2n_i, 2n_j) spin-outer when spinful) dataset per edge, named "[Rx, Ry, Rz, i, j]"
-    with 1-based atoms, blocks in OpenMX order. Written to ``folder.partial-<uuid>`` and renamed when complete;
-    ``folder`` must not exist. A molecule gets a pseudo-cell (:func:`_export_cell`).
+    with 1-based atoms, blocks in OpenMX order. Written to a hidden staging folder beside it and swapped in when
+    complete (:func:`hambench.atomic.replace_dir`); ``folder`` must not exist. A molecule gets a pseudo-cell (:func:`_export_cell`).
     """
     import h5py
 
     cell = _export_cell(s)
-    with _AtomicFolder(folder) as tmp:
+    with _atomic_folder(folder) as tmp:
         np.savetxt(tmp / "element.dat", s.Z.astype(int), fmt="%d")
         np.savetxt(tmp / "lat.dat", cell.T)
         np.savetxt(tmp / "rlat.dat", 2 * np.pi * np.linalg.inv(cell.T).T)
@@ -464,12 +466,12 @@ def write_new_folder(s: Structure, folder) -> Path:
     overlap stays real (n_i, n_j)) in hambench order. Pairs are in the structure's edge order. Atoms keep the
     structure's order: the POSCAR lists consecutive runs of one element (``O H O`` / ``1 1 1`` when atoms of one
     element are not adjacent), so atom indices mean the same in the folder as in the store. A molecule gets a
-    pseudo-cell (:func:`_export_cell`). Written to ``folder.partial-<uuid>`` and renamed when complete.
+    pseudo-cell (:func:`_export_cell`). Written to a hidden staging folder beside it and swapped in when complete.
     """
     import h5py
 
     cell = _export_cell(s)
-    with _AtomicFolder(folder) as tmp:
+    with _atomic_folder(folder) as tmp:
         runs = []
         for z in s.Z:
             if runs and runs[-1][0] == int(z):
@@ -482,7 +484,7 @@ def write_new_folder(s: Structure, folder) -> Path:
         (tmp / "POSCAR").write_text("\n".join(lines) + "\n")
         info = {
             "atoms_quantity": s.natoms,
-            "orbits_quantity": int(sum(n_orbitals(s.species[int(z)]) for z in s.Z)),
+            "orbits_quantity": int(s.layout.norb(s.Z, spinful=False).sum()) if s.natoms else 0,
             "orthogonal_basis": False,
             "spinful": bool(s.spinful),
             "fermi_energy_eV": float(s.fermi_level) if np.isfinite(s.fermi_level) else 0.0,

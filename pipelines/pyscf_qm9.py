@@ -35,7 +35,8 @@ from ..attrs import StoreAttrs
 from ..errors import ExcludedItem, InputError
 from ..pyscf_mol import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
 from ..pyscf_mol import protocol_key as _protocol_key
-from ..structure import Structure, file_sha256
+from ..metrics import orbital_offsets
+from ..structure import Structure, file_sha256, layout_of
 from . import Source
 
 __all__ = [
@@ -209,24 +210,30 @@ def molecule_structure(sid: str, Z, pos_ang, fock_ha, overlap, shells, energy_ha
     """
     Z = np.asarray(Z, dtype=np.int64)
     n = len(Z)
-    sizes = [sum(2 * l + 1 for l in sh) for sh in shells]
-    nao = int(sum(sizes))
+    species: dict[int, list[int]] = {}
+    for z, sh in zip(Z, shells):
+        if int(z) in species and species[int(z)] != list(sh):
+            raise InputError(sid, f"atoms of element {int(z)} have different basis shells")
+        species[int(z)] = list(sh)
+    try:
+        off = orbital_offsets(Z, layout_of(species)) if n else np.zeros(1, np.int64)
+    except ValueError as e:  # an element without shells
+        raise InputError(sid, str(e)) from None
+    nao = int(off[-1])
     fock_ha = np.asarray(fock_ha, dtype=np.float64)
     if fock_ha.shape != (nao, nao) or (overlap is not None and np.shape(overlap) != (nao, nao)):
         raise InputError(sid, f"matrices have shape {fock_ha.shape}, the basis of the atoms has {nao} AOs")
     # one global permutation: new[a, b] = s_a s_b old[p_a, p_b] (same as conventions.to_hambench per block)
-    perm, sign, start = [], [], 0
-    for sh, k in zip(shells, sizes):
+    perm, sign = [], []
+    for sh, start in zip(shells, off[:-1]):
         p, s = atom_permutation(code, sh)
         perm.append(p + start)
         sign.append(s)
-        start += k
     perm = np.concatenate(perm)
     sign = np.concatenate(sign)
     ss = sign[:, None] * sign[None, :]
     H = fock_ha[np.ix_(perm, perm)] * ss * HARTREE_EV
     S = None if overlap is None else np.asarray(overlap, dtype=np.float64)[np.ix_(perm, perm)] * ss
-    off = np.concatenate([[0], np.cumsum(sizes)])
     src, dst = np.divmod(np.arange(n * n), n)
     hb, sb = [], []
     for i, j in zip(src, dst):
@@ -234,11 +241,6 @@ def molecule_structure(sid: str, Z, pos_ang, fock_ha, overlap, shells, energy_ha
         hb.append(H[ri, rj].ravel())
         if S is not None:
             sb.append(S[ri, rj].ravel())
-    species: dict[int, list[int]] = {}
-    for z, sh in zip(Z, shells):
-        if int(z) in species and species[int(z)] != list(sh):
-            raise InputError(sid, f"atoms of element {int(z)} have different basis shells")
-        species[int(z)] = list(sh)
     return Structure(
         id=sid,
         Z=Z,
@@ -274,6 +276,11 @@ def _nao_per_element(basis: str, symbol: str) -> int:
 
 
 # --- sources ---------------------------------------------------------------------------------------------
+def _opt(text: str, default=None):
+    """An Options field with its one-line CLI help."""
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 class QM9Source(Source):
     """QM9 molecules labelled with PySCF on this machine (QH9 protocol: RKS B3LYP5/def2-SVP, grid 3)."""
 
@@ -282,19 +289,19 @@ class QM9Source(Source):
 
     @dataclasses.dataclass(frozen=True)
     class Options(Source.Options):
-        limit: int | None = None  #: at most this many molecules
-        ids: str | None = None  #: comma-separated QM9 indices
-        max_atoms: int | None = None  #: only molecules with at most this many atoms
-        max_heavy: int | None = None  #: only molecules with at most this many heavy atoms
-        sample: bool = False  #: draw --limit molecules at random (with seed)
-        max_cycle: int | None = None  #: maximum SCF cycles (default 50)
-        threads: int | None = None  #: PySCF threads per worker (default 1)
-        xc: str | None = None  #: functional (default b3lyp5)
-        basis: str | None = None  #: basis set (default def2-svp)
-        grid_level: int | None = None  #: DFT grid level (default 3)
-        conv_tol: float | None = None  #: SCF convergence threshold, Hartree (default 1e-9)
-        density_fit: bool = False  #: density fitting
-        raw_dir: Path | None = None  #: cache of raw DFT results (resumable)
+        limit: int | None = _opt("at most this many molecules")
+        ids: str | None = _opt("comma-separated QM9 indices, e.g. 1,2,3")
+        max_atoms: int | None = _opt("only molecules with at most this many atoms")
+        max_heavy: int | None = _opt("only molecules with at most this many heavy atoms")
+        sample: bool = _opt("draw --limit molecules at random (with --seed) instead of the first in QM9 order", False)
+        max_cycle: int | None = _opt("maximum SCF cycles (default 50); unconverged molecules are excluded")
+        threads: int | None = _opt("PySCF threads per worker (default 1)")
+        xc: str | None = _opt("exchange-correlation functional (default b3lyp5)")
+        basis: str | None = _opt("basis set (default def2-svp)")
+        grid_level: int | None = _opt("DFT integration grid level, 0..9 (default 3)")
+        conv_tol: float | None = _opt("SCF convergence threshold in Hartree (default 1e-9)")
+        density_fit: bool = _opt("density fitting", False)
+        raw_dir: Path | None = _opt("cache of raw DFT results, one .npz per molecule (resumable)")
 
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
@@ -435,7 +442,7 @@ class PySCFOutputsSource(Source):
 
     @dataclasses.dataclass(frozen=True)
     class Options(Source.Options):
-        raw_dir: Path | None = None  #: unused (the driver passes it to every pyscf/ source)
+        raw_dir: Path | None = _opt("unused here (the driver passes it to every pyscf/ source)")
 
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
