@@ -96,12 +96,11 @@ _FLAG_NAMES = {"version": "--dataset-version"}
 def source_option_help(source: str, field) -> dict:
     """CLI help of one ``Options`` field of ``source``: ``{"help", "choices", "min", "flag"}`` (those it has).
 
-    From the field's ``metadata`` where it gives a ``help``, else from :data:`_FALLBACK_HELP` (``{}`` if neither).
+    Each key from the field's ``metadata`` where it gives one, else from :data:`_FALLBACK_HELP` (``{}`` if neither):
+    a source's own metadata wins, the table fills what it leaves out (e.g. a ``min`` the CLI range-checks).
     """
-    meta = dict(field.metadata or {})
-    if meta.get("help"):
-        return meta
-    return dict(_FALLBACK_HELP.get(f"{source}:{field.name}") or _FALLBACK_HELP.get(field.name) or {})
+    fallback = _FALLBACK_HELP.get(f"{source}:{field.name}") or _FALLBACK_HELP.get(field.name) or {}
+    return {**fallback, **{k: v for k, v in (field.metadata or {}).items() if v is not None and v != ""}}
 
 
 def _field_type(source: str, field) -> str:
