@@ -1,10 +1,13 @@
 """Stores shared by the training/predict tests, built once per pytest session (cached in the session's
-temporary folder): the embedded demo molecules (real PySCF labels, no DFT run) and the real MoTe2 crystal."""
+temporary folder, each written under a staging name and renamed whole by :func:`hambench.atomic.atomic_path`): the
+embedded demo molecules (real PySCF labels, no DFT run) and the real MoTe2 crystal."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+from hambench.atomic import atomic_path
 
 
 def _base(tmp_path_factory) -> Path:
@@ -20,10 +23,8 @@ def demo_store(tmp_path_factory) -> Path:
 
     out = _base(tmp_path_factory) / "demo.zarr"
     if not out.exists():
-        tmp = out.with_name("demo.tmp.zarr")
-        shutil.rmtree(tmp, ignore_errors=True)
-        prepare("pyscf/qm9", None, tmp, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
-        tmp.rename(out)
+        with atomic_path(out) as tmp:
+            prepare("pyscf/qm9", None, tmp, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
     return out
 
 
@@ -35,10 +36,8 @@ def mote2_store(tmp_path_factory) -> Path:
     src = require_realdata("deeph_new_MoTe2")
     out = _base(tmp_path_factory) / "mote2.zarr"
     if not out.exists():
-        tmp = out.with_name("mote2.tmp.zarr")
-        shutil.rmtree(tmp, ignore_errors=True)
-        prepare("deeph/folder", src, tmp, quiet=True)
-        tmp.rename(out)
+        with atomic_path(out) as tmp:
+            prepare("deeph/folder", src, tmp, quiet=True)
     return out
 
 
