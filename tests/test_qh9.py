@@ -204,3 +204,20 @@ def test_bad_databases_are_clear_errors(tmp_path):
     src = get_source("qh9/stable", db2)
     with pytest.raises(InputError, match=r"Z=\[14\] outside QH9's H, C, N, O, F"):
         src.read(src.items()[0])
+
+
+def test_typed_options_limit_rows_per_item_and_refusals(tmp_path):
+    """qh9's Options: limit keeps the first rows (splits stay those of the whole file), rows_per_item sizes the
+    work items; a mistyped, out-of-range or foreign option is one InputError line."""
+    db = tmp_path / "QH9Stable.db"
+    write_stable_db(db, demo_molecules(3))
+    src = get_source("qh9/stable", db, limit=2, rows_per_item=1)
+    assert [it[1] for it in src.items()] == [0, 1] and src.opts.limit == 2
+    assert src.attrs().splits == ("qh9-stable-id", "qh9-stable-ood")
+    for bad, msg in [({"limit": "2"}, "option limit must be int or None"),
+                     ({"rows_per_item": 0}, "rows_per_item must be >= 1"),
+                     ({"version": "200k"}, "option version must be '100k' or '300k'"),
+                     ({"kmesh": "2x2x1"}, "source qh9/stable has no option 'kmesh'")]:
+        with pytest.raises(InputError, match=msg) as e:
+            get_source("qh9/stable", db, **bad)
+        assert "\n" not in str(e.value)
