@@ -1,14 +1,19 @@
-"""Runs any prepare source into a store: Dask over item ranges, resumable parts, shard-aligned assembly.
+"""Runs any prepare source into a store: ranges of items on the range runner, resumable parts, shard jobs.
 
 Flow::
 
     items = source.items()                       # deterministic list of work items
-    ranges of items  ──range runner──▶  NAME.zarr.partial/parts/NNNNN.pkl (+ .json marks it done)
-    parts, in order  ──StoreWriter──▶ NAME.zarr.partial/store.zarr ──rename──▶ NAME.zarr
+    spin check (source.spinful_of, headers only) # mixed spinless/spinful inputs refused before any work
+    ranges of items  ──range runner──▶  NAME.zarr.partial/parts/NNNNN.{bin,pkl} (+ .json marks it done)
+    every shard of every array  ──range runner──▶  NAME.zarr.partial/store.zarr  ──rename──▶  NAME.zarr
 
-A killed run leaves finished parts behind; the same command resumes from them. Assembly reads one part at a
-time (memory bounded by the largest range) and writes each shard once, so the store's bytes do not depend on
-the number of workers, on the ranges, or on interruptions.
+A range reads, validates (one compiled pass per array: finiteness and Hermitian pairing), traces and augments
+its items and writes one part (:mod:`.parts`: raw bytes + a small header). A killed run leaves finished parts
+behind; the same command resumes from them. The store is then written shard by shard: each shard is one job
+that reads just its rows from the parts and writes the shard file itself (the bytes zarr writes), so with
+``--workers N`` the writing is parallel too, and memory is one range or one shard per worker whatever the
+number of structures. The store's bytes do not depend on the number of workers, on the ranges, or on
+interruptions.
 """
 
 from __future__ import annotations
@@ -232,6 +237,7 @@ def run(
     items = src.items()
     if not items:
         raise InputError(input_path, f"no input for source {source} found here")
+    _check_spin(src, items, input_path)
     _say_expected_time(src, source, items, workers if scheduler is None else None)
     partial = output.with_name(output.name + ".partial")
     parts_dir = partial / "parts"
@@ -280,6 +286,27 @@ def run(
     if options.get("raw_dir") is not None and Path(options["raw_dir"]).is_dir():
         summary += f"; raw DFT results cached in {options['raw_dir']} (reruns reuse them; delete it to recompute)"
     return summary + f" in {dt:.1f} s"
+
+
+def _check_spin(src, items, input_path) -> None:
+    """Refuse, before any worker starts, inputs that mix spinless and spinful runs (one line naming one of each).
+
+    Sources that can tell cheaply (``spinful_of(item)``: a header or an info.json, not the data) are checked
+    here; the others (and items that say None) are checked as their structures are read.
+    """
+    spinful_of = getattr(src, "spinful_of", None)
+    if spinful_of is None:
+        return
+    first: dict[bool, object] = {}
+    for item in items:
+        sp = spinful_of(item)
+        if sp is None or sp in first:
+            continue
+        first[bool(sp)] = item
+        if len(first) == 2:
+            raise InputError(input_path, f"mixes spinful and spinless runs ({first[True]} is spinful, "
+                                         f"{first[False]} spinless); one data set holds one kind: prepare them "
+                                         "into two stores")
 
 
 def _fmt_duration(seconds: float) -> str:

@@ -277,3 +277,32 @@ def test_bad_file_with_two_workers_is_one_line(tmp_path):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("hambench: error:") and "hamiltonians.h5" in lines[0], r.stderr
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+@pytest.mark.realdata
+def test_mixed_spin_is_refused_before_any_worker_starts(tmp_path, monkeypatch):
+    """Spinless graphene and SOC bismuthene (real OpenMX runs) in one input: refused from the runs' headers before
+    any range is read (process_range never runs), in one line naming one run of each kind; with --workers 2 from
+    the CLI too, and nothing is left behind."""
+    import hambench.pipelines.driver as d
+    from hambench.testing import require_realdata
+
+    data = tmp_path / "runs"
+    data.mkdir()
+    (data / "a_graphene").symlink_to(require_realdata("openmx_graphene_scfout"))
+    (data / "b_bismuthene").symlink_to(require_realdata("openmx_bismuthene_soc_scfout"))
+    out = tmp_path / "mixed.zarr"
+
+    def never(*a, **k):
+        raise AssertionError("a range was read before the spin check")
+
+    monkeypatch.setattr(d, "process_range", never)
+    with pytest.raises(InputError, match=r"mixes spinful and spinless runs \(.*b_bismuthene is spinful, "
+                                         r".*a_graphene spinless\)"):
+        prepare("openmx/scfout", data, out, quiet=True)
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    r = subprocess.run([sys.executable, "-m", "hambench", "-q", "prepare", "-s", "openmx/scfout", "-i", str(data),
+                        "-o", str(out), "--workers", "2"], capture_output=True, text=True, timeout=300)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "mixes spinful and spinless runs" in lines[0], r.stderr
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
