@@ -12,6 +12,8 @@ same table as ``to_hambench``); orbital counts and block offsets come from the c
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .. import conventions as cv
@@ -19,10 +21,16 @@ from ..structure import layout_of
 
 from ..errors import InputError
 
-__all__ = ["EDGE_CHOICES", "check_edges", "OrbitalMap", "orbital_map", "edge_keys", "select_edges", "scatter_blocks"]
+__all__ = ["EDGE_CHOICES", "edges_option", "check_edges", "OrbitalMap", "orbital_map", "edge_keys", "select_edges",
+           "scatter_blocks"]
 
 #: the ``edges`` option of the sparse-matrix sources: pairs with a (non-zero) overlap, or every pair with H elements
 EDGE_CHOICES = ("overlap", "hamiltonian")
+
+
+def edges_option(default: str, text: str):
+    """The ``edges`` field of a source's Options: ``default``, one-line CLI help ``text``, :data:`EDGE_CHOICES`."""
+    return dataclasses.field(default=default, metadata={"help": text, "choices": EDGE_CHOICES})
 
 
 def check_edges(edges: str) -> None:

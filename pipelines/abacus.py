@@ -42,7 +42,7 @@ from .. import conventions as cv
 from ..errors import InputError
 from ..structure import Structure, file_sha256
 from . import find_files
-from ._lcao_sparse import EDGE_CHOICES, check_edges, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from ._lcao_sparse import check_edges, edges_option, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 from .filetree import FileTreeSource
 
 __all__ = ["AbacusSource", "abacus_spin", "parse_csr", "read_csr", "read_stru", "read_abacus_run", "find_abacus_runs"]
@@ -717,13 +717,8 @@ class AbacusSource(FileTreeSource):
 
     @dataclasses.dataclass(frozen=True)
     class Options(FileTreeSource.Options):
-        edges: str = dataclasses.field(default="overlap", metadata={
-            "help": "keep pairs with a stored overlap (DeepH-dock's choice) or every pair with Hamiltonian elements",
-            "choices": EDGE_CHOICES})
-
-    @property
-    def edges(self) -> str:
-        return self.opts.edges
+        edges: str = edges_option("overlap", "keep pairs with a stored overlap (DeepH-dock's choice) or every pair "
+                                             "with Hamiltonian elements")
 
     def find(self, root: Path) -> list[Path]:
         return find_abacus_runs(root)
@@ -736,7 +731,7 @@ class AbacusSource(FileTreeSource):
         return out_dir.name if len(siblings) > 1 else None
 
     def read_run(self, out_dir: Path, struct_id: str):
-        return read_abacus_run(out_dir, struct_id=struct_id, edges=self.edges)
+        return read_abacus_run(out_dir, struct_id=struct_id, edges=self.opts.edges)
 
     def spinful_of(self, item) -> bool | None:
         """nspin 2 or 4 (or lspinorb), from INPUT (the log's nspin line when INPUT has none)."""
@@ -761,7 +756,7 @@ class AbacusSource(FileTreeSource):
                 "pseudopotential": {sp["element"]: sp["pseudo"] for sp in meta["stru"]["species"]},
                 "spin": {1: "off", 2: "collinear (stored as block-diagonal spinor)",
                          4: "non-collinear" + (" + SOC" if soc else "")}[nspin],
-                "edges": self.edges,
+                "edges": self.opts.edges,
             },
             "constants": "CODATA2018",
         }

@@ -6,8 +6,6 @@ Folder formats themselves are read by :mod:`hambench.pipelines.deeph_format`.
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 from dataclasses import dataclass
 from pathlib import Path

@@ -338,10 +338,6 @@ class ScfoutSource(FileTreeSource):
             "help": "collinear spin-polarised runs (SpinP_switch 1): store as a block-diagonal spinor, or reject them",
             "choices": ("spinor", "reject")})
 
-    @property
-    def collinear(self) -> str:
-        return self.opts.collinear
-
     def find(self, root: Path) -> list[Path]:
         if root.is_file():
             return [root]
@@ -358,7 +354,7 @@ class ScfoutSource(FileTreeSource):
         return item.stem if item.is_file() else super()._root_id(item)
 
     def read_run(self, path: Path, struct_id: str):
-        return scfout_to_structure(self._scfout_of(path), struct_id=struct_id, collinear=self.collinear)
+        return scfout_to_structure(self._scfout_of(path), struct_id=struct_id, collinear=self.opts.collinear)
 
     def spinful_of(self, item) -> bool | None:
         """SpinP_switch 1 or 3, from the first 8 bytes of the ``.scfout``."""

@@ -56,7 +56,7 @@ from .. import conventions as cv
 from ..errors import InputError
 from ..structure import Structure, file_sha256
 from . import find_files
-from ._lcao_sparse import EDGE_CHOICES, check_edges, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from ._lcao_sparse import check_edges, edges_option, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 from .filetree import FileTreeSource
 
 __all__ = ["SiestaSource", "hsx_spin", "read_hsx", "hsx_to_structure", "find_hsx_files"]
@@ -452,14 +452,8 @@ class SiestaSource(FileTreeSource):
 
     @dataclasses.dataclass(frozen=True)
     class Options(FileTreeSource.Options):
-        edges: str = dataclasses.field(default="hamiltonian", metadata={
-            "help": "keep every pair of the HSX sparsity pattern (default; DeepH-dock's conversion keeps them) or "
-                    "only pairs with a non-zero overlap",
-            "choices": EDGE_CHOICES})
-
-    @property
-    def edges(self) -> str:
-        return self.opts.edges
+        edges: str = edges_option("hamiltonian", "keep every pair of the HSX sparsity pattern (DeepH-dock's "
+                                                 "conversion keeps them) or only pairs with a non-zero overlap")
 
     def find(self, root: Path) -> list[Path]:
         return find_hsx_files(root)
@@ -471,7 +465,7 @@ class SiestaSource(FileTreeSource):
         return path.stem if len(list(path.parent.glob("*.HSX"))) > 1 else None
 
     def read_run(self, path: Path, struct_id: str):
-        return hsx_to_structure(path, struct_id=struct_id, edges=self.edges)
+        return hsx_to_structure(path, struct_id=struct_id, edges=self.opts.edges)
 
     def spinful_of(self, item) -> bool | None:
         """nspin > 1, from the HSX's third record."""
