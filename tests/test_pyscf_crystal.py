@@ -195,6 +195,7 @@ def test_structures_file(tmp_path):
         ({"kmesh": "axbxc"}, "not a mesh"),
         ({"displacement": 0.1, "temperature": 300}, "not both"),
         ({"count": 0}, "positive"),
+        ({"vacuum": 0}, "--vacuum: must be positive"),  # once silently replaced by 12 Å
         ({"structures": "/nonexistent/file.xyz", "system": None}, "no such"),
     ],
 )
