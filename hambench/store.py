@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -607,9 +608,25 @@ def contiguous_spans(sorted_idx: np.ndarray, max_gap: int) -> list[tuple[int, in
     return [(int(sorted_idx[s]), int(sorted_idx[e - 1]) + 1) for s, e in zip(starts, ends)]
 
 
-def _resolved(path) -> str:
-    """A source path as stored: absolute and resolved (independent of the working directory of the run)."""
-    return str(Path(path).resolve()) if path not in (None, "") else str(path)
+def _resolved(path, folders: dict | None = None) -> str:
+    """A source path as stored: absolute and resolved (independent of the working directory of the run).
+
+    ``folders``: a cache of resolved folders for many files of few folders (one ``lstat`` per file instead of
+    one per path component); the result is the same as ``os.path.realpath``.
+    """
+    if path in (None, ""):
+        return str(path)
+    p = os.fspath(path)
+    if folders is None or ".." in Path(p).parts:
+        return os.path.realpath(p)
+    p = os.path.abspath(p)
+    if os.path.islink(p):
+        return os.path.realpath(p)
+    head, tail = os.path.split(p)
+    real = folders.get(head)
+    if real is None:
+        real = folders[head] = os.path.realpath(head)
+    return os.path.join(real, tail)
 
 
 def structure_arrays(structs: list[Structure], traces: list | None = None, overlap: bool = True) -> dict:
@@ -620,6 +637,7 @@ def structure_arrays(structs: list[Structure], traces: list | None = None, overl
     """
     cat = np.concatenate
     n_e = sum(s.nedges for s in structs)
+    folders: dict[str, str] = {}
     b = {
         "structures/id": np.array([s.id for s in structs], dtype=object),
         "structures/natoms": np.array([s.natoms for s in structs], np.int32),
@@ -631,7 +649,7 @@ def structure_arrays(structs: list[Structure], traces: list | None = None, overl
         "structures/fermi_level": np.array([s.fermi_level for s in structs], np.float64),
         "structures/parent": np.array([s.parent for s in structs], np.int64),
         "structures/rotation": np.array([s.rotation for s in structs], np.float64).reshape(-1, 3, 3),
-        "structures/sources": np.array([json.dumps([[_resolved(x[0]), *x[1:]] for x in s.sources]) for s in structs],
+        "structures/sources": np.array([json.dumps([[_resolved(x[0], folders), *x[1:]] for x in s.sources]) for s in structs],
                                        dtype=object),
         "atoms/Z": cat([s.Z for s in structs]).astype(np.int16),
         "atoms/pos": cat([s.pos for s in structs]).reshape(-1, 3),

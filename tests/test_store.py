@@ -306,3 +306,21 @@ def test_mixed_spin_is_refused_before_any_worker_starts(tmp_path, monkeypatch):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 1 and len(lines) == 1 and "mixes spinful and spinless runs" in lines[0], r.stderr
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_resolved_with_folder_cache_equals_realpath(tmp_path, monkeypatch):
+    """structure_arrays resolves source paths with a per-folder cache: the same strings as os.path.realpath for
+    plain files, links to files, files under links to folders, relative paths and paths with '..'."""
+    from hambench.store import _resolved
+
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    (real / "sub" / "a.h5").write_bytes(b"x")
+    (tmp_path / "dirlink").symlink_to(real / "sub")
+    (real / "filelink.h5").symlink_to(real / "sub" / "a.h5")
+    monkeypatch.chdir(real)
+    cache: dict = {}
+    paths = [real / "sub" / "a.h5", tmp_path / "dirlink" / "a.h5", real / "filelink.h5", "sub/a.h5",
+             tmp_path / "dirlink" / ".." / "real" / "sub" / "a.h5", "filelink.h5", tmp_path / "dirlink" / "nope.h5"]
+    for p in paths:
+        assert _resolved(p, cache) == os.path.realpath(p) == _resolved(p), p
