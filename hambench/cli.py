@@ -66,27 +66,16 @@ def main(ctx, debug, quiet):
 #: driver fields of every source's Options: they are prepare's own flags, not generated ones
 _DRIVER_FIELDS = ("seed", "cutoff")
 
-#: help (and CLI constraints) of source option fields whose ``Options`` dataclass carries no ``metadata["help"]``;
-#: ``"SOURCE:field"`` keys are per source, ``"field"`` keys for any source. Metadata, where a source has it, wins.
+#: CLI help and constraints for source option fields whose ``Options`` metadata leaves them out, merged key by key
+#: under the field's own metadata (which wins): ``"SOURCE:field"`` keys are per source, ``"field"`` keys for any.
+#: Today every field carries its help; pyscf/qm9's counts lack the ``min`` that makes ``--limit 0`` a usage error.
 _FALLBACK_HELP: dict[str, dict] = {
-    "collinear": {"help": "collinear runs: stored as block-diagonal spinors ('spinor', default) or refused "
-                          "('reject').", "choices": ("spinor", "reject")},
-    "edges": {"help": "keep pairs with a non-zero overlap (DeepH-dock's choice, default) or every pair with stored "
-                      "Hamiltonian elements.", "choices": ("overlap", "hamiltonian")},
-    "limit": {"help": "at most this many molecules.", "min": 1},
-    "ids": {"help": "comma-separated QM9 indices, e.g. 1,2,3."},
-    "max_atoms": {"help": "only molecules with at most this many atoms.", "min": 1},
-    "max_heavy": {"help": "only molecules with at most this many heavy atoms.", "min": 0},
-    "sample": {"help": "draw --limit molecules at random (with --seed) instead of the first ones in QM9 order."},
-    "max_cycle": {"help": "maximum SCF cycles (default 50); unconverged → excluded.", "min": 1},
-    "threads": {"help": "PySCF threads per worker (default 1).", "min": 1},
-    "xc": {"help": "exchange-correlation functional (default b3lyp5)."},
-    "basis": {"help": "basis set (default def2-svp)."},
-    "grid_level": {"help": "DFT integration grid level (default 3).", "min": 0},
-    "conv_tol": {"help": "SCF convergence threshold in Hartree (default 1e-9)."},
-    "density_fit": {"help": "density fitting."},
-    "raw_dir": {"help": "cache of raw DFT results (resumable; default NAME.raw beside the store)."},
-    "pyscf/outputs:raw_dir": {"help": "accepted and unused (the driver gives a raw folder to every pyscf/ source)."},
+    "pyscf/qm9:limit": {"min": 1},
+    "pyscf/qm9:max_atoms": {"min": 1},
+    "pyscf/qm9:max_heavy": {"min": 0},
+    "pyscf/qm9:max_cycle": {"min": 1},
+    "pyscf/qm9:threads": {"min": 1},
+    "pyscf/qm9:grid_level": {"min": 0},
 }
 
 #: source option field → its flag, where the flag is not ``--field-name`` (metadata ``flag`` also sets it)
