@@ -18,10 +18,24 @@ For each, in one process, medians over ``--rounds`` rounds (the order of the tim
   ``dock convert deeph upgrade`` (legacy), ``HamiltonianObj`` load of every folder (dock), ``dock convert
   openmx to-deeph`` (openmx), each with one process (``-p 1``) and, where it has one, two (``-p 2``).
 
+After the timings, one ``prepare ×1`` of each case under cProfile says what each step costs (cumulative seconds
+of: the source's ``read`` with the sha256 of the inputs inside it, ``Structure.validate``, traces, the batch
+concatenation, the part write, the store's metadata and the shard jobs).
+
+Workers on a DFT source (``--pyscf-molecules``): ``prepare --source pyscf/qm9 --max-heavy 3 --limit N`` with 1
+and 2 workers (fresh raw caches: every molecule is a PySCF run, one thread per worker) — the ≥ 30 s job of the
+workers goal — and the byte-identity of the two stores.
+
 Then the memory check: peak RSS of ``prepare --source synthetic/random`` for 10³ and 10⁴ structures (each in its
 own process; ``--rss-counts``).
 
-    python benchmarks/bench_prepare.py [--copies 150] [--openmx-copies 50] [--rounds 3] [--out FILE]
+Virtual machines back guest memory lazily: the first write into a never-touched page costs a host fault, so
+page-cache writes run at ~0.4 GB/s until the guest has touched its memory once, then at ~3 GB/s. Whatever step
+first writes a file would pay it; ``--warm-memory GiB`` touches that much memory once before timing (default:
+70 % of the available memory, at most 18 GiB; 0 = off).
+
+    python benchmarks/bench_prepare.py [--copies 150] [--openmx-copies 50] [--rounds 3] [--pyscf-molecules 12]
+                                       [--out FILE]
 """
 
 from __future__ import annotations
@@ -152,16 +166,100 @@ def dock_inside(exe: str, case: str, root: Path, tmp: Path, procs: int) -> float
     return t
 
 
+# --- step costs ------------------------------------------------------------------------------------------------
+def _steps(src) -> dict:
+    """step → the function whose cumulative profile time it is (the source's own ``read`` for reading)."""
+    from hambench import so3
+    from hambench.pipelines import driver, parts
+    from hambench.store import StoreWriter, structure_arrays
+    from hambench.structure import Structure, file_sha256
+
+    return {
+        "read (source.read)": type(src).read,
+        "  of which sha256 of inputs": file_sha256,
+        "validate (one compiled pass per array)": Structure.validate,
+        "traces": so3.edge_traces,
+        "batch (structure_arrays)": structure_arrays,
+        "part write": parts.write_part,
+        "store metadata (zarr)": StoreWriter.__init__,
+        "shard jobs (read parts, write shards)": parts.write_shard_job,
+        "  ranges (all of the above but metadata, jobs)": driver.process_range,
+    }
+
+
+def step_costs(source: str, root: Path, out: Path) -> tuple[float, dict[str, float]]:
+    """One ``prepare ×1`` under cProfile: its seconds and the cumulative seconds of each step of :func:`_steps`."""
+    import cProfile
+    import pstats
+
+    shutil.rmtree(out, ignore_errors=True)
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    prepare(source, root, out, quiet=True, workers=1)
+    prof.disable()
+    total = time.perf_counter() - t
+    st = pstats.Stats(prof).stats
+    got = {}
+    for name, fn in _steps(get_source(source, root)).items():
+        code = fn.__code__
+        got[name] = st.get((code.co_filename, code.co_firstlineno, code.co_name), (0, 0, 0, 0.0))[3]
+    return total, got
+
+
+# --- workers on a DFT source ---------------------------------------------------------------------------------
+def pyscf_workers(tmp: Path, molecules: int, rounds: int) -> list[str]:
+    """prepare pyscf/qm9 (≤ 3 heavy atoms, first ``molecules``) with 1 and 2 workers, fresh raw caches."""
+    times = {1: [], 2: []}
+    for r in range(rounds):
+        for w in ((1, 2) if r % 2 == 0 else (2, 1)):
+            out, raw = tmp / f"qm9_w{w}.zarr", tmp / "qm9_raw"  # one cache path (stored in sources), emptied
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(raw, ignore_errors=True)
+            t = time.perf_counter()
+            prepare("pyscf/qm9", None, out, quiet=True, workers=w, max_heavy=3, limit=molecules, raw_dir=raw)
+            times[w].append(time.perf_counter() - t)
+    a = tmp / "qm9_w1.zarr"  # structures/sources differ by design: each raw cache file records its run's wall_s
+    same = all(p.read_bytes() == (tmp / "qm9_w2.zarr" / p.relative_to(a)).read_bytes()
+               for p in a.rglob("*") if p.is_file() and p.name != "zarr.json"
+               and not p.relative_to(a).as_posix().startswith("structures/sources/"))
+    t1, t2 = statistics.median(times[1]), statistics.median(times[2])
+    return [f"## workers on a DFT source: prepare --source pyscf/qm9 --max-heavy 3 --limit {molecules} (fresh raw "
+            f"caches, one PySCF thread per worker; medians of {rounds}); stores byte-identical (chunks; but the raw "
+            f"caches' digests in structures/sources, which hold each run's wall time): {same}",
+            f"  workers 1   {t1:7.1f} s   {molecules / t1:6.3f} molecules/s",
+            f"  workers 2   {t2:7.1f} s   {molecules / t2:6.3f} molecules/s   speed-up {t1 / t2:4.2f}x", ""]
+
+
+def warm_memory(gib: float) -> float:
+    """Touch ``gib`` GiB once (then free it): see the module docstring. Returns the seconds it took."""
+    t = time.perf_counter()
+    left = int(gib * (1 << 30))
+    while left > 0:
+        n = min(left, 1 << 30)
+        np.ones(n // 8)
+        left -= n
+    return time.perf_counter() - t
+
+
+def default_warm_gib() -> float:
+    try:
+        avail = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemAvailable")) / (1 << 20)
+    except (OSError, StopIteration):
+        return 0.0
+    return round(min(18.0, 0.7 * avail), 1)
+
+
 # --- memory ----------------------------------------------------------------------------------------------------
 RSS_CHILD = r"""
-import resource, sys, time
+import sys, time
 from hambench.pipelines import prepare
 t = time.perf_counter()
 prepare("synthetic/random", None, sys.argv[1], quiet=True, workers=1, count=int(sys.argv[2]))
 wall = time.perf_counter() - t
-self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(f"{max(self_kb, kids_kb)} {wall}")
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork + exec, so it would count the benchmark's own size
+hwm_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(f"{hwm_kb} {wall}")
 """
 
 
@@ -189,14 +287,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cases", default="legacy,dock,openmx")
     ap.add_argument("--rss-counts", default="1000,10000", help="synthetic structures for the RSS check ('' = skip)")
+    ap.add_argument("--pyscf-molecules", type=int, default=12, help="pyscf/qm9 workers case: molecules (0 = skip)")
+    ap.add_argument("--pyscf-rounds", type=int, default=2)
+    ap.add_argument("--warm-memory", type=float, default=None, help="GiB to touch once before timing (see above)")
     ap.add_argument("--out", type=Path, default=None, help="also write the report to this file")
     args = ap.parse_args(argv)
     exe = dock_exe()
+    warm = default_warm_gib() if args.warm_memory is None else args.warm_memory
+    warm_s = warm_memory(warm) if warm > 0 else 0.0
     lines = [f"# command: python benchmarks/bench_prepare.py {' '.join(argv if argv is not None else sys.argv[1:])}",
              f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average at start "
              f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"# DeepH-dock: {exe or 'not found (set HAMBENCH_DEEPX_DOCK or run make deepx-dock)'}",
-             f"# medians of {args.rounds} rounds, order rotated each round; page cache warm", ""]
+             f"# medians of {args.rounds} rounds, order rotated each round; page cache warm; {warm:g} GiB of guest "
+             f"memory touched once before timing ({warm_s:.1f} s)", ""]
 
     def say(s=""):
         print(s, flush=True)
@@ -251,8 +355,15 @@ def main(argv=None) -> int:
                 if k == "h5py loop":
                     extra += f"   this / prepare x1 = {t / p1:5.2f}"
                 say(f"  {k:16s} {t:9.3f} s  {extra}")
+            total, costs = step_costs(source, root, tmp / "prof.zarr")
+            say(f"  what each step costs (one prepare x1 under cProfile, {total:.3f} s with the profiler's overhead):")
+            for k, v in costs.items():
+                say(f"    {k:40s} {v:7.3f} s  {100 * v / total:5.1f} %")
             say()
             shutil.rmtree(root)
+        if args.pyscf_molecules:
+            for l in pyscf_workers(tmp, args.pyscf_molecules, args.pyscf_rounds):
+                say(l)
         counts = [int(c) for c in args.rss_counts.split(",") if c]
         if counts:
             say("## memory: peak RSS of prepare --source synthetic/random (1 worker, own process)")
