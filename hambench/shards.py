@@ -18,11 +18,13 @@ and partial shards), so a process can write its shards directly — the stores' 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["encode_shard", "write_shard", "shard_key", "ShardLayout"]
+__all__ = ["encode_shard", "write_shard", "shard_key", "ShardLayout", "array_metadata", "group_metadata",
+           "write_metadata"]
 
 _EMPTY = np.uint64(2**64 - 1)
 
@@ -122,3 +124,52 @@ class ShardLayout:
     def __repr__(self):
         return f"ShardLayout(length={self.length}, chunk={self.chunk}, shard={self.shard})"
 
+
+
+# --- metadata ------------------------------------------------------------------------------------------------
+#: the ``index_codecs`` of every store array
+_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+
+
+def array_metadata(shape: tuple, dtype, chunk_rows: int, shard_rows: int) -> dict:
+    """The ``zarr.json`` of a store array as zarr-python 3 writes it for ``create_array(shape, dtype,
+    chunks=(chunk_rows, *trail), shards=(shard_rows, *trail), compressors=None, fill_value=0)`` (numeric) or
+    ``create_array(shape, dtype=str, chunks, shards)`` (``dtype='str'``: vlen-utf8 + zarr's default zstd).
+
+    ``tests/test_shards.py`` checks the bytes of :func:`write_metadata` against zarr's for every kind used.
+    """
+    trail = list(shape[1:])
+    if dtype == "str":
+        data_type, fill = "string", ""
+        inner = [{"name": "vlen-utf8", "configuration": {}}, {"name": "zstd", "configuration": {"level": 0, "checksum": False}}]
+    else:
+        dt = np.dtype(dtype)
+        data_type = dt.name
+        fill = {"f": 0.0, "c": [0.0, 0.0], "b": False}.get(dt.kind, 0)
+        inner = [{"name": "bytes"} if dt.itemsize == 1 else {"name": "bytes", "configuration": {"endian": "little"}}]
+    return {
+        "shape": list(shape),
+        "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [int(shard_rows), *trail]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [int(chunk_rows), *trail], "codecs": inner, "index_codecs": _INDEX_CODECS,
+            "index_location": "end"}}],
+        "attributes": {},
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
+
+
+def group_metadata(attributes: dict | None = None) -> dict:
+    """The ``zarr.json`` of a Zarr v3 group."""
+    return {"attributes": dict(attributes or {}), "zarr_format": 3, "node_type": "group"}
+
+
+def write_metadata(folder, meta: dict) -> None:
+    """Write ``folder/zarr.json`` (zarr's formatting: indent 2, NaN allowed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zarr.json").write_bytes(json.dumps(meta, indent=2, allow_nan=True).encode())

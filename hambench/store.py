@@ -675,15 +675,15 @@ def structure_arrays(structs: list[Structure], traces: list | None = None, overl
 
 
 class _Sink:
-    """Appends rows to one zarr array in shard-aligned writes (each shard is written exactly once).
+    """Appends rows to one store array in shard-aligned writes (each shard is written exactly once).
 
-    Numeric arrays (``folder`` given) are written shard by shard with :func:`hambench.shards.write_shard` (the
-    bytes zarr would write, without its async write path); string arrays through zarr.
+    Numeric arrays (``chunk_rows`` given) are written shard by shard with :func:`hambench.shards.write_shard`
+    (the bytes zarr would write, without its async write path); string arrays through zarr.
     """
 
-    def __init__(self, array, shard_rows: int, chunk_rows: int | None = None, folder: Path | None = None):
-        self.array, self.shard, self.cursor = array, shard_rows, 0
-        self.chunk, self.folder = chunk_rows, folder
+    def __init__(self, folder: Path, rows: int, shard_rows: int, dtype, chunk_rows: int | None = None):
+        self.folder, self.rows, self.shard, self.dtype, self.chunk = Path(folder), int(rows), shard_rows, dtype, chunk_rows
+        self.cursor = 0
         self.pending: list[np.ndarray] = []
         self.npending = 0
 
@@ -700,25 +700,25 @@ class _Sink:
             return
         data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         take = len(data) if final else (len(data) // self.shard) * self.shard
-        if take and self.folder is not None:
+        if take and self.chunk is not None:
             from .shards import write_shard
 
-            dtype = self.array.dtype
             for a in range(0, take, self.shard):
-                rows = np.asarray(data[a : min(take, a + self.shard)], dtype=dtype)
+                rows = np.asarray(data[a : min(take, a + self.shard)], dtype=self.dtype)
                 write_shard(self.folder, (self.cursor + a) // self.shard, rows, self.chunk, self.shard)
-            self.cursor += take
         elif take:
-            self.array[self.cursor : self.cursor + take] = data[:take]
-            self.cursor += take
+            import zarr
+
+            zarr.open_array(str(self.folder), mode="r+")[self.cursor : self.cursor + take] = data[:take]
+        self.cursor += take
         rest = data[take:]
         self.pending = [rest] if len(rest) else []
         self.npending = len(rest)
 
     def close(self) -> None:
         self._flush(final=True)
-        if self.cursor != self.array.shape[0]:
-            raise RuntimeError(f"{self.array.path}: wrote {self.cursor} rows, expected {self.array.shape[0]}")
+        if self.cursor != self.rows:
+            raise RuntimeError(f"{self.folder}: wrote {self.cursor} rows, expected {self.rows}")
 
 
 class StoreWriter:
@@ -733,12 +733,14 @@ class StoreWriter:
     """
 
     def __init__(self, path, counts: dict, attrs: dict, split_names: list[str] = ()):
-        import zarr
-
         self.path = Path(path)
         self.counts = dict(counts)
         spinful = bool(attrs["spinful"])
-        self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        if self.path.exists():  # mode "w": a fresh store
+            import shutil
+
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
         lengths = {
             "structures": counts["structures"],
             "atoms": counts["atoms"],
@@ -769,41 +771,29 @@ class StoreWriter:
             **attrs,
             "counts": {k: int(v) for k, v in counts.items()},
         }
-        self.group.update_attributes(full_attrs)  # one write of the group's metadata
+        from .shards import group_metadata, write_metadata
+
+        write_metadata(self.path, group_metadata(full_attrs))
 
     def _create_all(self, specs) -> None:
-        """Create every array: each group's arrays in one event-loop pass (zarr's per-call sync costs ~2 ms)."""
-        import asyncio
+        """Write every array's and group's ``zarr.json`` (:func:`hambench.shards.array_metadata`: zarr's bytes,
+        without ~2 ms of zarr's event loop per array)."""
+        from .shards import array_metadata, group_metadata, write_metadata
 
-        import zarr
-        from zarr.core.sync import sync
-
-        kwargs = {}
         for name, n0, dtype, trail in specs:
+            parent = self.path / name.split("/")[0]
+            if not (parent / "zarr.json").exists():
+                write_metadata(parent, group_metadata())
             if dtype == "str":
                 chunk, shard = _layout(n0, 64)
-                kwargs[name] = dict(shape=(n0,), dtype=str, chunks=(chunk,), shards=(shard,))
                 self.layouts[name] = (chunk, shard, "str", n0)
             else:
                 row = int(np.dtype(dtype).itemsize * int(np.prod(trail, dtype=np.int64)))
                 chunk, shard = _layout(n0, row)
-                kwargs[name] = dict(shape=(n0, *trail), dtype=dtype, chunks=(chunk, *trail), shards=(shard, *trail),
-                                    compressors=None, fill_value=0)
                 self.layouts[name] = (chunk, shard, np.dtype(dtype), n0)
-        groups = {}
-        for name in kwargs:  # the parent groups first, once each
-            parent = name.split("/")[0]
-            if parent not in groups:
-                groups[parent] = self.group.require_group(parent)
-
-        async def create():
-            return await asyncio.gather(*(groups[name.split("/")[0]]._async_group.create_array(
-                name.split("/", 1)[1], **kw) for name, kw in kwargs.items()))
-
-        for name, arr in zip(kwargs, sync(create())):
-            chunk, shard, dtype, _ = self.layouts[name]
-            arr = zarr.Array(arr)
-            self.sinks[name] = _Sink(arr, shard) if dtype == "str" else _Sink(arr, shard, chunk, self.path / name)
+            write_metadata(self.path / name, array_metadata((n0, *trail), dtype, chunk, shard))
+            self.sinks[name] = _Sink(self.path / name, n0, shard, dtype,
+                                     None if dtype == "str" else chunk)
 
     def append(self, batch: dict) -> None:
         """Append a batch of whole structures (arrays keyed like :data:`FIELDS`, without the ``*_ptr``).

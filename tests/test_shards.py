@@ -78,3 +78,38 @@ def test_refuses_rows_that_do_not_fit():
 
 def test_shard_key():
     assert shard_key(3, 1) == "c/3" and shard_key(0, 3) == "c/0/0/0"
+
+
+META_KINDS = [((1000,), "float64"), ((97, 3), "float64"), ((97, 3, 3), "float64"), ((333,), "complex128"),
+              ((401, 3), "bool"), ((250,), "int8"), ((333,), "int16"), ((777, 3), "int32"), ((1001,), "int64"),
+              ((50,), "str"), ((70000,), "str")]
+
+
+@pytest.mark.parametrize("shape,dtype", META_KINDS)
+def test_array_metadata_is_the_bytes_zarr_writes(tmp_path, shape, dtype):
+    from hambench.shards import array_metadata, write_metadata
+
+    row = 64 if dtype == "str" else np.dtype(dtype).itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    chunk, shard = _layout(shape[0], row)
+    g = zarr.open_group(str(tmp_path / "zarr"), mode="w", zarr_format=3)
+    if dtype == "str":
+        g.create_array("a", shape=shape, dtype=str, chunks=(chunk,), shards=(shard,))
+    else:
+        g.create_array("a", shape=shape, dtype=dtype, chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]),
+                       compressors=None, fill_value=0)
+    write_metadata(tmp_path / "ours" / "a", array_metadata(shape, dtype, chunk, shard))
+    assert (tmp_path / "ours" / "a" / "zarr.json").read_bytes() == (tmp_path / "zarr" / "a" / "zarr.json").read_bytes()
+
+
+def test_group_metadata_is_the_bytes_zarr_writes(tmp_path):
+    from hambench.shards import group_metadata, write_metadata
+
+    attrs = {"units": {"energy": "eV", "length": "Å"}, "species": {"6": [0, 0, 1]}, "x": float("nan"),
+             "none": None, "flag": True, "nested": [{"a": 1.5}]}
+    g = zarr.open_group(str(tmp_path / "zarr"), mode="w", zarr_format=3)
+    g.update_attributes(attrs)
+    g.require_group("sub")
+    write_metadata(tmp_path / "ours", group_metadata(attrs))
+    write_metadata(tmp_path / "ours" / "sub", group_metadata())
+    for rel in ("zarr.json", "sub/zarr.json"):
+        assert (tmp_path / "ours" / rel).read_bytes() == (tmp_path / "zarr" / rel).read_bytes(), rel
