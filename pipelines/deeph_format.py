@@ -90,9 +90,9 @@ def _read_json(path: Path) -> dict:
     return info
 
 
-def _read_h5(path: Path) -> dict[str, np.ndarray]:
+def _read_h5(path: Path, digests: dict | None = None) -> dict[str, np.ndarray]:
     try:
-        return read_datasets(path)
+        return read_datasets(path, digests)
     except OSError as e:
         raise InputError(path, f"cannot read HDF5 (truncated or corrupt?): {e}") from None
 
@@ -172,6 +172,7 @@ def _species(Z, shells_of_atom, where) -> dict[int, list[int]]:
 def read_legacy_folder(folder) -> Structure:
     """Read a legacy DeepH processed folder into a Structure (hambench order, edges sorted by (i, j, R))."""
     folder = Path(folder)
+    digests: dict[str, str] = {}  # sha256 of the HDF5 files from the bytes read to parse them
     Zf = _need(folder, "element.dat")
     Zr = _loadtxt(Zf, 1)
     if Zr.ndim != 1 or not len(Zr) or np.any(Zr != np.round(Zr)):
@@ -203,7 +204,7 @@ def read_legacy_folder(folder) -> Structure:
     data = {}
     for name, fname in (("H", "hamiltonians.h5"), ("S", "overlaps.h5")):
         path = _need(folder, fname)
-        ds = _read_h5(path)
+        ds = _read_h5(path, digests)
         keys = []
         for k in ds:
             m = _KEY.match(k)
@@ -238,7 +239,7 @@ def read_legacy_folder(folder) -> Structure:
         id=folder.name, Z=Z, pos=pos.T, cell=lat.T, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=H, S=S, species=species, spinful=spinful,
         fermi_level=_float(info or {}, "fermi_level", info_p),
-        sources=[(str(f), file_sha256(f)) for f in files],
+        sources=[(str(f), digests.get(str(f)) or file_sha256(f)) for f in files],
     )
 
 
@@ -294,6 +295,7 @@ def read_poscar(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 def read_new_folder(folder) -> Structure:
     """Read a DeepH-dock folder (POSCAR, info.json, hamiltonian.h5, overlap.h5) into a Structure."""
     folder = Path(folder)
+    digests: dict[str, str] = {}  # sha256 of the HDF5 files from the bytes read to parse them
     pp = _need(folder, "POSCAR")
     symbols, cell, pos = read_poscar(pp)
     info_p = _need(folder, "info.json")
@@ -312,7 +314,7 @@ def read_new_folder(folder) -> Structure:
     arrays = {}
     for name, fname in (("H", "hamiltonian.h5"), ("S", "overlap.h5")):
         path = _need(folder, fname)
-        ds = _read_h5(path)
+        ds = _read_h5(path, digests)
         for need in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries"):
             if need not in ds:
                 raise InputError(path, f"missing dataset {need}")
@@ -356,7 +358,7 @@ def read_new_folder(folder) -> Structure:
         id=folder.name, Z=Z, pos=pos, cell=cell, pbc=[True, True, True], src=src, dst=dst, shift=shift,
         H=flat["H"], S=flat["S"], species=species, spinful=spinful,
         fermi_level=_float(info, "fermi_energy_eV", info_p),
-        sources=[(str(f), file_sha256(f)) for f in files],
+        sources=[(str(f), digests.get(str(f)) or file_sha256(f)) for f in files],
     )
 
 

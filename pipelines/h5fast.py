@@ -73,19 +73,28 @@ def _parse_v1_header(raw: bytes, addr: int):
     return shape, dtype, data[0], data[1]
 
 
-def read_datasets(path) -> dict[str, np.ndarray]:
+def read_datasets(path, digests: dict | None = None) -> dict[str, np.ndarray]:
     """All datasets at the root of an HDF5 file, by name, as numpy arrays (read-only views where possible).
 
     Equivalent to ``{k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}`` with h5py, many times faster
     on files of many small datasets. The native reader is used for legacy symbol-table files, the
     ``H5Ovisit`` path otherwise. Raises :class:`hambench.errors.InputError` (naming the file) for a truncated or
     corrupt file the native reader finds, ``OSError`` for files h5py cannot open (missing, not HDF5).
+
+    ``digests``: a dict that receives ``str(path) → sha256`` of the file (from the bytes read for parsing, so the
+    provenance hash costs no second read).
     """
-    out = read_datasets_native(path)
-    return out if out is not None else read_datasets_visit(path)
+    out = read_datasets_native(path, digests)
+    if out is None:
+        out = read_datasets_visit(path)
+        if digests is not None:
+            from hambench.structure import file_sha256
+
+            digests[str(path)] = file_sha256(path)
+    return out
 
 
-def read_datasets_native(path) -> dict[str, np.ndarray] | None:
+def read_datasets_native(path, digests: dict | None = None) -> dict[str, np.ndarray] | None:
     """The native reader alone: the datasets, or None when the file is not a legacy symbol-table file.
 
     Datasets the C++ index marks 'unsupported' are read with h5py (the file is opened once, only then).
@@ -102,6 +111,10 @@ def read_datasets_native(path) -> dict[str, np.ndarray] | None:
         return None
     except ValueError as e:
         raise InputError(path, f"cannot read HDF5 (truncated or corrupt): {e}") from None
+    if digests is not None:
+        import hashlib
+
+        digests[path] = hashlib.sha256(raw).hexdigest()
     buf = np.frombuffer(raw, dtype=np.uint8)
     out: dict[str, np.ndarray] = {}
     rest: list[str] = []

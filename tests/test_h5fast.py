@@ -185,3 +185,20 @@ def test_corrupt_metadata_never_crashes(tmp_path):
             h5fast.read_datasets_native(p)
         except (InputError, OSError, KeyError, TypeError, ValueError, RuntimeError):
             pass
+
+
+@pytest.mark.realdata
+def test_digests_from_the_bytes_read_equal_file_sha256(tmp_path):
+    """read_datasets(path, digests) records the file's sha256 (native and h5py paths) = hashlib over the file."""
+    from hambench.structure import file_sha256
+    from hambench.testing import require_realdata
+
+    files = sorted(require_realdata("deeph_legacy_MoTe2").glob("*.h5")) + sorted(
+        require_realdata("deeph_new_MoTe2").glob("*.h5"))
+    p = tmp_path / "modern.h5"
+    with h5py.File(p, "w", libver="latest") as f:  # not a legacy symbol-table file: the h5py path
+        f["x"] = np.arange(5.0)
+    for path in [*files, p]:
+        digests = {}
+        h5fast.read_datasets(path, digests)
+        assert digests == {str(path): file_sha256(path)}
