@@ -18,11 +18,11 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 from .errors import HambenchError, InputError
 
-__all__ = ["progress", "run_ranges", "run_tasks"]
+__all__ = ["progress", "run_ranges", "run_tasks", "worker_pool"]
 
 
 def progress(quiet: bool, unit: str = "items"):
@@ -114,6 +114,22 @@ def _stop_pool(pool) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextmanager
+def worker_pool(workers: int, scheduler: str | None = None):
+    """A local pool of ``workers`` forked processes that several :func:`run_tasks` calls can share (None for one
+    worker or a scheduler); stopped at the end of the ``with`` (terminated if it ends by an exception)."""
+    if scheduler is not None or workers <= 1:
+        yield None
+        return
+    pool = _local_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def run_ranges(fn: Callable, ranges: Sequence[tuple[int, int]], *args, **kwargs) -> list:
     """Run ``fn(start, stop, *args)`` for every ``(start, stop)`` range (see :func:`run_tasks` for ``kwargs``);
     the results in range order. ``score`` and ``prepare`` share it."""
@@ -122,7 +138,8 @@ def run_ranges(fn: Callable, ranges: Sequence[tuple[int, int]], *args, **kwargs)
 
 def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, scheduler: str | None = None,
               quiet: bool = True, label: str = "", sizes: Sequence[int] | None = None, done: int = 0,
-              unit: str = "items", on_result: Callable[[int, object], str | None] | None = None) -> list:
+              unit: str = "items", on_result: Callable[[int, object], str | None] | None = None,
+              pool=None) -> list:
     """Run ``fn(*tasks[i])`` for every task; return the results in task order.
 
     Parameters
@@ -137,19 +154,26 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
         = work already done before these tasks (resumed runs)
     on_result : ``on_result(i, result) -> note | None`` called in this process as each task finishes (in
         completion order); the note is shown beside the bar
+    pool : a :func:`worker_pool` to run on (several calls share its workers: one fork, warm workers); by
+        default a pool of ``workers`` is made for this call
     """
     if workers < 1:
         raise InputError(None, f"--workers must be >= 1, got {workers}")
     sizes = [1] * len(tasks) if sizes is None else list(sizes)
     total = done + sum(sizes)
     results: list = [None] * len(tasks)
-    if scheduler is None and workers > 1 and len(tasks) > 1:
+    if scheduler is None and workers > 1 and (len(tasks) > 1 or pool is not None):
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        pool = _local_pool(min(workers, len(tasks)))
+        import gc
+
+        own = pool is None
+        pool = _local_pool(min(workers, len(tasks))) if own else pool
+        gc.freeze()  # objects made so far stay out of the collector: forked workers copy fewer pages on write
         try:
             # submitted before the progress bar starts its refresh thread: the pool forks its workers first
             futures = {pool.submit(_call, fn, args): i for i, args in enumerate(tasks)}
+            gc.unfreeze()
             with progress(quiet, unit) as bar:
                 task = bar.add_task(label, total=total, completed=done, note="") if bar else None
                 pending = set(futures)
@@ -162,9 +186,11 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
                         if bar:
                             bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
         except BaseException:
+            gc.unfreeze()
             _stop_pool(pool)
             raise
-        pool.shutdown(wait=True)
+        if own:
+            pool.shutdown(wait=True)
         return results
     with progress(quiet, unit) as bar:
         task = bar.add_task(label, total=total, completed=done, note="") if bar else None

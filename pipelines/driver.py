@@ -274,11 +274,14 @@ def run(
     part_name = [str(parts_dir / f"{r:05d}") for r in range(len(ranges))]
     todo = [r for r in range(len(ranges)) if not Path(part_name[r] + ".json").exists()]
     done_items = sum(b - a for r, (a, b) in enumerate(ranges) if r not in set(todo))
+    from ..parallel import worker_pool
+
     try:
-        _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler, quiet,
-                 done_items, f"prepare {source}")
-        summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite,
-                            workers, scheduler, quiet)
+        with worker_pool(workers, scheduler) as pool:  # one fork: the same warm workers read and then write
+            _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler,
+                     quiet, done_items, f"prepare {source}", pool)
+            summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key,
+                                overwrite, workers, scheduler, quiet, pool)
     except HambenchError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise
@@ -336,7 +339,8 @@ def _say_expected_time(src, source, items, workers) -> None:
           f"2-core machine)", file=sys.stderr)
 
 
-def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label):
+def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label,
+             pool=None):
     """Run the unfinished ranges through the core range runner (local processes or a Dask scheduler)."""
     from ..parallel import run_tasks
 
@@ -351,11 +355,12 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
     tasks = [(src, items[ranges[r][0]:ranges[r][1]], ranges[r][0], part_name[r], augment, seed, cutoff, zero_fill)
              for r in todo]
     run_tasks(process_range, tasks, workers=workers, scheduler=scheduler, quiet=quiet, label=label,
-              sizes=[ranges[r][1] - ranges[r][0] for r in todo], done=done, unit="items", on_result=advance)
+              sizes=[ranges[r][1] - ranges[r][0] for r in todo], done=done, unit="items", on_result=advance,
+              pool=pool)
 
 
 def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite, workers=1,
-              scheduler=None, quiet=True) -> str:
+              scheduler=None, quiet=True, pool=None) -> str:
     from ..store import StoreWriter
 
     manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
@@ -428,7 +433,8 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     from ..parallel import run_tasks
 
     run_tasks(write_shard_job, [j for j, _ in jobs], workers=workers, scheduler=scheduler, quiet=quiet,
-              label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB")
+              label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB",
+              pool=pool)
     replace_dir(tmp_store, output)  # --overwrite was checked before any work
     shutil.rmtree(partial)
     nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
