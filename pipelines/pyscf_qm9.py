@@ -305,14 +305,14 @@ class QM9Source(Source):
     def __init__(self, input_path=None, source_name=None, **options):
         super().__init__(input_path, **options)
         self.source_name = source_name or self.name
-        self.protocol = protocol_of(options)
-        self.threads = int(options.get("threads") or 1)
-        raw = options.get("raw_dir")
-        self.raw_dir = Path(raw) if raw is not None else Path.cwd() / ".hambench_raw"
+        o = self.opts
+        self.protocol = protocol_of(dataclasses.asdict(o))
+        self.threads = int(o.threads or 1)
+        self.raw_dir = Path(o.raw_dir) if o.raw_dir is not None else Path.cwd() / ".hambench_raw"
         if self.raw_dir.exists() and not self.raw_dir.is_dir():
             raise InputError(self.raw_dir, "--raw-dir exists and is not a folder")
         for k in ("limit", "max_atoms", "max_heavy"):
-            v = options.get(k)
+            v = getattr(o, k)
             if v is not None and int(v) < 1:
                 raise InputError(f"--{k.replace('_', '-')}", f"must be a positive integer, got {v}")
         if self.protocol["grid_level"] < 0 or self.protocol["grid_level"] > 9:
@@ -325,12 +325,12 @@ class QM9Source(Source):
             raise InputError(data_dir, "--input for pyscf/qm9 must be a folder with qm9_part*.csv (or leave it out)")
         self._items = select_molecules(
             load_qm9_table(data_dir),
-            limit=options.get("limit"),
-            ids=options.get("ids"),
-            max_atoms=options.get("max_atoms"),
-            max_heavy=options.get("max_heavy"),
+            limit=o.limit,
+            ids=o.ids,
+            max_atoms=o.max_atoms,
+            max_heavy=o.max_heavy,
             # --sample draws a random subset of --limit with --seed; otherwise the first molecules in QM9 order
-            seed=options.get("seed", 0) if options.get("sample") else None,
+            seed=o.seed if o.sample else None,
         )
         if not self._items:
             raise InputError("pyscf/qm9", "no QM9 molecule matches the selection options")
