@@ -24,8 +24,6 @@ class StoreAttrs:
     """``kind`` ('crystal' | 'molecule'), ``spinful`` (None: the source does not say; the driver decides from the
     structures), ``dft`` {code, version, functional, basis, ...}, ``constants`` (which unit constants converted
     the data), optional ``splits`` (split names) and ``extra``: any source-specific keys (e.g. ``geometry``).
-
-    ``get``, ``items``, ``keys`` and ``[]`` are a read-only dict view of :meth:`to_dict`.
     """
 
     kind: str
@@ -76,19 +74,3 @@ class StoreAttrs:
         order = [k for k in self.order if k in values] + [k for k in (*_FIELDS, *self.extra)
                                                           if k in values and k not in self.order]
         return {k: copy.deepcopy(values[k]) for k in order}
-
-    # --- read-only dict view (what the driver read before StoreAttrs) ---
-    def get(self, key, default=None):
-        return self.to_dict().get(key, default)
-
-    def items(self):
-        return self.to_dict().items()
-
-    def keys(self):
-        return self.to_dict().keys()
-
-    def __getitem__(self, key):
-        return self.to_dict()[key]
-
-    def __contains__(self, key):
-        return key in self.to_dict()

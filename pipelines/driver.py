@@ -384,8 +384,7 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
             split_labels[name] = sorted(set(split_labels[name]) | set(labs),
                                         key=lambda x: (SPLIT_ORDER.index(x) if x in SPLIT_ORDER else 9, x))
     counts = {c: sum(m.get(c, 0) for m in filled) for c in ("structures", "atoms", "edges", "H", "S", "T")}
-    sattrs = src.attrs()  # a dict, or a StoreAttrs object (hambench.attrs) with .to_dict()
-    sattrs = sattrs.to_dict() if hasattr(sattrs, "to_dict") else dict(sattrs)
+    sattrs = src.attrs().to_dict()  # hambench.attrs.StoreAttrs: the dict the source declared
     attrs = {
         "kind": sattrs.get("kind", "crystal"),
         "spinful": spinful.pop(),

@@ -142,8 +142,8 @@ def test_structure_and_metadata(mos2, raw):
     assert mos2.energy == pytest.approx(-2423.2171811, abs=1e-7)
     assert mos2.nelectron == 26
     attrs = AbacusSource(raw).attrs()
-    assert attrs["dft"]["code"] == "ABACUS" and attrs["dft"]["version"] == "3.10.0"
-    assert attrs["dft"]["functional"] == "PBE" and attrs["spinful"] is False
+    assert attrs.dft["code"] == "ABACUS" and attrs.dft["version"] == "3.10.0"
+    assert attrs.dft["functional"] == "PBE" and attrs.spinful is False
 
 
 def _log_bands(raw):

@@ -92,7 +92,7 @@ def test_items_ids_read_and_cached_attrs(tmp_path):
     single = Toy(root / "one" / "a.run")
     assert single.items() == [str(root / "one" / "a.run")] and single.id_of(single.items()[0]) == "one"
     Toy.attrs_calls = 0
-    assert src.attrs()["dft"]["code"] == "toy" and src.attrs()["kind"] == "crystal"
+    assert src.attrs().dft["code"] == "toy" and src.attrs().kind == "crystal"
     assert Toy.attrs_calls == 1
     assert src.spinful_of(src.items()[0]) is None  # the base knows nothing cheap
 

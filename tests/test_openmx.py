@@ -426,13 +426,13 @@ def test_source_single_run_and_folder_of_runs(graphene, bismuthene, tmp_path):
     src = get_source("openmx/scfout", graphene)
     assert isinstance(src, ScfoutSource) and src.items() == [str(graphene)]
     attrs = src.attrs()
-    assert attrs["kind"] == "crystal" and attrs["spinful"] is False and attrs["constants"] == "CODATA2018"
-    assert attrs["dft"]["code"] == "OpenMX" and attrs["dft"]["version"] == "3.9"
-    assert attrs["dft"]["functional"] == "GGA-PBE" and attrs["dft"]["basis"] == {"C": "C6.0-s2p2d1"}
+    assert attrs.kind == "crystal" and attrs.spinful is False and attrs.constants == "CODATA2018"
+    assert attrs.dft["code"] == "OpenMX" and attrs.dft["version"] == "3.9"
+    assert attrs.dft["functional"] == "GGA-PBE" and attrs.dft["basis"] == {"C": "C6.0-s2p2d1"}
     (s,) = src.read(src.items()[0])
     assert s.id == GRAPHENE
     soc = get_source("openmx/scfout", bismuthene).attrs()
-    assert soc["spinful"] is True and soc["dft"]["spin"] == "non-collinear + SOC"
+    assert soc.spinful is True and soc.dft["spin"] == "non-collinear + SOC"
     # a folder of run folders: items are the run folders in natural order, ids their relative paths
     for name in ("run10", "run2", "run1"):
         (tmp_path / name).mkdir()

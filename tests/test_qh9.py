@@ -128,7 +128,7 @@ def test_stable_reader_matches_pyscf_source(tmp_path):
         np.testing.assert_allclose(s.S, ref.S, rtol=0, atol=TOL_EXACT)  # recomputed overlap
         assert s.species == ref.species and np.isnan(s.energy) and s.nelectron == sum(Z)
         assert s.splits == {"qh9-stable-id": qh9.LABELS[ref_labels[k]], "qh9-stable-ood": "train"}
-    assert src.attrs()["dft"]["version"] == "2.2.1"
+    assert src.attrs().dft["version"] == "2.2.1"
 
 
 def test_dynamic_reader_bohr_int64_ids_and_splits(tmp_path):

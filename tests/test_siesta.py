@@ -97,8 +97,8 @@ def test_structure_and_metadata(si, raw):
     assert si.fermi_level == pytest.approx(-4.209317, abs=2e-6)  # SIESTA.log "Fermi = -4.209317" (eV)
     assert si.energy == pytest.approx(-230.022900, abs=1e-6)  # SIESTA.log "Total = -230.022900"
     attrs = SiestaSource(raw).attrs()
-    assert attrs["dft"]["code"] == "SIESTA" and attrs["dft"]["version"].startswith("5.4.2")
-    assert attrs["dft"]["hsx_version"] == 2 and attrs["spinful"] is False
+    assert attrs.dft["code"] == "SIESTA" and attrs.dft["version"].startswith("5.4.2")
+    assert attrs.dft["hsx_version"] == 2 and attrs.spinful is False
     assert si.sources and all(len(h) == 64 for _, h in si.sources)
 
 
