@@ -138,10 +138,20 @@ def _out_info(text: str) -> dict:
     m = re.search(r"performed by OpenMX Ver\.\s*([0-9][0-9.]*)", text)
     if m:
         info["version"] = m.group(1).rstrip(".")
-    found = re.findall(r"\bUtot\.[ \t]+(-?\d+\.\d*(?:[eE][-+]?\d+)?)[ \t]*$", text, flags=re.M)
-    if found:
-        info["utot"] = float(found[-1])
+    # the last line "Utot.  <number>": scan back from the end over the lines holding "Utot." (a regex over
+    # the whole text costs ~1 ms per run)
+    end = len(text)
+    while (k := text.rfind("Utot.", 0, end)) >= 0:
+        start, stop = text.rfind("\n", 0, k) + 1, text.find("\n", k)
+        m = _UTOT.search(text, start, len(text) if stop < 0 else stop)
+        if m:
+            info["utot"] = float(m.group(1))
+            break
+        end = k
     return info
+
+
+_UTOT = re.compile(r"\bUtot\.[ \t]+(-?\d+\.\d*(?:[eE][-+]?\d+)?)[ \t]*$", re.M)
 
 
 def _input_texts(path: Path, d: dict):

@@ -548,3 +548,22 @@ def test_options_carry_help_and_choices():
     assert fields["collinear"].metadata["help"]
     with pytest.raises(InputError, match="collinear must be 'spinor' or 'reject', got 'both'"):
         get_source("openmx/scfout", require_realdata(GRAPHENE), collinear="both")
+
+
+def test_out_info_last_utot_equals_whole_text_regex():
+    """_out_info finds the last `Utot.` line scanning back from the end: the same value as a regex over the whole
+    text, on the real .out and on edge cases (several per line, malformed last line, none, at the very end)."""
+    import re
+
+    from hambench.pipelines.openmx import _out_info
+    from hambench.testing import require_realdata
+
+    def ref(t):
+        found = re.findall(r"\bUtot\.[ \t]+(-?\d+\.\d*(?:[eE][-+]?\d+)?)[ \t]*$", t, flags=re.M)
+        return float(found[-1]) if found else None
+
+    text = (require_realdata("openmx_graphene_scfout") / "openmx.out").read_text()
+    for t in [text, text + "\n Utot.  -1.5e3\n", text + "\nxUtot. 3.0\n", "Utot. 1.0 Utot. 2.0\n",
+              "Utot. 1.0\nUtot. bad\n", "", "Utot.", " Utot.   -12.25  \nrest"]:
+        assert _out_info(t).get("utot") == ref(t)
+    assert _out_info(text)["utot"] == pytest.approx(-11.684902701685, abs=1e-12)
