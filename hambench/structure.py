@@ -224,33 +224,29 @@ class Structure:
             raise InputError(where, f"edge atom index out of range 0..{n - 1}")
         if np.any(self.shift[:, ~self.pbc] != 0):
             raise InputError(where, "non-zero cell shift along a non-periodic direction")
-        if self.H.size != int(self.block_ptr()[-1]):
-            raise InputError(where, f"Hamiltonian has {self.H.size} elements, the orbital counts of the edges need "
-                                    f"{int(self.block_ptr()[-1])}")
-        if self.S is not None and self.S.size != int(self.block_ptr(False)[-1]):
-            expect_s = int(self.block_ptr(False)[-1])
-            if not np.all(np.isfinite(self.H)):  # the order of the checks: H's values before S's size
-                raise InputError(where, "Hamiltonian contains NaN/Inf")
-            raise InputError(where, f"overlap has {self.S.size} elements, the orbital counts of the edges need {expect_s}")
         self._check_blocks(where, hermitian_tol if check_pairs else None)
 
     def _check_blocks(self, where, tol: float | None) -> None:
-        """Finite H and S and (``tol`` given) their Hermitian pairing, in one compiled pass per array.
-
-        The same checks and messages as :meth:`_check_pairs_numpy` (the reference the tests compare with).
+        """Sizes and finite values of H then S and (``tol`` given) their Hermitian pairing: one compiled pass per
+        array. The same checks and messages as :meth:`_check_pairs_numpy` (the reference the tests compare with).
         """
         from . import _core
 
         partner = self.partner_index() if tol is not None else np.full(self.nedges, -1, np.int64)
         found = {}
-        for which in ("H", "S") if self.S is not None else ("H",):
-            spin = self.spinful if which == "H" else False
+        for which, name in (("H", "Hamiltonian"), ("S", "overlap")):
             arr = self.H if which == "H" else self.S
-            ni, nj = self.block_shapes(spin)
+            if arr is None:
+                continue
+            spin = self.spinful if which == "H" else False
+            ptr = self.block_ptr(spin)
+            if arr.size != int(ptr[-1]):
+                raise InputError(where, f"{name} has {arr.size} elements, the orbital counts of the edges need "
+                                        f"{int(ptr[-1])}")
             blocks = arr if arr.dtype in (np.float64, np.complex128) else np.asarray(arr, np.float64)
-            found[which] = _core.pair_check(blocks, self.block_ptr(spin), ni, nj, partner)
+            found[which] = _core.pair_check(blocks, ptr, *self.block_shapes(spin), partner)
             if found[which][2] >= 0:
-                raise InputError(where, f"{'Hamiltonian' if which == 'H' else 'overlap'} contains NaN/Inf")
+                raise InputError(where, f"{name} contains NaN/Inf")
         if tol is None:
             return
         self._refuse_missing_partner(where, partner)
