@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path, replace_dir, write_json
+from ..atomic import replace_dir, write_json
 from ..errors import ExcludedItem, HambenchError, InputError
 from ..store import _resolved, structure_arrays
 from ..structure import Structure
@@ -280,8 +280,8 @@ def run(
         with worker_pool(workers, scheduler) as pool:  # one fork: the same warm workers read and then write
             _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler,
                      quiet, done_items, f"prepare {source}", pool)
-            summary = _assemble(partial, output, ranges, part_name, src, source, input_path, options, key,
-                                overwrite, workers, scheduler, quiet, pool)
+            summary = _assemble(partial, output, part_name, src, source, input_path, options, key, workers,
+                                scheduler, quiet, pool)
     except HambenchError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise
@@ -359,8 +359,8 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
               pool=pool)
 
 
-def _assemble(partial, output, ranges, part_name, src, source, input_path, options, key, overwrite, workers=1,
-              scheduler=None, quiet=True, pool=None) -> str:
+def _assemble(partial, output, part_name, src, source, input_path, options, key, workers=1, scheduler=None,
+              quiet=True, pool=None) -> str:
     from ..store import StoreWriter
 
     manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
@@ -407,19 +407,16 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
     for k, v in sattrs.items():
         attrs.setdefault(k, v)
     tmp_store = partial / "store.zarr"
-    if tmp_store.exists():
-        shutil.rmtree(tmp_store)
-    writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))  # arrays' metadata and the attributes
-    stems = [p for p, m in zip(part_name, manifests) if m["structures"]]
-    kept = [m for m in manifests if m["structures"]]
+    writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))  # a fresh store: metadata, attributes
+    stems = [p for p, m in zip(part_name, manifests) if m["structures"]]  # the parts of ``filled``
     fixes: dict[int, dict] = {}
-    if any(m.get("parent_ids") for m in kept):  # parents named by id: the index of that id in this store
+    if any(m.get("parent_ids") for m in filled):  # parents named by id: the index of that id in this store
         global_index, offset = {}, 0
-        for p, m in zip(stems, kept):
+        for p, m in zip(stems, filled):
             ids = read_part_header(p)["objects"]["structures/id"]
             global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
             offset += m["structures"]
-        for n, m in enumerate(kept):
+        for n, m in enumerate(filled):
             fix = {"parent": {}, "eye": []}
             for local, pid in m.get("parent_ids", {}).items():
                 if pid in global_index:
@@ -427,7 +424,7 @@ def _assemble(partial, output, ranges, part_name, src, source, input_path, optio
                 else:  # its parent is not part of this store: an original after all
                     fix["eye"].append(int(local))
             fixes[n] = fix
-    sizes = [{c: m[c] for c in ("structures", "atoms", "edges", "H", "S", "T")} for m in kept]
+    sizes = [{c: m[c] for c in ("structures", "atoms", "edges", "H", "S", "T")} for m in filled]
     jobs = shard_jobs(tmp_store, writer.layouts, stems, sizes, fixes, split_labels)
     from ..parallel import run_tasks
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..shards import ShardLayout, write_shard
 
 __all__ = ["write_part", "read_part_header", "part_array", "part_arrays", "shard_jobs", "write_shard_job",
            "PART_FORMAT"]
@@ -131,8 +132,9 @@ def shard_jobs(store_dir, layouts: dict, stems: list[str], sizes: list[dict], fi
     bases = {k: np.concatenate([[0], np.cumsum(rows[k])[:-1]]).astype(np.int64) for k in kinds}
     jobs = []
     for name, (chunk, shard, dtype, n0) in layouts.items():
-        for k in range(-(-n0 // shard) if n0 else 0):
-            a, b = k * shard, min(n0, (k + 1) * shard)
+        lay = ShardLayout(n0, chunk, shard)
+        for k in range(lay.nshards):
+            a, b = lay.bounds(k)
             if name in PTR_OF:  # row r holds the end offset of element r - 1 (row 0: 0)
                 sizes_name, target = PTR_OF[name]
                 kind = row_kind(sizes_name)
@@ -220,7 +222,5 @@ def write_shard_job(store_dir: str, name: str, k: int, chunk: int, shard: int, d
         arr = zarr.open_array(str(Path(store_dir) / name), mode="r+")
         arr[k * shard : k * shard + len(rows)] = rows
     else:
-        from ..shards import write_shard
-
         write_shard(Path(store_dir) / name, k, np.asarray(rows, dtype=np.dtype(dtype)), chunk, shard)
     return len(rows)
