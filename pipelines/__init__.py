@@ -40,7 +40,8 @@ from pathlib import Path
 from ..attrs import StoreAttrs
 from ..errors import InputError
 
-__all__ = ["Source", "StoreAttrs", "SOURCES", "get_source", "list_sources", "option_fields", "prepare", "find_files"]
+__all__ = ["Source", "StoreAttrs", "SOURCES", "get_source", "list_sources", "option_fields", "prepare", "find_files",
+           "check_choices", "choice_problem"]
 
 
 class Source:
@@ -63,6 +64,7 @@ class Source:
         self.options = options
         known = {f.name for f in dataclasses.fields(self.Options)}
         self.opts = self.Options(**{k: v for k, v in options.items() if k in known and v is not None})
+        check_choices(self.opts)
 
     def items(self) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -72,6 +74,22 @@ class Source:
 
     def attrs(self) -> StoreAttrs:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def choice_problem(field: dataclasses.Field, value) -> str | None:
+    """What is wrong with ``value`` for an option whose field lists ``metadata["choices"]`` (None: nothing)."""
+    choices = field.metadata.get("choices")
+    if choices and value is not None and value not in choices:
+        return f"must be {' or '.join(repr(c) for c in choices)}, got {value!r}"
+    return None
+
+
+def check_choices(opts) -> None:
+    """Refuse (InputError, one line) an option whose field lists ``metadata["choices"]`` and whose value is not one."""
+    for f in dataclasses.fields(opts):
+        problem = choice_problem(f, getattr(opts, f.name))
+        if problem:
+            raise InputError(None, f"{f.name} {problem}")
 
 
 def find_files(root, match) -> list[Path]:

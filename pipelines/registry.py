@@ -80,6 +80,8 @@ def check_options(name: str, options: dict, flags: dict[str, str] | None = None)
     """Refuse (InputError, one line) an option source ``name`` does not have, a value of the wrong type, or a value
     outside the field's ``metadata["choices"]``. ``flags`` (field → CLI flag, e.g. ``{"version":
     "--dataset-version"}``) names options as the user typed them."""
+    from . import choice_problem
+
     fields = {f.name: f for f in option_fields(name)}
 
     def label(k: str, quote: bool = True) -> str:
@@ -97,10 +99,9 @@ def check_options(name: str, options: dict, flags: dict[str, str] | None = None)
             want = " or ".join(t for t in types)
             raise InputError(None, f"source {name}: option {label(k, quote=False)} must be {want}, got {v!r} "
                                    f"({type(v).__name__})")
-        choices = f.metadata.get("choices")
-        if choices and v is not None and v not in choices:
-            want = " or ".join(repr(c) for c in choices)
-            raise InputError(None, f"source {name}: option {label(k, quote=False)} must be {want}, got {v!r}")
+        problem = choice_problem(f, v)
+        if problem:
+            raise InputError(None, f"source {name}: option {label(k, quote=False)} {problem}")
 
 
 def get_source(name: str, input_path=None, **options):

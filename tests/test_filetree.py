@@ -12,7 +12,8 @@ import pytest
 
 from hambench.errors import InputError
 from hambench.pipelines import get_source
-from hambench.pipelines.filetree import FileTreeSource, check_choices
+from hambench.pipelines import check_choices
+from hambench.pipelines.filetree import FileTreeSource
 from hambench.testing import require_realdata
 
 
