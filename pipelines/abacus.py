@@ -630,12 +630,13 @@ def read_abacus_run(out_dir, *, struct_id: str | None = None, edges: str = "over
     else:
         edge_list = select_edges(np.concatenate([p[0] for p in h_parts] + [s_keys]))
     src, dst, shift = decode_edges(edge_list, na, r_all)
+    spinless = omap.blocks(src, dst, False)
     S, _ = scatter_blocks(edge_list, s_keys, s_vals, omap.pos[s_rows], omap.pos[s_cols], omap.sign[s_rows],
-                          omap.sign[s_cols], omap.blocks(src, dst, False), False, np.float64)
+                          omap.sign[s_cols], spinless, False, np.float64)
     if nspin == 1:
         k, r, c, _, _ = h_parts[0]
         H, _ = scatter_blocks(edge_list, k, hs[0]["values"] * cv.RYDBERG_EV, omap.pos[r], omap.pos[c],
-                              omap.sign[r], omap.sign[c], omap.blocks(src, dst, False), False, np.float64)
+                              omap.sign[r], omap.sign[c], spinless, False, np.float64)
     else:
         if nspin == 2:
             ks, rsl, csl, vals, rsp, csp = [], [], [], [], [], []
