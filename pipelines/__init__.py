@@ -64,7 +64,6 @@ class Source:
         self.options = options
         known = {f.name for f in dataclasses.fields(self.Options)}
         self.opts = self.Options(**{k: v for k, v in options.items() if k in known and v is not None})
-        check_choices(self.opts)
 
     def items(self) -> list:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -3,8 +3,8 @@
 :class:`FileTreeSource` does what those sources share, once:
 
 * ``__init__``: ``--input`` must be given (one :class:`InputError` line naming the source and what ``--input``
-  must be: the class's :attr:`~FileTreeSource.input_help`) and must exist (option values outside a field's
-  ``metadata["choices"]`` are refused by :class:`Source` itself); the tree is scanned with the subclass's
+  must be: the class's :attr:`~FileTreeSource.input_help`) and must exist; option values outside a field's
+  ``metadata["choices"]`` are refused (:func:`hambench.pipelines.check_choices`); the tree is scanned with the subclass's
   :meth:`~FileTreeSource.find` and an empty scan is refused with :attr:`~FileTreeSource.none_found`.
 * ``items()``: the scanned paths, as strings, in :meth:`find`'s order.
 * ``id_of(item)``: the structure id of an item: the path of its run folder relative to ``--input`` (the root's own
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..attrs import StoreAttrs
 from ..errors import InputError
-from . import Source
+from . import Source, check_choices
 
 __all__ = ["FileTreeSource"]
 
@@ -43,6 +43,7 @@ class FileTreeSource(Source):
         self.root = Path(input_path)
         if not self.root.exists():
             raise InputError(self.root, "no such file or directory")
+        check_choices(self.opts)
         self._items = [str(p) for p in self.find(self.root)]
         if not self._items:
             raise InputError(self.root, self.none_found)
