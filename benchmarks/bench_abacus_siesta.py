@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hambench import conventions as cv
+from hambench.basis import _conventions as cv
 from hambench.pipelines.abacus import read_abacus_run
 from hambench.pipelines.siesta import hsx_to_structure
 from hambench.testing import realdata_path

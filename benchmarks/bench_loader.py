@@ -34,7 +34,7 @@ import numpy as np
 
 def legacy_getitem(group, attrs, k: int):
     """``Store.__getitem__`` before range reads: every array looked up and sliced per structure."""
-    from hambench.structure import Structure
+    from hambench.store._structure import Structure
 
     g = group
     ap, ep = g["structures/atom_ptr"][:], g["structures/edge_ptr"][:]  # the old reader cached these once per
@@ -75,8 +75,8 @@ def rate(fn, n_structures: int, repeat: int = 3) -> float:
 def bench_store(path, what: str, args) -> None:
     import zarr
 
-    from hambench.data import make_loader
-    from hambench.store import open_store
+    from hambench.training._data import make_loader
+    from hambench.store._store import open_store
 
     st = open_store(path)
     n = len(st)
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     import torch
     import zarr
 
-    from hambench.demo import demo_raw_dir
+    from hambench.app.demo import demo_raw_dir
     from hambench.pipelines import prepare
     from hambench.testing import realdata_path
 

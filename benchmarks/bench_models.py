@@ -64,7 +64,7 @@ def peak_mb(fn) -> float:
 _PREP = """
 import json, sys
 import numpy as np
-from hambench.demo import demo_raw_dir
+from hambench.app.demo import demo_raw_dir
 from hambench.pipelines import prepare
 from hambench.pipelines.pyscf_qm9 import load_qm9_table
 from hambench.testing import realdata_path
@@ -101,7 +101,7 @@ def stores(tmp: Path, sizes: str):
 
 
 def batches(store, layout, bs, dtype):
-    from hambench.data import collate
+    from hambench.training._data import collate
 
     n = len(store)
     out = []
@@ -111,10 +111,10 @@ def batches(store, layout, bs, dtype):
 
 
 def bench_train_infer(name, preset, store_path, steps, dtype="float32"):
-    from hambench.layout import BasisLayout
+    from hambench.basis._layout import BasisLayout
     from hambench.models.run import build_model, resolve_config
-    from hambench.store import open_store
-    from hambench.train import Trainer, torch_dtype
+    from hambench.store._store import open_store
+    from hambench.training._engine import Trainer, torch_dtype
 
     res = resolve_config(name, preset)
     st = open_store(store_path)
@@ -165,8 +165,8 @@ def bench_train_infer(name, preset, store_path, steps, dtype="float32"):
 
 
 def mol_structure(els, xyz, layout, sid="m"):
-    from hambench.conventions import symbol_to_z
-    from hambench.structure import Structure
+    from hambench.basis._conventions import symbol_to_z
+    from hambench.store._structure import Structure
 
     Z = np.array([symbol_to_z(e) for e in els])
     n = len(Z)
@@ -178,9 +178,9 @@ def mol_structure(els, xyz, layout, sid="m"):
 
 def crystal_structure(store_path, layout, k):
     from hambench.models.run import edges_for
-    from hambench.store import open_store
-    from hambench.structure import Structure
-    from hambench.train import edge_cutoffs
+    from hambench.store._store import open_store
+    from hambench.store._structure import Structure
+    from hambench.training._engine import edge_cutoffs
 
     st = open_store(store_path)
     s = st[0]
@@ -196,8 +196,8 @@ def crystal_structure(store_path, layout, k):
 
 
 def memory_rows(model, cfg, layout, structs, dtype):
-    from hambench.data import batch_from_structures
-    from hambench.train import torch_dtype
+    from hambench.training._data import batch_from_structures
+    from hambench.training._engine import torch_dtype
 
     dt = torch_dtype(dtype)
     rows = []
@@ -220,7 +220,7 @@ def memory_rows(model, cfg, layout, structs, dtype):
         b.H = torch.randn(nH, dtype=torch.complex64 if layout.spinful else dt)
 
         def step():
-            from hambench.train import loss_terms
+            from hambench.training._engine import loss_terms
 
             out = model(b)
             t = loss_terms(out["H"], b, cfg)
@@ -236,7 +236,7 @@ def memory_rows(model, cfg, layout, structs, dtype):
 def pyscf_time(els, xyz, threads):
     from pyscf import lib
 
-    from hambench.pyscf_mol import DEFAULT_PROTOCOL, build_mol, make_rks
+    from hambench.basis._pyscf import DEFAULT_PROTOCOL, build_mol, make_rks
 
     lib.num_threads(threads)
     mol = build_mol(els, xyz, DEFAULT_PROTOCOL)
@@ -275,7 +275,7 @@ def main():
           f"load average {os.getloadavg()[0]:.1f} at start")
     tmp = Path(tempfile.mkdtemp(prefix="bench_models_"))
     st, mols = stores(tmp, args.mol_sizes)
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     # 1. training and inference speed per model, preset and store
     print("\n== training steps/s and inference structures/s (batches in memory) ==")
@@ -312,7 +312,7 @@ def main():
 
     # 3. inference per molecule vs the PySCF run that makes its label
     print(f"\n== inference per molecule vs PySCF B3LYP/def2-SVP (QH9 protocol), PySCF on {threads} threads ==")
-    from hambench.demo import demo_raw_dir
+    from hambench.app.demo import demo_raw_dir
 
     files = sorted(glob.glob(str(Path(demo_raw_dir()) / "*.npz")))
     demo = open_store(st["molecules (demo, 10)"])
@@ -328,7 +328,7 @@ def main():
         for (m, p, s), r in kept.items():
             if not s.startswith("molecules"):
                 continue
-            from hambench.data import collate
+            from hambench.training._data import collate
 
             b = collate(demo.read_range(idx, idx + 1, blocks=()), r["layout"], dtype=torch.float32)
             r["model"].eval()

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from hambench.neighbors import neighbor_list
+from hambench.basis._neighbors import neighbor_list
 
 
 def best(f, repeat=3):

@@ -59,9 +59,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hambench.conventions import atom_permutation  # noqa: E402
+from hambench.basis._conventions import atom_permutation  # noqa: E402
 from hambench.pipelines import get_source, prepare  # noqa: E402
-from hambench.store import open_store  # noqa: E402
+from hambench.store._store import open_store  # noqa: E402
 from hambench.testing import realdata_path  # noqa: E402
 
 DOCK_BUILT = REPO / "build" / "deepx-dock" / "bin" / "dock"
@@ -173,10 +173,10 @@ def dock_inside(exe: str, case: str, root: Path, tmp: Path, procs: int) -> float
 # --- step costs ------------------------------------------------------------------------------------------------
 def _steps(src) -> dict:
     """step → the function whose cumulative profile time it is (the source's own ``read`` for reading)."""
-    from hambench import so3
+    from hambench.basis import _so3 as so3
     from hambench.pipelines import driver, parts
-    from hambench.store import StoreWriter, structure_arrays
-    from hambench.structure import Structure
+    from hambench.store._store import StoreWriter, structure_arrays
+    from hambench.store._structure import Structure
 
     return {
         "read (source.read)": type(src).read,

@@ -79,9 +79,9 @@ def crystal_store(workdir: Path, n: int) -> Path:
 
 
 def noisy_predictions(truth: Path, out: Path, scale: float) -> Path:
-    from hambench.metrics import BasisLayout, block_entries
-    from hambench.predictions import write_predictions
-    from hambench.store import open_store
+    from hambench.scoring._metrics import BasisLayout, block_entries
+    from hambench.store._predictions import write_predictions
+    from hambench.store._store import open_store
 
     st = open_store(truth)
     rng = np.random.default_rng(0)
@@ -169,7 +169,7 @@ def block_loop(pairs, lay):
 
 
 def run_score(preds, workers, scheduler=None):
-    from hambench.scoring import score
+    from hambench.scoring._score import score
 
     return score(preds, workers=workers, scheduler=scheduler, quiet=True)
 
@@ -182,10 +182,10 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from hambench import metrics as M
-    from hambench.layout import BasisLayout
-    from hambench.predictions import open_predictions
-    from hambench.store import open_store
+    from hambench.scoring._score import _metrics as M
+    from hambench.basis._layout import BasisLayout
+    from hambench.store._predictions import open_predictions
+    from hambench.store._store import open_store
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
           f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")

@@ -18,7 +18,7 @@ run that did not finish):
 
    Models ``qhnet``, ``tracegrad-qhnet`` and the four ablations ``--set model.tracegrad.mode=trace | grad |
    gate | tracegate`` (Appendix H), each seed, each split; scores on ``<split>:test``: H MAE all / on-site /
-   off-site, ε, ψ (hambench.scoring) and, for qhnet and tracegrad-qhnet on the first split, SCF
+   off-site, ε, ψ (hambench.scoring._score) and, for qhnet and tracegrad-qhnet on the first split, SCF
    acceleration on ``--scf`` test molecules (TraceGrad Tables 8, 9).
 2. **Crystals** (TraceGrad Tables 1, 5, 10; HarmoSE Table 2): ``prepare --source pyscf/crystal`` thermal
    snapshots (graphene; ``--crystal-systems graphene,mos2`` adds MoS2), a ``bench`` split 60 / 20 / 20
@@ -226,11 +226,11 @@ def store_with_splits(src: Path, dst: Path, splits: dict[str, np.ndarray]) -> No
     """Copy the store ``src`` to ``dst`` with the extra splits (codes 0/1/2 = train/val/test), atomically.
 
     hambench has no library call that adds a split to a store (pyscf/qm9 and pyscf/crystal assign none), so the
-    benchmark writes the ``splits/<name>`` arrays and ``attrs["splits"]`` of the schema (hambench/store.py)."""
+    benchmark writes the ``splits/<name>`` arrays and ``attrs["splits"]`` of the schema (hambench/store/)."""
     import zarr
 
     from hambench.atomic import partial_path, replace_dir
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     partial = partial_path(dst)
     shutil.copytree(src, partial)
@@ -249,7 +249,7 @@ def store_with_splits(src: Path, dst: Path, splits: dict[str, np.ndarray]) -> No
 
 # --- training under the budget ------------------------------------------------------------------------------
 class _WallGuard:
-    """Stops a training run at a wall-clock limit: a Trainer subclass patched into hambench.train for the
+    """Stops a training run at a wall-clock limit: a Trainer subclass patched into hambench.training._engine for the
     duration of one train_run (the engine has no time limit). At the limit it sets max_steps to the next step,
     so the engine ends the run the normal way (last.pt saved, metrics.jsonl closed)."""
 
@@ -258,7 +258,7 @@ class _WallGuard:
         self.hit_at = None
 
     def __enter__(self):
-        import hambench.train as T
+        import hambench.training._engine as T
 
         guard = self
         base = T.Trainer
@@ -279,7 +279,7 @@ class _WallGuard:
         return self
 
     def __exit__(self, *exc):
-        import hambench.train as T
+        import hambench.training._engine as T
 
         T.Trainer = self._base
 
@@ -363,12 +363,12 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
             raise SystemExit(f"{done}: cached run made with other settings ({have} vs {want}); use another --out")
         log(f"{key}: cached ({res['train']['steps']} steps)")
         return res
-    from hambench.scoring import score
+    from hambench.scoring._score import score
     from hambench.models.run import predict_store
 
     commands = [sh(cli_train_cmd(model, data, rdir / "run", preset, sets, over, stage1))]
     log(f"{key}: train {over['max_steps']} steps")
-    from hambench.train import TrainingDiverged
+    from hambench.training._engine import TrainingDiverged
 
     ident = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
              "request": {"over": over, "sets": list(sets), "preset": preset,
@@ -458,7 +458,7 @@ def make_molecule_store(args, out: Path, commands: list[str]) -> tuple[Path, dic
         return store, info
     own = []
     wall = run_cli(cmd + ["--overwrite"], own)
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     st = open_store(prep)
     natoms = st.array("structures/natoms")[:]
@@ -505,7 +505,7 @@ def make_crystal_store(args, out: Path, system: str, commands: list[str]) -> tup
         cmd += ["--basis", args.crystal_basis]
     own = []
     wall = run_cli(cmd + ["--overwrite"], own)
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     st = open_store(prep)
     codes = random_split(len(st))
@@ -599,8 +599,8 @@ def submit_to_board(board: Path, out: Path, fams: dict, args, commands: list[str
 
     from hambench.leaderboard.board import DEFAULT_BOARD
     from hambench.leaderboard.submit import submit
-    from hambench.predictions import store_checksum
-    from hambench.store import open_store
+    from hambench.store._predictions import store_checksum
+    from hambench.store._store import open_store
 
     board = board.resolve()
     lines = []

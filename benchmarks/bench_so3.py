@@ -4,7 +4,7 @@ Workload: QM9-like edges in def2-SVP (H 5 orbitals, C/N/O 14), random blocks, on
 spinful: bismuthene-like (Bi s,s,p,d: 20x20 complex blocks). Methods:
     loop     per-edge Python loop (D per element precomputed, dense D_i H D_jᵀ)  -- the baseline
     grouped  NumPy: one batched dense matmul per (Z_i, Z_j) group (gather / scatter)
-    numba    hambench.so3 default: one Numba pass over the flat array, shell pair by shell pair
+    numba    hambench.basis._so3 default: one Numba pass over the flat array, shell pair by shell pair
 Every fast result is checked against the loop on the same data before it is timed. `H.copy()` (same size) is
 printed as the memory-traffic floor.
 
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from hambench import so3
+from hambench.basis import _so3 as so3
 from hambench.testing import random_edge_blocks
 
 SPECIES_QM9 = {1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2], 7: [0, 0, 0, 1, 1, 2], 8: [0, 0, 0, 1, 1, 2]}

@@ -16,7 +16,7 @@ model alike (the reported time is the
 median over rounds; by default process CPU time with one thread, so that other jobs on a shared machine do not
 enter the numbers): *inference* = ``model.eval()`` forward under ``torch.no_grad`` (the autograd form turns
 gradients back on inside its hooks); *train step* = forward, the engine's loss
-(``hambench.train.loss_terms`` + ``extra_loss``), backward and an Adam step. Ratios are against the backbone
+(``hambench.training._engine.loss_terms`` + ``extra_loss``), backward and an Adam step. Ratios are against the backbone
 measured in the same run. The paper reports inference ratios 1.064–1.075 on an A6000 (batch 1) and ×1.96–2.21
 for double depth.
 
@@ -41,12 +41,12 @@ import torch
 
 
 def _store(n: int):
-    import hambench.demo
+    import hambench.app.demo
     import hambench.pipelines
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     out = Path(tempfile.mkdtemp(prefix="bench_tg_")) / "qm9.zarr"
-    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.demo.demo_raw_dir(), max_heavy=3,
+    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.app.demo.demo_raw_dir(), max_heavy=3,
                                limit=max(n, 1), quiet=True)
     return open_store(out)
 
@@ -110,9 +110,9 @@ def main():
     ap.add_argument("--backbones", default="deephe3,qhnet")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from hambench.data import collate
-    from hambench.layout import BasisLayout
-    from hambench.train import TrainConfig, loss_terms
+    from hambench.training._data import collate
+    from hambench.basis._layout import BasisLayout
+    from hambench.training._engine import TrainConfig, loss_terms
 
     st = _store(args.molecules)
     n = min(args.molecules, len(st))

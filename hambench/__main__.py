@@ -1,3 +1,3 @@
-from .cli import main
+from hambench.app.cli import main
 
 main()

@@ -31,7 +31,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from .errors import InputError
+from hambench.errors import InputError
 
 __all__ = ["from_dict", "to_dict", "load_yaml", "load_model_yaml", "merge", "parse_set", "resolve"]
 

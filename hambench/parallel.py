@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
 
-from .errors import HambenchError, InputError
+from hambench.errors import HambenchError, InputError
 
 __all__ = ["progress", "run_ranges", "run_tasks", "worker_pool"]
 

@@ -64,9 +64,9 @@ def require_realdata(*parts: str) -> Path:
 def equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful: bool = False) -> float:
     """Max abs difference between ``blocks_Rx`` (blocks of the rotated structure) and the rotated ``blocks_x``.
 
-    Both are flat edge blocks in hambench order over the same edges (see :mod:`hambench.so3`).
+    Both are flat edge blocks in hambench order over the same edges (see :mod:`hambench.basis._so3`).
     """
-    from .so3 import rotate_edge_blocks
+    from hambench.basis._so3 import rotate_edge_blocks
 
     expect = rotate_edge_blocks(blocks_x, Z_src, Z_dst, species, R, spinful)
     got = np.asarray(blocks_Rx).reshape(-1)
@@ -95,7 +95,7 @@ def assert_model_equivariant(f, pos, Z_src, Z_dst, species, R=None, atol: float 
     (rows are lattice vectors, or None for a molecule); the edges (and their shifts) must not change under the
     rotation. ``R`` defaults to a random rotation from ``rng`` (seeded 0). Returns the max abs error.
     """
-    from .so3 import random_rotation
+    from hambench.basis._so3 import random_rotation
 
     if R is None:
         R = random_rotation(np.random.default_rng(0) if rng is None else rng)
@@ -107,7 +107,7 @@ def assert_model_equivariant(f, pos, Z_src, Z_dst, species, R=None, atol: float 
 
 def random_edge_blocks(rng, Z_src, Z_dst, species, spinful: bool = False, dtype=np.float64) -> np.ndarray:
     """Random flat edge blocks of the right sizes (complex when spinful), for algebra tests."""
-    from .structure import layout_of
+    from hambench.basis._layout import layout_of
 
     ptr = layout_of(species, spinful).block_ptr(Z_src, Z_dst)
     x = rng.standard_normal(int(ptr[-1]))
@@ -121,7 +121,7 @@ def cli(*args):
     """``hambench ARGS...`` through click's test runner (arguments str()-ed); the click ``Result``."""
     from click.testing import CliRunner
 
-    from .cli import main
+    from hambench.app.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 

@@ -7,7 +7,7 @@
       submissions/<model>/<dataset>/
         meta.yml                         # the submitter's metadata (meta.schema.json)
         scores.json                      # computed by hambench from the predictions at submit time
-        plots/*.png                      # per-block heat maps and parity plots (hambench.plots), if any
+        plots/*.png                      # per-block heat maps and parity plots (hambench.scoring._plots), if any
 
 The repository's own board is this package's folder (``leaderboard/``). Every folder name is checked against
 :data:`~hambench.leaderboard.schema.NAME_PATTERN` and every path component below the board must be a real

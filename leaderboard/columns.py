@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 __all__ = ["Column", "KNOWN", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys"]
 
-#: key → (label, short description); the order is the table's column order (hambench.metrics / hambench.scf
+#: key → (label, short description); the order is the table's column order (hambench.scoring._metrics / hambench.scoring._scf
 #: names; any other numeric key of scores.json follows alphabetically)
 KNOWN: dict[str, tuple[str, str]] = {
     "H_mae": ("H MAE", "mean absolute error of the Hamiltonian matrix elements (mean over structures)"),

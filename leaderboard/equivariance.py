@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hambench.so3 import rotate_edge_blocks
+from hambench.basis._so3 import rotate_edge_blocks
 
 __all__ = ["prediction_equivariance", "EV_TO_MEV"]
 
@@ -24,7 +24,7 @@ EV_TO_MEV = 1000.0
 
 
 def prediction_equivariance(preds) -> dict | None:
-    """``{"metrics": {...}, "units": {...}}`` of the pairs in ``preds`` (a :class:`~hambench.predictions.Predictions`),
+    """``{"metrics": {...}, "units": {...}}`` of the pairs in ``preds`` (a :class:`~hambench.store._predictions.Predictions`),
     or None without pairs."""
     truth = preds.truth
     parent = truth.array("structures/parent")[:]

@@ -5,7 +5,7 @@ Order of checks (nothing is written until all pass; each failure is one :class:`
 1. ``meta.yml`` against the schema (unknown keys, types, missing fields, unsafe model/dataset names);
 2. the dataset is on the board, and ``submissions/<model>/<dataset>`` stays inside the board (no links);
    an existing submission is only replaced with ``replace=True``;
-3. the predictions open and validate against their truth store (:func:`hambench.predictions.open_predictions`:
+3. the predictions open and validate against their truth store (:func:`hambench.store._predictions.open_predictions`:
    ids, atoms, edges — missing or extra —, block sizes, NaN/Inf, the truth unchanged since prediction);
 4. the truth's content checksum and kind equal the board's dataset entry, and the predicted split is the
    board's test split (when the board names one);
@@ -41,13 +41,13 @@ CLAIM_ATOL = 1e-12
 
 
 def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None) -> dict:
-    """Scores of ``preds`` (an open :class:`~hambench.predictions.Predictions`) by ``hambench score`` itself.
+    """Scores of ``preds`` (an open :class:`~hambench.store._predictions.Predictions`) by ``hambench score`` itself.
 
     ``options`` are the board's per-dataset scoring options (``datasets.yml`` ``score:``: ``scf``, ``bands``,
     ``kpath``, ``seed``), so every submission on a dataset is scored the same way; ``plots_dir`` receives the
     per-block heat map, parity and the other plots.
     """
-    from hambench.scoring import score
+    from hambench.scoring._score import score
 
     opts = dict(options)
     if opts.get("kpath") is not None and not Path(opts["kpath"]).is_absolute():
@@ -57,7 +57,7 @@ def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None)
 
 def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
     """The per-block heat map, parity and other plots of ``hambench score --plots`` (PNG kept, SVG dropped)."""
-    from hambench.plots import make_plots
+    from hambench.scoring._plots import make_plots
 
     out.mkdir(parents=True, exist_ok=True)
     made = [Path(p) for p in make_plots(scores, preds.truth, preds, out)]
@@ -143,9 +143,9 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
     claimed : optional ``scores.json`` whose ``metrics`` the submitter claims (checked like ``meta.metrics``)
     replace : replace an existing submission of the same model and dataset
     scorer : ``f(preds, truth, options, plots_dir) -> scores dict``; default :func:`recompute_scores`
-    plots : also make the per-block heat maps and parity plots (``hambench.plots``)
+    plots : also make the per-block heat maps and parity plots (``hambench.scoring._plots``)
     """
-    from hambench.predictions import open_predictions, store_checksum
+    from hambench.store._predictions import open_predictions, store_checksum
 
     b = board if isinstance(board, Board) else open_board(board)
     meta_path = Path(meta_path)

@@ -32,7 +32,7 @@ EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 def demo_truth(folder, augment: int = 1) -> Path:
     """``folder/qm9mini[_augK].zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), with
     ``augment`` seeded rotated copies each; made once per folder."""
-    from hambench.demo import DEMO_OPTIONS, demo_raw_dir
+    from hambench.app.demo import DEMO_OPTIONS, demo_raw_dir
     from hambench.pipelines import prepare
 
     path = Path(folder) / ("qm9mini.zarr" if not augment else f"qm9mini_aug{augment}.zarr")
@@ -74,7 +74,7 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
 
 def original_indices(truth) -> list[int]:
     """Indices of the structures of a store that are not rotated copies (``structures/parent`` = −1)."""
-    from hambench.store import Store, open_store
+    from hambench.store._store import Store, open_store
 
     st = truth if isinstance(truth, Store) else open_store(truth)
     return [int(k) for k in np.flatnonzero(st.array("structures/parent")[:] < 0)]
@@ -83,8 +83,8 @@ def original_indices(truth) -> list[int]:
 def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: str = "noisy",
                       split: str | None = None) -> Path:
     """Predictions = true H + N(0, scale²) noise (eV) for ``ids`` (default: the originals) of the truth store."""
-    from hambench.predictions import write_predictions
-    from hambench.store import Store, open_store
+    from hambench.store._predictions import write_predictions
+    from hambench.store._store import Store, open_store
 
     st = truth if isinstance(truth, Store) else open_store(truth)
     ids = original_indices(st) if ids is None else list(ids)
@@ -98,7 +98,7 @@ def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: 
 
 def numpy_mae_scorer(preds, truth, options: dict, plots_dir=None) -> dict:
     """Minimal independent scorer: mean |ΔH| over all elements (meV), per structure and per element pair."""
-    from hambench.conventions import z_to_symbol
+    from hambench.basis._conventions import z_to_symbol
 
     abs_sum = n = 0.0
     per_structure, pair_sum, pair_n = [], {}, {}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from e3nn import o3
 
-from hambench import so3
+from hambench.basis import _so3 as so3
 
 __all__ = [
     "GaussianBasis",
@@ -266,8 +266,8 @@ class EdgeSH(torch.nn.Module):
 
 def edge_vectors(batch) -> torch.Tensor:
     """``pos[dst] + shift @ cell[b] − pos[src]`` for every edge of a batch, differentiable in pos and cell
-    (:func:`hambench.data.edge_vectors`, the one implementation)."""
-    from hambench.data import edge_vectors as _ev
+    (:func:`hambench.training._data.edge_vectors`, the one implementation)."""
+    from hambench.training._data import edge_vectors as _ev
 
     return _ev(batch)
 

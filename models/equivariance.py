@@ -26,7 +26,7 @@ __all__ = ["equivariance_error", "checkpoint_equivariance"]
 def _predict_one(model, s, layout, dtype, device):
     import torch
 
-    from hambench.data import batch_from_structures
+    from hambench.training._data import batch_from_structures
 
     b = batch_from_structures([s], layout).to(device, dtype)
     with torch.set_grad_enabled(bool(getattr(model, "inference_needs_grad", False))):
@@ -39,13 +39,13 @@ def equivariance_error(model, structures, layout, n_rotations: int = 4, seed: in
                        device="cpu") -> dict:
     """Max / mean |f(Rx) − D f(x) D^†| (meV) of ``model`` over ``structures`` × ``n_rotations`` rotations.
 
-    ``structures``: :class:`hambench.structure.Structure` objects (targets are not used). Returns
+    ``structures``: :class:`hambench.store._structure.Structure` objects (targets are not used). Returns
     {max_meV, mean_meV, scale_meV (mean |f(x)|), relative_max, n_structures, n_rotations, seed, dtype,
     per_structure: [{id, max_meV, mean_meV}]}.
     """
     import torch
 
-    from hambench.so3 import random_rotation, rotate_edge_blocks
+    from hambench.basis._so3 import random_rotation, rotate_edge_blocks
 
     if n_rotations < 1:
         raise InputError("--rotations", f"needs at least 1 rotation, got {n_rotations}")
@@ -87,10 +87,10 @@ def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_struct
 
     Refuses a store the checkpoint cannot take (species, shells, spin) with one line.
     """
-    from hambench.data import select_split
-    from hambench.layout import BasisLayout
-    from hambench.store import open_store
-    from hambench.train import torch_dtype
+    from hambench.training._data import select_split
+    from hambench.basis._layout import BasisLayout
+    from hambench.store._store import open_store
+    from hambench.training._engine import torch_dtype
 
     from .run import load_model
 

@@ -1,10 +1,10 @@
 """Running models of the zoo: config resolution, building from the registry, training runs, checkpoints, predict.
 
 This is the layer between the CLI and the core: it knows the registry (``hambench.models``) and the core
-(store, data, engine, predictions), so ``hambench/train.py`` stays free of model imports.
+(store, data, engine, predictions), so ``hambench/training`` stays free of model imports.
 
 * :func:`resolve_config` — dataclass defaults ← ``models/configs/<name>.yaml`` ← preset ← ``--config`` ←
-  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.train.TrainConfig`.
+  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.training._engine.TrainConfig`.
 * :func:`build_model` — the registry's builder under the run's seed and dtype.
 * :func:`train_run` — ``hambench train``: store checks (kind, spin), split, loaders (DDP-sharded under
   torchrun), edge cut-offs, checkpoint metadata, ``--resume`` (same config or one :class:`InputError` line).
@@ -46,7 +46,7 @@ __all__ = [
 class Resolved:
     spec: registry.ModelSpec
     model: object  # the model's config dataclass
-    train: object  # hambench.train.TrainConfig
+    train: object  # hambench.training._engine.TrainConfig
     preset: str | None
 
     def as_dict(self) -> dict:
@@ -63,7 +63,7 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
     options takes the checkpoint's). ``overrides``: {"train": {...}} from CLI flags, applied last.
     """
     from hambench.config import from_dict, load_yaml, merge, parse_set, resolve
-    from hambench.train import TrainConfig
+    from hambench.training._engine import TrainConfig
 
     spec = registry.get(name)
     if base is not None:
@@ -107,7 +107,7 @@ class _default_dtype:
 def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None):
     """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
     initial weights depend on the seed only)."""
-    from hambench.train import seed_everything, torch_dtype
+    from hambench.training._engine import seed_everything, torch_dtype
 
     if seed is not None:
         seed_everything(seed)
@@ -124,7 +124,7 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
     of the original structures (rotation-augmented copies follow their parent); ``val_fraction = 0`` or a store
     of one original structure trains and validates on all structures.
     """
-    from hambench.data import select_split
+    from hambench.training._data import select_split
 
     if cfg.split:
         name = cfg.split
@@ -156,7 +156,7 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
 
 
 def _loader(store, indices, cfg, shuffle, rank, world, dtype, blocks=("H", "T"), batch_size=None, augment=None):
-    from hambench.data import make_loader
+    from hambench.training._data import make_loader
 
     ld = make_loader(store, None, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
                      augment_rotations=cfg.augment_rotations if augment is None else augment, rank=rank,
@@ -212,10 +212,10 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     """
     import torch
 
-    from hambench.layout import BasisLayout
-    from hambench.predictions import store_checksum
-    from hambench.store import open_store
-    from hambench.train import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, edge_cutoffs,
+    from hambench.basis._layout import BasisLayout
+    from hambench.store._predictions import store_checksum
+    from hambench.store._store import open_store
+    from hambench.training._engine import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, edge_cutoffs,
                                 load_checkpoint, torch_dtype)
 
     run_dir = Path(run_dir)
@@ -299,8 +299,8 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
 def load_model(checkpoint, device="cpu", dtype: str | None = None):
     """(model in eval mode, checkpoint dict, layout) from a ``.pt`` file or a run folder (best.pt first)."""
     from hambench.config import from_dict
-    from hambench.layout import BasisLayout
-    from hambench.train import load_checkpoint
+    from hambench.basis._layout import BasisLayout
+    from hambench.training._engine import load_checkpoint
 
     ck = load_checkpoint(checkpoint, map_location="cpu")
     where = ck["path"]
@@ -330,7 +330,7 @@ def _predict_batches(model, batches, device, dtype):
     """Yield (store index, flat H per structure as numpy, T or None) for every structure of the batches."""
     import torch
 
-    from hambench.train import torch_dtype
+    from hambench.training._engine import torch_dtype
 
     grad = bool(getattr(model, "inference_needs_grad", False))
     dt = torch_dtype(dtype)
@@ -359,10 +359,10 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
     Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
     """
-    from hambench.data import make_loader, select_split
-    from hambench.layout import BasisLayout
-    from hambench.predictions import write_predictions
-    from hambench.store import open_store
+    from hambench.training._data import make_loader, select_split
+    from hambench.basis._layout import BasisLayout
+    from hambench.store._predictions import write_predictions
+    from hambench.store._store import open_store
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -377,7 +377,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     idx = select_split(store, split)
     if idx.size == 0:
         raise InputError(data, f"split {split} selects no structures")
-    from hambench.train import torch_dtype
+    from hambench.training._engine import torch_dtype
 
     loader = make_loader(store, None, batch_size=batch_size, shuffle=False, dtype=torch_dtype(dtype), blocks=())
     loader.dataset.selected = idx
@@ -426,7 +426,7 @@ def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float 
     data). A pair type never seen in training takes the mean of its two like-pairs' cut-offs when both are
     known, else the largest cut-off (stated in the checkpoint's edge_cutoffs).
     """
-    from hambench.neighbors import edge_vectors, neighbor_list
+    from hambench.basis._neighbors import edge_vectors, neighbor_list
 
     Z = np.asarray(Z, dtype=np.int64)
     table = {tuple(int(x) for x in k.split("-")): float(v) for k, v in cutoffs.items()}
@@ -467,13 +467,13 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
     ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
     (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
-    The output is a store (schema of :mod:`hambench.store`) with the predicted ``blocks/H``, no overlap, and
+    The output is a store (schema of :mod:`hambench.store._store`) with the predicted ``blocks/H``, no overlap, and
     attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
     """
     from hambench import __version__
-    from hambench.data import batch_from_structures
-    from hambench.store import StoreWriter
-    from hambench.structure import Structure, file_sha256
+    from hambench.training._data import batch_from_structures
+    from hambench.store._store import StoreWriter
+    from hambench.store._structure import Structure, file_sha256
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -507,7 +507,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                                  spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
     if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
         raise InputError(src_file, "periodic structures given to a model trained on molecules")
-    from hambench.train import torch_dtype
+    from hambench.training._engine import torch_dtype
 
     t0 = time.perf_counter()
     preds = []
@@ -536,7 +536,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
 
 
 def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    from hambench.store import StoreWriter, structure_arrays
+    from hambench.store._store import StoreWriter, structure_arrays
 
     b = structure_arrays(structs, None, overlap=False)
     counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),

@@ -1,6 +1,6 @@
 """``hambench prepare``: raw DFT outputs → one Zarr store.
 
-A *source* turns one family of raw files into :class:`hambench.structure.Structure` records in hambench
+A *source* turns one family of raw files into :class:`hambench.store._structure.Structure` records in hambench
 conventions; the driver (:mod:`hambench.pipelines.driver`) runs any source over Dask into a store.
 
 The source contract (subclass :class:`Source`):
@@ -24,7 +24,7 @@ The source contract (subclass :class:`Source`):
     The structures of one item, converted to eV, Å and hambench orbital order, *not yet validated*
     (the driver calls ``Structure.validate``). Runs inside Dask workers: no global state.
 ``attrs(self) -> StoreAttrs``
-    Store-level metadata (:class:`hambench.attrs.StoreAttrs`): ``kind`` ('crystal' | 'molecule'), ``spinful``,
+    Store-level metadata (:class:`hambench.store._meta.StoreAttrs`): ``kind`` ('crystal' | 'molecule'), ``spinful``,
     ``dft`` {code, version, functional, basis, ...}, ``constants`` (which unit constants converted the data),
     optional ``splits``. Whether runs mix spinless and spinful is checked once, by the driver.
 
@@ -37,8 +37,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..attrs import StoreAttrs
-from ..errors import InputError
+from hambench.store._meta import StoreAttrs
+from hambench.errors import InputError
 
 __all__ = ["Source", "StoreAttrs", "SOURCES", "get_source", "list_sources", "option_fields", "prepare", "find_files",
            "check_choices", "choice_problem"]

@@ -5,9 +5,9 @@ file into flat arrays (one entry per stored element: value, row orbital, column 
 groups them into (i, j, R) edge blocks in hambench order with vectorised numpy — no Python loop over elements.
 
 Orbital bookkeeping: ``orbital_map(Z, species, code)`` gives, for every native orbital of the cell, its atom, its
-hambench position inside the atom and its sign (inverse of :func:`hambench.conventions.atom_permutation`, so the
+hambench position inside the atom and its sign (inverse of :func:`hambench.basis._conventions.atom_permutation`, so the
 same table as ``to_hambench``); orbital counts and block offsets come from the cell's
-:class:`~hambench.layout.BasisLayout`.
+:class:`~hambench.basis._layout.BasisLayout`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import dataclasses
 
 import numpy as np
 
-from .. import conventions as cv
-from ..structure import layout_of
+from hambench.basis import _conventions as cv
+from hambench.basis._layout import layout_of
 
-from ..errors import InputError
+from hambench.errors import InputError
 
 __all__ = ["EDGE_CHOICES", "edges_option", "check_edges", "OrbitalMap", "orbital_map", "edge_keys", "select_edges",
            "scatter_blocks"]
@@ -41,7 +41,7 @@ def check_edges(edges: str) -> None:
 
 class OrbitalMap:
     """Per native orbital: ``atom``, hambench ``pos`` inside the atom, ``sign``; per atom: ``norb``; the cell's
-    :class:`~hambench.layout.BasisLayout` (``layout``) and atomic numbers ``Z``."""
+    :class:`~hambench.basis._layout.BasisLayout` (``layout``) and atomic numbers ``Z``."""
 
     def __init__(self, atom, pos, sign, Z, layout):
         self.atom, self.pos, self.sign, self.Z, self.layout = atom, pos, sign, Z, layout

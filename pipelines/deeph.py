@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..attrs import StoreAttrs
-from ..errors import InputError
+from hambench.store._meta import StoreAttrs
+from hambench.errors import InputError
 from . import Source, find_files
 
 __all__ = ["DeepHFolderSource", "DATASETS", "DeepHDataset", "named_dataset", "find_deeph_folders"]
@@ -138,7 +138,7 @@ class DeepHDataset:
     download: str
 
     def check(self, s, folder: Path) -> None:
-        from ..conventions import parse_openmx_basis, symbol_to_z
+        from hambench.basis._conventions import parse_openmx_basis, symbol_to_z
 
         for el, spec in self.basis.items():
             z = symbol_to_z(el)

@@ -9,7 +9,7 @@ DeepH-dock folder: POSCAR (Å), info.json (elements_orbital_map, spinful, fermi_
 overlap.h5 with atom_pairs (N, 5) [R1, R2, R3, i, j] 0-based, chunk_boundaries, chunk_shapes, entries (flat,
 row-major blocks) in hambench order, eV.
 
-Both become a :class:`~hambench.structure.Structure` with edges sorted by (i, j, R) whatever the order in the file
+Both become a :class:`~hambench.store._structure.Structure` with edges sorted by (i, j, R) whatever the order in the file
 (legacy files list datasets by name, DeepH-dock files in the writer's order); the writers keep the Structure's
 order, so folder → Structure → folder gives the same pairs and blocks, possibly listed in another order.
 
@@ -33,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import partial_path, replace_dir
-from ..conventions import atom_permutation, symbol_to_z, z_to_symbol
-from ..errors import InputError
-from ..metrics import bloch_matrices  # noqa: F401  (re-exported)
-from ..structure import Structure, file_sha256, layout_of
+from hambench.atomic import partial_path, replace_dir
+from hambench.basis._conventions import atom_permutation, symbol_to_z, z_to_symbol
+from hambench.errors import InputError
+from hambench.scoring._metrics import bloch_matrices  # noqa: F401  (re-exported)
+from hambench.store._structure import Structure, file_sha256
+from hambench.basis._layout import layout_of
 from .h5fast import read_datasets
 
 __all__ = [
@@ -103,7 +104,7 @@ def _sorted_edges(src, dst, shift):
 
 
 def _edge_blocks(species, Z, src, dst, spinful: bool, where):
-    """``(n_i, n_j, ptr)`` of the edges' blocks from the :class:`~hambench.layout.BasisLayout` of ``species``."""
+    """``(n_i, n_j, ptr)`` of the edges' blocks from the :class:`~hambench.basis._layout.BasisLayout` of ``species``."""
     try:
         layout = layout_of(species, spinful)
         zi, zj = np.asarray(Z, np.int64)[src], np.asarray(Z, np.int64)[dst]
@@ -385,7 +386,7 @@ def _blocks_in(s: Structure, which: str, code: str) -> list[np.ndarray]:
 
     Edges are grouped by element pair; each group is gathered and reordered with one fancy index.
     """
-    from ..conventions import from_hambench
+    from hambench.basis._conventions import from_hambench
 
     spin = s.spinful if which == "H" else False
     arr = s.H if which == "H" else s.S

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..atomic import replace_dir, write_json
-from ..errors import ExcludedItem, HambenchError, InputError
-from ..store import _resolved, structure_arrays
-from ..structure import Structure
+from hambench import __version__
+from hambench.atomic import replace_dir, write_json
+from hambench.errors import ExcludedItem, HambenchError, InputError
+from hambench.store._store import _resolved, structure_arrays
+from hambench.store._structure import Structure
 from . import get_source
 from .parts import PART_FORMAT, read_part_header, shard_jobs, write_part, write_shard_job
 
@@ -46,7 +46,7 @@ SPLIT_ORDER = ("train", "val", "test")
 # --- per-structure work (runs in workers) ----------------------------------------------------------------
 def rotate_structure(s: Structure, R: np.ndarray, index: int, k: int) -> Structure:
     """A rigidly rotated copy (r' = R r) of structure ``s`` (local index ``index``): positions, cell, blocks."""
-    from .. import so3
+    from hambench.basis import _so3 as so3
 
     Zs, Zd = s.Z[s.src], s.Z[s.dst]
     return Structure(
@@ -80,7 +80,7 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
     ``{"zero_filled": edges with no DFT block, "dropped": DFT edges beyond the cutoff, "dft_edges": DFT edges,
     "dropped_max_abs_H": largest |H| element of a dropped block (eV)}``.
     """
-    from .. import _core
+    from hambench import _core
 
     src, dst, shift = _core.neighbor_list(s.pos, s.cell, tuple(bool(x) for x in s.pbc), float(cutoff))
     index = s.edge_index()
@@ -119,7 +119,7 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
     range's first item: rotations are seeded by (seed, item index, structure, copy), so they do not depend on
     how items are grouped into ranges.
     """
-    from .. import so3
+    from hambench.basis import _so3 as so3
 
     structs: list[Structure] = []
     traces = []
@@ -274,7 +274,7 @@ def run(
     part_name = [str(parts_dir / f"{r:05d}") for r in range(len(ranges))]
     todo = [r for r in range(len(ranges)) if not Path(part_name[r] + ".json").exists()]
     done_items = sum(b - a for r, (a, b) in enumerate(ranges) if r not in set(todo))
-    from ..parallel import worker_pool
+    from hambench.parallel import worker_pool
 
     try:
         with worker_pool(workers, scheduler) as pool:  # one fork: the same warm workers read and then write
@@ -342,7 +342,7 @@ def _say_expected_time(src, source, items, workers) -> None:
 def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label,
              pool=None):
     """Run the unfinished ranges through the core range runner (local processes or a Dask scheduler)."""
-    from ..parallel import run_tasks
+    from hambench.parallel import run_tasks
 
     nexcluded = 0
 
@@ -361,7 +361,7 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
 
 def _assemble(partial, output, part_name, src, source, input_path, options, key, workers=1, scheduler=None,
               quiet=True, pool=None) -> str:
-    from ..store import StoreWriter
+    from hambench.store._store import StoreWriter
 
     manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
     filled = [m for m in manifests if m["structures"]]
@@ -384,7 +384,7 @@ def _assemble(partial, output, part_name, src, source, input_path, options, key,
             split_labels[name] = sorted(set(split_labels[name]) | set(labs),
                                         key=lambda x: (SPLIT_ORDER.index(x) if x in SPLIT_ORDER else 9, x))
     counts = {c: sum(m.get(c, 0) for m in filled) for c in ("structures", "atoms", "edges", "H", "S", "T")}
-    sattrs = src.attrs().to_dict()  # hambench.attrs.StoreAttrs: the dict the source declared
+    sattrs = src.attrs().to_dict()  # hambench.store._meta.StoreAttrs: the dict the source declared
     attrs = {
         "kind": sattrs.get("kind", "crystal"),
         "spinful": spinful.pop(),
@@ -426,7 +426,7 @@ def _assemble(partial, output, part_name, src, source, input_path, options, key,
             fixes[n] = fix
     sizes = [{c: m[c] for c in ("structures", "atoms", "edges", "H", "S", "T")} for m in filled]
     jobs = shard_jobs(tmp_store, writer.layouts, stems, sizes, fixes, split_labels)
-    from ..parallel import run_tasks
+    from hambench.parallel import run_tasks
 
     run_tasks(write_shard_job, [j for j, _ in jobs], workers=workers, scheduler=scheduler, quiet=quiet,
               label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB",

@@ -21,8 +21,8 @@ import time
 import uuid
 from pathlib import Path
 
-from ..atomic import replace_dir
-from ..errors import InputError
+from hambench.atomic import replace_dir
+from hambench.errors import InputError
 
 __all__ = ["FORMATS", "export_store", "folder_names"]
 
@@ -74,7 +74,7 @@ def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: b
     :class:`~hambench.errors.InputError` for an unknown format or an ``output`` that exists and is not empty
     (with ``overwrite``: that is not an earlier export, i.e. has no ``export.json``).
     """
-    from ..store import open_store
+    from hambench.store._store import open_store
     from . import deeph_format
 
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@
   name when the run folder is the root), followed by ``/<suffix>`` where a folder holds several runs
   (:meth:`_run_suffix`). Stores depend on these ids: each source keeps its own rules through the hooks.
 * ``read(item)``: ``[read_run(Path(item), id_of(item))]``.
-* ``attrs()``: :meth:`_attrs_dict`, computed once, as :class:`~hambench.attrs.StoreAttrs`.
+* ``attrs()``: :meth:`_attrs_dict`, computed once, as :class:`~hambench.store._meta.StoreAttrs`.
 * ``spinful_of(item)``: the cheap spin pre-check the driver runs before any worker starts (None: unknown, read
   decides). Subclasses read only a header or a keyword file.
 """
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..attrs import StoreAttrs
-from ..errors import InputError
+from hambench.store._meta import StoreAttrs
+from hambench.errors import InputError
 from . import Source, check_choices
 
 __all__ = ["FileTreeSource"]
@@ -55,7 +55,7 @@ class FileTreeSource(Source):
         raise NotImplementedError
 
     def read_run(self, path: Path, struct_id: str):  # pragma: no cover - abstract
-        """One run → its :class:`~hambench.structure.Structure` with id ``struct_id``."""
+        """One run → its :class:`~hambench.store._structure.Structure` with id ``struct_id``."""
         raise NotImplementedError
 
     def _attrs_dict(self) -> dict:  # pragma: no cover - abstract

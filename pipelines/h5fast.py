@@ -88,7 +88,7 @@ def read_datasets(path, digests: dict | None = None) -> dict[str, np.ndarray]:
     if out is None:
         out = read_datasets_visit(path)
         if digests is not None:
-            from hambench.structure import file_sha256
+            from hambench.store._structure import file_sha256
 
             digests[str(path)] = file_sha256(path)
     return out

@@ -3,7 +3,7 @@
 The binary file is parsed by the C++ reader :func:`hambench._core.read_scfout` (one pass, no Python loop per
 pair); this module turns its flat arrays into hambench conventions with vectorised numpy:
 
-* units: Hartree → eV and Bohr → Å with hambench's CODATA 2018 constants (:mod:`hambench.conventions`).
+* units: Hartree → eV and Bohr → Å with hambench's CODATA 2018 constants (:mod:`hambench.basis._conventions`).
   OpenMX itself converts with 27.2113845 eV and 0.529177249 Å, so energies and lengths differ from peers that
   reuse those constants (DeepH, DeepH-dock) by ~7e-8 relative — e.g. a cell given as 2.46 Å in the input is
   2.4599998 Å here.
@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import conventions as cv
-from ..errors import InputError
-from ..structure import Structure, file_sha256, layout_of, partner_index
+from hambench.basis import _conventions as cv
+from hambench.errors import InputError
+from hambench.store._structure import Structure, file_sha256, partner_index
+from hambench.basis._layout import layout_of
 from . import find_files
 from .filetree import FileTreeSource
 
@@ -52,7 +53,7 @@ _BLOCK = re.compile(r"^\s*<\s*([A-Za-z0-9_.]+)\s*$")
 
 def read_scfout(path, what: str = "default") -> dict:
     """:func:`hambench._core.read_scfout` with errors turned into :class:`InputError` naming the file."""
-    from .._core import read_scfout as _read
+    from hambench._core import read_scfout as _read
 
     path = Path(path)
     if not path.is_file():
@@ -187,7 +188,7 @@ def _run_metadata(path: Path, d: dict) -> dict:
 
 
 def _partners(i, j, R, natoms: int, path) -> np.ndarray:
-    """Index of the partner (j, i, −R) of every pair (:func:`hambench.structure.partner_index`); InputError when
+    """Index of the partner (j, i, −R) of every pair (:func:`hambench.store._structure.partner_index`); InputError when
     one is missing or a pair is listed twice (then the partner of a partner is not the pair itself)."""
     partner = partner_index(i, j, R, natoms)
     missing = np.flatnonzero(partner < 0)

@@ -5,10 +5,10 @@ aligned, raw bytes: written with one ``write`` per array, read back by offset, n
 data) and a small header ``NNNNN.pkl`` (each array's offset, dtype and shape, plus the string arrays: ids,
 sources, split labels). The part's ``.json`` manifest (written last) says it is finished.
 
-Assembly: the store's arrays are created by :class:`hambench.store.StoreWriter` (metadata and attributes), then
+Assembly: the store's arrays are created by :class:`hambench.store._store.StoreWriter` (metadata and attributes), then
 every shard of every array is one independent job (:func:`shard_jobs`): it reads just the rows of the parts that
 fall into that shard, applies the store-level fix-ups (offsets of ``*_ptr`` arrays and parents, split codes) and
-writes the shard file itself (:func:`hambench.shards.write_shard`, the bytes zarr writes). Jobs run on the
+writes the shard file itself (:func:`hambench.store._shards.write_shard`, the bytes zarr writes). Jobs run on the
 range runner, so ``--workers N`` writes the store in parallel; memory is one shard (≤ 64 MiB of rows) per job,
 whatever the number of structures; the bytes depend on neither the workers nor the ranges.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..shards import ShardLayout, write_shard
+from hambench.atomic import atomic_path
+from hambench.store._shards import ShardLayout, write_shard
 
 __all__ = ["write_part", "read_part_header", "part_array", "part_arrays", "shard_jobs", "write_shard_job",
            "PART_FORMAT"]

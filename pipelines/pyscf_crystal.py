@@ -33,7 +33,7 @@ Cutoff and aliasing
     With the pair radius at S < 1e-6 instead of 1e-8 the residual was 3e-4 eV: H reaches a little further
     than S, hence the default 1e-8.
 
-``read(item)`` returns the :class:`~hambench.structure.Structure`; with option ``deeph_dir`` it also writes the
+``read(item)`` returns the :class:`~hambench.store._structure.Structure`; with option ``deeph_dir`` it also writes the
 structure as a DeepH legacy folder (``deeph_format.write_legacy_folder``: OpenMX order, 1-based keys).
 """
 
@@ -47,11 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import BOHR_ANGSTROM, HARTREE_EV, atom_permutation, pyscf_species_shells, symbol_to_z
-from ..attrs import StoreAttrs
-from ..errors import ExcludedItem, InputError
-from ..metrics import band_energies as structure_bands  # the one Bloch-sum implementation
-from ..structure import Structure, file_sha256
+from hambench.basis._conventions import BOHR_ANGSTROM, HARTREE_EV, atom_permutation, pyscf_species_shells, symbol_to_z
+from hambench.store._meta import StoreAttrs
+from hambench.errors import ExcludedItem, InputError
+from hambench.scoring._metrics import band_energies as structure_bands  # the one Bloch-sum implementation
+from hambench.store._structure import Structure, file_sha256
 from . import Source
 from .pyscf_qm9 import _load_raw, _write_npz_atomic
 

@@ -11,7 +11,7 @@
     A folder of PySCF chkfiles (``mf.chkfile``) or of this module's raw ``.npz`` files. When a chkfile holds no
     Fock matrix, it is rebuilt as F = S C ε Cᵀ S from the stored MOs (exact for a complete MO set).
 
-A molecule becomes a :class:`~hambench.structure.Structure` with every ordered atom pair (i, j, R = 0),
+A molecule becomes a :class:`~hambench.store._structure.Structure` with every ordered atom pair (i, j, R = 0),
 self pairs included, row-major (i, then j); blocks of the full Fock (eV) and overlap in hambench order.
 """
 
@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import HARTREE_EV, atom_permutation, symbol_to_z
-from ..atomic import atomic_path
-from ..attrs import StoreAttrs
-from ..errors import ExcludedItem, InputError
-from ..pyscf_mol import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
-from ..pyscf_mol import protocol_key as _protocol_key
-from ..metrics import orbital_offsets
-from ..structure import Structure, file_sha256, layout_of
+from hambench.basis._conventions import HARTREE_EV, atom_permutation, symbol_to_z
+from hambench.atomic import atomic_path
+from hambench.store._meta import StoreAttrs
+from hambench.errors import ExcludedItem, InputError
+from hambench.basis._pyscf import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
+from hambench.basis._pyscf import protocol_key as _protocol_key
+from hambench.scoring._metrics import orbital_offsets
+from hambench.store._structure import Structure, file_sha256
+from hambench.basis._layout import layout_of
 from . import Source
 
 __all__ = [

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import BOHR_ANGSTROM
-from ..attrs import StoreAttrs
-from ..errors import InputError
+from hambench.basis._conventions import BOHR_ANGSTROM
+from hambench.store._meta import StoreAttrs
+from hambench.errors import InputError
 from . import Source
 
 __all__ = [

@@ -10,7 +10,7 @@ import dataclasses
 import importlib
 import os
 
-from ..errors import InputError
+from hambench.errors import InputError
 
 __all__ = ["SOURCES", "get_source", "list_sources", "source_class", "option_fields", "check_options"]
 

@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .. import conventions as cv
-from ..errors import InputError
-from ..structure import Structure, file_sha256
+from hambench.basis import _conventions as cv
+from hambench.errors import InputError
+from hambench.store._structure import Structure, file_sha256
 from . import find_files
 from ._lcao_sparse import check_edges, edges_option, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
 from .filetree import FileTreeSource

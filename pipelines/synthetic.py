@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from ..attrs import StoreAttrs
-from ..errors import InputError
-from ..structure import Structure
+from hambench.store._meta import StoreAttrs
+from hambench.errors import InputError
+from hambench.store._structure import Structure
 from . import Source
 
 __all__ = ["SyntheticSource", "random_structure"]
@@ -26,7 +26,7 @@ SPECIES = {1: [0, 0, 1], 6: [0, 0, 1, 1, 2]}
 def random_structure(rng: np.random.Generator, natoms: int = 8, cutoff: float = 4.0, spinful: bool = False,
                      name: str = "random") -> Structure:
     """A random triclinic cell with random blocks satisfying H_ji(−R) = H_ij(R)ᴴ exactly."""
-    from .. import _core
+    from hambench import _core
 
     cell = np.diag(rng.uniform(4.0, 6.0, 3)) + rng.uniform(-0.8, 0.8, (3, 3))
     frac = rng.uniform(0, 1, (natoms, 3))

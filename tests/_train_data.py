@@ -18,7 +18,7 @@ def _base(tmp_path_factory) -> Path:
 
 def demo_store(tmp_path_factory) -> Path:
     """10 QM9 molecules (≤ 3 heavy atoms) with B3LYP/def2-SVP labels from the demo cache."""
-    from hambench.demo import demo_raw_dir
+    from hambench.app.demo import demo_raw_dir
     from hambench.pipelines import prepare
 
     out = _base(tmp_path_factory) / "demo.zarr"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hambench.attrs import StoreAttrs
+from hambench.store._meta import StoreAttrs
 from hambench.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""Bands (hambench.bands) on real DFT crystals: DeepH-dock's MoTe2 band fixture (band.h5) and OpenMX SOC
+"""Bands (hambench.scoring._bands) on real DFT crystals: DeepH-dock's MoTe2 band fixture (band.h5) and OpenMX SOC
 bismuthene (spinful). Independent references: DeepH-dock's own band energies, first-order (quasi-degenerate)
 perturbation theory for a small Hermitian ΔH, and hand-written K_PATH files."""
 
@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from hambench import bands
-from hambench.bands import (
+from hambench.scoring._score import _bands as bands
+from hambench.scoring._bands import (
     band_energies,
     band_errors,
     k_path_for,
@@ -22,7 +22,7 @@ from hambench.testing import require_realdata
 
 def _store(folder, out):
     from hambench.pipelines import prepare
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     prepare("deeph/folder", folder, out, quiet=True)
     return open_store(out)
@@ -62,7 +62,7 @@ def _hermitian_perturbation(s, scale, seed):
 
 
 def _write_preds(truth, H, path):
-    from hambench.predictions import open_predictions, write_predictions
+    from hambench.store._predictions import open_predictions, write_predictions
 
     write_predictions(truth, [0], [H], path, {"model": {"name": "test"}}, overwrite=True)
     return open_predictions(path)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import hambench
 from hambench import __version__
-from hambench.cli import main
+from hambench.app.cli import main
 
 COMMANDS = ["prepare", "train", "predict", "score", "leaderboard", "demo", "info", "export"]
 
@@ -180,7 +180,7 @@ def test_summary_and_info_read_well(tmp_path, monkeypatch):
     assert "1 (0 rotation-augmented), 5 atoms each" in text and "← None" not in text
     assert "source      pyscf/qm9 (no input files: generated here)" in text
     assert not re.search(r"\d\.\d{7,}", text)  # no float printed with its full repr
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     s = open_store(tmp_path / "q.zarr")[0]
     assert s.sources and all(p.startswith(str(tmp_path.resolve())) for p, _ in s.sources)
@@ -202,7 +202,7 @@ FLAGS_BEFORE = ["--edges", "--limit", "--ids", "--max-atoms", "--max-heavy", "--
 
 
 def test_prepare_flags_are_the_union_of_the_sources_options():
-    from hambench.cli import _DRIVER_FIELDS, prepare, source_option_table
+    from hambench.app.cli import _DRIVER_FIELDS, prepare, source_option_table
     from hambench.pipelines.registry import SOURCES, option_fields
 
     ctx = prepare.make_context("prepare", ["-o", "x.zarr", "-s", "x"], resilient_parsing=True)
@@ -224,7 +224,7 @@ def test_prepare_flags_are_the_union_of_the_sources_options():
 
 
 def test_help_of_other_commands_imports_no_source_module():
-    code = ("import sys; from click.testing import CliRunner; from hambench.cli import main; "
+    code = ("import sys; from click.testing import CliRunner; from hambench.app.cli import main; "
             "r = CliRunner().invoke(main, ['train', '--help']); assert r.exit_code == 0; "
             "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0; "
             "print(sorted(m for m in sys.modules if m.startswith('hambench.pipelines.')))")
@@ -252,7 +252,7 @@ def test_generated_flags_reach_the_source(tmp_path):
     r = run("-q", "prepare", "--source", "synthetic/random", "--count", "2", "--natoms", "3", "--spinful",
             "--edge-cutoff", "3.5", "-o", str(out))
     assert r.exit_code == 0, r.output
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     st = open_store(out)
     assert st[0].natoms == 3 and st[0].spinful

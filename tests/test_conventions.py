@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from hambench import conventions as cv
+from hambench.basis import _conventions as cv
 from hambench.testing import require_realdata
 
 CODES = sorted(cv.CODES)

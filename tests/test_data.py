@@ -1,4 +1,4 @@
-"""Range reads of the store and the data loader (hambench.data): against direct zarr reads, hand-computed edge
+"""Range reads of the store and the data loader (hambench.training._data): against direct zarr reads, hand-computed edge
 vectors, the basis layout's offsets, dense D·H·Dᵀ rotations, and the DDP/worker/split/seed contracts.
 
 Stores are built here from real DFT data: the shipped PySCF demo molecules (QM9's 10 smallest, raw files of
@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from hambench import so3
-from hambench.data import (Batch, augment_rotation, batch_from_structures, edge_vectors, make_loader, select_split)
-from hambench.demo import demo_raw_dir
+from hambench.basis import _so3 as so3
+from hambench.training._data import (Batch, augment_rotation, batch_from_structures, edge_vectors, make_loader, select_split)
+from hambench.app.demo import demo_raw_dir
 from hambench.errors import InputError
-from hambench.layout import BasisLayout
+from hambench.basis._layout import BasisLayout
 from hambench.pipelines import prepare
-from hambench.store import open_store
+from hambench.store._store import open_store
 from hambench.testing import require_realdata
 
 ATOL = 1e-12
@@ -27,7 +27,7 @@ ATOL = 1e-12
 
 @pytest.fixture(scope="module")
 def qm9(tmp_path_factory):
-    # the shipped demo molecules (PySCF B3LYP/def2-SVP raw files of `prepare pyscf/qm9`, see hambench/demo.py)
+    # the shipped demo molecules (PySCF B3LYP/def2-SVP raw files of `prepare pyscf/qm9`, see hambench/app/demo.py)
     # read by pyscf/outputs: the same blocks, without parsing the QM9 catalogue (~3 s)
     out = tmp_path_factory.mktemp("qm9") / "qm9.zarr"
     prepare("pyscf/outputs", demo_raw_dir(), out, quiet=True)

@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
-from hambench.conventions import to_hambench
+from hambench.basis._conventions import to_hambench
 from hambench.errors import InputError
 from hambench.pipelines import get_source, prepare
 from hambench.pipelines.deeph import DATASETS
-from hambench.store import open_store
+from hambench.store._store import open_store
 from hambench.testing import require_realdata
 
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from _train_data import demo_store
-from hambench import so3
+from hambench.basis import _so3 as so3
 from hambench.config import from_dict, resolve
-from hambench.data import batch_from_structures
+from hambench.training._data import batch_from_structures
 from hambench.errors import InputError
-from hambench.layout import BasisLayout
+from hambench.basis._layout import BasisLayout
 from hambench.testing import equivariance_error, require_realdata
-from hambench.train import TrainConfig
+from hambench.training._engine import TrainConfig
 from hambench import models
 from hambench.models import common
 from hambench.models.deephe3 import DeepHE3, DeepHE3Config
@@ -40,7 +40,7 @@ def _build(layout, cfg=None, dtype=F64, seed=0):
 
 @pytest.fixture(scope="module")
 def _qm9_data(tmp_path_factory):
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     st = open_store(demo_store(tmp_path_factory))
     return BasisLayout(st.species, st.spinful), [st[k] for k in range(len(st))]
@@ -139,7 +139,7 @@ def test_translation_invariant(qm9, mote2):
 
 def _permuted(s, rng):
     """The same structure with its atoms permuted and its edges shuffled; returns (structure, edge order)."""
-    from hambench.structure import Structure
+    from hambench.store._structure import Structure
 
     n = s.natoms
     perm = rng.permutation(n)  # new atom a is old atom perm[a]

@@ -11,8 +11,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from hambench.cli import main
-from hambench.demo import DEMO_MODELS
+from hambench.app.cli import main
+from hambench.app.demo import DEMO_MODELS
 from hambench.leaderboard.board import open_board
 from hambench.leaderboard.testing import chromium_page, image_states, need_browser, serve_folder
 

@@ -16,8 +16,8 @@ import json
 import numpy as np
 import pytest
 
-from hambench import so3
-from hambench.conventions import pyscf_atom_slices, pyscf_species_shells, symbol_to_z, to_hambench
+from hambench.basis import _so3 as so3
+from hambench.basis._conventions import pyscf_atom_slices, pyscf_species_shells, symbol_to_z, to_hambench
 from hambench.testing import assert_blocks_equivariant, equivariance_error, require_realdata
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import hambench.cli
+import hambench.app.cli
 from hambench.errors import InputError, StoreError
 from hambench.pipelines import deeph_format, prepare
 from hambench.pipelines.deeph_format import read_poscar
 from hambench.pipelines.export import export_store, folder_names
-from hambench.store import open_store
+from hambench.store._store import open_store
 from hambench.testing import require_realdata
 
 STORE_ARRAYS = ("atoms/Z", "atoms/pos", "structures/cell", "edges/src", "edges/dst", "edges/shift", "blocks/H",
@@ -117,11 +117,11 @@ def test_spinful_bismuthene_round_trip(tmp_path):
 
 def test_cli_export_and_refusals(mote2_store, tmp_path):
     out = tmp_path / "cli_out"
-    r = CliRunner().invoke(hambench.cli.main, ["export", str(mote2_store), "--format", "deeph", "-o", str(out)])
+    r = CliRunner().invoke(hambench.app.cli.main, ["export", str(mote2_store), "--format", "deeph", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "exported 1 structure" in r.output and (out / "deeph_new_MoTe2" / "hamiltonian.h5").exists()
     # the output exists and is not empty: one line, exit 1, nothing touched
-    r = CliRunner().invoke(hambench.cli.main, ["export", str(mote2_store), "--format", "deeph", "-o", str(out)])
+    r = CliRunner().invoke(hambench.app.cli.main, ["export", str(mote2_store), "--format", "deeph", "-o", str(out)])
     assert r.exit_code == 1
     assert len(r.output.strip().splitlines()) == 1 and "not empty" in r.output and str(out) in r.output
     # an empty output directory is fine
@@ -186,7 +186,7 @@ def test_progress_on_stderr_quiet_and_overwrite(mote2_store, tmp_path, capsys):
     assert cap.out == "" and "export" in cap.err
     # through the CLI: -q (and CliRunner's non-TTY stderr) print the summary line only; --overwrite replaces
     args = ["export", str(mote2_store), "-o", str(out), "--overwrite"]
-    r = CliRunner().invoke(hambench.cli.main, ["-q", *args])
+    r = CliRunner().invoke(hambench.app.cli.main, ["-q", *args])
     assert r.exit_code == 0, r.output
     assert r.stdout.count("\n") == 1 and r.stderr == "" and "exported 1 structure" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["deeph_new_MoTe2", "export.json"]
@@ -194,7 +194,7 @@ def test_progress_on_stderr_quiet_and_overwrite(mote2_store, tmp_path, capsys):
     assert json.loads((out / "export.json").read_text())["store"] == str(mote2_store.resolve())
     # --overwrite never replaces a folder that is not an export
     other = tmp_path / "o" / "deeph_new_MoTe2"
-    r = CliRunner().invoke(hambench.cli.main, ["export", str(mote2_store), "-o", str(other), "--overwrite"])
+    r = CliRunner().invoke(hambench.app.cli.main, ["export", str(mote2_store), "-o", str(other), "--overwrite"])
     assert r.exit_code == 1 and "not an earlier hambench export" in r.output
     assert (other / "hamiltonian.h5").exists()
 

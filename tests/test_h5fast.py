@@ -190,7 +190,7 @@ def test_corrupt_metadata_never_crashes(tmp_path):
 @pytest.mark.realdata
 def test_digests_from_the_bytes_read_equal_file_sha256(tmp_path):
     """read_datasets(path, digests) records the file's sha256 (native and h5py paths) = hashlib over the file."""
-    from hambench.structure import file_sha256
+    from hambench.store._structure import file_sha256
     from hambench.testing import require_realdata
 
     files = sorted(require_realdata("deeph_legacy_MoTe2").glob("*.h5")) + sorted(

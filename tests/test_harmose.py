@@ -13,12 +13,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from hambench.cli import main
-from hambench.data import batch_from_structures
+from hambench.app.cli import main
+from hambench.training._data import batch_from_structures
 from hambench.errors import InputError
-from hambench.layout import BasisLayout
-from hambench.so3 import random_rotation, rotate_edge_blocks
-from hambench.store import open_store
+from hambench.basis._layout import BasisLayout
+from hambench.basis._so3 import random_rotation, rotate_edge_blocks
+from hambench.store._store import open_store
 
 from _train_data import demo_store
 

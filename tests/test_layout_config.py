@@ -1,4 +1,4 @@
-"""hambench.layout (the one basis-layout table) and hambench.config (strict configs)."""
+"""hambench.basis._layout (the one basis-layout table) and hambench.config (strict configs)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from hambench import config as cfgmod
-from hambench import layout as laymod
+from hambench.basis import _layout as laymod
 from hambench.config import from_dict, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
-from hambench.layout import BasisLayout
+from hambench.basis._layout import BasisLayout
 
 DEF2SVP = {1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2], 8: [0, 0, 0, 1, 1, 2]}
 
@@ -50,7 +50,7 @@ def test_basic_blocks_order_and_trace_ptr():
 
 def test_layout_matches_store_trace_labels():
     """The store's T labels (computed by so3.edge_traces) agree with the layout's basic blocks."""
-    from hambench.so3 import edge_traces
+    from hambench.basis._so3 import edge_traces
 
     lay = BasisLayout(DEF2SVP)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hambench.cli import main
+from hambench.app.cli import main
 from hambench.errors import InputError
 from hambench.leaderboard import board as board_mod
 from hambench.leaderboard.board import open_board
@@ -27,7 +27,7 @@ from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.leaderboard.testing import (EXAMPLE_META, demo_truth, example_meta, noisy_predictions,
                                           numpy_mae_scorer, write_board, write_meta)
-from hambench.predictions import store_checksum
+from hambench.store._predictions import store_checksum
 
 SUBMISSION_METAS = sorted(board_mod.DEFAULT_BOARD.glob("submissions/*/*/meta.yml"))
 
@@ -156,7 +156,7 @@ def test_submit_records_recomputed_scores(tmp_path, board, preds, truth):
     scores = json.loads((d / "scores.json").read_text())
     # independent reference: |noise| over every H element of the 10 molecules (molecules store every atom pair,
     # so the stored blocks are the full matrix), pooled and per structure, in meV
-    from hambench.predictions import open_predictions
+    from hambench.store._predictions import open_predictions
 
     p = open_predictions(preds["alpha"])
     per = [np.abs(p.pair(k)[0].H - p.pair(k)[1].H) * 1000 for k in range(len(p))]
@@ -432,8 +432,8 @@ def test_columns_directions_twins_and_notes(tmp_path):
 def test_equivariance_from_rotated_copies(tmp_path_factory, tmp_path):
     """Rotated copies among the predictions: exact truth → 0; one s–s element of one original off by δ → δ."""
     from hambench.leaderboard.equivariance import prediction_equivariance
-    from hambench.predictions import open_predictions, write_predictions
-    from hambench.store import open_store
+    from hambench.store._predictions import open_predictions, write_predictions
+    from hambench.store._store import open_store
 
     aug = demo_truth(tmp_path_factory.getbasetemp() / "leaderboard-truth")  # 10 originals + 10 rotated copies
     st = open_store(aug)

@@ -9,7 +9,7 @@ import pytest
 
 from hambench.errors import InputError
 from hambench.pipelines import find_files, get_source, prepare
-from hambench.store import open_store
+from hambench.store._store import open_store
 from hambench.testing import require_realdata
 
 

@@ -1,4 +1,4 @@
-"""hambench.metrics: every metric against a hand-computed value, then against independent references on real
+"""hambench.scoring._metrics: every metric against a hand-computed value, then against independent references on real
 matrices (PySCF's own integrals and orbital energies, scipy's generalized eigensolver, DeepH-dock's MoTe2 bands).
 """
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hambench import metrics as M
-from hambench.conventions import HARTREE_EV
-from hambench.demo import demo_raw_dir
-from hambench.layout import BasisLayout
+from hambench.scoring._score import _metrics as M
+from hambench.basis._conventions import HARTREE_EV
+from hambench.app.demo import demo_raw_dir
+from hambench.basis._layout import BasisLayout
 from hambench.pipelines import prepare
-from hambench.store import open_store
-from hambench.structure import Structure
+from hambench.store._store import open_store
+from hambench.store._structure import Structure
 from hambench.testing import require_realdata
 
 
@@ -182,7 +182,7 @@ def raw_of(s):
 
 
 def test_dense_assembly_equals_pyscf_matrices(qm9):
-    from hambench.pyscf_mol import from_pyscf_matrix, mol_from_structure, protocol_from_attrs, shells_of_atoms
+    from hambench.basis._pyscf import from_pyscf_matrix, mol_from_structure, protocol_from_attrs, shells_of_atoms
 
     protocol = protocol_from_attrs(qm9.attrs)
     for k in (0, 4, 9):

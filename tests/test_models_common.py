@@ -1,5 +1,5 @@
 """Shared model parts (models/common.py): radial bases, edge SH, the irreps <-> blocks head (spinless and SOC),
-partner edges and symmetrisation — against hand formulas, hambench.so3 and real DFT blocks."""
+partner edges and symmetrisation — against hand formulas, hambench.basis._so3 and real DFT blocks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from _train_data import demo_store
-from hambench import so3
-from hambench.data import batch_from_structures
-from hambench.layout import BasisLayout
+from hambench.basis import _so3 as so3
+from hambench.training._data import batch_from_structures
+from hambench.basis._layout import BasisLayout
 from hambench.testing import require_realdata, tol
 from hambench.models import common
 
@@ -29,7 +29,7 @@ def _irreps_D(irreps, R):
 
 @pytest.fixture(scope="module")
 def qm9(tmp_path_factory):
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     st = open_store(demo_store(tmp_path_factory))  # the session's demo store (real PySCF labels, no DFT)
     layout = BasisLayout(st.species, st.spinful)
@@ -271,7 +271,7 @@ def test_symmetrize_exact(which, request):
 def test_head_used_under_inference_mode_still_trains_afterwards():
     """The head caches its change-of-basis tensors; one first built under torch.inference_mode must not be an
     inference tensor, or the next training step fails ("Inference tensors cannot be saved for backward")."""
-    from hambench.layout import BasisLayout
+    from hambench.basis._layout import BasisLayout
     from models.common import BlockHead
 
     lay = BasisLayout({1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2]})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hambench.neighbors import edge_vectors, neighbor_list
+from hambench.basis._neighbors import edge_vectors, neighbor_list
 from hambench.pipelines.deeph_format import read_poscar
 from hambench.testing import require_realdata
 
@@ -142,7 +142,7 @@ def test_dft_pair_list_lies_within_the_basis_reach():
     radius, and our list at that cutoff contains every pair of the file."""
     import h5py
 
-    from hambench.conventions import BOHR_ANGSTROM
+    from hambench.basis._conventions import BOHR_ANGSTROM
 
     folder = require_realdata("openmx_graphene_scfout", "deeph_dock_converted")
     symbols, cell, pos = read_poscar(folder / "POSCAR")

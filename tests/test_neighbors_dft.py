@@ -15,8 +15,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from hambench.conventions import BOHR_ANGSTROM
-from hambench.neighbors import edge_vectors, neighbor_list
+from hambench.basis._conventions import BOHR_ANGSTROM
+from hambench.basis._neighbors import edge_vectors, neighbor_list
 from hambench.pipelines.deeph_format import read_poscar
 from hambench.testing import require_realdata
 

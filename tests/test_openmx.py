@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hambench import conventions as cv
+from hambench.basis import _conventions as cv
 from hambench._core import read_scfout as core_read
 from hambench.errors import InputError
 from hambench.pipelines import get_source
@@ -458,7 +458,7 @@ def test_source_single_run_and_folder_of_runs(graphene, bismuthene, tmp_path):
 # --- end to end through the prepare driver ----------------------------------------------------------------------
 def test_prepare_store_round_trip_and_failure_leaves_no_store(bismuthene, graphene, tmp_path):
     from hambench.pipelines import prepare
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     out = tmp_path / "soc.zarr"
     prepare("openmx/scfout", bismuthene, out, quiet=True)

@@ -1,4 +1,4 @@
-"""Plots (hambench.plots): the files exist and are valid PNG/SVG, the heat map shows exactly the per-block
+"""Plots (hambench.scoring._plots): the files exist and are valid PNG/SVG, the heat map shows exactly the per-block
 scores, the parity subsample is what it claims (on the real MoTe2 DFT matrices)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hambench.plots import (  # noqa: E402
+from hambench.scoring._plots import (  # noqa: E402
     block_heatmap_data,
     make_plots,
     orbital_heatmap_data,
@@ -38,8 +38,8 @@ PER_BLOCK = [
 @pytest.fixture(scope="module")
 def mote2(tmp_path_factory):
     from hambench.pipelines import prepare
-    from hambench.predictions import open_predictions, write_predictions
-    from hambench.store import open_store
+    from hambench.store._predictions import open_predictions, write_predictions
+    from hambench.store._store import open_store
 
     folder = require_realdata("deeph_new_MoTe2_band_reference")
     d = tmp_path_factory.mktemp("plots")
@@ -83,7 +83,7 @@ def test_parity_subsample(mote2):
 def test_orbital_heatmap_is_deeph_e3s_per_pair_mean(mote2):
     """Element-wise MAE per ordered element pair = the mean over that pair's edges of |ΔH_block| (one
     structure), by a plain loop over edges."""
-    from hambench.predictions import open_predictions, write_predictions
+    from hambench.store._predictions import open_predictions, write_predictions
 
     _, truth, _, d = mote2
     s = truth[0]
@@ -103,7 +103,7 @@ def test_orbital_heatmap_is_deeph_e3s_per_pair_mean(mote2):
 
 
 def test_make_plots_writes_valid_png_and_svg(mote2):
-    from hambench.bands import band_errors
+    from hambench.scoring._bands import band_errors
 
     folder, truth, preds, d = mote2
     kpath = d / "K_PATH"  # DeepH-dock format, coarser than the fixture's 140 points

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from hambench.predictions import open_predictions, store_checksum
-from hambench.store import open_store
+from hambench.store._predictions import open_predictions, store_checksum
+from hambench.store._store import open_store
 from hambench.testing import cli, one_line_error, require_realdata
 
 from _train_data import demo_store, mote2_store, with_split
@@ -66,7 +66,7 @@ def test_predict_store_has_the_truths_edges(demo, mol_run, tmp_path):
     H = pred.array("blocks/H")[:]
     assert np.all(np.isfinite(H)) and np.abs(H).max() > 0
     # the stored blocks are the model's forward pass on the truth's batch
-    from hambench.data import collate
+    from hambench.training._data import collate
     from hambench.models.run import load_model
 
     model, _, layout = load_model(mol_run)

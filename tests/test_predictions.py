@@ -13,19 +13,19 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.demo import demo_raw_dir
+from hambench.app.demo import demo_raw_dir
 from hambench.errors import InputError
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
-from hambench.predictions import (
+from hambench.store._predictions import (
     gather,
     index_runs,
     open_predictions,
     store_checksum,
     write_predictions,
 )
-from hambench.predictions import _compute_checksum
-from hambench.store import StoreWriter, open_store
+from hambench.store._predictions import _compute_checksum
+from hambench.store._store import StoreWriter, open_store
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import scipy.linalg
 
 pytest.importorskip("pyscf")
 
-from hambench import so3
-from hambench.conventions import HARTREE_EV, atom_permutation
+from hambench.basis import _so3 as so3
+from hambench.basis._conventions import HARTREE_EV, atom_permutation
 from hambench.errors import InputError
 from hambench.pipelines import pyscf_crystal as pc
 
@@ -102,7 +102,7 @@ def test_bands_off_mesh_match_pyscf_get_bands(run):
 # --- equivariance: a rigidly rotated cell -----------------------------------------------------------------
 def _pyscf_D(cell, species, R):
     """AO rotation matrix in PySCF order (hambench D_l per shell, with PySCF's p order)."""
-    from hambench.conventions import pyscf_atom_slices, symbol_to_z
+    from hambench.basis._conventions import pyscf_atom_slices, symbol_to_z
 
     blocks = []
     for a, sl in enumerate(pyscf_atom_slices(cell)):
@@ -294,7 +294,7 @@ def test_cli_prepare_end_to_end(tmp_path):
     import zarr
     from click.testing import CliRunner
 
-    from hambench.cli import main
+    from hambench.app.cli import main
 
     f = _h2_chain(tmp_path / "h2.extxyz", 9.0)
     out = tmp_path / "h2.zarr"

@@ -15,7 +15,7 @@ import pytest
 pyscf = pytest.importorskip("pyscf")
 from pyscf import dft, gto, lib  # noqa: E402
 
-from hambench.conventions import HARTREE_EV, from_hambench  # noqa: E402
+from hambench.basis._conventions import HARTREE_EV, from_hambench  # noqa: E402
 from hambench.errors import ExcludedItem, InputError  # noqa: E402
 from hambench.pipelines import get_source  # noqa: E402
 from hambench.pipelines import pyscf_qm9 as pq  # noqa: E402
@@ -210,7 +210,7 @@ def test_outputs_source_rebuilds_fock_from_mos(tmp_path):
 # --- demo data and the prepare driver --------------------------------------------------------------------
 def test_demo_data_builds_a_store_without_dft(tmp_path, monkeypatch):
     from hambench.pipelines import prepare
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     raw = tmp_path / "demo_raw"
     shutil.copytree(DEMO, raw)
@@ -238,7 +238,7 @@ def test_demo_data_builds_a_store_without_dft(tmp_path, monkeypatch):
 
 def test_prepare_excludes_unconverged_molecule(tmp_path):
     from hambench.pipelines import prepare
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -256,8 +256,8 @@ def test_prepare_excludes_unconverged_molecule(tmp_path):
 def test_cli_demo_command_and_qh9_download_message(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from hambench.cli import main
-    from hambench.store import open_store
+    from hambench.app.cli import main
+    from hambench.store._store import open_store
 
     raw = tmp_path / "raw"
     shutil.copytree(DEMO, raw)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from hambench.conventions import BOHR_ANGSTROM, HARTREE_EV, symbol_to_z  # noqa: E402
+from hambench.basis._conventions import BOHR_ANGSTROM, HARTREE_EV, symbol_to_z  # noqa: E402
 from hambench.errors import InputError  # noqa: E402
 from hambench.pipelines import get_source  # noqa: E402
 from hambench.pipelines import pyscf_qm9 as pq  # noqa: E402
@@ -155,7 +155,7 @@ def test_dynamic_reader_bohr_int64_ids_and_splits(tmp_path):
 
 def test_prepare_stable_store_has_qh9_splits(tmp_path):
     from hambench.pipelines import prepare
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     mols = demo_molecules(4)
     db = tmp_path / "QH9Stable.db"

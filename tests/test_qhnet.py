@@ -1,6 +1,6 @@
 """QHNet (models/qhnet.py): exact symmetries on real PySCF molecules, AIRS' parameter count, hook points, config.
 
-The molecules are the demo's real B3LYP/def2-SVP runs (``hambench.demo.demo_raw_dir()``; prepare runs no DFT).
+The molecules are the demo's real B3LYP/def2-SVP runs (``hambench.app.demo.demo_raw_dir()``; prepare runs no DFT).
 Tolerances: rotations float64 ≤ 1e-9 relative (measured ~1e-15), float32 ≤ 1e-5 relative (measured ~3e-7).
 """
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from hambench.data import batch_from_structures
+from hambench.training._data import batch_from_structures
 from hambench.errors import InputError
-from hambench.layout import BasisLayout
-from hambench.so3 import random_rotation
-from hambench.structure import Structure
+from hambench.basis._layout import BasisLayout
+from hambench.basis._so3 import random_rotation
+from hambench.store._structure import Structure
 from hambench.testing import assert_model_equivariant
 
 from hambench.models import qhnet
@@ -28,12 +28,12 @@ SMALL = dict(hidden_size=4, bottle_hidden_size=2, num_gnn_layers=2, start_layer=
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    import hambench.demo
+    import hambench.app.demo
     import hambench.pipelines
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     out = tmp_path_factory.mktemp("qhnet") / "demo.zarr"
-    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.demo.demo_raw_dir(), max_heavy=3, limit=10,
+    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.app.demo.demo_raw_dir(), max_heavy=3, limit=10,
                                quiet=True)
     st = open_store(out)
     structs = [st[k] for k in range(len(st))]

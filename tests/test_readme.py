@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hambench.cli import main
+from hambench.app.cli import main
 from hambench.testing import realdata_path, require_realdata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def test_readme_examples_run_in_order(tmp_path):
     for name in ("demo.zarr", "mote2.zarr", "graphene.zarr", "graphene_back.zarr", "qm9.zarr"):
         assert (work / name / "zarr.json").is_file(), name
     assert (work / "graphene_deeph" / "export.json").is_file() and (work / "qm9.raw").is_dir()
-    from hambench.store import open_store
+    from hambench.store._store import open_store
 
     back, orig = open_store(work / "graphene_back.zarr"), open_store(work / "graphene.zarr")
     assert len(back) == len(orig) == 3 and [back[k].parent for k in range(3)] == [-1, 0, 0]

@@ -1,4 +1,4 @@
-"""SCF acceleration (hambench.scf) on real PySCF runs of the smallest shipped demo molecules (CH4, NH3, H2O).
+"""SCF acceleration (hambench.scoring._scf) on real PySCF runs of the smallest shipped demo molecules (CH4, NH3, H2O).
 
 References: PySCF itself (its own SCF cycle count, its own converged MOs stored in the demo raw files), the
 QH9 selection rule (numpy's default_rng(43).choice), and a perturbation of known size.
@@ -12,10 +12,10 @@ import pytest
 pyscf = pytest.importorskip("pyscf")
 from pyscf import dft, lib  # noqa: E402
 
-from hambench.conventions import HARTREE_EV  # noqa: E402
+from hambench.basis._conventions import HARTREE_EV  # noqa: E402
 from hambench.errors import InputError  # noqa: E402
-from hambench import pyscf_mol  # noqa: E402
-from hambench.scf import (  # noqa: E402
+from hambench.basis import _pyscf as pyscf_mol  # noqa: E402
+from hambench.scoring._scf import (  # noqa: E402
     dense_molecule,
     density_from_hamiltonian,
     scf_acceleration,
@@ -30,10 +30,10 @@ DELTA_HA = 1e-4  # perturbation of every Fock element, Hartree (QHNet's MAE on Q
 def demo(tmp_path_factory):
     """Truth store of CH4, NH3, H2O (the shipped PySCF results; no DFT runs) and a prediction store with every
     Fock element moved by ±DELTA_HA (symmetric)."""
-    from hambench.demo import demo_raw_dir
+    from hambench.app.demo import demo_raw_dir
     from hambench.pipelines import prepare
-    from hambench.predictions import open_predictions, write_predictions
-    from hambench.store import open_store
+    from hambench.store._predictions import open_predictions, write_predictions
+    from hambench.store._store import open_store
 
     d = tmp_path_factory.mktemp("scf")
     prepare("pyscf/qm9", None, d / "truth.zarr", raw_dir=demo_raw_dir(), max_heavy=3, limit=3, quiet=True)
@@ -70,7 +70,7 @@ def test_protocol_from_store_attrs():
 
 def test_model_guess_from_true_fock_is_pyscf_density(demo):
     """D0 from the stored (eV, hambench-order) Fock equals the density of PySCF's own converged MOs."""
-    from hambench.demo import demo_raw_dir
+    from hambench.app.demo import demo_raw_dir
 
     truth, _, _ = demo
     s = truth[2]  # H2O
@@ -162,7 +162,7 @@ def test_scf_acceleration_end_to_end(demo):
     assert [r["id"] for r in sub["per_molecule"]] == [truth[1].id, truth[2].id]  # the pool ∩ split, all of it
     assert all(r["cached"] for r in sub["per_molecule"]) and sub["settings"]["pool_size"] == 2
     # inference time as `hambench predict` records it (meta.timing.seconds over 3 structures) → t2, t3
-    from hambench.predictions import open_predictions, write_predictions
+    from hambench.store._predictions import open_predictions, write_predictions
 
     timed = d / "timed.zarr"
     write_predictions(truth, [0, 1, 2], [preds.pair(k)[0].H for k in range(3)], timed,

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench import scoring
-from hambench.demo import demo_raw_dir
-from hambench.metrics import Evaluator
+from hambench.scoring._score import _score as scoring
+from hambench.app.demo import demo_raw_dir
+from hambench.scoring._metrics import Evaluator
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
-from hambench.predictions import write_predictions
-from hambench.store import StoreWriter, open_store
+from hambench.store._predictions import write_predictions
+from hambench.store._store import StoreWriter, open_store
 from hambench.testing import cli, require_realdata
 
 
@@ -61,7 +61,7 @@ def test_molecules_end_to_end(qm9, qm9_preds, tmp_path):
     assert sc["scores_version"] == 1 and sc["kind"] == "molecule" and sc["n_structures"] == 8
     assert sc["model"] == {"name": "shifted"} and sc["hambench_version"]
     st = open_store(qm9)
-    from hambench.predictions import open_predictions, store_checksum
+    from hambench.store._predictions import open_predictions, store_checksum
 
     assert sc["truth"]["checksum"] == store_checksum(st)
     assert sc["predictions"]["checksum"] == open_predictions(qm9_preds).checksum
@@ -94,7 +94,7 @@ def cluster():
 
 
 def test_output_does_not_depend_on_workers(qm9_preds, tmp_path, monkeypatch, cluster):
-    from hambench.predictions import open_predictions
+    from hambench.store._predictions import open_predictions
 
     monkeypatch.setattr(scoring, "RANGE_STRUCTURES", 3)  # several ranges, some across holes of the truth indices
     assert scoring.plan_ranges(open_predictions(qm9_preds)) == [(0, 3), (3, 6), (6, 8)]
@@ -139,7 +139,7 @@ def test_spinful_subsets_and_reference_run(soc, tmp_path):
 
 
 def test_real_mote2_with_bands_and_plots(tmp_path, monkeypatch):
-    import hambench.plots
+    import hambench.scoring._plots
 
     def fake_plots(scores, truth, preds, out_dir):  # the plots themselves are tested in test_plots.py
         assert "bands" in scores and len(preds) == 1 and truth.attrs["kind"] == "crystal"
@@ -149,7 +149,7 @@ def test_real_mote2_with_bands_and_plots(tmp_path, monkeypatch):
             f.write_text("x")
         return files
 
-    monkeypatch.setattr(hambench.plots, "make_plots", fake_plots)
+    monkeypatch.setattr(hambench.scoring._plots, "make_plots", fake_plots)
     truth = tmp_path / "mote2.zarr"
     prepare("deeph/folder", require_realdata("deeph_new_MoTe2_band_reference"), truth, quiet=True)
     st = open_store(truth)
@@ -168,7 +168,7 @@ def test_real_mote2_with_bands_and_plots(tmp_path, monkeypatch):
 
 
 def test_scf_wiring(qm9_preds, tmp_path, monkeypatch):
-    import hambench.scf
+    import hambench.scoring._scf
 
     seen = {}
 
@@ -177,7 +177,7 @@ def test_scf_wiring(qm9_preds, tmp_path, monkeypatch):
         return {"metrics": {"scf_achieved_ratio_minao": 0.7}, "units": {"scf_achieved_ratio_minao": "1"},
                 "per_molecule": [], "settings": {}}
 
-    monkeypatch.setattr(hambench.scf, "scf_acceleration", fake)
+    monkeypatch.setattr(hambench.scoring._scf, "scf_acceleration", fake)
     out = tmp_path / "s.json"
     assert cli("-q", "score", qm9_preds, "--scf", 3, "-o", out).exit_code == 0
     sc = json.loads(out.read_text())

@@ -1,4 +1,4 @@
-"""hambench.shards: whole shards encoded byte-for-byte as zarr-python 3 writes them (zarr itself is the reference)."""
+"""hambench.store._shards: whole shards encoded byte-for-byte as zarr-python 3 writes them (zarr itself is the reference)."""
 
 import hashlib
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.shards import ShardLayout, encode_shard, shard_key, write_shard
-from hambench.store import _layout
+from hambench.store._shards import ShardLayout, encode_shard, shard_key, write_shard
+from hambench.store._store import _layout
 
 
 def _zarr_files(root):
@@ -87,7 +87,7 @@ META_KINDS = [((1000,), "float64"), ((97, 3), "float64"), ((97, 3, 3), "float64"
 
 @pytest.mark.parametrize("shape,dtype", META_KINDS)
 def test_array_metadata_is_the_bytes_zarr_writes(tmp_path, shape, dtype):
-    from hambench.shards import array_metadata, write_metadata
+    from hambench.store._shards import array_metadata, write_metadata
 
     row = 64 if dtype == "str" else np.dtype(dtype).itemsize * int(np.prod(shape[1:], dtype=np.int64))
     chunk, shard = _layout(shape[0], row)
@@ -102,7 +102,7 @@ def test_array_metadata_is_the_bytes_zarr_writes(tmp_path, shape, dtype):
 
 
 def test_group_metadata_is_the_bytes_zarr_writes(tmp_path):
-    from hambench.shards import group_metadata, write_metadata
+    from hambench.store._shards import group_metadata, write_metadata
 
     attrs = {"units": {"energy": "eV", "length": "Å"}, "species": {"6": [0, 0, 1]}, "x": float("nan"),
              "none": None, "flag": True, "nested": [{"a": 1.5}]}

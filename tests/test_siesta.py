@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sl
 
-from hambench import conventions as cv
+from hambench.basis import _conventions as cv
 from hambench.errors import InputError
 from hambench.pipelines import get_source
 from hambench.pipelines.siesta import SiestaSource, hsx_spin, hsx_to_structure, read_hsx

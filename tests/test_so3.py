@@ -1,4 +1,4 @@
-"""SO(3) block algebra (hambench.so3): Wigner-D, spin-1/2, block rotation, traces, CG decomposition.
+"""SO(3) block algebra (hambench.basis._so3): Wigner-D, spin-1/2, block rotation, traces, CG decomposition.
 
 References are independent of e3nn wherever possible: closed-form real spherical harmonics, scipy's complex
 harmonics, Pauli-matrix algebra, the L·S operator, brute-force loops.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import sph_harm_y
 
-from hambench import so3
+from hambench.basis import _so3 as so3
 from hambench.testing import assert_blocks_equivariant, random_edge_blocks, tol
 
 DTYPES = [np.float32, np.float64]

@@ -25,12 +25,12 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from hambench.attrs import KINDS, StoreAttrs
-from hambench.cli import _DRIVER_FIELDS, source_option_help
+from hambench.store._meta import KINDS, StoreAttrs
+from hambench.app.cli import _DRIVER_FIELDS, source_option_help
 from hambench.errors import InputError
 from hambench.pipelines import Source, get_source
 from hambench.pipelines.registry import SOURCES, option_fields, source_class
-from hambench.structure import Structure
+from hambench.store._structure import Structure
 from hambench.testing import require_realdata
 
 DEMO = Path(__file__).resolve().parents[1] / "hambench" / "data" / "demo_qm9"
@@ -43,7 +43,7 @@ def _realdata(*parts: str) -> Callable:
 
 
 def _demo_molecules(n: int) -> list:
-    from hambench.conventions import symbol_to_z
+    from hambench.basis._conventions import symbol_to_z
 
     out = []
     for f in sorted(DEMO.glob("dsgdb9nsd_*.npz"))[:n]:
@@ -67,7 +67,7 @@ def _qh9_stable(tmp: Path):
 
 def _qh9_dynamic(tmp: Path):
     """QH9Dynamic_100k.db: two MD frames of one demo molecule (8-byte int64 ids, positions in Bohr)."""
-    from hambench.conventions import BOHR_ANGSTROM
+    from hambench.basis._conventions import BOHR_ANGSTROM
 
     db = tmp / "QH9Dynamic_100k.db"
     con = sqlite3.connect(db)

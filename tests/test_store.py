@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hambench import so3
+from hambench.basis import _so3 as so3
 from hambench.errors import InputError, StoreError
 from hambench.pipelines import prepare
 from hambench.pipelines.synthetic import SyntheticSource
-from hambench.store import FIELDS, open_store
+from hambench.store._store import FIELDS, open_store
 
 
 def tree_digest(path: Path) -> dict[str, str]:
@@ -85,7 +85,7 @@ def test_traces_match_definition(synthetic_store):
     st = open_store(synthetic_store)
     s = st[0]
     T, ptr = st.traces(0)
-    from hambench.conventions import shell_slices
+    from hambench.basis._conventions import shell_slices
 
     for e in range(0, s.nedges, 5):
         b = s.block(e)
@@ -311,7 +311,7 @@ def test_mixed_spin_is_refused_before_any_worker_starts(tmp_path, monkeypatch):
 def test_resolved_with_folder_cache_equals_realpath(tmp_path, monkeypatch):
     """structure_arrays resolves source paths with a per-folder cache: the same strings as os.path.realpath for
     plain files, links to files, files under links to folders, relative paths and paths with '..'."""
-    from hambench.store import _resolved
+    from hambench.store._store import _resolved
 
     real = tmp_path / "real"
     (real / "sub").mkdir(parents=True)

@@ -48,7 +48,7 @@ def test_wrong_block_size_and_bad_index():
 
 
 def test_repr_is_short():
-    from hambench.conventions import z_to_symbol
+    from hambench.basis._conventions import z_to_symbol
 
     s = random_structure(np.random.default_rng(0), 4, name="mol-1")
     text = repr(s)
@@ -59,7 +59,7 @@ def test_repr_is_short():
 
 
 def test_partner_index_function_fast_and_fallback_agree():
-    from hambench.structure import partner_index
+    from hambench.store._structure import partner_index
 
     src, dst = np.array([0, 1, 0, 1, 0]), np.array([1, 0, 0, 1, 1])
     shift = np.array([[1, 0, 0], [-1, 0, 0], [0, 0, 0], [0, 2, 0], [0, 0, 3]])

@@ -14,12 +14,12 @@ import pytest
 import torch
 from e3nn import o3
 
-import hambench.demo
+import hambench.app.demo
 import hambench.pipelines
-from hambench import so3
+from hambench.basis import _so3 as so3
 from hambench.errors import InputError
 from hambench.models import tracegrad as tg
-from hambench.store import open_store
+from hambench.store._store import open_store
 
 MODES = tg.MODES
 #: irreps with repeated l of both parities, so the TP has cross terms between different components
@@ -29,7 +29,7 @@ IRREPS = o3.Irreps("6x0e+3x1o+2x1e+3x2e+2x3o+1x4e+1x1o")
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     out = tmp_path_factory.mktemp("tg") / "qm9.zarr"
-    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.demo.demo_raw_dir(), max_heavy=3,
+    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.app.demo.demo_raw_dir(), max_heavy=3,
                                limit=10, quiet=True)
     return open_store(out)
 
@@ -43,8 +43,8 @@ def _f64():
 
 
 def _toy_batch(store, ks, R=None):
-    """A real :class:`hambench.data.Batch` of structures ``ks`` (rotated exactly by R, hambench frame)."""
-    from hambench.data import collate
+    """A real :class:`hambench.training._data.Batch` of structures ``ks`` (rotated exactly by R, hambench frame)."""
+    from hambench.training._data import collate
 
     rot = None if R is None else np.repeat(np.asarray(R)[None], len(ks), axis=0)
     return collate([store.read_range(k, k + 1) for k in ks], rotations=rot)
@@ -167,7 +167,7 @@ def test_mlp_hand_vjp_matches_autograd():
 def test_trace_slots_and_labels_vs_numpy(store):
     """Slots are DeepH-E3's shell-pair labels (l_p, n_p, l_q, n_q), shared across element pairs; the store's T
     equal Σ|H_b|² of the real blocks; the per-edge normalisation equals a NumPy layer norm edge by edge."""
-    from hambench.layout import BasisLayout
+    from hambench.basis._layout import BasisLayout
 
     lay = BasisLayout(store.species)
     slots = tg.TraceSlots(store.species)
@@ -285,7 +285,7 @@ BACKBONES = {
 
 @pytest.fixture(scope="module", params=sorted(BACKBONES))
 def backbone(request, store):
-    from hambench.layout import BasisLayout
+    from hambench.basis._layout import BasisLayout
     from hambench.models import registry
 
     old = torch.get_default_dtype()
@@ -310,7 +310,7 @@ def _wrap(bb, layout, cfg, perturb=True):
 
 def _pair_batch(store, ks, R):
     """One batch: the structures ``ks`` as they are, then rotated by R (one forward gives both)."""
-    from hambench.data import collate
+    from hambench.training._data import collate
 
     rot = np.stack([np.eye(3)] * len(ks) + [np.asarray(R)] * len(ks))
     return collate([store.read_range(k, k + 1) for k in ks + ks], rotations=rot)
@@ -374,11 +374,11 @@ def test_backbone_every_variant(store, backbone):
 
 def test_overfit_lowers_both_losses(store):
     """tracegrad-deephe3 from the registry (a DeepH-E3 config with a tracegrad section) on a real molecule
-    (H2O), float32 as trained: 8 Adam steps of the engine's loss (hambench.train.loss_terms) + extra_loss lower
+    (H2O), float32 as trained: 8 Adam steps of the engine's loss (hambench.training._engine.loss_terms) + extra_loss lower
     both L_H and L_T (seeded, deterministic on CPU)."""
-    from hambench.layout import BasisLayout
+    from hambench.basis._layout import BasisLayout
     from hambench.models import registry
-    from hambench.train import TrainConfig, loss_terms
+    from hambench.training._engine import TrainConfig, loss_terms
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)

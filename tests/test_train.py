@@ -1,4 +1,4 @@
-"""The training engine (hambench.train) and `hambench train`: losses and schedules against hand-computed values,
+"""The training engine (hambench.training._engine) and `hambench train`: losses and schedules against hand-computed values,
 overfitting real molecules (PySCF labels) and the real MoTe2 crystal, bit-identical resume, NaN handling,
 checkpoints, and every bad input as one line with a non-zero exit and an untouched run folder.
 
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from hambench.errors import InputError
-from hambench.store import open_store
+from hambench.store._store import open_store
 from hambench.testing import cli, one_line_error
-from hambench.train import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
+from hambench.training._engine import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
                             save_checkpoint)
 
 from _toy_model import register_toy
@@ -102,7 +102,7 @@ def test_checkpoint_contents_and_edge_cutoffs(demo, tmp_path):
     for key in ("model", "train_config", "state", "optimizer", "schedule", "engine", "rng", "layout", "store",
                 "edge_cutoffs", "code"):
         assert key in ck
-    from hambench.predictions import store_checksum
+    from hambench.store._predictions import store_checksum
 
     st = open_store(demo)
     assert ck["store"]["checksum"] == store_checksum(st)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from hambench.errors import InputError
 
 __all__ = ["KPath", "read_k_path", "ase_k_path", "k_path_for", "band_energies", "generalized_eigh", "band_structure",
            "window_mask", "fermi_level_of", "band_errors", "DEFAULT_WINDOW_EV"]
@@ -114,8 +114,8 @@ def k_path_for(s, kpath=None, npoints: int = 100) -> KPath:
 
 
 def _bloch(s, H_flat, kpts) -> tuple[np.ndarray, np.ndarray]:
-    """H(k), S(k) of structure ``s`` with blocks ``H_flat`` (the one Bloch sum, :mod:`hambench.metrics`)."""
-    from .metrics import dense_matrices
+    """H(k), S(k) of structure ``s`` with blocks ``H_flat`` (the one Bloch sum, :mod:`hambench.scoring._metrics`)."""
+    from hambench.scoring._metrics import dense_matrices
 
     return dense_matrices(s, np.asarray(kpts, float).reshape(-1, 3), H=H_flat)
 
@@ -125,7 +125,7 @@ def generalized_eigh(Hk: np.ndarray, Sk: np.ndarray, vectors: bool = False):
     LAPACK's ``hegv`` does (S = L Lᴴ, A = L⁻¹ H L⁻ᴴ), batched over k. Each matrix is made exactly Hermitian
     first (½(M + Mᴴ)): DFT files pair H_ij(R) with H_ji(−R)ᴴ only to ~1e-8 eV, and a prediction need not pair
     its blocks at all. With ``vectors``, also the S-orthonormal eigenvectors C = L⁻ᴴ Y."""
-    from .metrics import SMALL_MATRIX, blas_threads
+    from hambench.scoring._metrics import SMALL_MATRIX, blas_threads
 
     with blas_threads(1 if Hk.shape[-1] < SMALL_MATRIX else None):  # small matrices: threads only contend
         return _generalized_eigh(Hk, Sk, vectors)
@@ -159,7 +159,7 @@ def band_energies(s, kpts, H_flat=None, vectors: bool = False):
     Dense: H(k) and S(k) are built for a chunk of k-points at a time (:data:`CHUNK_ELEMENTS`), so memory stays
     bounded; time grows as n³ per k-point (a few thousand orbitals are practical).
     """
-    from .conventions import n_orbitals
+    from hambench.basis._conventions import n_orbitals
 
     if s.S is None or len(s.S) == 0:
         raise InputError(None, f"structure {s.id!r} has no overlap: bands need S(k)")
@@ -233,8 +233,8 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
 
     Parameters
     ----------
-    truth_store : :class:`hambench.store.Store` (crystals)
-    preds : :class:`hambench.predictions.Predictions`
+    truth_store : :class:`hambench.store._store.Store` (crystals)
+    preds : :class:`hambench.store._predictions.Predictions`
     kpath : None (ASE's path per cell), a K_PATH file, an (nk, 3) array of fractional k-points, or a KPath
     window_eV : half width of the window around E_F, eV
     npoints : points of ASE's path;  indices : prediction-store positions to use (default all)

@@ -5,7 +5,7 @@ Flow::
     open_predictions(PREDS)              validates against the truth (checksum, ids, edges, sizes, finite)
     structure ranges ──run_tasks──▶      metrics.range_partial per range (local processes / Dask scheduler)
     partials, in range order ──▶         metrics.aggregate → metrics, subsets, per_block, per_structure
-    --scf N / --bands / --plots ──▶      hambench.scf / hambench.bands / hambench.plots (imported lazily)
+    --scf N / --bands / --plots ──▶      hambench.scoring._scf / hambench.scoring._bands / hambench.scoring._plots (imported lazily)
     scores.json (atomic), a rich table
 
 Ranges are cut from the data alone (at most :data:`RANGE_STRUCTURES` structures or about
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import write_text
-from .errors import InputError
-from .layout import BasisLayout
-from .metrics import UNITS, RangeArrays, aggregate, range_partial
-from .predictions import Predictions, open_predictions
+from hambench import __version__
+from hambench.atomic import write_text
+from hambench.errors import InputError
+from hambench.basis._layout import BasisLayout
+from hambench.scoring._metrics import UNITS, RangeArrays, aggregate, range_partial
+from hambench.store._predictions import Predictions, open_predictions
 
 __all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "table"]
 
@@ -90,7 +90,7 @@ _OPEN: dict[str, object] = {}
 
 
 def _open(path: str):
-    from .store import open_store
+    from hambench.store._store import open_store
 
     st = _OPEN.get(path)
     if st is None:
@@ -100,7 +100,7 @@ def _open(path: str):
 
 def score_range(preds_path: str, truth_path: str, a: int, b: int, truth_index: list[int]) -> dict:
     """Partial metrics of prediction structures ``a..b-1`` (truth structures ``truth_index``): runs in a worker."""
-    from .predictions import gather
+    from hambench.store._predictions import gather
 
     q = _open(preds_path)
     t = _open(truth_path)
@@ -196,7 +196,7 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
     layout = BasisLayout(p.truth.species, p.truth.spinful)
     ranges = plan_ranges(p)
     args = [(str(p.store.path), str(p.truth.path), a, b, [int(x) for x in p.truth_index[a:b]]) for a, b in ranges]
-    from .parallel import run_tasks
+    from hambench.parallel import run_tasks
 
     partials = run_tasks(score_range, args, workers=workers, scheduler=scheduler, quiet=quiet, label="score",
                          sizes=[b - a for a, b in ranges], unit="structures")
@@ -222,19 +222,19 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
         "reference": None if ref is None else {"path": str(Path(ref["_path"]).resolve()), "sha256": ref["_sha256"]},
     }
     if scf is not None:
-        from .scf import scf_acceleration
+        from hambench.scoring._scf import scf_acceleration
 
         cache = None if output is None else Path(output).with_name(Path(output).name + ".scf_cache")
         scores["scf"] = scf_acceleration(p.truth, p, int(scf), seed=seed, workers=workers, scheduler=scheduler,
                                          quiet=quiet, cache_dir=cache)
         _merge_section(scores, scores["scf"])
     if bands:
-        from .bands import band_errors
+        from hambench.scoring._bands import band_errors
 
         scores["bands"] = band_errors(p.truth, p, kpath=kpath, quiet=quiet)
         _merge_section(scores, scores["bands"])
     if plots is not None:
-        from .plots import make_plots
+        from hambench.scoring._plots import make_plots
 
         files = make_plots(scores, p.truth, p, plots)
         scores["plots"] = [str(f) for f in files]

@@ -7,7 +7,7 @@ The QH9 protocol with modern PySCF (FACTS.md §5, research/qh9.md §1.2): RKS, `
 ``conv_tol`` 1e-9, ``max_cycle`` 50, PySCF defaults otherwise (DIIS space 8, ``init_guess`` minao).
 
 Orbital order: PySCF's spherical AOs are atom-major, shell-major, with p as (x, y, z) and l ≥ 2 already
-m = −l…l; :func:`hambench_order` gives the permutation of :mod:`hambench.conventions` ("pyscf" table) for a
+m = −l…l; :func:`hambench_order` gives the permutation of :mod:`hambench.basis._conventions` ("pyscf" table) for a
 whole molecule so that ``M_hambench = M_pyscf[perm][:, perm]`` (all signs are +1 for PySCF).
 """
 
@@ -19,8 +19,8 @@ import re
 
 import numpy as np
 
-from .conventions import HARTREE_EV, atom_permutation, symbol_to_z, z_to_symbol
-from .errors import InputError
+from hambench.basis._conventions import HARTREE_EV, atom_permutation, symbol_to_z, z_to_symbol
+from hambench.errors import InputError
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -161,7 +161,7 @@ def build_mol(symbols, xyz_ang, protocol: dict, where=None):
 
 
 def mol_from_structure(s, protocol: dict, where=None, check: bool = True):
-    """The PySCF molecule of a hambench molecule :class:`~hambench.structure.Structure` (Z, positions in Å).
+    """The PySCF molecule of a hambench molecule :class:`~hambench.store._structure.Structure` (Z, positions in Å).
 
     With ``check``, the PySCF shells of every atom must equal the structure's ``species`` (the store was made
     with this basis); otherwise :class:`InputError`.

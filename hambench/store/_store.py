@@ -36,9 +36,9 @@ blocks/T                flat f8          T_b = tr(H_b H_b†), eV², basic block
                                          p-major then q
 ======================  ===============  ==========================================================================
 
-Reading: ``store[k]`` gives one :class:`~hambench.structure.Structure`; ``store.read_range(a, b)`` gives structures
+Reading: ``store[k]`` gives one :class:`~hambench.store._structure.Structure`; ``store.read_range(a, b)`` gives structures
 a..b-1 as one :class:`StoreRange` of flat CSR arrays (one slice per array, batched into two round trips to zarr; what
-training and scoring read, see :mod:`hambench.data`). Array handles are opened once per :class:`Store`.
+training and scoring read, see :mod:`hambench.training._data`). Array handles are opened once per :class:`Store`.
 
 Attributes: ``hambench_store_version``, ``kind`` (crystal | molecule), ``units`` {energy: eV, length: Å},
 ``orbital_convention`` ("hambench-real-sh-v1"), ``spinful``, ``species`` {Z: [l of each shell]}, ``dft``
@@ -57,9 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import ORBITAL_CONVENTION, z_to_symbol
-from .errors import StoreError
-from .structure import Structure
+from hambench.basis._conventions import ORBITAL_CONVENTION, z_to_symbol
+from hambench.errors import StoreError
+from hambench.store._structure import Structure
 
 __all__ = ["STORE_VERSION", "FIELDS", "open_store", "Store", "StoreRange", "StoreWriter", "structure_arrays",
            "contiguous_spans"]
@@ -333,8 +333,8 @@ class Store:
 
     @property
     def layout(self):
-        """The store's :class:`hambench.layout.BasisLayout` (species + spinful)."""
-        from .structure import layout_of
+        """The store's :class:`hambench.basis._layout.BasisLayout` (species + spinful)."""
+        from hambench.basis._layout import layout_of
 
         return layout_of(self.species, self.spinful)
 
@@ -677,7 +677,7 @@ def structure_arrays(structs: list[Structure], traces: list | None = None, overl
 class _Sink:
     """Appends rows to one store array in shard-aligned writes (each shard is written exactly once).
 
-    Numeric arrays (``chunk_rows`` given) are written shard by shard with :func:`hambench.shards.write_shard`
+    Numeric arrays (``chunk_rows`` given) are written shard by shard with :func:`hambench.store._shards.write_shard`
     (the bytes zarr would write, without its async write path); string arrays through zarr.
     """
 
@@ -701,7 +701,7 @@ class _Sink:
         data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
         take = len(data) if final else (len(data) // self.shard) * self.shard
         if take and self.chunk is not None:
-            from .shards import write_shard
+            from hambench.store._shards import write_shard
 
             for a in range(0, take, self.shard):
                 rows = np.asarray(data[a : min(take, a + self.shard)], dtype=self.dtype)
@@ -771,14 +771,14 @@ class StoreWriter:
             **attrs,
             "counts": {k: int(v) for k, v in counts.items()},
         }
-        from .shards import group_metadata, write_metadata
+        from hambench.store._shards import group_metadata, write_metadata
 
         write_metadata(self.path, group_metadata(full_attrs))
 
     def _create_all(self, specs) -> None:
-        """Write every array's and group's ``zarr.json`` (:func:`hambench.shards.array_metadata`: zarr's bytes,
+        """Write every array's and group's ``zarr.json`` (:func:`hambench.store._shards.array_metadata`: zarr's bytes,
         without ~2 ms of zarr's event loop per array)."""
-        from .shards import array_metadata, group_metadata, write_metadata
+        from hambench.store._shards import array_metadata, group_metadata, write_metadata
 
         for name, n0, dtype, trail in specs:
             parent = self.path / name.split("/")[0]

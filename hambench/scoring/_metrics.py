@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conventions import HARTREE_EV, z_to_symbol
-from .layout import BasicBlock, BasisLayout
+from hambench.basis._conventions import HARTREE_EV, z_to_symbol
+from hambench.basis._layout import BasicBlock, BasisLayout
 
 __all__ = [
     "EV_TO_MEV",
@@ -45,7 +45,6 @@ __all__ = [
     "real_space_matrices",
     "bloch_matrices",
     "dense_matrices",
-    "band_energies",
     "abs_error",
     "mae",
     "expand_overlap",
@@ -151,7 +150,7 @@ def bloch_sum(blocks, Z, src, dst, shift, layout: BasisLayout, kfrac=None, *, ov
     ----------
     blocks : flat edge blocks in hambench order (H layout; with ``overlap=True`` the spinless overlap blocks)
     Z, src, dst, shift : atoms and edges (local atom indices, integer lattice vectors R)
-    layout : the store's :class:`~hambench.layout.BasisLayout` (its ``spinful`` decides the H layout)
+    layout : the store's :class:`~hambench.basis._layout.BasisLayout` (its ``spinful`` decides the H layout)
     kfrac : None for Γ with a real result when the blocks are real (molecules), else (3,) or (nk, 3) fractional
         k-points (complex result)
     overlap : the blocks are overlaps; for a spinful layout they are expanded to S ⊗ I₂ inside each atom
@@ -209,7 +208,7 @@ def _layout_of(s) -> BasisLayout:
 
 
 def dense_matrices(s, kfrac=None, H=None) -> tuple[np.ndarray, np.ndarray]:
-    """(H(k), S(k)) of a :class:`~hambench.structure.Structure` (``H`` overrides its blocks, e.g. a
+    """(H(k), S(k)) of a :class:`~hambench.store._structure.Structure` (``H`` overrides its blocks, e.g. a
     prediction). ``kfrac=None``: Γ, real for spinless structures (molecules)."""
     lay = _layout_of(s)
     blocks = s.H if H is None else H
@@ -517,7 +516,7 @@ UNITS = {
 
 @dataclass
 class RangeArrays:
-    """Flat arrays of a range of structures (as :func:`hambench.predictions.read_range` returns, plus the
+    """Flat arrays of a range of structures (as :func:`hambench.store._predictions.read_range` returns, plus the
     predicted H): local offsets ``atom_ptr``, ``edge_ptr`` (n+1) and ``H_ptr``, ``S_ptr`` (E+1)."""
 
     ids: Sequence[str]
@@ -741,7 +740,7 @@ def aggregate(partials: Sequence[dict], layout: BasisLayout, kind: str, referenc
 
 
 def _apply_reference(metrics: dict, recs: list[dict], per_block: list[dict], ref: dict, key) -> None:
-    from .errors import InputError
+    from hambench.errors import InputError
 
     where = ref.get("_path", "--reference")
     rm = ref.get("metrics", {})
@@ -772,7 +771,7 @@ class Evaluator:
     >>> ev.eval({"pred": [H_flat_0, H_flat_1], "truth": [s0, s1]})   # doctest: +SKIP
     {'H_mae': ..., 'eps_mae': ..., 'psi': ..., ...}
 
-    ``truth``: :class:`~hambench.structure.Structure` objects (hambench order, eV, with S); ``pred``: for each,
+    ``truth``: :class:`~hambench.store._structure.Structure` objects (hambench order, eV, with S); ``pred``: for each,
     its predicted flat H blocks on the same edges (or a Structure whose ``H`` is the prediction). All molecules
     or crystals must share one layout (the union of their species is used). Returns the ``metrics`` dict of
     scores.json (units in :data:`UNITS`); ``eval(..., full=True)`` returns the whole result (per block, per
@@ -787,11 +786,11 @@ class Evaluator:
     @property
     def expected_input_format(self) -> str:
         return ("input_dict = {'pred': [flat H blocks (or Structure) per structure], "
-                "'truth': [hambench.structure.Structure with H and S]}")
+                "'truth': [hambench.store._structure.Structure with H and S]}")
 
     @property
     def expected_output_format(self) -> str:
-        return "dict of metric name -> float (units: hambench.metrics.UNITS)"
+        return "dict of metric name -> float (units: hambench.scoring._metrics.UNITS)"
 
     def eval(self, input_dict: dict, full: bool = False) -> dict:
         preds, truths = list(input_dict["pred"]), list(input_dict["truth"])

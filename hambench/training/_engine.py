@@ -2,7 +2,7 @@
 
 The engine is core: it gets a model object (any ``torch.nn.Module`` whose ``forward(batch)`` returns a dict with
 at least ``"H"``, the flat predicted blocks aligned with ``batch.H_ptr``) and loaders of
-:class:`hambench.data.Batch` es; it never imports a model or reads a file other than its own checkpoints.
+:class:`hambench.training._data.Batch` es; it never imports a model or reads a file other than its own checkpoints.
 Building the model, resolving configs and opening stores is ``hambench.models.run``'s job.
 
 What it does (:class:`Trainer`):
@@ -46,9 +46,9 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from . import __version__
-from .atomic import write_bytes
-from .errors import HambenchError, InputError
+from hambench import __version__
+from hambench.atomic import write_bytes
+from hambench.errors import HambenchError, InputError
 
 __all__ = [
     "TrainConfig",
@@ -450,7 +450,7 @@ class Trainer:
     ----------
     model : ``torch.nn.Module``; ``forward(batch) -> {"H": flat tensor, ...}``; optional ``extra_loss``
     cfg : :class:`TrainConfig`
-    train_loader, val_loader : iterables of :class:`hambench.data.Batch` (``val_loader`` may be None: the
+    train_loader, val_loader : iterables of :class:`hambench.training._data.Batch` (``val_loader`` may be None: the
         training loss of each epoch stands in). Under DDP they must already be sharded per rank.
     run_dir : folder of checkpoints and logs (only rank 0 writes)
     meta : JSON-able facts stored in every checkpoint (``model`` {name, config}, ``layout``, ``store``,
@@ -577,7 +577,7 @@ class Trainer:
     def checkpoint(self) -> dict:
         from dataclasses import asdict
 
-        from .config import to_dict
+        from hambench.config import to_dict
 
         return {
             "format": CHECKPOINT_FORMAT,
@@ -847,6 +847,6 @@ def params_sha256(model) -> str:
 
 
 def _jsonable(cfg) -> dict:
-    from .config import to_dict
+    from hambench.config import to_dict
 
     return to_dict(cfg)

@@ -29,8 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .conventions import n_orbitals
-from .structure import layout_of
+from hambench.basis._conventions import n_orbitals
+from hambench.basis._layout import layout_of
 
 __all__ = [
     "wigner_D",
@@ -210,7 +210,7 @@ def _norb_table(species, spinful: bool) -> np.ndarray:
 
 def block_offsets(Z_src, Z_dst, species, spinful: bool = False):
     """``(ptr, n_i, n_j)``: offsets (E+1,) int64 of each edge's block in the flat array, and its shape
-    (from :class:`hambench.layout.BasisLayout`; ValueError for an element without shells)."""
+    (from :class:`hambench.basis._layout.BasisLayout`; ValueError for an element without shells)."""
     lay = layout_of(species, spinful)
     ni, nj = lay.block_sizes(Z_src, Z_dst)
     return lay.block_ptr(Z_src, Z_dst), ni, nj
@@ -269,7 +269,7 @@ def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) 
     One pass of a Numba kernel over the flat array, shell pair by shell pair (never a dense D). The result has
     the dtype of ``blocks`` (float32 stays float32; spinful real input becomes complex).
     """
-    from . import _so3_kernels
+    from hambench.basis import _so3_kernels as _so3_kernels
 
     ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))
@@ -321,7 +321,7 @@ def rotate_edge_blocks_loop(blocks, Z_src, Z_dst, species, R, spinful: bool = Fa
 
 
 def _trace_ptr(Z_src, Z_dst, species) -> np.ndarray:
-    """Offsets (E+1,) of each edge's trace labels (:meth:`hambench.layout.BasisLayout.trace_ptr`)."""
+    """Offsets (E+1,) of each edge's trace labels (:meth:`hambench.basis._layout.BasisLayout.trace_ptr`)."""
     return layout_of(species).trace_ptr(Z_src, Z_dst)
 
 
@@ -332,7 +332,7 @@ def edge_traces(blocks, Z_src, Z_dst, species, spinful: bool = False):
     spinor sub-block (its four spin parts). Returns ``(T, T_ptr)``: T flat float64 (accumulated in float64
     whatever the input dtype), T_ptr (E+1,) int64. One Numba pass over the flat array.
     """
-    from . import _so3_kernels
+    from hambench.basis import _so3_kernels as _so3_kernels
 
     ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))

@@ -13,7 +13,7 @@ from numbers import Real
 
 import numpy as np
 
-from . import _core
+from hambench import _core
 
 __all__ = ["neighbor_list", "edge_vectors"]
 

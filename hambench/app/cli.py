@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import HambenchError, NotYetAvailable
+from hambench import __version__
+from hambench.errors import HambenchError, NotYetAvailable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -103,7 +103,7 @@ def _field_type(source: str, field) -> str:
 
 def _tag(names: list[str]) -> str:
     """``[a/x, b/*]``: the sources of one help text, a family written ``family/*`` when all its sources share it."""
-    from .pipelines.registry import SOURCES
+    from hambench.pipelines.registry import SOURCES
 
     out, done = [], set()
     for n in names:
@@ -122,7 +122,7 @@ def source_option_table() -> dict[str, dict]:
     """Every source option of the registry (the union over SOURCES, less seed/cutoff), keyed by field name:
     ``{"flag", "type", "help": {help text: [sources]}, "choices", "min", "sources"}``. Sources that do not import
     in this build are left out."""
-    from .pipelines.registry import SOURCES, option_fields
+    from hambench.pipelines.registry import SOURCES, option_fields
 
     table: dict[str, dict] = {}
     for source in SOURCES:
@@ -218,8 +218,8 @@ def prepare(ctx, source, input_path, output, **options):
       hambench prepare --source openmx/scfout --input ../shared/realdata/openmx_graphene_scfout -o graphene.zarr --augment 2
       hambench prepare --source pyscf/qm9 --limit 20 --max-atoms 9 -o qm9.zarr --workers 2
     """
-    from .pipelines import prepare as run_prepare
-    from .pipelines.registry import check_options
+    from hambench.pipelines import prepare as run_prepare
+    from hambench.pipelines.registry import check_options
 
     if output is None:
         raise click.UsageError("missing option -o/--output")
@@ -232,7 +232,7 @@ def prepare(ctx, source, input_path, output, **options):
 
 
 def _list_sources(ctx):
-    from .pipelines import list_sources
+    from hambench.pipelines import list_sources
 
     for name, doc in list_sources():
         click.echo(f"{name:28s} {doc}")
@@ -250,7 +250,7 @@ def info(store, as_json):
     Example:
       hambench info mote2.zarr
     """
-    from .store import open_store
+    from hambench.store._store import open_store
 
     s = open_store(store)
     click.echo(s.summary_json() if as_json else s.summary())
@@ -270,7 +270,7 @@ def export(ctx, store, fmt, output, overwrite):
     Example:
       hambench export graphene.zarr --format deeph -o graphene_deeph/
     """
-    from .pipelines.export import export_store
+    from hambench.pipelines.export import export_store
 
     click.echo(export_store(store, fmt, output, quiet=ctx.obj["quiet"], overwrite=overwrite))
 
@@ -309,7 +309,7 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
       hambench train deephe3 --data mote2.zarr -o runs/e3 --resume --max-epochs 500
       hambench train harmose --data mote2.zarr --stage1 runs/e3 --preset tiny -o runs/hs
     """
-    from .models.run import train_run
+    from hambench.models.run import train_run
 
     if max_epochs is not None and max_steps is not None:
         raise click.UsageError("give --max-epochs or --max-steps, not both")
@@ -355,7 +355,7 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
     """
     import json
 
-    from .models.equivariance import checkpoint_equivariance
+    from hambench.models.equivariance import checkpoint_equivariance
 
     r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
     click.echo(f"{r['model']}: equivariance error max {r['max_meV']:.3g} meV, mean {r['mean_meV']:.3g} meV "
@@ -391,7 +391,7 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
       hambench predict runs/qh/best.pt --data qm9.zarr --split qh9-stable-id:test -o preds.zarr
       hambench predict runs/e3 --structures POSCAR -o new.zarr
     """
-    from .models.run import predict_store, predict_structures
+    from hambench.models.run import predict_store, predict_structures
 
     if (data is None) == (structures is None):
         raise click.UsageError("give exactly one of --data STORE or --structures FILE")
@@ -442,8 +442,8 @@ def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, 
     """
     import json as _json
 
-    from .scoring import score as run_score
-    from .scoring import summary_lines, table
+    from hambench.scoring._score import score as run_score
+    from hambench.scoring._score import summary_lines, table
 
     scores = run_score(preds, truth, output, workers=workers, scheduler=scheduler, reference=reference, scf=scf,
                        bands=bands, kpath=kpath, plots=plots, quiet=ctx.obj["quiet"])
@@ -492,7 +492,7 @@ def leaderboard_submit(preds, meta, board, truth, claimed, replace, no_plots):
     Example:
       hambench leaderboard submit preds.zarr --meta meta.yml --board myboard/
     """
-    from .leaderboard.submit import submit
+    from hambench.leaderboard.submit import submit
 
     _, line = submit(preds, meta, board=board, truth=truth, claimed=claimed, replace=replace, plots=not no_plots)
     click.echo(line)
@@ -507,7 +507,7 @@ def leaderboard_list(board):
     Example:
       hambench leaderboard list --board myboard/
     """
-    from .leaderboard.listing import print_board
+    from hambench.leaderboard.listing import print_board
 
     print_board(board)
 
@@ -522,7 +522,7 @@ def leaderboard_build(board, output):
     Example:
       hambench leaderboard build --board myboard/ -o site/
     """
-    from .leaderboard.site import build_site
+    from hambench.leaderboard.site import build_site
 
     click.echo(build_site(board, output))
 
@@ -542,7 +542,7 @@ def demo(ctx, output, budget):
       hambench demo -o demo_out
       hambench demo -o /tmp/demo --budget ci
     """
-    from .demo import run_demo
+    from hambench.app.demo import run_demo
 
     run_demo(output, quiet=ctx.obj["quiet"], budget=budget)
 

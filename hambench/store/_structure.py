@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
-from .conventions import z_to_symbol
-from .errors import InputError
-from .layout import BasisLayout
+from hambench.basis._conventions import z_to_symbol
+from hambench.errors import InputError
+from hambench.basis._layout import BasisLayout, block_sizes, layout_of
 
-__all__ = ["Structure", "block_sizes", "layout_of", "file_sha256", "partner_index", "HERMITIAN_TOL"]
+__all__ = ["Structure", "file_sha256", "partner_index", "HERMITIAN_TOL"]
 
 #: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
 HERMITIAN_TOL = 1e-5
@@ -66,30 +65,6 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-@lru_cache(maxsize=256)
-def _layout_cached(key: tuple, spinful: bool) -> BasisLayout:
-    return BasisLayout(dict(key), spinful)
-
-
-def layout_of(species: dict[int, list[int]], spinful: bool = False) -> BasisLayout:
-    """The :class:`hambench.layout.BasisLayout` of a species table, cached (building one costs ~30 µs)."""
-    key = tuple(sorted((int(z), tuple(int(l) for l in shells)) for z, shells in species.items()))
-    return _layout_cached(key, bool(spinful))
-
-
-def block_sizes(Z_src: np.ndarray, Z_dst: np.ndarray, species: dict[int, list[int]], spinful: bool = False):
-    """Rows and columns of each edge's block: ``(n_i, n_j)`` arrays (doubled when spinful).
-
-    A thin wrapper of :meth:`hambench.layout.BasisLayout.block_sizes` (ValueError for an element without shells).
-    """
-    if not species:  # no elements: only an edgeless structure has sizes
-        zi, zj = np.asarray(Z_src).reshape(-1), np.asarray(Z_dst).reshape(-1)
-        if zi.size or zj.size:
-            raise ValueError(f"no shells known for atomic number(s) {sorted({int(z) for z in np.concatenate([zi, zj])})}")
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return layout_of(species, spinful).block_sizes(Z_src, Z_dst)
 
 
 @dataclass
@@ -230,7 +205,7 @@ class Structure:
         """Sizes and finite values of H then S and (``tol`` given) their Hermitian pairing: one compiled pass per
         array. The same checks and messages as :meth:`_check_pairs_numpy` (the reference the tests compare with).
         """
-        from . import _core
+        from hambench import _core
 
         partner = self.partner_index() if tol is not None else np.full(self.nedges, -1, np.int64)
         found = {}

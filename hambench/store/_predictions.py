@@ -1,6 +1,6 @@
 """The prediction store: predicted Hamiltonian blocks of some structures of a truth store, and how to read them.
 
-A prediction store (``preds.zarr``) has the truth store's schema (:mod:`hambench.store`), restricted to the
+A prediction store (``preds.zarr``) has the truth store's schema (:mod:`hambench.store._store`), restricted to the
 predicted structures: the same structure ids, atoms and edges (copied from the truth), ``blocks/H`` = the
 predictions (optional ``blocks/T`` = predicted trace labels), no overlap (``blocks/S`` is empty). Attributes::
 
@@ -18,7 +18,7 @@ version) with one :class:`~hambench.errors.InputError` line naming the file.
 
 Example
 -------
->>> from hambench.predictions import write_predictions, open_predictions      # doctest: +SKIP
+>>> from hambench.store._predictions import write_predictions, open_predictions      # doctest: +SKIP
 >>> write_predictions("test.zarr", ids, blocks, "preds.zarr", {"model": {"name": "mine"}})  # doctest: +SKIP
 >>> p = open_predictions("preds.zarr")           # finds test.zarr from the attrs and validates  # doctest: +SKIP
 >>> pred, true = p.pair(0)                        # two Structures: predicted H / true H and S   # doctest: +SKIP
@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import replace_dir, write_json
-from .errors import HambenchError, InputError
-from .layout import BasisLayout
-from .store import STORE_VERSION, Store, StoreRange, StoreWriter, contiguous_spans, open_store
-from .structure import Structure
+from hambench import __version__
+from hambench.atomic import replace_dir, write_json
+from hambench.errors import HambenchError, InputError
+from hambench.basis._layout import BasisLayout
+from hambench.store._store import STORE_VERSION, Store, StoreRange, StoreWriter, contiguous_spans, open_store
+from hambench.store._structure import Structure
 
 __all__ = [
     "PREDICTIONS_VERSION",
@@ -192,13 +192,13 @@ MAX_GAP = 8
 CHUNK = 64
 
 
-_spans = contiguous_spans  # one implementation (hambench.store)
+_spans = contiguous_spans  # one implementation (hambench.store._store)
 
 
 def gather(store: Store, indices, blocks: Sequence[str] = ("H", "S"), sources: bool = False,
            max_gap: int = MAX_GAP) -> StoreRange:
     """Structures ``indices`` (any order, no repeats needed) of a store as one
-    :class:`~hambench.store.StoreRange`, in the order given: one :meth:`Store.read_range` per run of indices
+    :class:`~hambench.store._store.StoreRange`, in the order given: one :meth:`Store.read_range` per run of indices
     (holes of at most ``max_gap`` structures are read through and dropped)."""
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     want = np.unique(idx)
@@ -270,7 +270,7 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
 
     Parameters
     ----------
-    truth_store_or_path : a :class:`~hambench.store.Store` or its path
+    truth_store_or_path : a :class:`~hambench.store._store.Store` or its path
     ids : structure ids (str) or indices (int) of the truth store, in the order the store will hold them
     blocks : one flat array per structure (same order): the predicted H blocks of the truth's edges, hambench
         order, row-major per edge, eV (complex for spinful stores). May be a generator (streamed).
@@ -395,7 +395,7 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
 class Predictions:
     """A validated prediction store with its truth: ``len(p)``, ``p.ids``, ``p.truth_index``, ``p.pair(k)``.
 
-    Attributes: ``path``, ``store`` (the prediction :class:`~hambench.store.Store`), ``truth`` (the truth
+    Attributes: ``path``, ``store`` (the prediction :class:`~hambench.store._store.Store`), ``truth`` (the truth
     store), ``truth_index`` ((n,) int64: structure k of the predictions is structure ``truth_index[k]`` of the
     truth), ``checksum`` (the predictions' own content checksum), ``truth_checksum``, ``model``, ``split``,
     ``attrs``.

@@ -1,4 +1,4 @@
-"""Numba kernels behind :mod:`hambench.so3` (edge-block rotation and trace labels, shell pair by shell pair).
+"""Numba kernels behind :mod:`hambench.basis._so3` (edge-block rotation and trace labels, shell pair by shell pair).
 
 Each edge block is visited once, in place of its flat storage (no gather/scatter copies); inside a block
 the rotation is applied shell by shell (left factor per row shell over whole rows, right factor per column

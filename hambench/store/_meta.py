@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import InputError
+from hambench.errors import InputError
 
 __all__ = ["StoreAttrs", "KINDS"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from hambench.atomic import atomic_path
 
 __all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "orbital_heatmap_data", "parity_data",
            "MAX_PARITY_POINTS"]
@@ -153,7 +153,7 @@ def _shell_ticks(shells, spinful: bool):
 
 
 def _plot_orbital_heatmaps(data: dict, species: dict, spinful: bool, plt):
-    from .conventions import z_to_symbol
+    from hambench.basis._conventions import z_to_symbol
 
     keys = list(data)
     ncol = int(np.ceil(np.sqrt(len(keys))))
@@ -266,7 +266,7 @@ def _path_length(kfrac: np.ndarray, cell) -> np.ndarray:
 
 
 def _plot_bands(section: dict, preds, ax) -> bool:
-    from .bands import KPath, band_structure, read_k_path
+    from hambench.scoring._bands import KPath, band_structure, read_k_path
 
     per = section["per_structure"]
     worst = max(range(len(per)), key=lambda i: -1.0 if per[i].get("mae_meV") is None else per[i]["mae_meV"])
@@ -336,7 +336,7 @@ def make_plots(scores: dict, truth_store, preds, out_dir, max_parity_points: int
     """Write every plot the scores (and predictions) support into ``out_dir``; returns the files written.
 
     ``scores``: the scores dict (``metrics``, ``units``, ``per_block``, ``per_structure``, optional ``bands`` =
-    :func:`hambench.bands.band_errors`'s result); ``preds``: the :class:`~hambench.predictions.Predictions`
+    :func:`hambench.scoring._bands.band_errors`'s result); ``preds``: the :class:`~hambench.store._predictions.Predictions`
     (None skips the parity and band plots).
     """
     plt = _mpl()

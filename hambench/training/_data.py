@@ -4,14 +4,14 @@ A model's ``forward`` gets one :class:`Batch`: a graph of ``B`` structures (``A`
 target blocks in hambench order. Where the batches come from:
 
 * :func:`make_loader` / :class:`StoreDataset` stream a store (optionally one subset of a named split, e.g.
-  ``"qh9-stable-id:train"``) in contiguous structure *ranges* read with :meth:`hambench.store.Store.read_range`
+  ``"qh9-stable-id:train"``) in contiguous structure *ranges* read with :meth:`hambench.store._store.Store.read_range`
   (one slice per array, so a range touches only the chunks and shards that hold it; about 20 reads whatever its
   size; memory and work per step do not depend on the store's size). Memory per worker is about
   ``max(range_size, batch_size)`` structures: lower ``range_size`` for very large cells. Shuffling permutes the ranges and the structures inside each group of about ``range_size``
   structures, seeded by ``(seed, epoch)``; DDP ranks get disjoint, equally long parts; each DataLoader worker
   reads its own groups; rotation augmentation rotates each structure by a seeded random rotation per epoch,
-  exactly (positions, cell, H and S by :func:`hambench.so3.rotate_edge_blocks`; T is invariant).
-* :func:`batch_from_structures` builds the same batch from :class:`hambench.structure.Structure` records (also
+  exactly (positions, cell, H and S by :func:`hambench.basis._so3.rotate_edge_blocks`; T is invariant).
+* :func:`batch_from_structures` builds the same batch from :class:`hambench.store._structure.Structure` records (also
   without targets, for ``predict --structures``).
 
 Edge convention: an edge (i, j, R) carries H_ij(R) = <φ_i(r)|H|φ_j(r − R·cell)>, so its vector is
@@ -27,9 +27,9 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from .errors import InputError
-from .layout import BasisLayout
-from .store import Store, StoreRange, contiguous_spans
+from hambench.errors import InputError
+from hambench.basis._layout import BasisLayout
+from hambench.store._store import Store, StoreRange, contiguous_spans
 
 __all__ = [
     "Batch",
@@ -166,14 +166,14 @@ def edge_vectors(batch: Batch, pos: torch.Tensor | None = None, cell: torch.Tens
 def augment_rotation(seed: int, epoch: int, index: int) -> np.ndarray:
     """The augmentation rotation of store structure ``index`` in ``epoch``: uniform on SO(3), seeded by
     ``(seed, epoch, index)`` only (so it does not depend on ranks, workers or batch composition)."""
-    from .so3 import random_rotation
+    from hambench.basis._so3 import random_rotation
 
     return random_rotation(np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x5EED]))
 
 
 def _rotate_range(r: StoreRange, rotations: np.ndarray) -> StoreRange:
     """A copy of ``r`` with structure s rotated by ``rotations[s]``: pos, cell, H, S (T is invariant)."""
-    from .so3 import rotate_edge_blocks
+    from hambench.basis._so3 import rotate_edge_blocks
 
     pos = r.pos.copy()
     cell = np.einsum("sij,skj->sik", r.cell, rotations)  # cell @ Rᵀ (rows are lattice vectors)
@@ -253,8 +253,8 @@ def _collate_range(r: StoreRange, layout: BasisLayout, dtype=torch.float64, rota
 
 
 def collate(data, layout: BasisLayout | None = None, dtype=torch.float64, rotations=None) -> Batch:
-    """One :class:`Batch` from a :class:`~hambench.store.StoreRange`, a list of them, or a list of
-    :class:`~hambench.structure.Structure` (then as :func:`batch_from_structures`).
+    """One :class:`Batch` from a :class:`~hambench.store._store.StoreRange`, a list of them, or a list of
+    :class:`~hambench.store._structure.Structure` (then as :func:`batch_from_structures`).
 
     ``rotations`` (B, 3, 3): rotate structure s by ``rotations[s]`` first (positions, cell, H, S).
     """
@@ -282,14 +282,14 @@ def _target(x, n: int, name: str, where: str):
 
 
 def batch_from_structures(structs, layout: BasisLayout, dtype=torch.float64, rotations=None) -> Batch:
-    """One :class:`Batch` from :class:`~hambench.structure.Structure` records in the basis ``layout``.
+    """One :class:`Batch` from :class:`~hambench.store._structure.Structure` records in the basis ``layout``.
 
     Targets are optional: a structure without H (``H`` None or empty, as for ``predict --structures``) gives
-    ``batch.H = None`` (then also S and T); with H, ``T`` is computed from H (:func:`hambench.so3.edge_traces`).
+    ``batch.H = None`` (then also S and T); with H, ``T`` is computed from H (:func:`hambench.basis._so3.edge_traces`).
     Either all structures have a target or none does. Elements unknown to ``layout``, or known with other
     shells, raise :class:`InputError` naming the structure.
     """
-    from .so3 import edge_traces
+    from hambench.basis._so3 import edge_traces
 
     structs = list(structs)
     if not structs:
@@ -396,7 +396,7 @@ def select_split(store: Store, split: str | None) -> np.ndarray:
 
 
 # --- streaming dataset ---------------------------------------------------------------------------------
-_runs = contiguous_spans  # one implementation (hambench.store)
+_runs = contiguous_spans  # one implementation (hambench.store._store)
 
 
 class StoreDataset(torch.utils.data.IterableDataset):
@@ -411,7 +411,7 @@ class StoreDataset(torch.utils.data.IterableDataset):
     4. the part is cut into groups of ``ceil(range_size / batch_size) * batch_size`` structures (about one range;
        ``shuffle`` permutes each group) and each group into batches of ``batch_size`` structures;
     5. DataLoader worker w of W handles groups w, w+W, …: it reads the structures of its group with one
-       :meth:`~hambench.store.Store.read_range` per contiguous run (holes of at most ``max_gap`` structures
+       :meth:`~hambench.store._store.Store.read_range` per contiguous run (holes of at most ``max_gap`` structures
        are read through) and collates the group's batches.
 
     The contents of every batch do not depend on ``num_workers``; with W > 1 workers the DataLoader takes one
@@ -425,7 +425,7 @@ class StoreDataset(torch.utils.data.IterableDataset):
                  indices=None):
         super().__init__()
         if not isinstance(store, Store):
-            from .store import open_store
+            from hambench.store._store import open_store
 
             store = open_store(store)
         if int(batch_size) < 1:

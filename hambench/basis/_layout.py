@@ -20,13 +20,13 @@ then q: that is the order of ``blocks/T``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
-from .errors import InputError
+from hambench.errors import InputError
 
-__all__ = ["BasisLayout", "BasicBlock"]
+__all__ = ["BasisLayout", "BasicBlock", "layout_of", "block_sizes"]
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class BasisLayout:
 
     @classmethod
     def of_store(cls, store) -> "BasisLayout":
-        """The layout of an open :class:`hambench.store.Store` (or anything with ``species``/``spinful``)."""
+        """The layout of an open :class:`hambench.store._store.Store` (or anything with ``species``/``spinful``)."""
         return cls(store.species, store.spinful)
 
     def check_compatible(self, other: "BasisLayout", where) -> None:
@@ -207,3 +207,27 @@ class BasisLayout:
             if other.species[z] != self.species[z]:
                 raise InputError(where, f"element Z={z} has shells {other.species[z]} but the model was trained "
                                         f"with shells {self.species[z]}")
+
+
+@lru_cache(maxsize=256)
+def _layout_cached(key: tuple, spinful: bool) -> BasisLayout:
+    return BasisLayout(dict(key), spinful)
+
+
+def layout_of(species: dict[int, list[int]], spinful: bool = False) -> BasisLayout:
+    """The :class:`hambench.basis._layout.BasisLayout` of a species table, cached (building one costs ~30 µs)."""
+    key = tuple(sorted((int(z), tuple(int(l) for l in shells)) for z, shells in species.items()))
+    return _layout_cached(key, bool(spinful))
+
+
+def block_sizes(Z_src: np.ndarray, Z_dst: np.ndarray, species: dict[int, list[int]], spinful: bool = False):
+    """Rows and columns of each edge's block: ``(n_i, n_j)`` arrays (doubled when spinful).
+
+    A thin wrapper of :meth:`hambench.basis._layout.BasisLayout.block_sizes` (ValueError for an element without shells).
+    """
+    if not species:  # no elements: only an edgeless structure has sizes
+        zi, zj = np.asarray(Z_src).reshape(-1), np.asarray(Z_dst).reshape(-1)
+        if zi.size or zj.size:
+            raise ValueError(f"no shells known for atomic number(s) {sorted({int(z) for z in np.concatenate([zi, zj])})}")
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return layout_of(species, spinful).block_sizes(Z_src, Z_dst)

@@ -33,7 +33,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 
-from .atomic import write_json, write_text
+from hambench.atomic import write_json, write_text
 
 __all__ = ["run_demo", "DEMO_OPTIONS", "BUDGETS", "Budget", "DEMO_MODELS", "TRAIN_IDS", "TEST_IDS"]
 
@@ -90,8 +90,8 @@ def _hardware() -> str:
 
 
 def _prepare(out: Path, ids: str, quiet: bool) -> tuple[Path, bool]:
-    from .pipelines import prepare
-    from .store import open_store
+    from hambench.pipelines import prepare
+    from hambench.store._store import open_store
 
     if out.exists():
         try:
@@ -104,7 +104,7 @@ def _prepare(out: Path, ids: str, quiet: bool) -> tuple[Path, bool]:
 
 
 def _train(model: str, store: Path, run_dir: Path, budget: Budget, quiet: bool) -> tuple[dict, bool]:
-    from .models.run import train_run
+    from hambench.models.run import train_run
 
     done = run_dir / "demo_train.json"
     if done.is_file():
@@ -121,8 +121,8 @@ def _train(model: str, store: Path, run_dir: Path, budget: Budget, quiet: bool) 
 
 
 def _predict(run_dir: Path, store: Path, out: Path) -> tuple[dict, bool]:
-    from .models.run import predict_store
-    from .predictions import open_predictions
+    from hambench.models.run import predict_store
+    from hambench.store._predictions import open_predictions
 
     done = out.with_name(out.name + ".json")
     if out.exists() and done.is_file():
@@ -188,7 +188,7 @@ def _meta(model: str, run_dir: Path, train_summary: dict, pred: dict, train_chec
 def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
     import yaml
 
-    from .predictions import store_checksum
+    from hambench.store._predictions import store_checksum
 
     board_dir.mkdir(parents=True, exist_ok=True)
     datasets = {"datasets_version": 1, "title": "hambench demo leaderboard", "datasets": {DATASET: {
@@ -209,9 +209,9 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
 def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -> tuple[dict, bool]:
     import yaml
 
-    from .leaderboard.board import open_board
-    from .leaderboard.submit import submit
-    from .predictions import open_predictions
+    from hambench.leaderboard.board import open_board
+    from hambench.leaderboard.submit import submit
+    from hambench.store._predictions import open_predictions
 
     board = open_board(board_dir)
     dest = board.submission_dir(model, DATASET)
@@ -231,7 +231,7 @@ def _summary_table(scores: dict[str, dict], metas: dict[str, dict]):
     from rich.markup import escape
     from rich.table import Table
 
-    from .leaderboard.site import format_value
+    from hambench.leaderboard.site import format_value
 
     cols = [("H_mae", "H MAE", "meV"), ("eps_mae", "ε MAE", "meV"), ("psi", "ψ", ""),
             ("H_mae_max", "worst structure", "meV"), ("scf_achieved_ratio_minao", "SCF cycles / minao", ""),
@@ -254,9 +254,9 @@ def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
     """Run the demo into ``output``; returns {stores, runs, preds, board, site, scores}. Reruns reuse results."""
     from rich.console import Console
 
-    from .errors import InputError
-    from .leaderboard.site import build_site
-    from .predictions import store_checksum
+    from hambench.errors import InputError
+    from hambench.leaderboard.site import build_site
+    from hambench.store._predictions import store_checksum
 
     if budget not in BUDGETS:
         raise InputError(None, f"unknown demo budget {budget!r} (known: {', '.join(BUDGETS)})")

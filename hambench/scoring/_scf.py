@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json
-from .conventions import HARTREE_EV
-from .errors import InputError, StoreError
+from hambench.atomic import write_json
+from hambench.basis._conventions import HARTREE_EV
+from hambench.errors import InputError, StoreError
 
 __all__ = [
     "BASELINES",
@@ -66,12 +66,12 @@ CACHE_FORMAT = 1
 # --- matrices --------------------------------------------------------------------------------------------
 def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
     """Full (n_ao, n_ao) real matrix of a molecule (all edges R = 0) from flat edge blocks in hambench order,
-    by the one dense assembly (:func:`hambench.metrics.bloch_sum` at Γ).
+    by the one dense assembly (:func:`hambench.scoring._metrics.bloch_sum` at Γ).
 
     ``flat`` defaults to ``s.H`` (``which='H'``) or ``s.S`` (``'S'``).
     """
-    from .layout import BasisLayout
-    from .metrics import bloch_sum
+    from hambench.basis._layout import BasisLayout
+    from hambench.scoring._metrics import bloch_sum
 
     if np.any(s.shift):
         raise InputError(None, f"structure {s.id!r} has edges with R != 0: not a molecule")
@@ -96,7 +96,7 @@ def density_from_hamiltonian(H_ha: np.ndarray, S: np.ndarray, nocc: int) -> np.n
 # --- one molecule ----------------------------------------------------------------------------------------
 def _run(mol, protocol: dict, H_true: np.ndarray, make_dm0) -> dict:
     """One SCF from the guess ``make_dm0()``: QH9 cycle count, the Fock error trace, wall time."""
-    from .pyscf_mol import make_rks
+    from hambench.basis._pyscf import make_rks
 
     cycles: list[int] = []
     trace: list[float] = []
@@ -128,9 +128,9 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
 
     Parameters
     ----------
-    truth : the true :class:`~hambench.structure.Structure` (H in eV, hambench order)
+    truth : the true :class:`~hambench.store._structure.Structure` (H in eV, hambench order)
     H_pred_flat : predicted blocks of the same edges (eV, hambench order)
-    protocol : PySCF protocol (:func:`hambench.pyscf_mol.protocol_from_attrs`)
+    protocol : PySCF protocol (:func:`hambench.basis._pyscf.protocol_from_attrs`)
     guesses : baselines among ``'minao'``, ``'1e'``
 
     Returns a JSON-able dict: ``error_level_ha`` (e), per run (``model`` and each baseline) ``cycles`` (QH9's
@@ -140,7 +140,7 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
     """
     from pyscf import lib, scf
 
-    from .pyscf_mol import mol_from_structure, shells_of_atoms, to_pyscf_matrix
+    from hambench.basis._pyscf import mol_from_structure, shells_of_atoms, to_pyscf_matrix
 
     for g in guesses:
         if g not in BASELINES:
@@ -159,7 +159,7 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
     if mol.nelectron % 2:
         raise InputError(where, f"structure {truth.id!r} has an odd number of electrons; RKS needs a closed shell")
     err = float(np.mean(np.abs(H_pred - H_true)))
-    from .metrics import blas_threads
+    from hambench.scoring._metrics import blas_threads
 
     old = lib.num_threads()
     lib.num_threads(int(threads))  # PySCF's OpenMP threads; BLAS/LAPACK (its eigh per cycle) limited alike
@@ -280,7 +280,7 @@ def _stats(values) -> tuple[float, float]:
 
 def _map(fn, items, workers: int, scheduler, quiet: bool, label: str):
     """Run ``fn(item)`` over ``items`` with :func:`hambench.parallel.run_tasks` (results in item order)."""
-    from .parallel import run_tasks
+    from hambench.parallel import run_tasks
 
     def note(i, r):
         cyc = " ".join(f"{g}={v['cycles']}" for g, v in r["runs"].items())
@@ -296,13 +296,13 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
 
     Parameters
     ----------
-    truth_store : :class:`hambench.store.Store` (molecules, PySCF RKS attrs)
-    preds : :class:`hambench.predictions.Predictions` of that truth
+    truth_store : :class:`hambench.store._store.Store` (molecules, PySCF RKS attrs)
+    preds : :class:`hambench.store._predictions.Predictions` of that truth
     n : number of molecules (``default_rng(seed).choice``; all when ``n`` ≥ the predicted molecules)
     workers, scheduler : parallel over molecules (local processes or a Dask scheduler address)
     cache_dir : folder for the per-molecule results (resumable); None = no cache
     guesses : baselines; protocol : overrides of the store's PySCF settings (keys of
-        :func:`hambench.pyscf_mol.protocol_of`); threads : PySCF threads per molecule (TraceGrad: 1)
+        :func:`hambench.basis._pyscf.protocol_of`); threads : PySCF threads per molecule (TraceGrad: 1)
     intersect : ``"split:subset"`` of the truth store — draw only from predicted molecules also in that subset
         (QH9: predictions on ``qh9-stable-id:test`` with ``intersect="qh9-stable-ood:test"``)
 
@@ -316,7 +316,7 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     """
     import pyscf
 
-    from .pyscf_mol import protocol_from_attrs
+    from hambench.basis._pyscf import protocol_from_attrs
 
     where = getattr(truth_store, "path", None)
     if truth_store.attrs.get("kind") != "molecule":
