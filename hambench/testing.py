@@ -12,8 +12,6 @@ import numpy as np
 
 __all__ = [
     "TOL",
-    "cli",
-    "one_line_error",
     "tol",
     "realdata_path",
     "require_realdata",
@@ -115,20 +113,3 @@ def random_edge_blocks(rng, Z_src, Z_dst, species, spinful: bool = False, dtype=
         x = x + 1j * rng.standard_normal(int(ptr[-1]))
         return x.astype(np.result_type(dtype, np.complex64))
     return x.astype(dtype)
-
-
-def cli(*args):
-    """``hambench ARGS...`` through click's test runner (arguments str()-ed); the click ``Result``."""
-    from click.testing import CliRunner
-
-    from hambench.app.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(r, code: int = 1) -> str:
-    """Assert a CLI ``Result`` failed with ``code`` and ended in one ``hambench: error:`` line; that line."""
-    assert r.exit_code == code, r.output
-    lines = [x for x in r.output.splitlines() if x.strip()]
-    assert lines[-1].startswith("hambench: error:"), r.output
-    return lines[-1]

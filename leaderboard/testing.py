@@ -22,25 +22,11 @@ import yaml
 from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "demo_truth", "original_indices", "example_meta", "write_meta", "write_board",
+__all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
            "noisy_predictions", "numpy_mae_scorer", "CHROMIUM", "CHROMIUM_ARGS", "need_browser", "serve_folder",
            "chromium_page", "image_states"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
-
-
-def demo_truth(folder, augment: int = 1) -> Path:
-    """``folder/qm9mini[_augK].zarr``: the embedded demo molecules (10 real PySCF QM9 results, no DFT run), with
-    ``augment`` seeded rotated copies each; made once per folder."""
-    from hambench.app.demo import DEMO_OPTIONS, demo_raw_dir
-    from hambench.pipelines import prepare
-
-    path = Path(folder) / ("qm9mini.zarr" if not augment else f"qm9mini_aug{augment}.zarr")
-    if not path.exists():  # prepare writes NAME.zarr.partial and renames: an existing store is complete
-        path.parent.mkdir(parents=True, exist_ok=True)
-        prepare("pyscf/qm9", None, path, quiet=True, raw_dir=demo_raw_dir(), augment=augment, seed=0,
-                **DEMO_OPTIONS)
-    return path
 
 
 def example_meta(model: str | None = None, dataset: str | None = None, **override) -> dict:

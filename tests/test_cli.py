@@ -238,7 +238,7 @@ def test_help_of_other_commands_imports_no_source_module():
     (["--density-fit"], "--density-fit"),
 ], ids=["crystal-flag", "qh9-alias", "bool-flag"])
 def test_option_the_source_lacks_is_one_line_exit_1(args, flag, tmp_path):
-    from hambench.testing import one_line_error
+    from hambench.app.testing import one_line_error
 
     r = CliRunner().invoke(main, ["prepare", "--source", "synthetic/random", *args, "-o", str(tmp_path / "x.zarr")])
     line = one_line_error(r, 1)

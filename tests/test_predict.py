@@ -15,7 +15,8 @@ import torch
 
 from hambench.store._predictions import open_predictions, store_checksum
 from hambench.store._store import open_store
-from hambench.testing import cli, one_line_error, require_realdata
+from hambench.testing import require_realdata
+from hambench.app.testing import cli, one_line_error
 
 from _train_data import demo_store, mote2_store, with_split
 

@@ -17,7 +17,8 @@ from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
 from hambench.store._predictions import write_predictions
 from hambench.store._store import StoreWriter, open_store
-from hambench.testing import cli, require_realdata
+from hambench.testing import require_realdata
+from hambench.app.testing import cli
 
 
 @pytest.fixture(scope="module")

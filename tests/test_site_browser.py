@@ -17,9 +17,8 @@ import pytest
 
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
-from hambench.leaderboard.testing import (chromium_page, demo_truth, example_meta, image_states, need_browser,
-                                          noisy_predictions, numpy_mae_scorer, serve_folder, write_board,
-                                          write_meta)
+from hambench.leaderboard.testing import (chromium_page, example_meta, image_states, need_browser, noisy_predictions, numpy_mae_scorer, serve_folder, write_board, write_meta)
+from hambench.app.testing import demo_truth
 from hambench.store._predictions import store_checksum
 
 #: model → (noise σ in eV, parameter count): H MAE order beta < gamma < alpha; parameters alpha < gamma < beta

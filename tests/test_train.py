@@ -17,7 +17,7 @@ import torch
 
 from hambench.errors import InputError
 from hambench.store._store import open_store
-from hambench.testing import cli, one_line_error
+from hambench.app.testing import cli, one_line_error
 from hambench.training._engine import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
                             save_checkpoint)
 
