@@ -16,23 +16,26 @@ SHELL   := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTEST_ARGS ?=
 
-.PHONY: install demo test browser deepx-dock bench seed-claims clean
+.PHONY: install demo test test-fast browser deepx-dock bench seed-claims lock clean
 
 install: $(STAMP)
 
 # torch is pinned to the CPU wheel first (2.13.0), so nothing pulls a multi-GB CUDA build. A fresh install takes
 # about 5 minutes and .venv ends at 2.1-2.3 GB; each step says what it installs.
-$(STAMP): pyproject.toml CMakeLists.txt $(wildcard cpp/*.cpp cpp/*.hpp)
+$(STAMP): pyproject.toml constraints.txt CMakeLists.txt $(wildcard cpp/*.cpp cpp/*.hpp)
 	@echo "==> [1/6] virtual environment $(VENV) ($(PYTHON)); a fresh install takes ~5 min and ~2.3 GB"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/6] pip (upgrade)"
-	@$(call pip_install,$(PY),--upgrade pip)
+	@$(call pip_install,$(PY),-c constraints.txt --upgrade pip)
 	@echo "==> [3/6] torch 2.13.0 (CPU wheel, ~200 MB download, the longest step)"
 	@$(call pip_install,$(PY),torch==2.13.0)
 	@echo "==> [4/6] build tools: scikit-build-core, pybind11"
-	@$(call pip_install,$(PY),"scikit-build-core>=0.10" "pybind11>=2.12")
+	@$(call pip_install,$(PY),-c constraints.txt "scikit-build-core>=0.10" "pybind11>=2.12")
 	@echo "==> [5/6] hambench and its dependencies (editable; compiles the C++ core, ~1 min)"
-	@$(call pip_install,$(PY),--no-build-isolation -e ".[test]")
+	@$(call pip_install,$(PY),-c constraints.txt --no-build-isolation -e ".[test]")
+	@# scikit-build-core's editable .pth also puts the source root on sys.path, which would make the folders
+	@# models/, pipelines/, benchmarks/ importable as top-level packages: keep only its import-hook line
+	@$(PY) -c "import pathlib, site; [p.write_text(''.join(l for l in p.read_text().splitlines(True) if l.startswith('import '))) for d in site.getsitepackages() for p in pathlib.Path(d).glob('_editable_skbc_hambench.pth')]"
 	@echo "==> [6/6] check: hambench._core imports, torch is 2.13.0"
 	@$(PY) -c "import hambench._core, torch; assert torch.__version__.startswith('2.13.0')"
 	@touch $@
@@ -43,6 +46,10 @@ demo: install
 
 test: install browser deepx-dock
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# everything but the tests marked slow (each over 20 s: the demo, DFT end to end); CI runs `make test`
+test-fast: install browser deepx-dock
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 # tests/test_site_browser.py drives Debian's Chromium with Playwright (never Playwright's own browser download):
 # install the chromium package when /usr/bin/chromium is missing and we are root (CI); otherwise say so.
@@ -68,7 +75,7 @@ deepx-dock:
 	elif [ -z "$(PY312)" ]; then echo "note: no Python 3.12 here: the DeepH-dock interop tests will skip"; \
 	else echo "==> deepx-dock 0.9.11 in a throwaway Python 3.12 venv ($(PY312) -> $(DOCK_VENV), ~1 min)"; \
 	  rm -rf $(DOCK_VENV) && $(PY312) -m venv $(DOCK_VENV) && \
-	  { $(call pip_install,$(DOCK_VENV)/bin/python,deepx-dock==0.9.11); } && \
+	  { $(call pip_install,$(DOCK_VENV)/bin/python,-c constraints-deepx-dock.txt deepx-dock==0.9.11); } && \
 	  $(DOCK_VENV)/bin/dock --help >/dev/null && touch $(DOCK_VENV)/.installed; \
 	fi
 
@@ -79,6 +86,23 @@ bench: install
 
 seed-claims: install
 	$(PY) benchmarks/bench_seed_claims.py
+
+# Upgrading: re-resolve every dependency to the newest release the ranges in pyproject.toml allow, in a scratch venv
+# (torch stays 2.13.0), and rewrite constraints.txt / constraints-deepx-dock.txt; then `make test` and commit.
+LOCK_VENV := build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	@$(call pip_install,$(LOCK_VENV)/bin/python,--upgrade pip)
+	@$(call pip_install,$(LOCK_VENV)/bin/python,torch==2.13.0 "scikit-build-core>=0.10" "pybind11>=2.12")
+	@$(call pip_install,$(LOCK_VENV)/bin/python,--no-build-isolation ".[test]")
+	{ sed -n '/^#/p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^hambench' | \
+	  sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' | sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	@if [ -n "$(PY312)" ]; then rm -rf $(LOCK_VENV)-dock && $(PY312) -m venv $(LOCK_VENV)-dock && \
+	  { $(call pip_install,$(LOCK_VENV)-dock/bin/python,deepx-dock==0.9.11); } && \
+	  { sed -n '/^#/p' constraints-deepx-dock.txt; $(LOCK_VENV)-dock/bin/python -m pip freeze --all | sort -f; } \
+	    > constraints-deepx-dock.txt.new && mv constraints-deepx-dock.txt.new constraints-deepx-dock.txt; fi
+	rm -rf $(LOCK_VENV) $(LOCK_VENV)-dock
+	@echo "==> constraints.txt rewritten: run make test, then commit it"
 
 clean:
 	rm -rf build demo_out .pytest_cache leaderboard/site

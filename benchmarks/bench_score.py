@@ -182,7 +182,7 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from hambench.scoring._score import _metrics as M
+    from hambench.scoring import _metrics as M
     from hambench.basis._layout import BasisLayout
     from hambench.store._predictions import open_predictions
     from hambench.store._store import open_store

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["HambenchError", "InputError", "StoreError", "ExcludedItem"]
+
 
 class HambenchError(Exception):
     """Base class: a failure the user can act on (bad input, missing data, wrong version)."""
@@ -23,12 +25,6 @@ class InputError(HambenchError, ValueError):
 
 class StoreError(HambenchError, ValueError):
     """A store is of another version, misses a field, or is inconsistent."""
-
-
-class NotYetAvailable(HambenchError, NotImplementedError):
-    """A command whose work belongs to a later part of hambench."""
-
-    exit_code = 3
 
 
 class ExcludedItem(InputError):

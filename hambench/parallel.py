@@ -22,7 +22,7 @@ from contextlib import contextmanager, nullcontext
 
 from hambench.errors import HambenchError, InputError
 
-__all__ = ["progress", "run_ranges", "run_tasks", "worker_pool"]
+__all__ = ["progress", "run_tasks", "worker_pool"]
 
 
 def progress(quiet: bool, unit: str = "items"):
@@ -128,12 +128,6 @@ def worker_pool(workers: int, scheduler: str | None = None):
         _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
-
-
-def run_ranges(fn: Callable, ranges: Sequence[tuple[int, int]], *args, **kwargs) -> list:
-    """Run ``fn(start, stop, *args)`` for every ``(start, stop)`` range (see :func:`run_tasks` for ``kwargs``);
-    the results in range order. ``score`` and ``prepare`` share it."""
-    return run_tasks(fn, [(int(a), int(b), *args) for a, b in ranges], **kwargs)
 
 
 def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, scheduler: str | None = None,

@@ -4,6 +4,9 @@
 ``site`` (the static site), ``listing`` (the terminal table), ``columns`` (labels and better directions).
 """
 
+if __name__ != "hambench.leaderboard":  # the folder installs as hambench.leaderboard, never as a top-level package
+    raise ImportError(f"{__name__!r} is the folder of hambench.leaderboard: import hambench.leaderboard (DESIGN.md §2)")
+
 from .board import DEFAULT_BOARD, Board, Dataset, Submission, open_board
 from .schema import validate_datasets, validate_meta
 from .site import build_site

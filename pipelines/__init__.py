@@ -33,6 +33,9 @@ The registry (``SOURCES``, :func:`get_source`, :func:`list_sources`) is :mod:`.r
 
 from __future__ import annotations
 
+if __name__ != "hambench.pipelines":  # the folder installs as hambench.pipelines, never as a top-level package
+    raise ImportError(f"{__name__!r} is the folder of hambench.pipelines: import hambench.pipelines (DESIGN.md §2)")
+
 import dataclasses
 import os
 from pathlib import Path

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hambench.scoring._score import _bands as bands
+from hambench.scoring import _bands as bands
 from hambench.scoring._bands import (
     band_energies,
     band_errors,

@@ -16,6 +16,8 @@ from hambench.app.demo import DEMO_MODELS
 from hambench.leaderboard.board import open_board
 from hambench.leaderboard.testing import chromium_page, image_states, need_browser, serve_folder
 
+pytestmark = pytest.mark.slow  # over 20 s (make test-fast leaves it out)
+
 MODELS = list(DEMO_MODELS)
 
 

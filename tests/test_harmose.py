@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage1(demo, tmp_path_factory):
     """A tiny DeepH-E3 trained for a few steps on the demo molecules (float64)."""
-    from models.run import train_run
+    from hambench.models.run import train_run
 
     run = tmp_path_factory.mktemp("stage1") / "deephe3"
     train_run("deephe3", demo, run, preset="tiny", sets=["train.dtype=float64"],
@@ -42,7 +42,7 @@ def stage1(demo, tmp_path_factory):
 
 
 def _build(stage1, layout, **kw):
-    from models.harmose import HarmoSE, HarmoSEConfig
+    from hambench.models.harmose import HarmoSE, HarmoSEConfig
 
     torch.manual_seed(0)
     old = torch.get_default_dtype()
@@ -64,7 +64,7 @@ def _batch(store, ks, R=None):
 
 
 def test_step0_equals_stage1_and_stage1_is_frozen(demo, stage1):
-    from models.run import load_model
+    from hambench.models.run import load_model
 
     st = open_store(demo)
     lay = BasisLayout.of_store(st)
@@ -103,7 +103,7 @@ def test_equivariance_error_is_measured(demo, stage1, capsys):
 
 
 def test_training_lowers_loss_and_keeps_stage1_bit_identical(demo, stage1, tmp_path):
-    from models.run import load_model, train_run
+    from hambench.models.run import load_model, train_run
 
     run = tmp_path / "harmose"
     summary = train_run("harmose", demo, run, preset="tiny", sets=[f"model.stage1={stage1}", "train.dtype=float64",
@@ -142,7 +142,7 @@ def test_bad_stage1_is_one_line(demo, stage1, tmp_path):
         _build("", lay)
     with pytest.raises(InputError, match="not found"):
         _build(tmp_path / "nope.pt", lay)
-    from models.harmose import HarmoSE, HarmoSEConfig
+    from hambench.models.harmose import HarmoSE, HarmoSEConfig
 
     with pytest.raises(InputError, match="'deephe3' model; this HarmoSE needs tracegrad-deephe3"):
         HarmoSE(HarmoSEConfig(stage1=str(stage1)), lay, ("tracegrad-deephe3",))
@@ -167,8 +167,8 @@ def test_equivariance_command(demo, stage1, tmp_path):
     assert 0 <= d["max_meV"] <= 1e-9 * d["scale_meV"] * 50 and d["mean_meV"] <= d["max_meV"]
     assert "equivariance error max" in r.output
     # the same measurement by hand on one structure and one rotation
-    from models.equivariance import equivariance_error
-    from models.run import load_model
+    from hambench.models.equivariance import equivariance_error
+    from hambench.models.run import load_model
 
     m, _, lay = load_model(stage1, dtype="float64")
     st = open_store(demo)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hambench.scoring._score import _metrics as M
+from hambench.scoring import _metrics as M
 from hambench.basis._conventions import HARTREE_EV
 from hambench.app.demo import demo_raw_dir
 from hambench.basis._layout import BasisLayout

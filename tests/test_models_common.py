@@ -272,7 +272,7 @@ def test_head_used_under_inference_mode_still_trains_afterwards():
     """The head caches its change-of-basis tensors; one first built under torch.inference_mode must not be an
     inference tensor, or the next training step fails ("Inference tensors cannot be saved for backward")."""
     from hambench.basis._layout import BasisLayout
-    from models.common import BlockHead
+    from hambench.models.common import BlockHead
 
     lay = BasisLayout({1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2]})
     head = BlockHead(lay).double()

@@ -64,6 +64,7 @@ def test_overlap_realspace_equals_dense_fft_and_coarse_mesh_aliases():
     assert np.abs(coarse.real - direct).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_fft_mesh_choice_meets_alias_tol(run):
     src, item, raw, s = run
     mesh = tuple(int(x) for x in raw["fft_mesh"])
@@ -288,6 +289,7 @@ def test_too_little_vacuum_is_refused(tmp_path):
     assert mesh[:2] == (1, 1) and mesh[2] % 2 == 1 and err < 1e-6
 
 
+@pytest.mark.slow
 def test_cli_prepare_end_to_end(tmp_path):
     """``hambench prepare --source pyscf/crystal --structures FILE`` → a valid crystal store (a chain of H2,
     1x1x3 k-points: the cheapest real run through the CLI, ~15 s here)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.scoring._score import _score as scoring
+from hambench.scoring import _score as scoring
 from hambench.app.demo import demo_raw_dir
 from hambench.scoring._metrics import Evaluator
 from hambench.pipelines import prepare

@@ -212,7 +212,7 @@ def test_mu_is_detached(store):
     loss_H = _loss_H(out)
     total, logs = model.extra_loss(out, batch, loss_H)
     assert set(logs) == {"loss_H", "loss_T", "mu"}
-    assert abs(float(total) - (1 + 0.3) * float(loss_H)) <= 1e-12 * float(loss_H)  # μ·L_T = L_H in value
+    assert abs(float(total.detach()) - (1 + 0.3) * float(loss_H.detach())) <= 1e-12 * float(loss_H.detach())  # μ·L_T = L_H in value
     dec = list(model.decoder.parameters())
     g_total = torch.autograd.grad(total, dec, retain_graph=True)
     target = model.trace_target(batch)
@@ -411,7 +411,7 @@ def test_variant_config_is_the_backbone_config_plus_tracegrad(backbone, preset):
     """tracegrad-X.yaml inherits X.yaml: the same recipe and size as its backbone, only the tracegrad section
     added (a copy could drift: the tiny qhnet and tracegrad-qhnet learning rates once did)."""
     from hambench.config import resolve
-    from models import registry
+    from hambench.models import registry
 
     v = resolve(registry.get(f"tracegrad-{backbone}").config_file, preset)
     b = resolve(registry.get(backbone).config_file, preset)

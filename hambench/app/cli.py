@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from hambench import __version__
-from hambench.errors import HambenchError, NotYetAvailable
+from hambench.errors import HambenchError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 

@@ -203,11 +203,6 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 # --- flat edge blocks ------------------------------------------------------------------------------------
-def _norb_table(species, spinful: bool) -> np.ndarray:
-    """Orbitals per element, indexed by Z (the layout's table; doubled when spinful)."""
-    return layout_of(species).norb_table * (2 if spinful else 1)
-
-
 def block_offsets(Z_src, Z_dst, species, spinful: bool = False):
     """``(ptr, n_i, n_j)``: offsets (E+1,) int64 of each edge's block in the flat array, and its shape
     (from :class:`hambench.basis._layout.BasisLayout`; ValueError for an element without shells)."""
