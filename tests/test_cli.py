@@ -260,3 +260,28 @@ def test_generated_flags_reach_the_source(tmp_path):
     r = CliRunner().invoke(main, ["prepare", "--source", "qh9/stable", "--dataset-version", "200k", "-o",
                                   str(tmp_path / "q.zarr")])
     assert r.exit_code == 2 and "--dataset-version" in r.output
+
+
+def _command_paths(group, prefix=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from _command_paths(cmd, (*prefix, name))
+
+
+def test_quiet_is_accepted_after_every_subcommand(tmp_path):
+    """``-q`` after the subcommand means what it means before it: every command takes it, and it quiets work."""
+    from hambench.app.cli import main
+
+    paths = list(_command_paths(main))
+    assert {("train",), ("prepare",), ("score",), ("leaderboard", "list")} <= set(paths)
+    for path in paths:
+        r = CliRunner().invoke(main, [*path, "--help"])
+        assert r.exit_code == 0 and "-q, --quiet" in r.output, (path, r.output)
+    r = CliRunner().invoke(main, ["prepare", "--source", "synthetic/random", "--count", "2", "-o",
+                                  str(tmp_path / "s.zarr"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert [ln for ln in r.output.splitlines() if ln.strip()] == [r.output.strip().splitlines()[-1]]
+    assert r.output.startswith("wrote ")

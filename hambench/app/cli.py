@@ -547,5 +547,22 @@ def demo(ctx, output, budget):
     run_demo(output, quiet=ctx.obj["quiet"], budget=budget)
 
 
+def _set_quiet(ctx, _param, value) -> None:
+    if value:
+        ctx.ensure_object(dict)["quiet"] = True
+
+
+def _accept_quiet(group: click.Group) -> None:
+    """``-q/--quiet`` after any subcommand means what it means before it (``hambench train … -q``)."""
+    for cmd in group.commands.values():
+        if isinstance(cmd, click.Group):
+            _accept_quiet(cmd)
+        if not any("--quiet" in getattr(p, "opts", ()) for p in cmd.params):
+            cmd.params.append(click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_quiet,
+                                           help="No progress bars; print a summary line only (as hambench -q)."))
+
+
+_accept_quiet(main)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

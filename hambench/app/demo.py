@@ -23,17 +23,34 @@ SCF molecule: the CI test). Like ``cli.py`` this module only orchestrates librar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
 
+import click
+import torch
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from threadpoolctl import threadpool_limits
+
 from hambench.atomic import write_json, write_text
+from hambench.errors import InputError
+from hambench.leaderboard.board import open_board
+from hambench.leaderboard.site import build_site, format_value
+from hambench.leaderboard.submit import submit
+from hambench.models.run import predict_store, train_run
+from hambench.pipelines import prepare
+from hambench.store import open_predictions, open_store, store_checksum
 
 __all__ = ["run_demo", "DEMO_OPTIONS", "BUDGETS", "Budget", "DEMO_MODELS", "TRAIN_IDS", "TEST_IDS"]
 
@@ -44,23 +61,32 @@ TRAIN_IDS = "1,2,3,4,5,6,7"
 TEST_IDS = "8,9,10"
 AUGMENT = 2
 DATASET = "qm9-demo"
+#: wall time (s) of `hambench demo` (full budget) measured on an idle 2-core machine: see README "What the demo does"
+EXPECTED_FULL_S = 600.0
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How much work the demo does: training steps per model, SCF molecules, plots."""
+    """How much work the demo does: training steps per model, SCF molecules, plots; ``expected_s`` is the wall time
+    measured on an idle 2-core machine (printed up front)."""
 
     name: str
     max_steps: int
     val_interval: int | None
     scf: int
+    expected_s: float
     plots: bool = True
 
 
 BUDGETS = {
-    "full": Budget("full", max_steps=300, val_interval=50, scf=2),  # the tiny presets' own schedule length
-    "ci": Budget("ci", max_steps=4, val_interval=None, scf=1),
+    "full": Budget("full", max_steps=300, val_interval=50, scf=2, expected_s=EXPECTED_FULL_S),
+    "ci": Budget("ci", max_steps=4, val_interval=None, scf=1, expected_s=45.0),
 }
+#: the demo's threads: one torch/BLAS thread per process. Tiny models gain nothing from a second thread, and
+#: spinning OpenMP threads made e3nn steps ~30x slower on a busy 2-core machine (tests/conftest.py)
+DEMO_THREADS = 1
+#: a line at least this often (s) while a step runs silently (SCF, scoring, a training step under load)
+HEARTBEAT_S = 10.0
 
 #: model → (display name, paper, code)
 DEMO_MODELS = {
@@ -74,10 +100,43 @@ def demo_raw_dir() -> Path:
     return Path(str(resources.files("hambench") / "data" / "demo_qm9"))
 
 
-def _say(msg: str) -> None:
-    import click
+_last_said = [time.monotonic()]
 
+
+def _say(msg: str) -> None:
     click.echo(msg)
+    _last_said[0] = time.monotonic()
+
+
+@contextlib.contextmanager
+def _heartbeat(label: list[str], t0: float, every: float = HEARTBEAT_S):
+    """While the body runs, print ``… <label[0]>: N s so far`` whenever nothing was said for ``every`` seconds."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(0.5):
+            if time.monotonic() - _last_said[0] >= every:
+                _say(f"      … {label[0]}: {time.perf_counter() - t0:.0f} s since the demo started")
+
+    th = threading.Thread(target=beat, daemon=True, name="hambench-demo-heartbeat")
+    th.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        th.join()
+
+
+@contextlib.contextmanager
+def _demo_threads(n: int = DEMO_THREADS):
+    """torch and the BLAS/OpenMP pools at ``n`` threads for the demo, restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _hardware() -> str:
@@ -90,8 +149,6 @@ def _hardware() -> str:
 
 
 def _prepare(out: Path, ids: str, quiet: bool) -> tuple[Path, bool]:
-    from hambench.pipelines import prepare
-    from hambench.store._store import open_store
 
     if out.exists():
         try:
@@ -104,7 +161,6 @@ def _prepare(out: Path, ids: str, quiet: bool) -> tuple[Path, bool]:
 
 
 def _train(model: str, store: Path, run_dir: Path, budget: Budget, quiet: bool) -> tuple[dict, bool]:
-    from hambench.models.run import train_run
 
     done = run_dir / "demo_train.json"
     if done.is_file():
@@ -121,8 +177,6 @@ def _train(model: str, store: Path, run_dir: Path, budget: Budget, quiet: bool) 
 
 
 def _predict(run_dir: Path, store: Path, out: Path) -> tuple[dict, bool]:
-    from hambench.models.run import predict_store
-    from hambench.store._predictions import open_predictions
 
     done = out.with_name(out.name + ".json")
     if out.exists() and done.is_file():
@@ -186,9 +240,7 @@ def _meta(model: str, run_dir: Path, train_summary: dict, pred: dict, train_chec
 
 
 def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
-    import yaml
 
-    from hambench.store._predictions import store_checksum
 
     board_dir.mkdir(parents=True, exist_ok=True)
     datasets = {"datasets_version": 1, "title": "hambench demo leaderboard", "datasets": {DATASET: {
@@ -207,11 +259,7 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
 
 
 def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -> tuple[dict, bool]:
-    import yaml
 
-    from hambench.leaderboard.board import open_board
-    from hambench.leaderboard.submit import submit
-    from hambench.store._predictions import open_predictions
 
     board = open_board(board_dir)
     dest = board.submission_dir(model, DATASET)
@@ -228,10 +276,7 @@ def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -
 
 
 def _summary_table(scores: dict[str, dict], metas: dict[str, dict]):
-    from rich.markup import escape
-    from rich.table import Table
 
-    from hambench.leaderboard.site import format_value
 
     cols = [("H_mae", "H MAE", "meV"), ("eps_mae", "ε MAE", "meV"), ("psi", "ψ", ""),
             ("H_mae_max", "worst structure", "meV"), ("scf_achieved_ratio_minao", "SCF cycles / minao", ""),
@@ -252,18 +297,21 @@ def _summary_table(scores: dict[str, dict], metas: dict[str, dict]):
 
 def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
     """Run the demo into ``output``; returns {stores, runs, preds, board, site, scores}. Reruns reuse results."""
-    from rich.console import Console
-
-    from hambench.errors import InputError
-    from hambench.leaderboard.site import build_site
-    from hambench.store._predictions import store_checksum
-
     if budget not in BUDGETS:
         raise InputError(None, f"unknown demo budget {budget!r} (known: {', '.join(BUDGETS)})")
     b = BUDGETS[budget]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    _say(f"hambench demo ({b.name} budget): about {b.expected_s / 60:.0f} min on an idle 2-core machine "
+         f"(less when a previous run left results in {out}); {DEMO_THREADS} torch/BLAS thread")
+    step = ["prepare"]
+    with _demo_threads(), _heartbeat(step, t_start):
+        return _run(out, b, quiet, t_start, step)
+
+
+def _run(out: Path, b: Budget, quiet: bool, t_start: float, step: list[str]) -> dict:
+    """The demo's five steps (``step[0]`` names the current one for the heartbeat)."""
     done = lambda reused: " (reused)" if reused else ""  # noqa: E731
 
     _say(f"[1/5] prepare the demo stores (embedded PySCF results, no DFT run), budget {b.name}")
@@ -275,6 +323,7 @@ def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
     runs, preds, metas, scores = {}, {}, {}, {}
     for k, model in enumerate(DEMO_MODELS, 1):
         run_dir = out / "runs" / f"{model}-{b.name}"
+        step[0] = f"training {model}"
         _say(f"[2/5] train {model} ({k}/{len(DEMO_MODELS)}, tiny preset, {b.max_steps} steps) → {run_dir}")
         summary, reused = _train(model, train_store, run_dir, b, quiet)
         _say(f"      {summary.get('steps')} steps in {summary.get('seconds', 0):.0f} s, best val MAE "
@@ -282,6 +331,7 @@ def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
         runs[model] = run_dir
         p = out / "preds" / f"{model}-{b.name}.zarr"
         p.parent.mkdir(parents=True, exist_ok=True)
+        step[0] = f"predicting with {model}"
         _say(f"[3/5] predict the test store with {model} → {p}")
         pred, reused = _predict(run_dir, test_store, p)
         _say(f"      {pred['structures']} structures in {pred['seconds']:.1f} s{done(reused)}")
@@ -291,6 +341,7 @@ def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
     board_dir = out / "board"
     _board(board_dir, test_store, b)
     for model in DEMO_MODELS:
+        step[0] = f"scoring {model} (SCF runs, plots)"
         _say(f"[4/5] submit {model} to {board_dir} (scores recomputed: H, ε, ψ, SCF on {b.scf} molecule"
              f"{'s' if b.scf != 1 else ''}, equivariance)")
         scores[model], reused = _submit(board_dir, model, preds[model], metas[model], b.plots)
@@ -298,6 +349,7 @@ def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
             _say("      already on the board with these predictions (reused)")
 
     site = out / "site"
+    step[0] = "building the site"
     _say(f"[5/5] build the leaderboard site → {site}")
     _say("      " + build_site(board_dir, site))
     console = Console(width=None if Console().is_terminal else 150)
