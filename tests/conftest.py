@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import _train_data
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
@@ -18,3 +20,10 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory):
+    """Path of the demo molecules' store — the 10 QM9 molecules with ≤ 3 heavy atoms, real B3LYP/def2-SVP labels
+    from the shipped cache (no DFT run) — built once per session. Read-only: a test that changes a store copies it."""
+    return _train_data.demo_store(tmp_path_factory)

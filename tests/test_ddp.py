@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from _train_data import demo_store
 
 MODEL = "deephe3"
 PRESET = "tiny"
@@ -85,9 +84,9 @@ def _worker(rank, world, port, store_path, tmp):
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
+def ddp_run(demo_store, tmp_path_factory):
     _setup()
-    store = str(demo_store(tmp_path_factory))
+    store = str(demo_store)
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(_worker, args=(2, _free_port(), store, str(tmp)), nprocs=2, join=True)
     n = torch.get_num_threads()

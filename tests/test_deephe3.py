@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from _train_data import demo_store
 from hambench.basis import _so3 as so3
 from hambench.config import from_dict, resolve
 from hambench.training._data import batch_from_structures
@@ -39,10 +38,10 @@ def _build(layout, cfg=None, dtype=F64, seed=0):
 
 
 @pytest.fixture(scope="module")
-def _qm9_data(tmp_path_factory):
+def _qm9_data(demo_store):
     from hambench.store._store import open_store
 
-    st = open_store(demo_store(tmp_path_factory))
+    st = open_store(demo_store)
     return BasisLayout(st.species, st.spinful), [st[k] for k in range(len(st))]
 
 

@@ -20,14 +20,13 @@ from hambench.basis._layout import BasisLayout
 from hambench.basis._so3 import random_rotation, rotate_edge_blocks
 from hambench.store._store import open_store
 
-from _train_data import demo_store
 
 TINY = ("--preset", "tiny")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return demo_store(tmp_path_factory)
+def demo(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")

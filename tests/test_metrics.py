@@ -170,10 +170,8 @@ def test_evaluator_chain_by_hand():
 
 # --- real PySCF molecules (the demo cache: no DFT is run) ------------------------------------------------
 @pytest.fixture(scope="module")
-def qm9(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qm9") / "qm9.zarr"
-    prepare("pyscf/qm9", None, out, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
-    return open_store(out)
+def qm9(demo_store):
+    return open_store(demo_store)
 
 
 def raw_of(s):

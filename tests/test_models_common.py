@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from _train_data import demo_store
 from hambench.basis import _so3 as so3
 from hambench.training._data import batch_from_structures
 from hambench.basis._layout import BasisLayout
@@ -28,10 +27,10 @@ def _irreps_D(irreps, R):
 
 
 @pytest.fixture(scope="module")
-def qm9(tmp_path_factory):
+def qm9(demo_store):
     from hambench.store._store import open_store
 
-    st = open_store(demo_store(tmp_path_factory))  # the session's demo store (real PySCF labels, no DFT)
+    st = open_store(demo_store)  # the session's demo store (real PySCF labels, no DFT)
     layout = BasisLayout(st.species, st.spinful)
     structs = [st[k] for k in range(len(st))]
     return layout, structs

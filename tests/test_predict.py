@@ -18,14 +18,14 @@ from hambench.store._store import open_store
 from hambench.testing import require_realdata
 from hambench.app.testing import cli, one_line_error
 
-from _train_data import demo_store, mote2_store, with_split
+from _train_data import mote2_store, with_split
 
 MODEL = "deephe3"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return demo_store(tmp_path_factory)
+def demo(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.app.demo import demo_raw_dir
 from hambench.errors import InputError
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
@@ -29,10 +28,8 @@ from hambench.store._store import StoreWriter, open_store
 
 
 @pytest.fixture(scope="module")
-def mol_store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mol") / "qm9.zarr"
-    prepare("pyscf/qm9", None, out, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
-    return out
+def mol_store(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,10 @@ SMALL = dict(hidden_size=4, bottle_hidden_size=2, num_gnn_layers=2, start_layer=
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    import hambench.app.demo
-    import hambench.pipelines
-    from hambench.store._store import open_store
+def demo(demo_store):
+    from hambench.store import open_store
 
-    out = tmp_path_factory.mktemp("qhnet") / "demo.zarr"
-    hambench.pipelines.prepare("pyscf/qm9", None, out, raw_dir=hambench.app.demo.demo_raw_dir(), max_heavy=3, limit=10,
-                               quiet=True)
-    st = open_store(out)
+    st = open_store(demo_store)
     structs = [st[k] for k in range(len(st))]
     return structs, BasisLayout(st.species, st.spinful)
 

@@ -11,7 +11,6 @@ import pytest
 import zarr
 
 from hambench.scoring import _score as scoring
-from hambench.app.demo import demo_raw_dir
 from hambench.scoring._metrics import Evaluator
 from hambench.pipelines import prepare
 from hambench.pipelines.driver import structure_arrays
@@ -22,10 +21,8 @@ from hambench.app.testing import cli
 
 
 @pytest.fixture(scope="module")
-def qm9(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qm9") / "qm9.zarr"
-    prepare("pyscf/qm9", None, out, raw_dir=demo_raw_dir(), max_heavy=3, limit=10, quiet=True)
-    return out
+def qm9(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ from hambench.training._engine import (TrainConfig, TrainingDiverged, _Schedule,
                             save_checkpoint)
 
 from _toy_model import register_toy
-from _train_data import demo_store, mote2_store, with_split
+from _train_data import mote2_store, with_split
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return demo_store(tmp_path_factory)
+def demo(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")
