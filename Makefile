@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt CMakeLists.txt $(wildcard cpp/*.cpp cpp
 	@echo "==> [2/6] pip (upgrade)"
 	@$(call pip_install,$(PY),-c constraints.txt --upgrade pip)
 	@echo "==> [3/6] torch 2.13.0 (CPU wheel, ~200 MB download, the longest step)"
-	@$(call pip_install,$(PY),torch==2.13.0)
+	@$(call pip_install,$(PY),-c constraints.txt torch==2.13.0)
 	@echo "==> [4/6] build tools: scikit-build-core, pybind11"
 	@$(call pip_install,$(PY),-c constraints.txt "scikit-build-core>=0.10" "pybind11>=2.12")
 	@echo "==> [5/6] hambench and its dependencies (editable; compiles the C++ core, ~1 min)"

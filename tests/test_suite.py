@@ -87,7 +87,10 @@ def test_install_says_each_step_and_pins_torch_first(tmp_path):
     assert [s.split("]")[0][-3:] for s in steps] == [f"{k}/6" for k in range(1, 7)]
     installs = [line.split("install --progress-bar off ")[1].split(" 2>&1")[0]
                 for line in r.stdout.splitlines() if "-m pip" in line]
-    assert installs[:2] == ["--upgrade pip", "torch==2.13.0"]  # torch pinned before anything can pull another
+    # every install is constrained to the verified versions (constraints.txt), torch pinned before anything can
+    # pull another
+    assert all(s.startswith("-c constraints.txt ") for s in installs), installs
+    assert [s.removeprefix("-c constraints.txt ") for s in installs[:2]] == ["--upgrade pip", "torch==2.13.0"]
     assert " -q" not in r.stdout
 
 
