@@ -164,7 +164,25 @@ def validate_meta(data: dict, where="meta.yml") -> dict:
     Traceback (most recent call last):
     hambench.errors.InputError: m.yml: (top level): 'model' is missing
     """
+    left = _placeholders(data)
+    if left:
+        raise InputError(where, f"{left[0]}: fill in the template's placeholder {_at(data, left[0])!r}")
     _check(data, meta_schema(), where)
+    return data
+
+
+def _placeholders(data, path: str = "") -> list[str]:
+    """Fields still holding a ``<…>`` placeholder of the ``leaderboard init`` template (dotted paths)."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _placeholders(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(data, list):
+        return [p for k, v in enumerate(data) for p in _placeholders(v, f"{path}[{k}]")]
+    return [path] if isinstance(data, str) and data.startswith("<") and data.endswith(">") else []
+
+
+def _at(data, path: str):
+    for part in path.replace("[", ".[").split("."):
+        data = data[int(part[1:-1])] if part.startswith("[") else data[part]
     return data
 
 

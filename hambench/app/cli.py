@@ -466,14 +466,34 @@ _BOARD_OPTION = click.option("--board", type=click.Path(path_type=Path),
 
 @main.group(cls=_Group, context_settings=CONTEXT)
 def leaderboard():
-    """The leaderboard: submit predictions (scores recomputed by hambench), list, build the static site.
+    """The leaderboard: make a board, submit predictions (scores recomputed by hambench), list, build the site.
 
     \b
     Example:
+      hambench leaderboard init --board myboard --dataset demo --truth demo.zarr
       hambench leaderboard submit preds.zarr --meta meta.yml --board myboard/
       hambench leaderboard list --board myboard/
       hambench leaderboard build --board myboard/ -o site/
     """
+
+
+@leaderboard.command("init", context_settings=CONTEXT)
+@click.option("--board", type=click.Path(path_type=Path), required=True, help="Board folder (made if missing).")
+@click.option("--dataset", required=True, help="Dataset key on the board (letters, digits, . _ + -).")
+@click.option("--truth", type=click.Path(path_type=Path), required=True, help="The dataset's truth store.")
+@click.option("--split", help="Test subset NAME:SUBSET of the truth store (default: every structure).")
+@click.option("--scf", type=click.IntRange(min=1), help="Score SCF acceleration on N molecules (molecule data sets).")
+@click.option("--title", help="The dataset's title on the site.")
+def leaderboard_init(board, dataset, truth, split, scf, title):
+    """Create a board (or add a dataset to one) for a truth store, and a meta.yml template to fill in.
+
+    \b
+    Example:
+      hambench leaderboard init --board myboard --dataset demo --truth demo.zarr --scf 1
+    """
+    from hambench.leaderboard.init import init_board
+
+    click.echo(init_board(board, dataset, truth, split=split, scf=scf, title=title))
 
 
 @leaderboard.command("submit", context_settings=CONTEXT)
