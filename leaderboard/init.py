@@ -42,7 +42,7 @@ license: "<MIT>"
 date: "<YYYY-MM-DD>"
 hyperparameters: {{}}             # free-form scalars, e.g. {{preset: tiny, train.lr: 0.001}}
 training:
-  store_checksum: "<sha256 of the training store: hambench info TRAIN.zarr --json>"
+  store_checksum: "<sha256 of the training store: hambench info TRAIN.zarr --checksum>"
   seeds: [0]
   hardware: "<e.g. 2 CPU cores>"
   time_s: "<training wall time in seconds>"

@@ -1,15 +1,16 @@
 """The README's examples run as written, in order (issue 21 §2).
 
-A ```bash block takes part when the line right above it (blank lines allowed) is a marker comment:
+Every ```bash and ```python block carries a marker comment on the line right above it (blank lines allowed):
 
 * ``<!-- readme-test -->``: run it as written;
 * ``<!-- readme-test: A => B; C => D -->``: run it with these literal substitutions (a slow DFT example at its
   smallest settings); each A must occur in the block;
 * ``<!-- readme-test: skip (why) -->``: not run, the reason is stated in the README source.
 
-Blocks without a marker are not run (other sections join by adding one). The marked blocks run in one temporary
-folder laid out like the repository root: ``../shared`` is the real shared folder (read only), and
-``hambench/data/demo_qm9`` is a copy of the shipped demo cache. Every ``hambench prepare|info|export`` example
+A block without a marker fails the test (```text blocks show output and are not code). The blocks run in order
+(bash with ``set -euo pipefail``, Python with the venv's interpreter) in one temporary folder laid out like the
+repository root: ``../shared`` is the real shared folder (read only), and ``hambench/data/demo_qm9`` is a copy of
+the shipped demo cache. Every ``hambench prepare|info|export`` example
 of ``--help`` must appear in a block that runs, so it runs too.
 """
 
@@ -31,16 +32,18 @@ from hambench.testing import realdata_path, require_realdata
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = re.compile(r"^<!--\s*readme-test(?::\s*(?P<arg>.*?))?\s*-->\s*$")
-FENCE = re.compile(r"^```bash\s*$")
+FENCE = re.compile(r"^```(?P<lang>bash|python)\s*$")
 
 
 def readme_blocks(text: str) -> list[dict]:
-    """Every ```bash block with its marker: {"line", "code", "mode": run|skip|None, "subs", "reason"}."""
+    """Every ```bash/```python block with its marker: {"line", "lang", "code", "mode": run|skip|None, "subs",
+    "reason"}."""
     lines = text.splitlines()
     out = []
     k = 0
     while k < len(lines):
-        if not FENCE.match(lines[k]):
+        fence = FENCE.match(lines[k])
+        if not fence:
             k += 1
             continue
         start = k
@@ -50,7 +53,7 @@ def readme_blocks(text: str) -> list[dict]:
         while above >= 0 and not lines[above].strip():
             above -= 1
         m = MARKER.match(lines[above]) if above >= 0 else None
-        block = {"line": start + 1, "code": code, "mode": None, "subs": [], "reason": ""}
+        block = {"line": start + 1, "lang": fence.group("lang"), "code": code, "mode": None, "subs": [], "reason": ""}
         if m:
             arg = (m.group("arg") or "").strip()
             if arg.startswith("skip"):
@@ -95,11 +98,21 @@ def test_help_examples_are_in_readme_blocks_that_run():
             assert ex in ran, f"`hambench {command} --help` example not run by the README test: {ex}"
 
 
+def test_every_readme_block_is_run_or_says_why_not():
+    blocks = readme_blocks(README.read_text())
+    unmarked = [b["line"] for b in blocks if b["mode"] is None]
+    assert not unmarked, f"README code blocks without a readme-test marker at lines {unmarked}"
+    skipped = [b for b in blocks if b["mode"] == "skip"]
+    assert all(b["reason"] for b in skipped)
+    assert len(skipped) <= 1, [b["line"] for b in skipped]  # only the set-up block (CI runs it itself)
+
+
+@pytest.mark.slow
 def test_readme_examples_run_in_order(tmp_path):
-    """The marked blocks of README.md, in order, in one folder (the DFT one at its smallest settings)."""
+    """Every README block, in order, in one folder (the DFT ones at their smallest settings)."""
     require_realdata()
     blocks = [b for b in readme_blocks(README.read_text()) if b["mode"] == "run"]
-    assert len(blocks) >= 3
+    assert len(blocks) >= 10
     work = tmp_path / "repo"
     (work / "hambench" / "data").mkdir(parents=True)
     shutil.copytree(ROOT / "hambench" / "data" / "demo_qm9", work / "hambench" / "data" / "demo_qm9")
@@ -107,13 +120,21 @@ def test_readme_examples_run_in_order(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("HAMBENCH_REALDATA", None)
     for b in blocks:
-        script = "set -euo pipefail\n" + runnable(b)
-        r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        if b["lang"] == "python":
+            (tmp_path / "block.py").write_text(runnable(b))
+            cmd = [sys.executable, str(tmp_path / "block.py")]
+        else:
+            cmd = ["bash", "-c", "set -euo pipefail\n" + runnable(b)]
+        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, f"README block at line {b['line']} failed:\n{b['code']}\n{r.stdout[-3000:]}" \
                                   f"\n{r.stderr[-3000:]}"
     # what the examples promised is there
-    for name in ("demo.zarr", "mote2.zarr", "graphene.zarr", "graphene_back.zarr", "qm9.zarr"):
+    for name in ("demo.zarr", "mote2.zarr", "graphene.zarr", "graphene_back.zarr", "qm9.zarr", "graphene_pbe.zarr",
+                 "preds.zarr", "new.zarr", "noise.zarr"):
         assert (work / name / "zarr.json").is_file(), name
+    for name in ("runs/e3/best.pt", "runs/mote2/best.pt", "runs/tg-grad/best.pt", "runs/hs/best.pt", "scores.json",
+                 "myboard/datasets.yml", "myboard/submissions/noise-1mev/demo/scores.json", "site/index.html"):
+        assert (work / name).is_file(), name
     assert (work / "graphene_deeph" / "export.json").is_file() and (work / "qm9.raw").is_dir()
     from hambench.store._store import open_store
 

@@ -243,16 +243,21 @@ def _list_sources(ctx):
 @main.command(context_settings=CONTEXT)
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(store, as_json):
+@click.option("--checksum", is_flag=True, help="Print only the store's content checksum (sha256; what boards and "
+              "checkpoints record).")
+def info(store, as_json, checksum):
     """Summarise a store: structures, atoms, edges, species/orbitals, sizes, splits, provenance.
 
     \b
     Example:
       hambench info mote2.zarr
     """
-    from hambench.store._store import open_store
+    from hambench.store import open_store, store_checksum
 
     s = open_store(store)
+    if checksum:
+        click.echo(store_checksum(s))
+        return
     click.echo(s.summary_json() if as_json else s.summary())
 
 
