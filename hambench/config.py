@@ -31,6 +31,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
+import yaml
+
 from hambench.errors import InputError
 
 __all__ = ["from_dict", "to_dict", "load_yaml", "load_model_yaml", "merge", "parse_set", "resolve"]
@@ -146,8 +148,6 @@ def to_dict(obj) -> dict:
 
 def load_yaml(path) -> dict:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping top level is one :class:`InputError`."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "config file not found")
@@ -177,8 +177,6 @@ def merge(base: dict, override: dict | None) -> dict:
 
 def parse_set(items) -> dict:
     """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML scalars/lists)."""
-    import yaml
-
     out: dict = {}
     for item in items or ():
         if "=" not in item:

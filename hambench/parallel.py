@@ -14,11 +14,18 @@ pickling on their own); the other tasks are cancelled.
 
 from __future__ import annotations
 
+import gc
+import multiprocessing as mp
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from threadpoolctl import threadpool_limits
 
 from hambench.errors import HambenchError, InputError
 
@@ -29,8 +36,6 @@ def progress(quiet: bool, unit: str = "items"):
     """A rich progress bar (``None`` when quiet) as a context manager; tasks carry a ``note`` field."""
     if quiet:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
@@ -79,14 +84,10 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "B
 
 def _init_worker() -> None:
     """In each forked worker: one native thread (BLAS/OpenMP/PySCF), Ctrl-C left to the parent."""
-    import signal
-
     for v in _THREAD_VARS:
         os.environ[v] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:  # pools already loaded in the parent (numpy's BLAS) ignore the variables: limit them directly
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(1)
     except Exception:  # noqa: BLE001 - best effort; the variables still hold for pools loaded later
         pass
@@ -97,9 +98,6 @@ def _init_worker() -> None:
 
 def _local_pool(workers: int):
     """A pool of ``workers`` forked processes (they inherit the loaded modules, Numba's cache included)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     method = "fork" if "fork" in mp.get_all_start_methods() else None
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_init_worker)
 
@@ -157,10 +155,6 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
     total = done + sum(sizes)
     results: list = [None] * len(tasks)
     if scheduler is None and workers > 1 and (len(tasks) > 1 or pool is not None):
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        import gc
-
         own = pool is None
         pool = _local_pool(min(workers, len(tasks))) if own else pool
         gc.freeze()  # objects made so far stay out of the collector: forked workers copy fewer pages on write

@@ -3,10 +3,15 @@
 Conventions: commands that write take ``-o/--output``; errors are one line on stderr with a non-zero exit
 (1 bad input: files, stores, values only a source can check; 2 usage: missing or malformed options);
 ``--debug`` shows tracebacks; long work shows a progress bar.
+
+Each command imports the library module it calls inside its own body — the one lazy-import pattern of this
+module — so ``hambench --help`` and ``prepare`` start without torch, and ``train`` without PySCF.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -333,8 +338,6 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
                   overrides={"train": over} if over else None, resume=resume, device=device,
                   quiet=ctx.obj["quiet"])
     best = f"{s['best']:.4g}" if s["best"] == s["best"] and s["best"] != float("inf") else "n/a"
-    import os
-
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one summary line
         click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "
                    f"{best}, {s['structures_per_s']:.1f} structures/s, {s['seconds']:.1f} s → {output}")
@@ -358,8 +361,6 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
     Example:
       hambench equivariance runs/e3 --data mote2.zarr --rotations 8
     """
-    import json
-
     from hambench.models.equivariance import checkpoint_equivariance
 
     r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
@@ -445,15 +446,13 @@ def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, 
       hambench score preds.zarr --truth test.zarr --workers 2 --reference baseline_scores.json
       hambench score qm9_preds.zarr --scf 50 --plots plots/ -o scores.json
     """
-    import json as _json
-
     from hambench.scoring._score import score as run_score
     from hambench.scoring._score import summary_lines, table
 
     scores = run_score(preds, truth, output, workers=workers, scheduler=scheduler, reference=reference, scf=scf,
                        bands=bands, kpath=kpath, plots=plots, quiet=ctx.obj["quiet"])
     if as_json:
-        click.echo(_json.dumps(scores["metrics"], indent=1, ensure_ascii=False))
+        click.echo(json.dumps(scores["metrics"], indent=1, ensure_ascii=False))
         return
     from rich.console import Console
 

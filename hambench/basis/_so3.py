@@ -25,6 +25,7 @@ Flat block arrays
 from __future__ import annotations
 
 import contextlib
+import importlib
 from functools import lru_cache
 
 import numpy as np
@@ -57,10 +58,16 @@ _P = np.eye(3)[[1, 2, 0]]
 
 
 # --- e3nn access (float64 everywhere) --------------------------------------------------------------------
+def _heavy(name: str):
+    """The one accessor of this module's heavy imports (torch, e3nn's o3, the Numba kernels): imported on first
+    use, so reading and writing stores never imports torch or compiles kernels."""
+    return importlib.import_module({"torch": "torch", "o3": "e3nn.o3",
+                                    "kernels": "hambench.basis._so3_kernels"}[name])
+
+
 @contextlib.contextmanager
 def _float64_default():
-    import torch
-
+    torch = _heavy("torch")
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -87,8 +94,7 @@ def wigner_D_e3nn(l: int, R) -> np.ndarray:
     if l < 0:
         raise ValueError(f"angular momentum must be >= 0, got {l}")
     R = _as_rotation(R, batch=True)
-    from e3nn import o3
-
+    o3 = _heavy("o3")
     with _float64_default() as torch:
         Re = torch.as_tensor(_P @ R @ _P.T, dtype=torch.float64)
         D = o3.Irrep(l, (-1) ** l).D_from_matrix(Re)
@@ -264,8 +270,7 @@ def rotate_edge_blocks(blocks, Z_src, Z_dst, species, R, spinful: bool = False) 
     One pass of a Numba kernel over the flat array, shell pair by shell pair (never a dense D). The result has
     the dtype of ``blocks`` (float32 stays float32; spinful real input becomes complex).
     """
-    from hambench.basis import _so3_kernels as _so3_kernels
-
+    _so3_kernels = _heavy("kernels")
     ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))
     nsh, sh_l, sh_start, norb, lmax = _packed_shells(species)
@@ -327,8 +332,7 @@ def edge_traces(blocks, Z_src, Z_dst, species, spinful: bool = False):
     spinor sub-block (its four spin parts). Returns ``(T, T_ptr)``: T flat float64 (accumulated in float64
     whatever the input dtype), T_ptr (E+1,) int64. One Numba pass over the flat array.
     """
-    from hambench.basis import _so3_kernels as _so3_kernels
-
+    _so3_kernels = _heavy("kernels")
     ptr, _, _ = block_offsets(Z_src, Z_dst, species, spinful)
     blocks = np.ascontiguousarray(_check_flat(blocks, ptr, spinful))
     nsh, sh_l, sh_start, norb, _ = _packed_shells(species)
@@ -391,8 +395,7 @@ def edge_traces_loop(blocks, Z_src, Z_dst, species, spinful: bool = False):
 # --- Clebsch-Gordan decomposition of l1 ⊗ l2 blocks -----------------------------------------------------
 @lru_cache(maxsize=256)
 def _cg_basis_cached(l1: int, l2: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    from e3nn import o3
-
+    o3 = _heavy("o3")
     cols = []
     Ls = tuple(range(abs(l1 - l2), l1 + l2 + 1))
     with _float64_default() as torch:
