@@ -453,6 +453,30 @@ class BlockHead(torch.nn.Module):
                 yield p, order[start : start + n]
             start += n
 
+    def _change_basis(self, p: int, re: torch.Tensor, im: torch.Tensor | None, inverse: bool = False):
+        """Irreps → block values of element pair ``p`` (``inverse``: blocks → irreps, by the conjugate transpose),
+        one batched matmul per (l1, l2) group: ``re``/``im`` (n, W) in plan order → (re, im); im is None when
+        spinless. Spinful: (a + ib)(A + iB), inverse (a + ib)(Aᵀ − iBᵀ)."""
+        n = re.shape[0]
+        re_parts, im_parts = [], []
+        for l1, l2, s, nb in self._groups[p]:
+            d = (2 * l1 + 1) * (2 * l2 + 1)
+            w = 4 * d if self.spinful else d
+            a = re[:, s : s + nb * w].reshape(n, nb, w)  # (n, blocks, w)
+            mats = self._mats(l1, l2, a)
+            if not self.spinful:
+                re_parts.append((a @ (mats[0].T if inverse else mats[0])).reshape(n, nb * w))
+                continue
+            b = im[:, s : s + nb * w].reshape(n, nb, w)
+            A, B = mats
+            if inverse:
+                re_parts.append((a @ A.T + b @ B.T).reshape(n, nb * w))
+                im_parts.append((b @ A.T - a @ B.T).reshape(n, nb * w))
+            else:
+                re_parts.append((a @ A - b @ B).reshape(n, nb * w))
+                im_parts.append((a @ B + b @ A).reshape(n, nb * w))
+        return torch.cat(re_parts, 1), (torch.cat(im_parts, 1) if self.spinful else None)
+
     # --- irreps -> blocks --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, Z_src: torch.Tensor, Z_dst: torch.Tensor, H_ptr: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dim:
@@ -463,24 +487,10 @@ class BlockHead(torch.nn.Module):
         for p, e in self._edges_by_pair(k):
             cols = getattr(self, f"_cols_{p}")
             xe = x[e]
-            g = xe[:, cols]
-            gi = xe[:, cols + self._half] if self.spinful else None
-            n = g.shape[0]
-            re_parts, im_parts = [], []
-            for l1, l2, s, nb in self._groups[p]:
-                d = (2 * l1 + 1) * (2 * l2 + 1)
-                w = 4 * d if self.spinful else d
-                a = g[:, s : s + nb * w].reshape(n, nb, w)
-                if self.spinful:
-                    b = gi[:, s : s + nb * w].reshape(n, nb, w)
-                    A, B = self._mats(l1, l2, a)
-                    re_parts.append((a @ A - b @ B).reshape(n, nb * w))
-                    im_parts.append((a @ B + b @ A).reshape(n, nb * w))
-                else:
-                    re_parts.append((a @ self._mats(l1, l2, a)[0]).reshape(n, nb * w))
-            vals_re.append(torch.cat(re_parts, 1).reshape(-1))
+            re, im = self._change_basis(p, xe[:, cols], xe[:, cols + self._half] if self.spinful else None)
+            vals_re.append(re.reshape(-1))
             if self.spinful:
-                vals_im.append(torch.cat(im_parts, 1).reshape(-1))
+                vals_im.append(im.reshape(-1))
             idxs.append((H_ptr[e].unsqueeze(1) + getattr(self, f"_pos_{p}").unsqueeze(0)).reshape(-1))
         if not idxs:
             z = torch.zeros(total, dtype=x.dtype, device=x.device)
@@ -505,25 +515,13 @@ class BlockHead(torch.nn.Module):
             pos = getattr(self, f"_pos_{p}")
             cols = getattr(self, f"_cols_{p}")
             hv = H[H_ptr[e].unsqueeze(1) + pos.unsqueeze(0)]  # (n, W) in plan order
-            n = hv.shape[0]
             hr = hv.real if hv.is_complex() else hv
             hi = hv.imag if hv.is_complex() else torch.zeros_like(hv)
-            re_parts, im_parts = [], []
-            for l1, l2, s, nb in self._groups[p]:
-                d = (2 * l1 + 1) * (2 * l2 + 1)
-                w = 4 * d if self.spinful else d
-                a = hr[:, s : s + nb * w].reshape(n, nb, w)
-                if self.spinful:
-                    b = hi[:, s : s + nb * w].reshape(n, nb, w)
-                    A, B = self._mats(l1, l2, a)
-                    re_parts.append((a @ A.T + b @ B.T).reshape(n, nb * w))
-                    im_parts.append((b @ A.T - a @ B.T).reshape(n, nb * w))
-                else:
-                    re_parts.append((a @ self._mats(l1, l2, a)[0].T).reshape(n, nb * w))
+            re, im = self._change_basis(p, hr, hi, inverse=True)
             rows = e.unsqueeze(1)
-            x[rows, cols.unsqueeze(0)] = torch.cat(re_parts, 1).to(rdtype)
+            x[rows, cols.unsqueeze(0)] = re.to(rdtype)
             if self.spinful:
-                x[rows, (cols + self._half).unsqueeze(0)] = torch.cat(im_parts, 1).to(rdtype)
+                x[rows, (cols + self._half).unsqueeze(0)] = im.to(rdtype)
         return x, self.mask(Z_src, Z_dst)
 
     def extra_repr(self) -> str:

@@ -4,7 +4,7 @@ This is the layer between the CLI and the core: it knows the registry (``hambenc
 (store, data, engine, predictions), so ``hambench/training`` stays free of model imports.
 
 * :func:`resolve_config` — dataclass defaults ← ``models/configs/<name>.yaml`` ← preset ← ``--config`` ←
-  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.training._engine.TrainConfig`.
+  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.training.TrainConfig`.
 * :func:`build_model` — the registry's builder under the run's seed and dtype.
 * :func:`train_run` — ``hambench train``: store checks (kind, spin), split, loaders (DDP-sharded under
   torchrun), edge cut-offs, checkpoint metadata, ``--resume`` (same config or one :class:`InputError` line).

@@ -8,6 +8,7 @@ epochs, validation, revert, divergence), ``_checkpoint`` (a frozen :class:`Check
 learned from the training data).
 """
 
+from . import _checkpoint, _config, _cutoffs, _data, _ddp, _loop, _runlog, _schedule, _step
 from ._data import (  # noqa: F401
     Batch,
     edge_vectors,
@@ -21,8 +22,8 @@ from ._data import (  # noqa: F401
     make_loader,
 )
 from ._config import TrainConfig, RESUME_MAY_CHANGE  # noqa: F401
-from ._ddp import Comm, dist_info  # noqa: F401
-from ._step import torch_dtype, loss_terms, backward, grad_norm, evaluate  # noqa: F401
+from ._ddp import dist_info, Comm  # noqa: F401
+from ._step import torch_dtype, loss_terms, backward, grad_norm, evaluate, batch_structures  # noqa: F401
 from ._schedule import Schedule, make_optimizer, decay_total  # noqa: F401
 from ._checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
@@ -40,42 +41,6 @@ from ._runlog import RunLog  # noqa: F401
 from ._loop import Trainer, TrainingDiverged, EngineState  # noqa: F401
 from ._cutoffs import edge_cutoffs  # noqa: F401
 
-__all__ = [
-    "Batch",
-    "edge_vectors",
-    "collate",
-    "batch_from_structures",
-    "parse_split",
-    "select_split",
-    "augment_rotation",
-    "StoreDataset",
-    "StoreLoader",
-    "make_loader",
-    "TrainConfig",
-    "RESUME_MAY_CHANGE",
-    "Comm",
-    "dist_info",
-    "torch_dtype",
-    "loss_terms",
-    "backward",
-    "grad_norm",
-    "evaluate",
-    "Schedule",
-    "make_optimizer",
-    "decay_total",
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_VERSION",
-    "Checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
-    "seed_everything",
-    "rng_state",
-    "set_rng_state",
-    "code_version",
-    "params_sha256",
-    "RunLog",
-    "Trainer",
-    "TrainingDiverged",
-    "EngineState",
-    "edge_cutoffs",
-]
+#: every module's public names (each module's own ``__all__``, imported above)
+__all__ = [name for module in (_data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop, _cutoffs)
+           for name in module.__all__]
