@@ -57,7 +57,7 @@ from torch import nn
 from hambench.errors import InputError
 
 from . import registry
-from ._tracegrad_block import _GRAD_MODES, _MLP, MODES, TraceGradBlock, TraceGradConfig
+from ._tracegrad_block import _GRAD_MODES, _MLP, _TRACE_MODES, MODES, TraceGradBlock, TraceGradConfig  # noqa: F401
 
 __all__ = [
     "TraceGradConfig",
