@@ -114,7 +114,7 @@ def bench_train_infer(name, preset, store_path, steps, dtype="float32"):
     from hambench.basis._layout import BasisLayout
     from hambench.models.run import build_model, resolve_config
     from hambench.store._store import open_store
-    from hambench.training._engine import Trainer, torch_dtype
+    from hambench.training import Trainer, torch_dtype
 
     res = resolve_config(name, preset)
     st = open_store(store_path)
@@ -133,7 +133,7 @@ def bench_train_infer(name, preset, store_path, steps, dtype="float32"):
 
         def step(b):
             tr.backward(b)
-            tr._grad_norm()
+            tr.grad_norm()
             tr.optimizer.step()
 
         step(bb[0])  # warm-up (first-call allocations, e3nn code generation)
@@ -180,7 +180,7 @@ def crystal_structure(store_path, layout, k):
     from hambench.models.run import edges_for
     from hambench.store._store import open_store
     from hambench.store._structure import Structure
-    from hambench.training._engine import edge_cutoffs
+    from hambench.training import edge_cutoffs
 
     st = open_store(store_path)
     s = st[0]
@@ -197,7 +197,7 @@ def crystal_structure(store_path, layout, k):
 
 def memory_rows(model, cfg, layout, structs, dtype):
     from hambench.training._data import batch_from_structures
-    from hambench.training._engine import torch_dtype
+    from hambench.training import torch_dtype
 
     dt = torch_dtype(dtype)
     rows = []
@@ -220,7 +220,7 @@ def memory_rows(model, cfg, layout, structs, dtype):
         b.H = torch.randn(nH, dtype=torch.complex64 if layout.spinful else dt)
 
         def step():
-            from hambench.training._engine import loss_terms
+            from hambench.training import loss_terms
 
             out = model(b)
             t = loss_terms(out["H"], b, cfg)

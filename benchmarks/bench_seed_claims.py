@@ -249,7 +249,7 @@ def store_with_splits(src: Path, dst: Path, splits: dict[str, np.ndarray]) -> No
 
 # --- training under the budget ------------------------------------------------------------------------------
 class _WallGuard:
-    """Stops a training run at a wall-clock limit: a Trainer subclass patched into hambench.training._engine for the
+    """Stops a training run at a wall-clock limit: a Trainer subclass patched into hambench.models.run for the
     duration of one train_run (the engine has no time limit). At the limit it sets max_steps to the next step,
     so the engine ends the run the normal way (last.pt saved, metrics.jsonl closed)."""
 
@@ -258,7 +258,7 @@ class _WallGuard:
         self.hit_at = None
 
     def __enter__(self):
-        import hambench.training._engine as T
+        import hambench.models.run as T
 
         guard = self
         base = T.Trainer
@@ -279,7 +279,7 @@ class _WallGuard:
         return self
 
     def __exit__(self, *exc):
-        import hambench.training._engine as T
+        import hambench.models.run as T
 
         T.Trainer = self._base
 
@@ -368,7 +368,7 @@ def do_run(key: str, rdir: Path, model, data, split, preset, sets, over, budget,
 
     commands = [sh(cli_train_cmd(model, data, rdir / "run", preset, sets, over, stage1))]
     log(f"{key}: train {over['max_steps']} steps")
-    from hambench.training._engine import TrainingDiverged
+    from hambench.training import TrainingDiverged
 
     ident = {"key": key, "model": model, "sets": list(sets), "split": split, "seed": over["seed"],
              "request": {"over": over, "sets": list(sets), "preset": preset,

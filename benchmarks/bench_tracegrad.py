@@ -16,7 +16,7 @@ model alike (the reported time is the
 median over rounds; by default process CPU time with one thread, so that other jobs on a shared machine do not
 enter the numbers): *inference* = ``model.eval()`` forward under ``torch.no_grad`` (the autograd form turns
 gradients back on inside its hooks); *train step* = forward, the engine's loss
-(``hambench.training._engine.loss_terms`` + ``extra_loss``), backward and an Adam step. Ratios are against the backbone
+(``hambench.training.loss_terms`` + ``extra_loss``), backward and an Adam step. Ratios are against the backbone
 measured in the same run. The paper reports inference ratios 1.064–1.075 on an A6000 (batch 1) and ×1.96–2.21
 for double depth.
 
@@ -112,7 +112,7 @@ def main():
     torch.set_num_threads(args.threads)
     from hambench.training._data import collate
     from hambench.basis._layout import BasisLayout
-    from hambench.training._engine import TrainConfig, loss_terms
+    from hambench.training import TrainConfig, loss_terms
 
     st = _store(args.molecules)
     n = min(args.molecules, len(st))

@@ -6,15 +6,21 @@ Tolerances live here, in one place, per dtype.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from hambench.basis import layout_of, random_rotation, rotate_edge_blocks
 
 __all__ = [
     "TOL",
     "tol",
     "realdata_path",
     "require_realdata",
+    "equivariance_residual",
+    "rotation_residual",
+    "EquivarianceTally",
     "equivariance_error",
     "assert_blocks_equivariant",
     "assert_model_equivariant",
@@ -58,19 +64,68 @@ def require_realdata(*parts: str) -> Path:
     return p
 
 
-# --- equivariance assertions (reused by model, prepare and leaderboard tests) ---------------------------
-def equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful: bool = False) -> float:
-    """Max abs difference between ``blocks_Rx`` (blocks of the rotated structure) and the rotated ``blocks_x``.
+# --- equivariance: the one measurement (model, prepare and leaderboard tests; hambench equivariance; scores) ---
+def equivariance_residual(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful: bool = False) -> np.ndarray:
+    """``|blocks_Rx − D_i(R) blocks_x D_j(R)^†|`` per matrix element, flat (the blocks' units, eV for H).
 
-    Both are flat edge blocks in hambench order over the same edges (see :mod:`hambench.basis._so3`).
+    ``blocks_x`` and ``blocks_Rx`` are flat edge blocks in hambench order over the same edges (see
+    :mod:`hambench.basis._so3`): those of a structure and of its copy rotated by ``R`` (positions ``r → R r``).
     """
-    from hambench.basis._so3 import rotate_edge_blocks
-
     expect = rotate_edge_blocks(blocks_x, Z_src, Z_dst, species, R, spinful)
     got = np.asarray(blocks_Rx).reshape(-1)
     if got.shape != expect.shape:
         raise AssertionError(f"blocks of the rotated structure have {got.size} elements, expected {expect.size}")
-    return float(np.max(np.abs(got - expect), initial=0.0))
+    return np.abs(got - expect)
+
+
+def rotation_residual(f, pos, cell, R, Z_src, Z_dst, species, spinful: bool = False, out_x=None) -> np.ndarray:
+    """:func:`equivariance_residual` of a block predictor: ``f(pos Rᵀ, cell Rᵀ)`` against ``D f(pos, cell) D^†``.
+
+    ``f(pos, cell)`` returns flat edge blocks (hambench order) for Cartesian positions (N, 3) and a cell (rows
+    are lattice vectors, or None for a molecule); the edges (and their shifts) must not change under the
+    rotation. ``out_x``: ``f(pos, cell)`` when it is known already.
+    """
+    pos = np.asarray(pos)
+    out_x = np.asarray(f(pos, cell)) if out_x is None else out_x
+    out_Rx = np.asarray(f(pos @ R.T, None if cell is None else np.asarray(cell) @ R.T))
+    return equivariance_residual(out_x, out_Rx, Z_src, Z_dst, species, R, spinful)
+
+
+@dataclass
+class EquivarianceTally:
+    """Running max, sum and count of equivariance residuals (:meth:`add` one array, :meth:`merge` a tally)."""
+
+    max: float = 0.0
+    sum: float = 0.0
+    count: int = 0
+
+    def add(self, residual: np.ndarray) -> "EquivarianceTally":
+        self.max = max(self.max, float(residual.max(initial=0.0)))
+        self.sum += float(residual.sum())
+        self.count += int(residual.size)
+        return self
+
+    def merge(self, other: "EquivarianceTally") -> "EquivarianceTally":
+        self.max = max(self.max, other.max)
+        self.sum += other.sum
+        self.count += other.count
+        return self
+
+    @property
+    def mean(self) -> float:
+        return self.sum / max(self.count, 1)
+
+
+def equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful: bool = False) -> float:
+    """Max abs difference between ``blocks_Rx`` (blocks of the rotated structure) and the rotated ``blocks_x``
+    (:func:`equivariance_residual`)."""
+    return float(equivariance_residual(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful).max(initial=0.0))
+
+
+def _check_equivariant(err: float, atol: float) -> float:
+    if not err <= atol:
+        raise AssertionError(f"blocks are not equivariant: max |H(Rx) - D H(x) D^†| = {err:.3g} > atol {atol:.3g}")
+    return err
 
 
 def assert_blocks_equivariant(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, atol: float | None = None,
@@ -79,34 +134,27 @@ def assert_blocks_equivariant(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, ato
     dtype). Returns the measured max abs error, so tests can report it.
     """
     atol = tol(np.asarray(blocks_x).dtype) if atol is None else float(atol)
-    err = equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful)
-    if not err <= atol:
-        raise AssertionError(f"blocks are not equivariant: max |H(Rx) - D H(x) D^†| = {err:.3g} > atol {atol:.3g}")
-    return err
+    return _check_equivariant(equivariance_error(blocks_x, blocks_Rx, Z_src, Z_dst, species, R, spinful), atol)
 
 
 def assert_model_equivariant(f, pos, Z_src, Z_dst, species, R=None, atol: float | None = None,
                              spinful: bool = False, cell=None, rng=None) -> float:
-    """Assert that a block predictor is equivariant: ``f(R pos, R cell) == D f(pos, cell) D^†``.
+    """Assert that a block predictor is equivariant: ``f(R pos, R cell) == D f(pos, cell) D^†``
+    (:func:`rotation_residual`).
 
-    ``f(pos, cell)`` returns flat edge blocks (hambench order) for the given Cartesian positions (N, 3) and cell
-    (rows are lattice vectors, or None for a molecule); the edges (and their shifts) must not change under the
-    rotation. ``R`` defaults to a random rotation from ``rng`` (seeded 0). Returns the max abs error.
+    ``R`` defaults to a random rotation from ``rng`` (seeded 0); ``atol`` to :func:`tol` of ``f``'s output
+    dtype. Returns the max abs error.
     """
-    from hambench.basis._so3 import random_rotation
-
     if R is None:
         R = random_rotation(np.random.default_rng(0) if rng is None else rng)
-    pos = np.asarray(pos)
-    out_x = np.asarray(f(pos, cell))
-    out_Rx = np.asarray(f(pos @ R.T, None if cell is None else np.asarray(cell) @ R.T))
-    return assert_blocks_equivariant(out_x, out_Rx, Z_src, Z_dst, species, R, atol, spinful)
+    out_x = np.asarray(f(np.asarray(pos), cell))
+    atol = tol(out_x.dtype) if atol is None else float(atol)
+    err = float(rotation_residual(f, pos, cell, R, Z_src, Z_dst, species, spinful, out_x).max(initial=0.0))
+    return _check_equivariant(err, atol)
 
 
 def random_edge_blocks(rng, Z_src, Z_dst, species, spinful: bool = False, dtype=np.float64) -> np.ndarray:
     """Random flat edge blocks of the right sizes (complex when spinful), for algebra tests."""
-    from hambench.basis._layout import layout_of
-
     ptr = layout_of(species, spinful).block_ptr(Z_src, Z_dst)
     x = rng.standard_normal(int(ptr[-1]))
     if spinful:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hambench.basis._so3 import rotate_edge_blocks
+from hambench.testing import EquivarianceTally, equivariance_residual
 
 __all__ = ["prediction_equivariance", "EV_TO_MEV"]
 
@@ -24,31 +24,25 @@ EV_TO_MEV = 1000.0
 
 
 def prediction_equivariance(preds) -> dict | None:
-    """``{"metrics": {...}, "units": {...}}`` of the pairs in ``preds`` (a :class:`~hambench.store._predictions.Predictions`),
+    """``{"metrics": {...}, "units": {...}}`` of the pairs in ``preds`` (a :class:`~hambench.store.Predictions`),
     or None without pairs."""
     truth = preds.truth
     parent = truth.array("structures/parent")[:]
     pos_of = {int(t): k for k, t in enumerate(preds.truth_index)}
     pairs = [(pos_of[int(parent[t])], k) for k, t in enumerate(preds.truth_index)
              if parent[t] >= 0 and int(parent[t]) in pos_of]
-    if not pairs:
-        return None
-    worst, abs_sum, count, n = 0.0, 0.0, 0, 0
+    tally, n = EquivarianceTally(), 0
     for kp, kc in pairs:
         p_pred, p_true = preds.pair(kp)
         c_pred, c_true = preds.pair(kc)
         if not (np.array_equal(p_true.src, c_true.src) and np.array_equal(p_true.dst, c_true.dst)
                 and np.array_equal(p_true.shift, c_true.shift)):
             continue  # a copy whose edges were rebuilt differ in order: not comparable block by block
-        expect = rotate_edge_blocks(p_pred.H, p_true.Z[p_true.src], p_true.Z[p_true.dst], p_true.species,
-                                    c_true.rotation, truth.spinful)
-        d = np.abs(np.asarray(c_pred.H).reshape(-1) - expect)
-        worst = max(worst, float(d.max(initial=0.0)))
-        abs_sum += float(d.sum())
-        count += d.size
+        tally.add(equivariance_residual(p_pred.H, c_pred.H, p_true.Z[p_true.src], p_true.Z[p_true.dst],
+                                        p_true.species, c_true.rotation, truth.spinful))
         n += 1
     if n == 0:
         return None
-    return {"metrics": {"equivariance_error": worst * EV_TO_MEV, "equivariance_mae": abs_sum / count * EV_TO_MEV,
+    return {"metrics": {"equivariance_error": tally.max * EV_TO_MEV, "equivariance_mae": tally.mean * EV_TO_MEV,
                         "equivariance_n_pairs": n},
             "units": {"equivariance_error": "meV", "equivariance_mae": "meV", "equivariance_n_pairs": "pairs"}}

@@ -8,7 +8,8 @@
   by every element pair that has it, unused channels masked per pair), and its spinful (SOC) assembly
   ``(l1 ⊗ ½) ⊗ (l2 ⊗ ½) = (l1 ⊗ l2) ⊗ (0 ⊕ 1)`` with real and imaginary parts as separate real irreps;
 * :func:`partner_edges` and :func:`symmetrize_blocks`: ``H_ij(R) = H_ji(−R)ᴴ`` from the batch's own partner edges;
-* :func:`edge_vectors`: ``pos[dst] + R·cell − pos[src]``, differentiable, from the batch.
+* :func:`edge_vectors`: ``pos[dst] + R·cell − pos[src]``, differentiable, from the batch (re-exported from
+  :mod:`hambench.training`, the one implementation).
 
 Spinful assembly (DeepH-E3 ``e3TensorDecomp``, models_sota.md §5.3)
     A spinor shell pair block ``[[uu, ud], [du, dd]]`` (each ``(2l1+1, 2l2+1)`` complex) is written as
@@ -32,12 +33,12 @@ import torch
 from e3nn import o3
 
 from hambench.basis import _so3 as so3
+from hambench.training import edge_vectors
 
 __all__ = [
     "GaussianBasis",
     "BernsteinBasis",
     "edge_sh",
-    "EdgeSH",
     "edge_vectors",
     "BlockHead",
     "target_labels",
@@ -252,26 +253,6 @@ def edge_sh(vec: torch.Tensor, lmax: int, normalize: bool = True, normalization:
     return o3.spherical_harmonics(irreps, vec[..., [1, 2, 0]], normalize=normalize, normalization=normalization)
 
 
-class EdgeSH(torch.nn.Module):
-    """Module form of :func:`edge_sh`; ``irreps_out`` = ``Irreps.spherical_harmonics(lmax)``."""
-
-    def __init__(self, lmax: int, normalize: bool = True, normalization: str = "component"):
-        super().__init__()
-        self.lmax, self.normalize, self.normalization = int(lmax), bool(normalize), normalization
-        self.irreps_out = o3.Irreps.spherical_harmonics(self.lmax)
-
-    def forward(self, vec: torch.Tensor) -> torch.Tensor:
-        return edge_sh(vec, self.lmax, self.normalize, self.normalization)
-
-
-def edge_vectors(batch) -> torch.Tensor:
-    """``pos[dst] + shift @ cell[b] − pos[src]`` for every edge of a batch, differentiable in pos and cell
-    (:func:`hambench.training._data.edge_vectors`, the one implementation)."""
-    from hambench.training._data import edge_vectors as _ev
-
-    return _ev(batch)
-
-
 # --- irreps <-> blocks ------------------------------------------------------------------------------------------
 def target_labels(layout) -> dict[int, list[tuple[int, int]]]:
     """``{Z: [(l, n) of each shell]}``: n = index of the shell among the element's shells of the same l."""
@@ -327,6 +308,62 @@ def spinful_cg(l1: int, l2: int) -> tuple[np.ndarray, tuple[int, ...]]:
     return _spinful_cg_cached(int(l1), int(l2))
 
 
+def _head_targets(layout, labels) -> tuple[list[tuple[int, int, int, int]], dict]:
+    """The head's targets: shell-pair labels (l1, n1, l2, n2) in first-seen order over the element pairs, and
+    the index of each."""
+    targets: list[tuple[int, int, int, int]] = []
+    index: dict[tuple[int, int, int, int], int] = {}
+    for zi, zj in layout.pair_types():
+        for b in layout.basic_blocks(zi, zj):
+            t = labels[zi][b.p] + labels[zj][b.q]
+            if t not in index:
+                index[t] = len(targets)
+                targets.append(t)
+    return targets, index
+
+
+def _change_of_basis(l1: int, l2: int, spinful: bool) -> tuple[np.ndarray, ...]:
+    """(Qᵀ,) of ``so3.cg_basis`` for a spinless shell pair, (Re U, Im U) of :func:`spinful_cg` for a spinor one."""
+    if spinful:
+        U, _ = spinful_cg(l1, l2)
+        return np.array(U.real), np.array(U.imag)
+    Q, _ = so3.cg_basis(l1, l2)
+    return (np.array(Q.T),)
+
+
+def _pair_plan(layout, zi: int, zj: int, slots: list[int], spinful: bool):
+    """Where one element pair's basic blocks come from and go to.
+
+    ``slots``: the first output column of each basic block's target (in ``layout.basic_blocks`` order).
+    Returns ``cols`` (the gathered output columns, grouped by (l1, l2)), ``pos`` (each gathered value's place
+    in the flat edge block, row-major; spinful: the four spin blocks) and the groups
+    ``[(l1, l2, start, n_blocks)]`` over ``cols``.
+    """
+    ni, nj = int(layout.norb_table[zi]), int(layout.norb_table[zj])
+    by_l: dict[tuple[int, int], list] = {}
+    for b, slot in zip(layout.basic_blocks(zi, zj), slots):
+        by_l.setdefault((b.lp, b.lq), []).append((b, slot))
+    cols, pos, groups = [], [], []
+    start = 0
+    for (l1, l2), blocks in sorted(by_l.items()):
+        d1, d2 = 2 * l1 + 1, 2 * l2 + 1
+        w = 4 * d1 * d2 if spinful else d1 * d2
+        for b, slot in blocks:
+            cols.append(np.arange(slot, slot + w))
+            rr = b.row + np.arange(d1)[:, None]
+            cc = b.col + np.arange(d2)[None, :]
+            if spinful:
+                for s, s2 in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                    pos.append(((s * ni + rr) * (2 * nj) + s2 * nj + cc).reshape(-1))
+            else:
+                pos.append((rr * nj + cc).reshape(-1))
+        groups.append((l1, l2, start, len(blocks)))
+        start += len(blocks) * w
+    cols, pos = np.concatenate(cols), np.concatenate(pos)
+    assert np.array_equal(np.sort(pos), np.arange(pos.size)), "basic blocks must tile the edge block"
+    return cols, pos, groups
+
+
 class BlockHead(torch.nn.Module):
     """Edge irreps ↔ flat edge blocks in hambench order, per element pair and shell pair.
 
@@ -346,86 +383,39 @@ class BlockHead(torch.nn.Module):
         self.layout = layout
         self.spinful = bool(layout.spinful)
         labels = target_labels(layout)
-        targets: list[tuple[int, int, int, int]] = []
-        index: dict[tuple[int, int, int, int], int] = {}
-        for zi, zj in layout.pair_types():
-            for b in layout.basic_blocks(zi, zj):
-                t = labels[zi][b.p] + labels[zj][b.q]
-                if t not in index:
-                    index[t] = len(targets)
-                    targets.append(t)
-        self.targets = targets
+        self.targets, index = _head_targets(layout, labels)
         # per target: its irreps (L values) and its column offset in the (real) output
-        width = {}
-        tgt_ls = []
-        for (l1, _, l2, _) in targets:
-            ls = spinful_cg(l1, l2)[1] if self.spinful else so3.cg_basis(l1, l2)[1]
-            tgt_ls.append(ls)
-            width[(l1, l2)] = sum(2 * L + 1 for L in ls)
-        offs = np.concatenate([[0], np.cumsum([width[(t[0], t[2])] for t in targets])]).astype(np.int64)
+        cg = spinful_cg if self.spinful else so3.cg_basis
+        tgt_ls = [cg(l1, l2)[1] for (l1, _, l2, _) in self.targets]
+        width = [sum(2 * L + 1 for L in ls) for ls in tgt_ls]
+        offs = np.concatenate([[0], np.cumsum(width)]).astype(np.int64)
         self.target_offsets = offs  # into the real part (spinful: the imaginary part starts at offs[-1])
-        irreps = [(1, (L, (-1) ** (t[0] + t[2]))) for t, ls in zip(targets, tgt_ls) for L in ls]
+        irreps = [(1, (L, (-1) ** (t[0] + t[2]))) for t, ls in zip(self.targets, tgt_ls) for L in ls]
         self.irreps_out = o3.Irreps(irreps * (2 if self.spinful else 1))
         self.dim = int(self.irreps_out.dim)
-        half = int(offs[-1])
-
+        self._half = int(offs[-1])
         # change-of-basis matrices per (l1, l2): real Qᵀ (spinless) or U = A + iB (spinful), float64 masters
         # cast on first use per (dtype, device), so no dtype round trip of the module can degrade them
-        lpairs = sorted({(t[0], t[2]) for t in targets})
-        self._lpairs = lpairs
-        self._np_mats: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-        for l1, l2 in lpairs:
-            if self.spinful:
-                U, _ = spinful_cg(l1, l2)
-                self._np_mats[(l1, l2)] = (np.array(U.real), np.array(U.imag))
-            else:
-                Q, _ = so3.cg_basis(l1, l2)
-                self._np_mats[(l1, l2)] = (np.array(Q.T),)
+        self._lpairs = sorted({(t[0], t[2]) for t in self.targets})
+        self._np_mats = {(l1, l2): _change_of_basis(l1, l2, self.spinful) for l1, l2 in self._lpairs}
         self._mat_cache: dict = {}
-
         # plans per element pair: gathered columns (grouped by (l1, l2)), group segments, block positions
-        pairs = layout.pair_types()
-        self.pairs = pairs
-        zmax = layout.zmax
-        table = np.full((zmax + 1, zmax + 1), -1, dtype=np.int64)
+        self.pairs = layout.pair_types()
+        table = np.full((layout.zmax + 1, layout.zmax + 1), -1, dtype=np.int64)
         self._groups: list[list[tuple[int, int, int, int]]] = []
-        for k, (zi, zj) in enumerate(pairs):
+        for k, (zi, zj) in enumerate(self.pairs):
             table[zi, zj] = k
-            ni, nj = int(layout.norb_table[zi]), int(layout.norb_table[zj])
-            by_l: dict[tuple[int, int], list] = {}
-            for b in layout.basic_blocks(zi, zj):
-                by_l.setdefault((b.lp, b.lq), []).append(b)
-            cols, pos, mask_cols, groups = [], [], [], []
-            start = 0
-            for (l1, l2), blocks in sorted(by_l.items()):
-                d1, d2 = 2 * l1 + 1, 2 * l2 + 1
-                w = 4 * d1 * d2 if self.spinful else d1 * d2
-                for b in blocks:
-                    t = index[labels[zi][b.p] + labels[zj][b.q]]
-                    c = np.arange(offs[t], offs[t] + w)
-                    cols.append(c)
-                    rr = b.row + np.arange(d1)[:, None]
-                    cc = b.col + np.arange(d2)[None, :]
-                    if self.spinful:
-                        for s, s2 in ((0, 0), (0, 1), (1, 0), (1, 1)):
-                            pos.append(((s * ni + rr) * (2 * nj) + s2 * nj + cc).reshape(-1))
-                    else:
-                        pos.append((rr * nj + cc).reshape(-1))
-                groups.append((l1, l2, start, len(blocks)))
-                start += len(blocks) * w
-            cols = np.concatenate(cols)
-            pos = np.concatenate(pos)
-            assert np.array_equal(np.sort(pos), np.arange(pos.size)), "basic blocks must tile the edge block"
+            slots = [offs[index[labels[zi][b.p] + labels[zj][b.q]]] for b in layout.basic_blocks(zi, zj)]
+            cols, pos, groups = _pair_plan(layout, zi, zj, slots, self.spinful)
             self.register_buffer(f"_cols_{k}", torch.tensor(cols), persistent=False)
             self.register_buffer(f"_pos_{k}", torch.tensor(pos), persistent=False)
             m = np.zeros(self.dim, dtype=bool)
             m[cols] = True
             if self.spinful:
-                m[cols + half] = True
+                m[cols + self._half] = True
             self.register_buffer(f"_mask_{k}", torch.tensor(m), persistent=False)
             self._groups.append(groups)
         self.register_buffer("_pair_table", torch.tensor(table), persistent=False)
-        self._half = half
 
     # --- helpers ---------------------------------------------------------------------------------------------
     def _mats(self, l1: int, l2: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -463,6 +453,30 @@ class BlockHead(torch.nn.Module):
                 yield p, order[start : start + n]
             start += n
 
+    def _change_basis(self, p: int, re: torch.Tensor, im: torch.Tensor | None, inverse: bool = False):
+        """Irreps → block values of element pair ``p`` (``inverse``: blocks → irreps, by the conjugate transpose),
+        one batched matmul per (l1, l2) group: ``re``/``im`` (n, W) in plan order → (re, im); im is None when
+        spinless. Spinful: (a + ib)(A + iB), inverse (a + ib)(Aᵀ − iBᵀ)."""
+        n = re.shape[0]
+        re_parts, im_parts = [], []
+        for l1, l2, s, nb in self._groups[p]:
+            d = (2 * l1 + 1) * (2 * l2 + 1)
+            w = 4 * d if self.spinful else d
+            a = re[:, s : s + nb * w].reshape(n, nb, w)  # (n, blocks, w)
+            mats = self._mats(l1, l2, a)
+            if not self.spinful:
+                re_parts.append((a @ (mats[0].T if inverse else mats[0])).reshape(n, nb * w))
+                continue
+            b = im[:, s : s + nb * w].reshape(n, nb, w)
+            A, B = mats
+            if inverse:
+                re_parts.append((a @ A.T + b @ B.T).reshape(n, nb * w))
+                im_parts.append((b @ A.T - a @ B.T).reshape(n, nb * w))
+            else:
+                re_parts.append((a @ A - b @ B).reshape(n, nb * w))
+                im_parts.append((a @ B + b @ A).reshape(n, nb * w))
+        return torch.cat(re_parts, 1), (torch.cat(im_parts, 1) if self.spinful else None)
+
     # --- irreps -> blocks --------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, Z_src: torch.Tensor, Z_dst: torch.Tensor, H_ptr: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dim:
@@ -473,24 +487,10 @@ class BlockHead(torch.nn.Module):
         for p, e in self._edges_by_pair(k):
             cols = getattr(self, f"_cols_{p}")
             xe = x[e]
-            g = xe[:, cols]
-            gi = xe[:, cols + self._half] if self.spinful else None
-            n = g.shape[0]
-            re_parts, im_parts = [], []
-            for l1, l2, s, nb in self._groups[p]:
-                d = (2 * l1 + 1) * (2 * l2 + 1)
-                w = 4 * d if self.spinful else d
-                a = g[:, s : s + nb * w].reshape(n, nb, w)
-                if self.spinful:
-                    b = gi[:, s : s + nb * w].reshape(n, nb, w)
-                    A, B = self._mats(l1, l2, a)
-                    re_parts.append((a @ A - b @ B).reshape(n, nb * w))
-                    im_parts.append((a @ B + b @ A).reshape(n, nb * w))
-                else:
-                    re_parts.append((a @ self._mats(l1, l2, a)[0]).reshape(n, nb * w))
-            vals_re.append(torch.cat(re_parts, 1).reshape(-1))
+            re, im = self._change_basis(p, xe[:, cols], xe[:, cols + self._half] if self.spinful else None)
+            vals_re.append(re.reshape(-1))
             if self.spinful:
-                vals_im.append(torch.cat(im_parts, 1).reshape(-1))
+                vals_im.append(im.reshape(-1))
             idxs.append((H_ptr[e].unsqueeze(1) + getattr(self, f"_pos_{p}").unsqueeze(0)).reshape(-1))
         if not idxs:
             z = torch.zeros(total, dtype=x.dtype, device=x.device)
@@ -515,25 +515,13 @@ class BlockHead(torch.nn.Module):
             pos = getattr(self, f"_pos_{p}")
             cols = getattr(self, f"_cols_{p}")
             hv = H[H_ptr[e].unsqueeze(1) + pos.unsqueeze(0)]  # (n, W) in plan order
-            n = hv.shape[0]
             hr = hv.real if hv.is_complex() else hv
             hi = hv.imag if hv.is_complex() else torch.zeros_like(hv)
-            re_parts, im_parts = [], []
-            for l1, l2, s, nb in self._groups[p]:
-                d = (2 * l1 + 1) * (2 * l2 + 1)
-                w = 4 * d if self.spinful else d
-                a = hr[:, s : s + nb * w].reshape(n, nb, w)
-                if self.spinful:
-                    b = hi[:, s : s + nb * w].reshape(n, nb, w)
-                    A, B = self._mats(l1, l2, a)
-                    re_parts.append((a @ A.T + b @ B.T).reshape(n, nb * w))
-                    im_parts.append((b @ A.T - a @ B.T).reshape(n, nb * w))
-                else:
-                    re_parts.append((a @ self._mats(l1, l2, a)[0].T).reshape(n, nb * w))
+            re, im = self._change_basis(p, hr, hi, inverse=True)
             rows = e.unsqueeze(1)
-            x[rows, cols.unsqueeze(0)] = torch.cat(re_parts, 1).to(rdtype)
+            x[rows, cols.unsqueeze(0)] = re.to(rdtype)
             if self.spinful:
-                x[rows, (cols + self._half).unsqueeze(0)] = torch.cat(im_parts, 1).to(rdtype)
+                x[rows, (cols + self._half).unsqueeze(0)] = im.to(rdtype)
         return x, self.mask(Z_src, Z_dst)
 
     def extra_repr(self) -> str:

@@ -17,66 +17,63 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from hambench.basis import BasisLayout, random_rotation
 from hambench.errors import InputError
+from hambench.store import open_store
+from hambench.testing import EquivarianceTally, rotation_residual
+from hambench.training import batch_from_structures, select_split, torch_dtype
+
+from .run import load_model
 
 __all__ = ["equivariance_error", "checkpoint_equivariance"]
 
 
-def _predict_one(model, s, layout, dtype, device):
-    import torch
+def _predictor(model, s, layout, dtype, device):
+    """``f(pos, cell)``: the model's flat H (numpy, float64 or complex128) for structure ``s`` moved to ``pos``
+    and ``cell`` (edges and shifts kept)."""
+    grad = bool(getattr(model, "inference_needs_grad", False))
 
-    from hambench.training._data import batch_from_structures
+    def f(pos, cell):
+        r = copy.copy(s)
+        r.pos, r.cell = pos, cell
+        b = batch_from_structures([r], layout).to(device, dtype)
+        with torch.set_grad_enabled(grad):
+            H = model(b)["H"].detach().cpu().numpy()
+        return H.astype(np.complex128 if np.iscomplexobj(H) else np.float64)
 
-    b = batch_from_structures([s], layout).to(device, dtype)
-    with torch.set_grad_enabled(bool(getattr(model, "inference_needs_grad", False))):
-        out = model(b)
-    H = out["H"].detach().cpu().numpy()
-    return H.astype(np.complex128 if np.iscomplexobj(H) else np.float64)
+    return f
 
 
 def equivariance_error(model, structures, layout, n_rotations: int = 4, seed: int = 0, dtype=None,
                        device="cpu") -> dict:
     """Max / mean |f(Rx) − D f(x) D^†| (meV) of ``model`` over ``structures`` × ``n_rotations`` rotations.
 
-    ``structures``: :class:`hambench.store._structure.Structure` objects (targets are not used). Returns
+    ``structures``: :class:`hambench.store.Structure` objects (targets are not used). Returns
     {max_meV, mean_meV, scale_meV (mean |f(x)|), relative_max, n_structures, n_rotations, seed, dtype,
     per_structure: [{id, max_meV, mean_meV}]}.
     """
-    import torch
-
-    from hambench.basis._so3 import random_rotation, rotate_edge_blocks
-
     if n_rotations < 1:
         raise InputError("--rotations", f"needs at least 1 rotation, got {n_rotations}")
     dtype = dtype or torch.float64
     rng = np.random.default_rng(seed)
-    mx, tot, cnt, scale = 0.0, 0.0, 0, 0.0
-    per = []
+    total, scale, per = EquivarianceTally(), 0.0, []
     model.eval()
     for s in structures:
-        H0 = _predict_one(model, s, layout, dtype, device)
-        smax, ssum, sn = 0.0, 0.0, 0
+        f = _predictor(model, s, layout, dtype, device)
+        H0 = f(s.pos, s.cell)
+        mine = EquivarianceTally()
         for _ in range(n_rotations):
             R = random_rotation(rng)
-            r = copy.copy(s)
-            r.pos = s.pos @ R.T
-            r.cell = s.cell @ R.T
-            HR = _predict_one(model, r, layout, dtype, device)
-            want = rotate_edge_blocks(H0, s.Z[s.src], s.Z[s.dst], layout.species, R, layout.spinful)
-            d = np.abs(HR - want)
-            smax = max(smax, float(d.max(initial=0.0)))
-            ssum += float(d.sum())
-            sn += d.size
-        mx = max(mx, smax)
-        tot += ssum
-        cnt += sn
+            mine.add(rotation_residual(f, s.pos, s.cell, R, s.Z[s.src], s.Z[s.dst], layout.species, layout.spinful,
+                                       out_x=H0))
+        total.merge(mine)
         scale += float(np.abs(H0).sum()) * n_rotations
-        per.append({"id": s.id, "max_meV": smax * 1e3, "mean_meV": ssum / max(sn, 1) * 1e3})
-    mean = tot / max(cnt, 1)
-    sc = scale / max(cnt, 1)
-    return {"max_meV": mx * 1e3, "mean_meV": mean * 1e3, "scale_meV": sc * 1e3,
-            "relative_max": mx / sc if sc > 0 else float("nan"), "n_structures": len(per),
+        per.append({"id": s.id, "max_meV": mine.max * 1e3, "mean_meV": mine.mean * 1e3})
+    sc = scale / max(total.count, 1)
+    return {"max_meV": total.max * 1e3, "mean_meV": total.mean * 1e3, "scale_meV": sc * 1e3,
+            "relative_max": total.max / sc if sc > 0 else float("nan"), "n_structures": len(per),
             "n_rotations": int(n_rotations), "seed": int(seed), "dtype": str(dtype).replace("torch.", ""),
             "per_structure": per}
 
@@ -87,13 +84,6 @@ def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_struct
 
     Refuses a store the checkpoint cannot take (species, shells, spin) with one line.
     """
-    from hambench.training._data import select_split
-    from hambench.basis._layout import BasisLayout
-    from hambench.store._store import open_store
-    from hambench.training._engine import torch_dtype
-
-    from .run import load_model
-
     if n_structures < 1:
         raise InputError("--structures", f"needs at least 1 structure, got {n_structures}")
     model, ck, layout = load_model(checkpoint, device="cpu", dtype=dtype)

@@ -6,10 +6,11 @@ Facts: /work/shared/research/tracegrad_harmose.md §3 (pipeline, inputs, Eqs. 1�
 :class:`HarmoSEConfig`:
 
 - **Stage 1**: a trained ``deephe3`` checkpoint (``harmose``) or ``tracegrad-deephe3`` (``harmose-tracegrad``,
-  the TraceGrad paper's Table 10), loaded from ``model.stage1`` (``hambench train harmose --stage1 CKPT``),
-  frozen: its parameters never get a gradient and it always runs in eval mode. It provides Ĥ₁ and, per
-  encoder group l, its equivariant node features V⁽ˡ⁾ and edge features E⁽ˡ⁾ (the outputs of DeepH-E3's
-  node and edge update blocks), which stage 2 reads as flat vectors.
+  the TraceGrad paper's Table 10), named by ``model.stage1`` (``hambench train harmose --stage1 CKPT``); the
+  caller (:func:`hambench.models.run.build_model`) loads it and hands the module over, as models never read
+  files. It stays frozen: its parameters never get a gradient and it always runs in eval mode. It provides
+  Ĥ₁ and, per encoder group l, its equivariant node features V⁽ˡ⁾ and edge features E⁽ˡ⁾ (the outputs of
+  DeepH-E3's node and edge update blocks), which stage 2 reads as flat vectors.
 - **Stage 2** has its own embeddings: element (nodes); element pair + Gaussian distances + spherical
   harmonics of the edge direction (edges; the self edge has zero length, and the SH of a zero vector is the
   l = 0 component only). The edges are the store's DFT edges, self edges included (the blocks to predict).
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -74,6 +74,11 @@ class HarmoSEConfig:
     attention: bool = True  # False: ablation C (fixed mean neighbour weights)
     keys_with_edges: bool = True
     zero_init_head: bool = True
+
+    @property
+    def needs_stage1(self) -> bool:
+        """False only for ablation A without fusion: nothing of stage 1 is used."""
+        return self.cascade or self.fuse_stage1
 
     def __post_init__(self):
         if self.width < 1 or self.heads < 1 or self.width % self.heads:
@@ -131,40 +136,25 @@ class _Block(nn.Module):
         return x, e
 
 
-def _load_stage1(path: str, layout, accepted: tuple[str, ...]):
-    from .run import load_model
-
-    if not path:
-        raise InputError("model.stage1", "HarmoSE needs a trained stage-1 checkpoint: pass --stage1 CKPT "
-                                         f"(a {' or '.join(accepted)} run folder or .pt file)")
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, "stage-1 checkpoint not found")
-    dtype = "float64" if torch.get_default_dtype() == torch.float64 else "float32"
-    model, ck, lay = load_model(p, device="cpu", dtype=dtype)
-    name = ck["model"]["name"]
-    if name not in accepted:
-        raise InputError(p, f"stage-1 checkpoint is a {name!r} model; this HarmoSE needs {' or '.join(accepted)}")
-    try:
-        lay.check_compatible(layout, p)
-    except InputError as e:
-        raise InputError(p, f"stage-1 model does not fit these data: {e.problem}") from None
-    return model, name
-
-
 class HarmoSE(common.ExactConstants, nn.Module):
-    """``forward(batch) -> {"H": H₁ + ΔH, "H1": H₁, "dH": ΔH}`` with stage 1 frozen."""
+    """``forward(batch) -> {"H": H₁ + ΔH, "H1": H₁, "dH": ΔH}`` with stage 1 frozen.
 
-    def __init__(self, cfg: HarmoSEConfig, layout, accepted=("deephe3",)):
+    ``stage1``: the trained stage-1 model (its checkpoint loaded by the caller,
+    :func:`hambench.models.run.load_stage1`); required unless ``cfg.needs_stage1`` is False.
+    """
+
+    def __init__(self, cfg: HarmoSEConfig, layout, stage1: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.layout = layout
         self.spinful = bool(layout.spinful)
         self.stage1 = None
-        self.stage1_name = None
         n_groups = cfg.groups
-        if cfg.cascade or cfg.fuse_stage1:
-            self.stage1, self.stage1_name = _load_stage1(cfg.stage1, layout, accepted)
+        if cfg.needs_stage1:
+            if stage1 is None:
+                raise InputError("model.stage1", "HarmoSE needs its trained stage-1 model: pass --stage1 CKPT (the "
+                                                 "caller loads the checkpoint and hands the module over)")
+            self.stage1 = stage1
             for p in self.stage1.parameters():
                 p.requires_grad_(False)
             n_groups = n_groups or len(self._stage1_net().node_blocks)
@@ -287,23 +277,19 @@ class HarmoSE(common.ExactConstants, nn.Module):
         return {"H": H1.to(dH.dtype) + dH, "H1": H1, "dH": dH}
 
 
-def _make_build(name: str):
-    def build(cfg: HarmoSEConfig, layout) -> HarmoSE:
-        return HarmoSE(cfg, layout, STAGE1_MODELS[name])
+def build(cfg: HarmoSEConfig, layout, stage1: nn.Module | None = None) -> HarmoSE:
+    """A HarmoSE of ``cfg`` on ``layout`` over the loaded ``stage1`` module."""
+    return HarmoSE(cfg, layout, stage1)
 
-    build.__module__ = __name__
-    return build
-
-
-build = _make_build("harmose")
 
 for _name, _desc in (("harmose", "DeepH-E3"), ("harmose-tracegrad", "TraceGrad-DeepH-E3")):
     register(ModelSpec(
         name=_name,
         config_cls=HarmoSEConfig,
-        build=_make_build(_name),
+        build=build,
         kinds=("molecule", "crystal"),
         spinful=True,
+        stage1=STAGE1_MODELS[_name],
         description=f"HarmoSE (Yin et al.): frozen {_desc} stage 1 + a 3D graph transformer predicting ΔH "
                     "(approximately equivariant, trained with random rotations); needs --stage1 CKPT",
     ))

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet
 from torch import nn
 
 from hambench.errors import InputError
@@ -84,8 +86,6 @@ class QHNetConfig:
 
 # --- irreps helpers ---------------------------------------------------------------------------------------
 def _irreps(mul: int, lmax: int, parity: bool):
-    from e3nn import o3
-
     return o3.Irreps([(mul, (l, (-1) ** l if parity else 1)) for l in range(lmax + 1)])
 
 
@@ -96,8 +96,6 @@ def feasible_irreps(irreps_in1, irreps_in2, irreps_target, mode: str):
     target's multiplicity; every instruction's path weight is ``sqrt(dim(ir_out) / F)`` where ``F`` sums the
     fan-in of **all** instructions (uvu: mul of input 2; uvw: mul1·mul2; uuu: 1).
     """
-    from e3nn import o3
-
     irreps_in1, irreps_in2, irreps_target = o3.Irreps(irreps_in1), o3.Irreps(irreps_in2), o3.Irreps(irreps_target)
     mid, instr = [], []
     for i, (_, ir1) in enumerate(irreps_in1):
@@ -140,8 +138,6 @@ def _ssp(x):
 
 def _fcnet(hs):
     """e3nn FullyConnectedNet with shifted softplus and no biases (AIRS' radial/scalar MLPs)."""
-    from e3nn.nn import FullyConnectedNet
-
     return FullyConnectedNet(list(hs), _ssp)
 
 
@@ -172,8 +168,6 @@ class NormGate(nn.Module):
 
 
 def _linear(irreps_in, irreps_out, biases: bool = True):
-    from e3nn import o3
-
     return o3.Linear(irreps_in, irreps_out, internal_weights=True, shared_weights=True, biases=biases)
 
 
@@ -183,8 +177,6 @@ class ConvLayer(nn.Module):
     def __init__(self, irreps_in, irreps_hidden, sh_irreps, rbf_dim: int, hidden: int, use_norm_gate: bool,
                  s0_dst_twice: bool):
         super().__init__()
-        from e3nn import o3
-
         self.irreps_in, self.irreps_out = irreps_in, irreps_hidden
         self.use_norm_gate, self.s0_dst_twice = use_norm_gate, s0_dst_twice
         tp_out, instr = feasible_irreps(irreps_in, sh_irreps, irreps_hidden, "uvu")
@@ -225,8 +217,6 @@ class SelfLayer(nn.Module):
 
     def __init__(self, irreps):
         super().__init__()
-        from e3nn import o3
-
         self.irreps = irreps
         tp_out, instr = feasible_irreps(irreps, irreps, irreps, "uuu")
         self.norm_gate_1, self.norm_gate_2 = NormGate(irreps), NormGate(irreps)
@@ -247,8 +237,6 @@ class PairLayer(nn.Module):
 
     def __init__(self, irreps, rbf_dim: int, radial_hidden: int):
         super().__init__()
-        from e3nn import o3
-
         self.irreps = irreps
         tp_out, instr = feasible_irreps(irreps, irreps, irreps, "uuu")
         self.linear_inner = _linear(irreps, irreps)
@@ -285,8 +273,6 @@ class Expansion(nn.Module):
 
     def __init__(self, irreps_in, slot_irreps):
         super().__init__()
-        from e3nn import o3
-
         self.irreps_in, self.slot_irreps = irreps_in, slot_irreps
         instr = []  # (i_in, i1, i2, weight offset, bias offset or -1)
         nw = nb = 0
@@ -376,8 +362,6 @@ class QHNet(common.ExactConstants, nn.Module):
 
     def __init__(self, cfg: QHNetConfig, layout):
         super().__init__()
-        from e3nn import o3
-
         if layout.spinful:
             raise InputError(None, "qhnet predicts spinless Hamiltonians; this store is spinful (SOC)")
         if cfg.sh_lmax < 0 or cfg.hidden_size < 1 or cfg.bottle_hidden_size < 1 or cfg.num_gnn_layers < 1:

@@ -3,9 +3,6 @@
 Each model module in ``hambench.models`` registers itself at import with :func:`register`. The registry finds
 the modules by itself (every module of this package except the shared ones), so adding a model means adding a
 file, not editing this one. :func:`get` raises :class:`hambench.errors.InputError` listing the known names.
-
-Names reserved for part 2 of the model zoo (``tracegrad-deephe3``, ``tracegrad-qhnet``, ``harmose``) answer
-with a clear "not available yet" line until a module registers them.
 """
 
 from __future__ import annotations
@@ -18,13 +15,10 @@ from typing import Callable
 
 from hambench.errors import InputError
 
-__all__ = ["ModelSpec", "register", "get", "names", "specs", "CONFIG_DIR", "RESERVED"]
+__all__ = ["ModelSpec", "register", "get", "names", "specs", "CONFIG_DIR"]
 
 #: folder of the YAML configs, ``models/configs/<name>.yaml``
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-
-#: names kept for later parts of the model zoo (switches on these models)
-RESERVED = ("tracegrad-deephe3", "tracegrad-qhnet", "harmose")
 
 #: modules of this package that are not models
 _NOT_MODELS = {"registry", "common", "run", "equivariance"}
@@ -36,10 +30,13 @@ class ModelSpec:
 
     name: str  # "deephe3", "qhnet", "tracegrad-deephe3", ...
     config_cls: type  # the model's @dataclass config (defaults = the paper's)
-    build: Callable  # build(config, layout: BasisLayout) -> torch.nn.Module
+    build: Callable  # build(config, layout: BasisLayout[, stage1=module]) -> torch.nn.Module
     config_file: Path | None = None  # models/configs/<name>.yaml (default: CONFIG_DIR / f"{name}.yaml")
     kinds: tuple[str, ...] = ("molecule", "crystal")  # store kinds it accepts
     spinful: bool = False  # supports spinful (SOC) stores
+    # models whose trained checkpoint this one takes as its frozen stage 1 (HarmoSE): the caller loads the file
+    # named by ``config.stage1`` (when ``config.needs_stage1``) and passes the module as ``build(..., stage1=)``
+    stage1: tuple[str, ...] = ()
     description: str = ""
     module: str = field(default="", repr=False)  # filled by register()
 
@@ -48,6 +45,7 @@ class ModelSpec:
             self.config_file = CONFIG_DIR / f"{self.name}.yaml"
         self.config_file = Path(self.config_file)
         self.kinds = tuple(self.kinds)
+        self.stage1 = tuple(self.stage1)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -102,8 +100,6 @@ def get(name: str) -> ModelSpec:
     if spec is not None:
         return spec
     known = ", ".join(sorted(_REGISTRY)) or "none"
-    if name in RESERVED:
-        raise InputError(None, f"model {name!r} is not available yet (part 2 of the model zoo); known models: {known}")
     msg = f"unknown model {name!r} (known: {known})"
     if _FAILED:
         msg += "; modules that failed to import: " + "; ".join(f"{m} ({e})" for m, e in sorted(_FAILED.items()))

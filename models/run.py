@@ -4,7 +4,7 @@ This is the layer between the CLI and the core: it knows the registry (``hambenc
 (store, data, engine, predictions), so ``hambench/training`` stays free of model imports.
 
 * :func:`resolve_config` — dataclass defaults ← ``models/configs/<name>.yaml`` ← preset ← ``--config`` ←
-  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.training._engine.TrainConfig`.
+  ``--set`` ← CLI flags, into the model's config dataclass and :class:`hambench.training.TrainConfig`.
 * :func:`build_model` — the registry's builder under the run's seed and dtype.
 * :func:`train_run` — ``hambench train``: store checks (kind, spin), split, loaders (DDP-sharded under
   torchrun), edge cut-offs, checkpoint metadata, ``--resume`` (same config or one :class:`InputError` line).
@@ -14,7 +14,6 @@ This is the layer between the CLI and the core: it knows the registry (``hambenc
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time
@@ -22,16 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from hambench import __version__
 from hambench.atomic import partial_path, replace_dir, write_json
+from hambench.basis import BasisLayout, edge_vectors, neighbor_list
+from hambench.config import from_dict, load_yaml, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
+from hambench.store import (Structure, StoreWriter, file_sha256, open_store, store_checksum, structure_arrays,
+                            write_predictions)
+from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Trainer, batch_from_structures,
+                               code_version, dist_info, edge_cutoffs, load_checkpoint, make_loader, seed_everything,
+                               select_split, torch_dtype)
 
 from . import registry
+from .common import default_dtype
 
 __all__ = [
     "Resolved",
     "resolve_config",
     "build_model",
+    "load_stage1",
     "split_indices",
     "train_run",
     "load_model",
@@ -46,12 +56,10 @@ __all__ = [
 class Resolved:
     spec: registry.ModelSpec
     model: object  # the model's config dataclass
-    train: object  # hambench.training._engine.TrainConfig
+    train: TrainConfig
     preset: str | None
 
     def as_dict(self) -> dict:
-        from hambench.config import to_dict
-
         return {"model": to_dict(self.model), "train": to_dict(self.train)}
 
 
@@ -62,9 +70,6 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
     ``base``: a config dict {model, train} used instead of the YAML + preset (``--resume`` without config
     options takes the checkpoint's). ``overrides``: {"train": {...}} from CLI flags, applied last.
     """
-    from hambench.config import from_dict, load_yaml, merge, parse_set, resolve
-    from hambench.training._engine import TrainConfig
-
     spec = registry.get(name)
     if base is not None:
         d = merge(base, {})
@@ -88,31 +93,42 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
     return Resolved(spec, model_cfg, train_cfg, preset)
 
 
-class _default_dtype:
-    def __init__(self, dtype):
-        self.dtype = dtype
+def load_stage1(path, layout, accepted: tuple[str, ...], dtype: str):
+    """The frozen stage-1 module of a two-stage model (HarmoSE), read from its checkpoint ``path``.
 
-    def __enter__(self):
-        import torch
-
-        self.old = torch.get_default_dtype()
-        torch.set_default_dtype(self.dtype)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_default_dtype(self.old)
+    Refuses (one :class:`InputError` line) a missing path or file, a checkpoint of a model not in ``accepted``
+    and one whose basis does not fit ``layout``. Returns the model in eval mode.
+    """
+    if not path:
+        raise InputError("model.stage1", "HarmoSE needs a trained stage-1 checkpoint: pass --stage1 CKPT "
+                                         f"(a {' or '.join(accepted)} run folder or .pt file)")
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "stage-1 checkpoint not found")
+    model, ck, lay = load_model(p, device="cpu", dtype=dtype)
+    name = ck["model"]["name"]
+    if name not in accepted:
+        raise InputError(p, f"stage-1 checkpoint is a {name!r} model; this HarmoSE needs {' or '.join(accepted)}")
+    try:
+        lay.check_compatible(layout, p)
+    except InputError as e:
+        raise InputError(p, f"stage-1 model does not fit these data: {e.problem}") from None
+    return model
 
 
 def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None):
     """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
-    initial weights depend on the seed only)."""
-    from hambench.training._engine import seed_everything, torch_dtype
-
+    initial weights depend on the seed only). A model with a stage 1 (``spec.stage1``) gets the module of
+    ``model_cfg.stage1`` as ``stage1=``: models never read files."""
     if seed is not None:
         seed_everything(seed)
-    with _default_dtype(torch_dtype(dtype)):
-        model = spec.build(model_cfg, layout)
+    with default_dtype(torch_dtype(dtype)):
+        extra = {}
+        if spec.stage1 and getattr(model_cfg, "needs_stage1", True):
+            # loading builds the stage-1 model, which reseeds torch with 0 (load_model): HarmoSE's own initial
+            # weights have always been drawn after that
+            extra["stage1"] = load_stage1(model_cfg.stage1, layout, spec.stage1, dtype)
+        model = spec.build(model_cfg, layout, **extra)
     return model.to(torch_dtype(dtype))
 
 
@@ -124,8 +140,6 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
     of the original structures (rotation-augmented copies follow their parent); ``val_fraction = 0`` or a store
     of one original structure trains and validates on all structures.
     """
-    from hambench.training._data import select_split
-
     if cfg.split:
         name = cfg.split
         if ":" in name:
@@ -155,16 +169,6 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
             f"random {1 - cfg.val_fraction:.2f}/{cfg.val_fraction:.2f} (seed {cfg.seed})")
 
 
-def _loader(store, indices, cfg, shuffle, rank, world, dtype, blocks=("H", "T"), batch_size=None, augment=None):
-    from hambench.training._data import make_loader
-
-    ld = make_loader(store, None, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
-                     augment_rotations=cfg.augment_rotations if augment is None else augment, rank=rank,
-                     world_size=world, num_workers=cfg.num_workers, dtype=dtype, blocks=blocks)
-    ld.dataset.selected = np.asarray(indices, dtype=np.int64)  # our own selection (random split / subset)
-    return ld
-
-
 def _check_store_for(spec, store, where) -> None:
     kind = store.attrs["kind"]
     if kind not in spec.kinds:
@@ -175,8 +179,6 @@ def _check_store_for(spec, store, where) -> None:
 
 
 def _device(device: str | None, local_rank: int = 0):
-    import torch
-
     if device in (None, "auto"):
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -202,6 +204,79 @@ def _diff(a, b, prefix="") -> list[str]:
     return out
 
 
+# --- hambench train ---------------------------------------------------------------------------------------
+def _resume_from(run_dir: Path, name: str, resume: bool) -> tuple[Checkpoint | None, Checkpoint | None]:
+    """(last.pt, best.pt or None) of the run to continue, or (None, None) for a new run in an unused folder."""
+    last = run_dir / "last.pt"
+    if not resume:
+        if last.exists() or (run_dir / "best.pt").exists():
+            raise InputError(run_dir, "holds a run already (last.pt); pass --resume to continue it or choose "
+                                      "another -o")
+        return None, None
+    if not last.is_file():
+        raise InputError(run_dir, "--resume: no last.pt in this run folder")
+    ck = Checkpoint.load(last)
+    if ck.model["name"] != name:
+        raise InputError(run_dir, f"--resume: the run trained model {ck.model['name']!r}, not {name!r}")
+    best = Checkpoint.load(run_dir / "best.pt") if (run_dir / "best.pt").is_file() else None
+    return ck, best
+
+
+def _run_config(name, ck: Checkpoint | None, preset, config_file, sets, overrides) -> Resolved:
+    """The run's configs: a resume without config options takes the checkpoint's own."""
+    if ck is not None and preset is None and config_file is None and not sets:
+        base = {"model": ck.model["config"], "train": dict(ck.train_config)}
+        return resolve_config(name, None, None, (), overrides, base=base)
+    return resolve_config(name, preset or "paper", config_file, sets, overrides)
+
+
+def _check_resume(ck: Checkpoint, res: Resolved, checksum: str, run_dir: Path, data) -> None:
+    """A resume continues the same config (but RESUME_MAY_CHANGE) on the same store, or stops with one line."""
+    def kept(train: dict) -> dict:
+        return {k: v for k, v in train.items() if k not in RESUME_MAY_CHANGE}
+
+    diffs = _diff({"model": ck.model["config"], "train": kept(ck.train_config)},
+                  {"model": res.as_dict()["model"], "train": kept(res.as_dict()["train"])})
+    if diffs:
+        raise InputError(run_dir, f"--resume with a different config ({'; '.join(diffs[:3])}); the run's config "
+                                  f"is in {run_dir / 'config.json'} — start a new run folder to change it")
+    if ck.meta["store"]["checksum"] != checksum:
+        raise InputError(data, f"--resume on another store (content checksum differs from the run's "
+                               f"{ck.meta['store']['path']})")
+
+
+def _edge_rule(store, tr, ck: Checkpoint | None) -> str:
+    """How ``predict --structures`` makes edges: ``complete`` when the training molecules held every atom pair
+    (PySCF stores: new molecules get every pair too), else ``cutoff`` (:func:`edges_for`)."""
+    if ck is not None and "edge_rule" in ck.meta:
+        return ck.meta["edge_rule"]
+    na = store.array("structures/natoms")[:][tr].astype(np.int64)
+    ne = store.array("structures/nedges")[:][tr].astype(np.int64)
+    return "complete" if store.attrs["kind"] == "molecule" and np.all(ne == na * na) else "cutoff"
+
+
+def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Checkpoint | None) -> dict:
+    """The facts every checkpoint of the run holds (model, layout, store, edge cut-offs and rule, command)."""
+    tr, va, desc = split
+    return {
+        "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
+        "layout": layout.to_dict(),
+        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.attrs["kind"],
+                  "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
+                  "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
+        "edge_cutoffs": ck.meta["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr),
+        "edge_rule": _edge_rule(store, tr, ck),
+        "command": " ".join(sys.argv),
+    }
+
+
+def _loader(store, indices, cfg: TrainConfig, shuffle: bool, augment: bool):
+    rank, world, _ = dist_info()
+    return make_loader(store, None, batch_size=cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
+                       augment_rotations=augment, rank=rank, world_size=world, num_workers=cfg.num_workers,
+                       dtype=torch_dtype(cfg.dtype), blocks=("H", "T"), indices=indices)
+
+
 def train_run(name: str, data, run_dir, preset: str | None = None, config_file=None, sets=(),
               overrides: dict | None = None, resume: bool = False, device: str | None = "auto",
               quiet: bool = True, log=None) -> dict:
@@ -210,85 +285,33 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     Refuses (one :class:`InputError` line, nothing written): an unknown model/preset/key, a store the model
     cannot take (kind, spin), an existing run without ``resume``, ``resume`` with another config or store.
     """
-    import torch
-
-    from hambench.basis._layout import BasisLayout
-    from hambench.store._predictions import store_checksum
-    from hambench.store._store import open_store
-    from hambench.training._engine import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, edge_cutoffs,
-                                load_checkpoint, torch_dtype)
-
     run_dir = Path(run_dir)
     rank, world, local_rank = dist_info()
     spec = registry.get(name)
     store = open_store(data)
     _check_store_for(spec, store, data)
-    last = run_dir / "last.pt"
-    ck = best_ck = None
-    if resume:
-        if not last.is_file():
-            raise InputError(run_dir, "--resume: no last.pt in this run folder")
-        ck = load_checkpoint(last)
-        if ck["model"]["name"] != name:
-            raise InputError(run_dir, f"--resume: the run trained model {ck['model']['name']!r}, not {name!r}")
-        if (run_dir / "best.pt").is_file():
-            best_ck = load_checkpoint(run_dir / "best.pt")
-    elif last.exists() or (run_dir / "best.pt").exists():
-        raise InputError(run_dir, "holds a run already (last.pt); pass --resume to continue it or choose another -o")
-    if ck is not None and preset is None and config_file is None and not sets:
-        base = {"model": ck["model"]["config"], "train": dict(ck["train_config"])}
-        res = resolve_config(name, None, None, (), overrides, base=base)
-    else:
-        res = resolve_config(name, preset or "paper", config_file, sets, overrides)
+    ck, best_ck = _resume_from(run_dir, name, resume)
+    res = _run_config(name, ck, preset, config_file, sets, overrides)
     cfg = res.train
     layout = BasisLayout.of_store(store)
     checksum = store_checksum(store)
     if ck is not None:
-        old = {"model": ck["model"]["config"],
-               "train": {k: v for k, v in ck["train_config"].items() if k not in RESUME_MAY_CHANGE}}
-        new = res.as_dict()
-        new["train"] = {k: v for k, v in new["train"].items() if k not in RESUME_MAY_CHANGE}
-        diffs = _diff(old, new)
-        if diffs:
-            raise InputError(run_dir, f"--resume with a different config ({'; '.join(diffs[:3])}); the run's config "
-                                      f"is in {run_dir / 'config.json'} — start a new run folder to change it")
-        if ck["store"]["checksum"] != checksum:
-            raise InputError(data, f"--resume on another store (content checksum differs from the run's "
-                                   f"{ck['store']['path']})")
+        _check_resume(ck, res, checksum, run_dir, data)
     dev = _device(device, local_rank)
     tr, va, desc = split_indices(store, cfg)
-    dt = torch_dtype(cfg.dtype)
-    train_loader = _loader(store, tr, cfg, True, rank, world, dt)
-    val_loader = _loader(store, va, cfg, False, rank, world, dt, augment=False) if va is not None else None
-    cut = ck["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr)
-    if ck is not None and "edge_rule" in ck:
-        rule = ck["edge_rule"]
-    else:  # molecule stores of PySCF hold every atom pair: new molecules get every pair too
-        na = store.array("structures/natoms")[:][tr].astype(np.int64)
-        ne = store.array("structures/nedges")[:][tr].astype(np.int64)
-        rule = "complete" if store.attrs["kind"] == "molecule" and np.all(ne == na * na) else "cutoff"
+    train_loader = _loader(store, tr, cfg, shuffle=True, augment=cfg.augment_rotations)
+    val_loader = _loader(store, va, cfg, shuffle=False, augment=False) if va is not None else None
+    meta = _run_meta(name, res, layout, store, data, checksum, (tr, va, desc), ck)
     model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed)
-    meta = {
-        "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
-        "layout": layout.to_dict(),
-        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.attrs["kind"],
-                  "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
-                  "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
-        "edge_cutoffs": cut,
-        "edge_rule": rule,
-        "command": " ".join(sys.argv),
-    }
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_json = run_dir / "config.json"
-        write_json(cfg_json, {**res.as_dict(), "model_name": name, "preset": res.preset,
-                              "store": meta["store"], "code": code_version()}, indent=2)
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
     if rank == 0:
-        n_par = sum(p.numel() for p in model.parameters())
-        say(f"train {name} ({res.preset or 'checkpoint'} config, {n_par:,} parameters) on {data}: {desc}, "
-            f"{len(tr)} train / {0 if va is None else len(va)} val structures, device {dev}, {cfg.dtype}"
-            + (f", {world} processes" if world > 1 else "") + (", resuming" if ck is not None else ""))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {**res.as_dict(), "model_name": name, "preset": res.preset,
+                                             "store": meta["store"], "code": code_version()}, indent=2)
+        say(f"train {name} ({res.preset or 'checkpoint'} config, {sum(p.numel() for p in model.parameters()):,} "
+            f"parameters) on {data}: {desc}, {len(tr)} train / {0 if va is None else len(va)} val structures, "
+            f"device {dev}, {cfg.dtype}" + (f", {world} processes" if world > 1 else "")
+            + (", resuming" if ck is not None else ""))
     trainer = Trainer(model, cfg, train_loader, val_loader, run_dir, meta, device=dev, quiet=quiet, log=say)
     summary = trainer.fit(resume=ck, best=best_ck)
     summary["parameters"] = int(sum(p.numel() for p in model.parameters()))
@@ -298,10 +321,6 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
 # --- checkpoints back to models -----------------------------------------------------------------------------
 def load_model(checkpoint, device="cpu", dtype: str | None = None):
     """(model in eval mode, checkpoint dict, layout) from a ``.pt`` file or a run folder (best.pt first)."""
-    from hambench.config import from_dict
-    from hambench.basis._layout import BasisLayout
-    from hambench.training._engine import load_checkpoint
-
     ck = load_checkpoint(checkpoint, map_location="cpu")
     where = ck["path"]
     try:
@@ -319,8 +338,6 @@ def load_model(checkpoint, device="cpu", dtype: str | None = None):
     except Exception as e:
         msg = str(e).splitlines()[0][:200]
         raise InputError(where, f"checkpoint weights do not fit model {spec.name!r}: {msg}") from None
-    import torch
-
     model.to(torch.device(device))
     model.eval()
     return model, ck, layout
@@ -328,10 +345,6 @@ def load_model(checkpoint, device="cpu", dtype: str | None = None):
 
 def _predict_batches(model, batches, device, dtype):
     """Yield (store index, flat H per structure as numpy, T or None) for every structure of the batches."""
-    import torch
-
-    from hambench.training._engine import torch_dtype
-
     grad = bool(getattr(model, "inference_needs_grad", False))
     dt = torch_dtype(dtype)
     for batch in batches:
@@ -359,11 +372,6 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
     Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
     """
-    from hambench.training._data import make_loader, select_split
-    from hambench.basis._layout import BasisLayout
-    from hambench.store._predictions import write_predictions
-    from hambench.store._store import open_store
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
@@ -377,10 +385,8 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     idx = select_split(store, split)
     if idx.size == 0:
         raise InputError(data, f"split {split} selects no structures")
-    from hambench.training._engine import torch_dtype
-
-    loader = make_loader(store, None, batch_size=batch_size, shuffle=False, dtype=torch_dtype(dtype), blocks=())
-    loader.dataset.selected = idx
+    loader = make_loader(store, None, batch_size=batch_size, shuffle=False, dtype=torch_dtype(dtype), blocks=(),
+                         indices=idx)
     results: dict[int, tuple] = {}
     t0 = time.perf_counter()
     n_atoms = 0
@@ -426,8 +432,6 @@ def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float 
     data). A pair type never seen in training takes the mean of its two like-pairs' cut-offs when both are
     known, else the largest cut-off (stated in the checkpoint's edge_cutoffs).
     """
-    from hambench.basis._neighbors import edge_vectors, neighbor_list
-
     Z = np.asarray(Z, dtype=np.int64)
     table = {tuple(int(x) for x in k.split("-")): float(v) for k, v in cutoffs.items()}
     if not table:
@@ -470,11 +474,6 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     The output is a store (schema of :mod:`hambench.store._store`) with the predicted ``blocks/H``, no overlap, and
     attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
     """
-    from hambench import __version__
-    from hambench.training._data import batch_from_structures
-    from hambench.store._store import StoreWriter
-    from hambench.store._structure import Structure, file_sha256
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
@@ -507,14 +506,12 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                                  spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
     if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
         raise InputError(src_file, "periodic structures given to a model trained on molecules")
-    from hambench.training._engine import torch_dtype
-
     t0 = time.perf_counter()
     preds = []
     for a in range(0, len(structs), batch_size):
         chunk = structs[a:a + batch_size]
         b = batch_from_structures(chunk, layout, dtype=torch_dtype(dtype))
-        b.index = __import__("torch").arange(a, a + len(chunk))
+        b.index = torch.arange(a, a + len(chunk))
         for k, H, T, na in _predict_batches(model, [b], dev, dtype):
             preds.append(H)
     dt = time.perf_counter() - t0
@@ -536,8 +533,6 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
 
 
 def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    from hambench.store._store import StoreWriter, structure_arrays
-
     b = structure_arrays(structs, None, overlap=False)
     counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),
               "H": int(b["blocks/H"].size), "S": 0, "T": 0}

@@ -50,7 +50,7 @@ def _grads(store_path, indices, out_files):
     from hambench.basis._layout import BasisLayout
     from hambench.models.run import build_model, resolve_config
     from hambench.store._store import open_store
-    from hambench.training._engine import Trainer
+    from hambench.training import Trainer
 
     res = resolve_config(MODEL, PRESET, None, ["train.dtype=float64"])
     st = open_store(store_path)
@@ -110,7 +110,7 @@ def test_ddp_gradients_equal_single_process(ddp_run, name):
 
 def test_train_run_under_two_ranks(ddp_run):
     from hambench.models.run import load_model
-    from hambench.training._engine import load_checkpoint, params_sha256
+    from hambench.training import load_checkpoint, params_sha256
 
     _, tmp = ddp_run
     run = tmp / "run"

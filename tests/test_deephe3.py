@@ -17,7 +17,7 @@ from hambench.training._data import batch_from_structures
 from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout
 from hambench.testing import equivariance_error, require_realdata
-from hambench.training._engine import TrainConfig
+from hambench.training import TrainConfig
 from hambench import models
 from hambench.models import common
 from hambench.models.deephe3 import DeepHE3, DeepHE3Config

@@ -40,18 +40,15 @@ def stage1(demo, tmp_path_factory):
     return run
 
 
-def _build(stage1, layout, **kw):
-    from hambench.models.harmose import HarmoSE, HarmoSEConfig
+def _build(stage1, layout, name="harmose", **kw):
+    """A small HarmoSE (float64, seed 0) built as a run builds it: the caller loads the stage-1 checkpoint."""
+    from hambench.models import registry
+    from hambench.models.harmose import HarmoSEConfig
+    from hambench.models.run import build_model
 
-    torch.manual_seed(0)
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        m = HarmoSE(HarmoSEConfig(stage1=str(stage1), width=16, heads=4, blocks_per_group=1, num_gaussians=8,
-                                  sh_lmax=2, angle_repeat=4, **kw), layout)
-    finally:
-        torch.set_default_dtype(old)
-    return m.double().eval()
+    cfg = HarmoSEConfig(stage1=str(stage1), width=16, heads=4, blocks_per_group=1, num_gaussians=8, sh_lmax=2,
+                        angle_repeat=4, **kw)
+    return build_model(registry.get(name), cfg, layout, "float64", seed=0).double().eval()
 
 
 def _batch(store, ks, R=None):
@@ -141,10 +138,8 @@ def test_bad_stage1_is_one_line(demo, stage1, tmp_path):
         _build("", lay)
     with pytest.raises(InputError, match="not found"):
         _build(tmp_path / "nope.pt", lay)
-    from hambench.models.harmose import HarmoSE, HarmoSEConfig
-
     with pytest.raises(InputError, match="'deephe3' model; this HarmoSE needs tracegrad-deephe3"):
-        HarmoSE(HarmoSEConfig(stage1=str(stage1)), lay, ("tracegrad-deephe3",))
+        _build(stage1, lay, name="harmose-tracegrad")
     with pytest.raises(InputError, match="unknown to the model"):
         _build(stage1, BasisLayout({1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2], 7: [0, 0, 0, 1, 1, 2],
                                     8: [0, 0, 0, 1, 1, 2], 9: [0, 0, 0, 1, 1, 2], 16: [0, 1]}))

@@ -104,7 +104,7 @@ def test_dependencies_point_one_way():
     ("hambench/basis/_x.py", "from ..store import Store\n", True),
     ("hambench/training/_x.py", "import hambench.scoring\n", True),
     ("pipelines/x.py", "from hambench.models.run import train_run\n", True),
-    ("models/x.py", "from hambench.training import make_loader\nfrom .common import EdgeSH\n", False),
+    ("models/x.py", "from hambench.training import make_loader\nfrom .common import BlockHead\n", False),
     ("hambench/app/x.py", "from hambench.pipelines import prepare\n", False),
 ], ids=["core-imports-model-in-function", "relative-upward", "sibling", "pipeline-imports-model", "downward",
         "app-imports-pipeline"])

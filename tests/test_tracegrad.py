@@ -369,11 +369,11 @@ def test_backbone_every_variant(store, backbone):
 
 def test_overfit_lowers_both_losses(store):
     """tracegrad-deephe3 from the registry (a DeepH-E3 config with a tracegrad section) on a real molecule
-    (H2O), float32 as trained: 8 Adam steps of the engine's loss (hambench.training._engine.loss_terms) + extra_loss lower
+    (H2O), float32 as trained: 8 Adam steps of the engine's loss (hambench.training.loss_terms) + extra_loss lower
     both L_H and L_T (seeded, deterministic on CPU)."""
     from hambench.basis._layout import BasisLayout
     from hambench.models import registry
-    from hambench.training._engine import TrainConfig, loss_terms
+    from hambench.training import TrainConfig, loss_terms
 
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)

@@ -1,4 +1,4 @@
-"""The training engine (hambench.training._engine) and `hambench train`: losses and schedules against hand-computed values,
+"""The training engine (hambench.training) and `hambench train`: losses and schedules against hand-computed values,
 overfitting real molecules (PySCF labels) and the real MoTe2 crystal, bit-identical resume, NaN handling,
 checkpoints, and every bad input as one line with a non-zero exit and an untouched run folder.
 
@@ -18,8 +18,8 @@ import torch
 from hambench.errors import InputError
 from hambench.store._store import open_store
 from hambench.app.testing import cli, one_line_error
-from hambench.training._engine import (TrainConfig, TrainingDiverged, _Schedule, edge_cutoffs, load_checkpoint, loss_terms,
-                            save_checkpoint)
+from hambench.training import (Schedule, TrainConfig, TrainingDiverged, edge_cutoffs, load_checkpoint, loss_terms,
+                               save_checkpoint)
 
 from _toy_model import register_toy
 from _train_data import mote2_store, with_split
@@ -73,7 +73,7 @@ def test_warmup_linear_schedule_hand_computed():
     opt = torch.optim.AdamW([p], lr=5e-4)
     cfg = TrainConfig(optimizer="adamw", lr=5e-4, scheduler="warmup_linear", warmup_steps=10, decay_steps=110,
                       lr_end=1e-7)
-    s = _Schedule(opt, cfg, cfg.decay_steps)
+    s = Schedule(opt, cfg, cfg.decay_steps)
     assert s.lr_at(0) == 0.0 and s.lr_at(5) == pytest.approx(2.5e-4) and s.lr_at(10) == pytest.approx(5e-4)
     assert s.lr_at(60) == pytest.approx(5e-4 - (5e-4 - 1e-7) * 0.5) and s.lr_at(110) == pytest.approx(1e-7)
     assert s.lr_at(10_000) == pytest.approx(1e-7)
@@ -84,7 +84,7 @@ def test_plateau_smoothing_and_revert():
     opt = torch.optim.Adam([p], lr=1.0)
     cfg = TrainConfig(scheduler="plateau", plateau_patience=1, plateau_cooldown=0, plateau_threshold=0.0,
                       plateau_factor=0.5, plateau_smoothing=0.5, revert_threshold=2.0, revert_patience=2)
-    s = _Schedule(opt, cfg, None)
+    s = Schedule(opt, cfg, None)
     assert s.validation(4.0, math.inf) is None and s.smoothed == 4.0
     assert s.validation(2.0, 4.0) is None and s.smoothed == 3.0  # 0.5·2 + 0.5·4
     s.validation(3.0, 2.0)  # smoothed 3.0: no improvement (1 bad epoch = patience → not yet)

@@ -1,6 +1,14 @@
 """The training engine: data (loader, Batch), optimisation step, loop, checkpoints, schedule and run log.
+
+One concept per private module (MACE's ``tools/train.py`` and ``tools/checkpoint.py`` split further):
+``_data`` (batches streamed from a store), ``_config`` (:class:`TrainConfig`), ``_step`` (losses,
+forward/backward, gradient norm), ``_schedule`` (optimiser, warm-up/decay/plateau), ``_loop`` (:class:`Trainer`:
+epochs, validation, revert, divergence), ``_checkpoint`` (a frozen :class:`Checkpoint`, RNG states),
+``_runlog`` (metrics.jsonl, TensorBoard, progress), ``_ddp`` (torchrun processes), ``_cutoffs`` (edge cut-offs
+learned from the training data).
 """
 
+from . import _checkpoint, _config, _cutoffs, _data, _ddp, _loop, _runlog, _schedule, _step
 from ._data import (  # noqa: F401
     Batch,
     edge_vectors,
@@ -13,52 +21,26 @@ from ._data import (  # noqa: F401
     StoreLoader,
     make_loader,
 )
-from ._engine import (  # noqa: F401
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
+from ._config import TrainConfig, RESUME_MAY_CHANGE  # noqa: F401
+from ._ddp import dist_info, Comm  # noqa: F401
+from ._step import torch_dtype, loss_terms, backward, grad_norm, evaluate, batch_structures  # noqa: F401
+from ._schedule import Schedule, make_optimizer, decay_total  # noqa: F401
+from ._checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    RESUME_MAY_CHANGE,
+    Checkpoint,
+    save_checkpoint,
+    load_checkpoint,
     seed_everything,
     rng_state,
     set_rng_state,
-    save_checkpoint,
-    load_checkpoint,
-    loss_terms,
-    edge_cutoffs,
     code_version,
-    dist_info,
-    torch_dtype,
     params_sha256,
 )
+from ._runlog import RunLog  # noqa: F401
+from ._loop import Trainer, TrainingDiverged, EngineState  # noqa: F401
+from ._cutoffs import edge_cutoffs  # noqa: F401
 
-__all__ = [
-    "Batch",
-    "edge_vectors",
-    "collate",
-    "batch_from_structures",
-    "parse_split",
-    "select_split",
-    "augment_rotation",
-    "StoreDataset",
-    "StoreLoader",
-    "make_loader",
-    "TrainConfig",
-    "Trainer",
-    "TrainingDiverged",
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_VERSION",
-    "RESUME_MAY_CHANGE",
-    "seed_everything",
-    "rng_state",
-    "set_rng_state",
-    "save_checkpoint",
-    "load_checkpoint",
-    "loss_terms",
-    "edge_cutoffs",
-    "code_version",
-    "dist_info",
-    "torch_dtype",
-    "params_sha256",
-]
+#: every module's public names (each module's own ``__all__``, imported above)
+__all__ = [name for module in (_data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop, _cutoffs)
+           for name in module.__all__]

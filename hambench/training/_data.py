@@ -29,7 +29,8 @@ import torch
 
 from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout
-from hambench.store._store import Store, StoreRange, contiguous_spans
+from hambench.basis._so3 import random_rotation, rotate_edge_blocks
+from hambench.store._store import Store, StoreRange, contiguous_spans, open_store
 
 __all__ = [
     "Batch",
@@ -166,15 +167,11 @@ def edge_vectors(batch: Batch, pos: torch.Tensor | None = None, cell: torch.Tens
 def augment_rotation(seed: int, epoch: int, index: int) -> np.ndarray:
     """The augmentation rotation of store structure ``index`` in ``epoch``: uniform on SO(3), seeded by
     ``(seed, epoch, index)`` only (so it does not depend on ranks, workers or batch composition)."""
-    from hambench.basis._so3 import random_rotation
-
     return random_rotation(np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x5EED]))
 
 
 def _rotate_range(r: StoreRange, rotations: np.ndarray) -> StoreRange:
     """A copy of ``r`` with structure s rotated by ``rotations[s]``: pos, cell, H, S (T is invariant)."""
-    from hambench.basis._so3 import rotate_edge_blocks
-
     pos = r.pos.copy()
     cell = np.einsum("sij,skj->sik", r.cell, rotations)  # cell @ Rᵀ (rows are lattice vectors)
     H = None if r.H is None else np.empty_like(r.H)
@@ -425,8 +422,6 @@ class StoreDataset(torch.utils.data.IterableDataset):
                  indices=None):
         super().__init__()
         if not isinstance(store, Store):
-            from hambench.store._store import open_store
-
             store = open_store(store)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -1,0 +1,122 @@
+"""One optimisation step and one evaluation pass: loss terms, forward + backward, gradient norm and clipping.
+
+Losses (:class:`~hambench.training.TrainConfig` ``loss``): ``mse`` (DeepH-E3's masked MSE: mean of |ΔH|² over
+every matrix element of the batch, complex targets by |Δ|²) or ``mse+mae`` (QHNet's: per-structure mean of |Δ|²
+plus per-structure mean of |Δ|, averaged over structures); ``reduction`` chooses element- or
+structure-normalised means. A model with ``extra_loss(out, batch, loss_H) -> (total, {name: float})`` adds its
+own terms (TraceGrad).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._config import TrainConfig
+from ._ddp import Comm
+
+__all__ = ["torch_dtype", "loss_terms", "backward", "grad_norm", "evaluate", "batch_structures"]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64`` for the config's ``dtype`` name."""
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def batch_structures(batch) -> int:
+    """Number of structures in ``batch``."""
+    return int(batch.natoms.shape[0])
+
+
+def _element_structure(batch, n_el: int) -> torch.Tensor:
+    """(n_el,) structure index (0..B-1) of every flat H element of the batch."""
+    sizes = batch.H_ptr[1:] - batch.H_ptr[:-1]
+    edge_of = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes, output_size=n_el)
+    return batch.edge_batch[edge_of]
+
+
+def loss_terms(pred, batch, cfg: TrainConfig) -> dict:
+    """Loss numerator and its normaliser for ``pred`` vs ``batch.H`` (flat, aligned; complex by |Δ|², |Δ|).
+
+    Returns ``num`` (a differentiable 0-d tensor), ``den`` (float: elements for ``reduction='element'``,
+    structures for ``'structure'``), and the plain sums ``sq`` = Σ|Δ|², ``abs`` = Σ|Δ|, ``n`` = elements.
+    The loss is ``num / den``; under DDP the engine divides by the global ``den``.
+    """
+    target = batch.H
+    if pred.shape != target.shape:
+        raise ValueError(f"model output H has shape {tuple(pred.shape)}, the target {tuple(target.shape)}")
+    d = pred - target
+    sq = torch.view_as_real(d).pow(2).sum(-1) if d.is_complex() else d.pow(2)  # (n,)
+    ab = d.abs() if cfg.loss == "mse+mae" else None
+    n = int(sq.numel())
+    if cfg.reduction == "element":
+        num = sq.sum() if ab is None else sq.sum() + ab.sum()
+        den = float(max(n, 1))
+    else:
+        B = batch_structures(batch)
+        s_of = _element_structure(batch, n)
+        cnt = torch.zeros(B, dtype=sq.dtype, device=sq.device).index_add_(0, s_of, torch.ones_like(sq))
+        per = torch.zeros(B, dtype=sq.dtype, device=sq.device).index_add_(0, s_of, sq)  # (B,)
+        if ab is not None:
+            per = per + torch.zeros(B, dtype=sq.dtype, device=sq.device).index_add_(0, s_of, ab)
+        num = (per / cnt.clamp_min(1)).sum()
+        den = float(B)
+    with torch.no_grad():
+        abs_sum = float((ab if ab is not None else d.abs()).sum())
+    return {"num": num, "den": den, "sq": float(sq.detach().sum()), "abs": abs_sum, "n": n}
+
+
+def _forward_loss(net, model, batch, cfg: TrainConfig, comm: Comm):
+    """Forward + loss (normalised by the global count). Returns (loss tensor, stats dict)."""
+    out = net(batch)
+    t = loss_terms(out["H"], batch, cfg)
+    (den,) = comm.allreduce([t["den"]])
+    loss_H = t["num"] * (comm.world / den)
+    extras = {}
+    if hasattr(model, "extra_loss"):
+        loss, extras = model.extra_loss(out, batch, loss_H)
+    else:
+        loss = loss_H
+    return loss, {"sq": t["sq"], "abs": t["abs"], "n": t["n"], "num": float(t["num"].detach()),
+                  "den": t["den"], "extras": extras}
+
+
+def backward(net, model, optimizer, batch, cfg: TrainConfig, comm: Comm, device, dtype):
+    """Forward, loss and backward for one batch (gradients left in ``.grad``); returns (loss, stats).
+
+    ``net`` is what runs the forward (``model`` or its DDP wrapper), ``model`` the module itself (its
+    ``extra_loss``); the batch is moved to ``device`` and ``dtype`` first.
+    """
+    net.train()
+    batch = batch.to(device, dtype)
+    optimizer.zero_grad(set_to_none=True)
+    loss, stats = _forward_loss(net, model, batch, cfg, comm)
+    loss.backward()
+    return loss, stats
+
+
+def grad_norm(model, clip: float | None) -> float:
+    """The global 2-norm of the gradients of ``model`` (clipped to ``clip`` first when given; the norm returned
+    is the one before clipping, as ``clip_grad_norm_`` reports it)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    if clip is not None:
+        return float(torch.nn.utils.clip_grad_norm_(params, clip))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+
+
+def evaluate(model, loader, cfg: TrainConfig, comm: Comm, device, dtype) -> dict:
+    """Loss, MSE and MAE (eV) of ``model`` over ``loader``, summed over ranks: {loss, mse, mae, n}."""
+    model.eval()
+    num = den = sq = ab = n = 0.0
+    with torch.set_grad_enabled(bool(getattr(model, "inference_needs_grad", False))):
+        for batch in loader:
+            batch = batch.to(device, dtype)
+            t = loss_terms(model(batch)["H"], batch, cfg)
+            num += float(t["num"].detach())
+            den += t["den"]
+            sq += t["sq"]
+            ab += t["abs"]
+            n += t["n"]
+    num, den, sq, ab, n = comm.allreduce([num, den, sq, ab, n])
+    return {"loss": num / max(den, 1e-300), "mse": sq / max(n, 1), "mae": ab / max(n, 1), "n": int(n)}
