@@ -88,7 +88,6 @@ def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_struct
     Refuses a store the checkpoint cannot take (species, shells, spin) with one line.
     """
     from hambench.training._data import select_split
-    from hambench.basis._layout import BasisLayout
     from hambench.store._store import open_store
     from hambench.training._engine import torch_dtype
 
@@ -98,7 +97,7 @@ def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_struct
         raise InputError("--structures", f"needs at least 1 structure, got {n_structures}")
     model, ck, layout = load_model(checkpoint, device="cpu", dtype=dtype)
     store = open_store(data)
-    layout.check_compatible(BasisLayout.of_store(store), data)
+    layout.check_compatible(store.layout, data)
     idx = select_split(store, split)
     if idx.size == 0:
         raise InputError(data, f"split {split} selects no structures")

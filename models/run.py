@@ -23,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hambench import __version__
 from hambench.atomic import partial_path, replace_dir, write_json
 from hambench.errors import InputError
+from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, select_split,
+                            store_checksum, write_predictions)
 
 from . import registry
 
@@ -124,16 +127,14 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
     of the original structures (rotation-augmented copies follow their parent); ``val_fraction = 0`` or a store
     of one original structure trains and validates on all structures.
     """
-    from hambench.training._data import select_split
-
     if cfg.split:
         name = cfg.split
         if ":" in name:
             raise InputError(store.path, f"train.split takes a split NAME (trains on NAME:train), got {name!r}")
-        tr = select_split(store, f"{name}:train")
-        labels = store.attrs.get("splits", {}).get(name, [])
+        tr = select_split(store, f"{name}:train", flag="train.split")
+        labels = store.meta.splits.get(name, ())
         val_name = next((v for v in ("val", "valid", "validation") if v in labels), None)
-        va = select_split(store, f"{name}:{val_name}") if val_name else None
+        va = select_split(store, f"{name}:{val_name}", flag="train.split") if val_name else None
         if va is not None and va.size == 0:
             va = None
         if tr.size == 0:
@@ -166,7 +167,7 @@ def _loader(store, indices, cfg, shuffle, rank, world, dtype, blocks=("H", "T"),
 
 
 def _check_store_for(spec, store, where) -> None:
-    kind = store.attrs["kind"]
+    kind = store.kind
     if kind not in spec.kinds:
         raise InputError(where, f"model {spec.name!r} trains on {'/'.join(spec.kinds)} stores; this store holds "
                                 f"{kind}s")
@@ -212,11 +213,8 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     """
     import torch
 
-    from hambench.basis._layout import BasisLayout
-    from hambench.store._predictions import store_checksum
-    from hambench.store._store import open_store
-    from hambench.training._engine import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, edge_cutoffs,
-                                load_checkpoint, torch_dtype)
+    from hambench.training._engine import (RESUME_MAY_CHANGE, Trainer, code_version, dist_info, load_checkpoint,
+                                           torch_dtype)
 
     run_dir = Path(run_dir)
     rank, world, local_rank = dist_info()
@@ -241,7 +239,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     else:
         res = resolve_config(name, preset or "paper", config_file, sets, overrides)
     cfg = res.train
-    layout = BasisLayout.of_store(store)
+    layout = store.layout
     checksum = store_checksum(store)
     if ck is not None:
         old = {"model": ck["model"]["config"],
@@ -266,13 +264,13 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     else:  # molecule stores of PySCF hold every atom pair: new molecules get every pair too
         na = store.array("structures/natoms")[:][tr].astype(np.int64)
         ne = store.array("structures/nedges")[:][tr].astype(np.int64)
-        rule = "complete" if store.attrs["kind"] == "molecule" and np.all(ne == na * na) else "cutoff"
+        rule = "complete" if store.kind == "molecule" and np.all(ne == na * na) else "cutoff"
     model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed)
     meta = {
         "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
         "layout": layout.to_dict(),
-        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.attrs["kind"],
-                  "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
+        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.kind,
+                  "spinful": store.spinful, "store_version": store.meta.version,
                   "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
         "edge_cutoffs": cut,
         "edge_rule": rule,
@@ -359,10 +357,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
     Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
     """
-    from hambench.training._data import make_loader, select_split
-    from hambench.basis._layout import BasisLayout
-    from hambench.store._predictions import write_predictions
-    from hambench.store._store import open_store
+    from hambench.training._data import make_loader
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -370,7 +365,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     model, ck, layout = load_model(checkpoint, "cpu")
     store = open_store(data)
     _check_store_for(registry.get(ck["model"]["name"]), store, data)
-    layout.check_compatible(BasisLayout.of_store(store), data)
+    layout.check_compatible(store.layout, data)
     dev = _device(device)
     model.to(dev)
     dtype = ck["train_config"].get("dtype", "float32")
@@ -470,10 +465,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     The output is a store (schema of :mod:`hambench.store._store`) with the predicted ``blocks/H``, no overlap, and
     attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
     """
-    from hambench import __version__
     from hambench.training._data import batch_from_structures
-    from hambench.store._store import StoreWriter
-    from hambench.store._structure import Structure, file_sha256
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -536,18 +528,17 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
 
 
 def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    from hambench.store._store import StoreWriter, structure_arrays
-
-    b = structure_arrays(structs, None, overlap=False)
-    counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),
-              "H": int(b["blocks/H"].size), "S": 0, "T": 0}
-    present = sorted({int(z) for s in structs for z in s.Z})
+    """Write the structures with their predicted H (no S, no T) as a store with ``attrs`` (atomically)."""
+    r = StoreRange.from_structures(structs, layout, overlap=False)
+    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size), "S": 0,
+              "T": 0}
+    present = sorted({int(z) for z in r.Z})
     full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},
             **attrs}
     partial = partial_path(out)
     try:
         w = StoreWriter(partial, counts, full, [])
-        w.append(b)
+        w.append(r)
         w.close()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
