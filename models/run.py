@@ -455,28 +455,9 @@ def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float 
     return src[keep], dst[keep], shift[keep]
 
 
-def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
-                       overwrite: bool = False) -> dict:
-    """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
-
-    Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
-    ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
-    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
-    The output is a store (schema of :mod:`hambench.store._store`) with the predicted ``blocks/H``, no overlap, and
-    attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
-    """
-    from hambench.training._data import batch_from_structures
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(out, "exists already; choose another path or pass --overwrite")
-    model, ck, layout = load_model(checkpoint, "cpu")
-    dev = _device(device)
-    model.to(dev)
-    dtype = ck["train_config"].get("dtype", "float32")
-    frames = read_structures(structures_file)
-    src_file = Path(structures_file)
-    sha = file_sha256(src_file)
+def _frame_structures(frames, layout, ck, src_file: Path, sha: str) -> list:
+    """The frames of a structure file as :class:`Structure` records without blocks, with the edges the checkpoint's
+    training data would have had (:func:`predict_structures`)."""
     structs = []
     for k, at in enumerate(frames):
         Z = at.get_atomic_numbers().astype(np.int64)
@@ -499,20 +480,42 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                                  spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
     if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
         raise InputError(src_file, "periodic structures given to a model trained on molecules")
+    return structs
+
+
+def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
+                       overwrite: bool = False) -> dict:
+    """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
+
+    Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
+    ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
+    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
+    The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
+    and attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
+    """
+    from hambench.training._data import collate
     from hambench.training._engine import torch_dtype
 
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(out, "exists already; choose another path or pass --overwrite")
+    model, ck, layout = load_model(checkpoint, "cpu")
+    dev = _device(device)
+    model.to(dev)
+    dtype = ck["train_config"].get("dtype", "float32")
+    frames = read_structures(structures_file)
+    src_file = Path(structures_file)
+    sha = file_sha256(src_file)
+    r = StoreRange.from_structures(_frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
     t0 = time.perf_counter()
-    preds = []
-    for a in range(0, len(structs), batch_size):
-        chunk = structs[a:a + batch_size]
-        b = batch_from_structures(chunk, layout, dtype=torch_dtype(dtype))
-        b.index = __import__("torch").arange(a, a + len(chunk))
-        for k, H, T, na in _predict_batches(model, [b], dev, dtype):
-            preds.append(H)
+    preds = {}
+    for a in range(0, len(r), batch_size):
+        b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
+        preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
     dt = time.perf_counter() - t0
-    for s, H in zip(structs, preds):
-        s.H = H
-    _write_plain_predictions(structs, layout, out, {
+    r.H = np.concatenate([preds[k] for k in range(len(r))])
+    r.H_ptr = layout.block_ptr(*r.edge_Z())
+    _write_plain_predictions(r, layout, out, {
         "kind": ck["store"]["kind"],
         "hambench_predictions_version": 1,
         "truth": None,
@@ -521,15 +524,15 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                   "config": ck["model"]["config"], "step": ck["engine"]["step"]},
         "split": None,
         "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
-        "timing": {"seconds": dt, "structures_per_s": len(structs) / max(dt, 1e-9), "device": str(dev)},
-    }, overwrite)
-    return {"path": str(out), "structures": len(structs), "seconds": dt,
-            "structures_per_s": len(structs) / max(dt, 1e-9), "edges": int(sum(s.nedges for s in structs))}
+        "timing": {"seconds": dt, "structures_per_s": len(r) / max(dt, 1e-9), "device": str(dev)},
+    })
+    return {"path": str(out), "structures": len(r), "seconds": dt,
+            "structures_per_s": len(r) / max(dt, 1e-9), "edges": int(r.src.size)}
 
 
-def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    """Write the structures with their predicted H (no S, no T) as a store with ``attrs`` (atomically)."""
-    r = StoreRange.from_structures(structs, layout, overlap=False)
+def _write_plain_predictions(r: StoreRange, layout, out: Path, attrs: dict) -> None:
+    """Write the structures ``r`` with their predicted H (no S, no T) as a store with ``attrs`` (atomically; the
+    callers refuse an existing ``out`` unless ``overwrite``)."""
     counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size), "S": 0,
               "T": 0}
     present = sorted({int(z) for z in r.Z})
@@ -543,4 +546,4 @@ def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    replace_dir(partial, out)  # the callers refuse an existing ``out`` unless ``overwrite``
+    replace_dir(partial, out)

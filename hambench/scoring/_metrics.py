@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hambench.basis._conventions import HARTREE_EV, z_to_symbol
-from hambench.basis._layout import BasicBlock, BasisLayout, layout_of
+from hambench.basis._layout import BasicBlock, BasisLayout
 from hambench.store import StoreRange, edge_endpoints
 
 __all__ = [
@@ -207,7 +207,7 @@ def real_space_matrices(blocks, Z, src, dst, shift, layout: BasisLayout, *, over
 def dense_matrices(s, kfrac=None, H=None) -> tuple[np.ndarray, np.ndarray]:
     """(H(k), S(k)) of a :class:`~hambench.store._structure.Structure` (``H`` overrides its blocks, e.g. a
     prediction). ``kfrac=None``: Γ, real for spinless structures (molecules)."""
-    lay = layout_of(s.species, s.spinful)
+    lay = s.layout
     blocks = s.H if H is None else H
     Hk = bloch_sum(blocks, s.Z, s.src, s.dst, s.shift, lay, kfrac)
     if s.S is None or np.asarray(s.S).size == 0:
