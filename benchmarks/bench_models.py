@@ -118,7 +118,7 @@ def bench_train_infer(name, preset, store_path, steps, dtype="float32"):
 
     res = resolve_config(name, preset)
     st = open_store(store_path)
-    layout = BasisLayout.of_store(st)
+    layout = st.layout
     if st.attrs["kind"] not in res.spec.kinds:
         return None
     cfg = res.train

@@ -175,7 +175,7 @@ def _steps(src) -> dict:
     """step → the function whose cumulative profile time it is (the source's own ``read`` for reading)."""
     from hambench.basis import _so3 as so3
     from hambench.pipelines import driver, parts
-    from hambench.store._store import StoreWriter, structure_arrays
+    from hambench.store import StoreRange, StoreWriter
     from hambench.store._structure import Structure
 
     return {
@@ -183,7 +183,7 @@ def _steps(src) -> dict:
         "  of which sha256 of inputs": None,
         "validate (one compiled pass per array)": Structure.validate,
         "traces": so3.edge_traces,
-        "batch (structure_arrays)": structure_arrays,
+        "batch (StoreRange.from_structures)": StoreRange.from_structures.__func__,
         "part write": parts.write_part,
         "store metadata (zarr)": StoreWriter.__init__,
         "shard jobs (read parts, write shards)": parts.write_shard_job,

@@ -599,7 +599,7 @@ def submit_to_board(board: Path, out: Path, fams: dict, args, commands: list[str
 
     from hambench.leaderboard.board import DEFAULT_BOARD
     from hambench.leaderboard.submit import submit
-    from hambench.store._predictions import store_checksum
+    from hambench.store import store_checksum
     from hambench.store._store import open_store
 
     board = board.resolve()

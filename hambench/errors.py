@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HambenchError", "InputError", "StoreError", "ExcludedItem"]
+__all__ = ["HambenchError", "InputError", "StoreError", "StoreMetaError", "ExcludedItem"]
 
 
 class HambenchError(Exception):
@@ -25,6 +25,15 @@ class InputError(HambenchError, ValueError):
 
 class StoreError(HambenchError, ValueError):
     """A store is of another version, misses a field, or is inconsistent."""
+
+
+class StoreMetaError(StoreError, InputError):
+    """A store attribute (or a source's declaration of one) is missing or has a wrong value.
+
+    The message names the store (when there is one) and the attribute: ``x.zarr: store attribute kind must be one
+    of crystal, molecule, got 'liquid'``. It is a :class:`StoreError` and, for the sources that declare
+    attributes, an :class:`InputError`.
+    """
 
 
 class ExcludedItem(InputError):

@@ -16,8 +16,7 @@ import yaml
 
 from hambench.atomic import write_text
 from hambench.errors import InputError
-from hambench.store import open_store, store_checksum
-from hambench.training import select_split
+from hambench.store import open_store, select_split, store_checksum
 
 from .board import check_name
 from .schema import load_yaml_strict, validate_datasets
@@ -61,7 +60,7 @@ def meta_template(board: Path, dataset: str) -> str:
 
 def _entry(board: Path, truth: Path, split: str | None, scf: int | None, title: str | None, dataset: str) -> dict:
     st = open_store(truth)
-    kind = st.attrs["kind"]
+    kind = st.kind
     if split is not None:
         n = len(select_split(st, split))
         if n == 0:

@@ -145,7 +145,7 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
     scorer : ``f(preds, truth, options, plots_dir) -> scores dict``; default :func:`recompute_scores`
     plots : also make the per-block heat maps and parity plots (``hambench.scoring._plots``)
     """
-    from hambench.store._predictions import open_predictions, store_checksum
+    from hambench.store import open_predictions, select_split, store_checksum
 
     b = board if isinstance(board, Board) else open_board(board)
     meta_path = Path(meta_path)
@@ -171,8 +171,7 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
         raise InputError(preds_path, f"predicts split {preds.split!r}; the board's dataset {ds.name!r} is scored "
                                      f"on {ds.split!r}")
     if ds.split is not None:
-        name, subset = ds.split.split(":", 1)
-        want = set(map(int, preds.truth.split(name).get(subset, [])))
+        want = set(map(int, select_split(preds.truth, ds.split, flag=f"the board's dataset {ds.name!r} split")))
         have = set(map(int, preds.truth_index))
         if want != have:
             raise InputError(preds_path, f"holds {len(have)} structures, split {ds.split!r} has {len(want)} "

@@ -88,7 +88,7 @@ def checkpoint_equivariance(checkpoint, data, split: str | None = None, n_struct
         raise InputError("--structures", f"needs at least 1 structure, got {n_structures}")
     model, ck, layout = load_model(checkpoint, device="cpu", dtype=dtype)
     store = open_store(data)
-    layout.check_compatible(BasisLayout.of_store(store), data)
+    layout.check_compatible(store.layout, data)
     idx = select_split(store, split)
     if idx.size == 0:
         raise InputError(data, f"split {split} selects no structures")

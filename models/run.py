@@ -28,11 +28,10 @@ from hambench.atomic import partial_path, replace_dir, write_json
 from hambench.basis import BasisLayout, edge_vectors, neighbor_list
 from hambench.config import from_dict, load_yaml, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
-from hambench.store import (Structure, StoreWriter, file_sha256, open_store, store_checksum, structure_arrays,
-                            write_predictions)
-from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Trainer, batch_from_structures,
-                               code_version, dist_info, edge_cutoffs, load_checkpoint, make_loader, seed_everything,
-                               select_split, torch_dtype)
+from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, select_split,
+                            store_checksum, write_predictions)
+from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Trainer, code_version, collate, dist_info,
+                               load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
 from .common import default_dtype
@@ -144,10 +143,10 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
         name = cfg.split
         if ":" in name:
             raise InputError(store.path, f"train.split takes a split NAME (trains on NAME:train), got {name!r}")
-        tr = select_split(store, f"{name}:train")
-        labels = store.attrs.get("splits", {}).get(name, [])
+        tr = select_split(store, f"{name}:train", flag="train.split")
+        labels = store.meta.splits.get(name, ())
         val_name = next((v for v in ("val", "valid", "validation") if v in labels), None)
-        va = select_split(store, f"{name}:{val_name}") if val_name else None
+        va = select_split(store, f"{name}:{val_name}", flag="train.split") if val_name else None
         if va is not None and va.size == 0:
             va = None
         if tr.size == 0:
@@ -170,7 +169,7 @@ def split_indices(store, cfg) -> tuple[np.ndarray, np.ndarray | None, str]:
 
 
 def _check_store_for(spec, store, where) -> None:
-    kind = store.attrs["kind"]
+    kind = store.kind
     if kind not in spec.kinds:
         raise InputError(where, f"model {spec.name!r} trains on {'/'.join(spec.kinds)} stores; this store holds "
                                 f"{kind}s")
@@ -252,7 +251,7 @@ def _edge_rule(store, tr, ck: Checkpoint | None) -> str:
         return ck.meta["edge_rule"]
     na = store.array("structures/natoms")[:][tr].astype(np.int64)
     ne = store.array("structures/nedges")[:][tr].astype(np.int64)
-    return "complete" if store.attrs["kind"] == "molecule" and np.all(ne == na * na) else "cutoff"
+    return "complete" if store.kind == "molecule" and np.all(ne == na * na) else "cutoff"
 
 
 def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Checkpoint | None) -> dict:
@@ -261,8 +260,8 @@ def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Che
     return {
         "model": {"name": name, "config": res.as_dict()["model"], "preset": res.preset},
         "layout": layout.to_dict(),
-        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.attrs["kind"],
-                  "spinful": store.spinful, "store_version": int(store.attrs["hambench_store_version"]),
+        "store": {"path": str(Path(data).resolve()), "checksum": checksum, "kind": store.kind,
+                  "spinful": store.spinful, "store_version": store.meta.version,
                   "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
         "edge_cutoffs": ck.meta["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr),
         "edge_rule": _edge_rule(store, tr, ck),
@@ -293,7 +292,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     ck, best_ck = _resume_from(run_dir, name, resume)
     res = _run_config(name, ck, preset, config_file, sets, overrides)
     cfg = res.train
-    layout = BasisLayout.of_store(store)
+    layout = store.layout
     checksum = store_checksum(store)
     if ck is not None:
         _check_resume(ck, res, checksum, run_dir, data)
@@ -378,7 +377,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     model, ck, layout = load_model(checkpoint, "cpu")
     store = open_store(data)
     _check_store_for(registry.get(ck["model"]["name"]), store, data)
-    layout.check_compatible(BasisLayout.of_store(store), data)
+    layout.check_compatible(store.layout, data)
     dev = _device(device)
     model.to(dev)
     dtype = ck["train_config"].get("dtype", "float32")
@@ -464,26 +463,9 @@ def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float 
     return src[keep], dst[keep], shift[keep]
 
 
-def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
-                       overwrite: bool = False) -> dict:
-    """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
-
-    Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
-    ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
-    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
-    The output is a store (schema of :mod:`hambench.store._store`) with the predicted ``blocks/H``, no overlap, and
-    attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError(out, "exists already; choose another path or pass --overwrite")
-    model, ck, layout = load_model(checkpoint, "cpu")
-    dev = _device(device)
-    model.to(dev)
-    dtype = ck["train_config"].get("dtype", "float32")
-    frames = read_structures(structures_file)
-    src_file = Path(structures_file)
-    sha = file_sha256(src_file)
+def _frame_structures(frames, layout, ck, src_file: Path, sha: str) -> list:
+    """The frames of a structure file as :class:`Structure` records without blocks, with the edges the checkpoint's
+    training data would have had (:func:`predict_structures`)."""
     structs = []
     for k, at in enumerate(frames):
         Z = at.get_atomic_numbers().astype(np.int64)
@@ -506,18 +488,40 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                                  spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
     if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
         raise InputError(src_file, "periodic structures given to a model trained on molecules")
+    return structs
+
+
+def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
+                       overwrite: bool = False) -> dict:
+    """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
+
+    Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
+    ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
+    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
+    The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
+    and attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
+    """
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(out, "exists already; choose another path or pass --overwrite")
+    model, ck, layout = load_model(checkpoint, "cpu")
+    dev = _device(device)
+    model.to(dev)
+    dtype = ck["train_config"].get("dtype", "float32")
+    frames = read_structures(structures_file)
+    src_file = Path(structures_file)
+    sha = file_sha256(src_file)
+    r = StoreRange.from_structures(_frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
     t0 = time.perf_counter()
-    preds = []
-    for a in range(0, len(structs), batch_size):
-        chunk = structs[a:a + batch_size]
-        b = batch_from_structures(chunk, layout, dtype=torch_dtype(dtype))
-        b.index = torch.arange(a, a + len(chunk))
-        for k, H, T, na in _predict_batches(model, [b], dev, dtype):
-            preds.append(H)
+    preds = {}
+    for a in range(0, len(r), batch_size):
+        b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
+        preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
     dt = time.perf_counter() - t0
-    for s, H in zip(structs, preds):
-        s.H = H
-    _write_plain_predictions(structs, layout, out, {
+    r.H = np.concatenate([preds[k] for k in range(len(r))])
+    r.H_ptr = layout.block_ptr(*r.edge_Z())
+    _write_plain_predictions(r, layout, out, {
         "kind": ck["store"]["kind"],
         "hambench_predictions_version": 1,
         "truth": None,
@@ -526,25 +530,26 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                   "config": ck["model"]["config"], "step": ck["engine"]["step"]},
         "split": None,
         "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
-        "timing": {"seconds": dt, "structures_per_s": len(structs) / max(dt, 1e-9), "device": str(dev)},
-    }, overwrite)
-    return {"path": str(out), "structures": len(structs), "seconds": dt,
-            "structures_per_s": len(structs) / max(dt, 1e-9), "edges": int(sum(s.nedges for s in structs))}
+        "timing": {"seconds": dt, "structures_per_s": len(r) / max(dt, 1e-9), "device": str(dev)},
+    })
+    return {"path": str(out), "structures": len(r), "seconds": dt,
+            "structures_per_s": len(r) / max(dt, 1e-9), "edges": int(r.src.size)}
 
 
-def _write_plain_predictions(structs, layout, out: Path, attrs: dict, overwrite: bool) -> None:
-    b = structure_arrays(structs, None, overlap=False)
-    counts = {"structures": len(structs), "atoms": int(b["atoms/Z"].size), "edges": int(b["edges/src"].size),
-              "H": int(b["blocks/H"].size), "S": 0, "T": 0}
-    present = sorted({int(z) for s in structs for z in s.Z})
+def _write_plain_predictions(r: StoreRange, layout, out: Path, attrs: dict) -> None:
+    """Write the structures ``r`` with their predicted H (no S, no T) as a store with ``attrs`` (atomically; the
+    callers refuse an existing ``out`` unless ``overwrite``)."""
+    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size), "S": 0,
+              "T": 0}
+    present = sorted({int(z) for z in r.Z})
     full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},
             **attrs}
     partial = partial_path(out)
     try:
         w = StoreWriter(partial, counts, full, [])
-        w.append(b)
+        w.append(r)
         w.close()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    replace_dir(partial, out)  # the callers refuse an existing ``out`` unless ``overwrite``
+    replace_dir(partial, out)

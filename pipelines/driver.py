@@ -28,15 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hambench import __version__
+from hambench import __version__, _core
 from hambench.atomic import replace_dir, write_json
+from hambench.basis import edge_traces, random_rotation, rotate_edge_blocks
 from hambench.errors import ExcludedItem, HambenchError, InputError
-from hambench.store._store import _resolved, structure_arrays
-from hambench.store._structure import Structure
+from hambench.parallel import run_tasks, worker_pool
+from hambench.store import ROWS, StoreRange, StoreWriter, Structure, resolved_path
 from . import get_source
 from .parts import PART_FORMAT, read_part_header, shard_jobs, write_part, write_shard_job
 
-__all__ = ["run", "process_range", "structure_arrays", "rotate_structure", "restrict_edges"]
+__all__ = ["run", "process_range", "rotate_structure", "restrict_edges"]
 
 #: items per range at most (a range is one Dask task and one part file)
 MAX_RANGE_ITEMS = 64
@@ -46,8 +47,6 @@ SPLIT_ORDER = ("train", "val", "test")
 # --- per-structure work (runs in workers) ----------------------------------------------------------------
 def rotate_structure(s: Structure, R: np.ndarray, index: int, k: int) -> Structure:
     """A rigidly rotated copy (r' = R r) of structure ``s`` (local index ``index``): positions, cell, blocks."""
-    from hambench.basis import _so3 as so3
-
     Zs, Zd = s.Z[s.src], s.Z[s.dst]
     return Structure(
         id=f"{s.id}/rot{k}",
@@ -58,8 +57,8 @@ def rotate_structure(s: Structure, R: np.ndarray, index: int, k: int) -> Structu
         src=s.src,
         dst=s.dst,
         shift=s.shift,
-        H=so3.rotate_edge_blocks(s.H, Zs, Zd, s.species, R, spinful=s.spinful),
-        S=None if s.S is None else so3.rotate_edge_blocks(s.S, Zs, Zd, s.species, R, spinful=False),
+        H=rotate_edge_blocks(s.H, Zs, Zd, s.species, R, spinful=s.spinful),
+        S=None if s.S is None else rotate_edge_blocks(s.S, Zs, Zd, s.species, R, spinful=False),
         species=s.species,
         spinful=s.spinful,
         energy=s.energy,
@@ -80,8 +79,6 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
     ``{"zero_filled": edges with no DFT block, "dropped": DFT edges beyond the cutoff, "dft_edges": DFT edges,
     "dropped_max_abs_H": largest |H| element of a dropped block (eV)}``.
     """
-    from hambench import _core
-
     src, dst, shift = _core.neighbor_list(s.pos, s.cell, tuple(bool(x) for x in s.pbc), float(cutoff))
     index = s.edge_index()
     hp, sp = s.block_ptr(), s.block_ptr(False)
@@ -108,6 +105,38 @@ def restrict_edges(s: Structure, cutoff: float) -> tuple[Structure, dict]:
                  "dropped_max_abs_H": worst}
 
 
+def _prepared(s: Structure, item, cutoff, zero_fill: bool, stats: dict) -> Structure:
+    """``s`` validated and, with ``cutoff``, on the neighbour-list edges (counts added to ``stats``)."""
+    where = s.sources[0][0] if s.sources else str(item)
+    s.validate(path=where)
+    if cutoff:
+        s, c = restrict_edges(s, cutoff)
+        if c["zero_filled"] and not zero_fill:
+            raise InputError(where, f"--cutoff {cutoff:g} Å makes {c['zero_filled']:,} of {s.nedges:,} "
+                                    f"edges pairs without a DFT block (they would be zero blocks); pass "
+                                    f"--zero-fill to accept them, or use a smaller --cutoff")
+        stats["zero_filled_edges"] += c["zero_filled"]
+        stats["dropped"] += c["dropped"]
+        stats["dft_edges"] += c["dft_edges"]
+        stats["dropped_max_abs_H"] = max(stats["dropped_max_abs_H"], c["dropped_max_abs_H"])
+    s.parent = -1
+    return s
+
+
+def _write_part(part: str, structs: list[Structure], traces: list, items) -> dict:
+    """Write the structures as one part; returns what the manifest records of them (counts, splits, species)."""
+    if any(s.spinful != structs[0].spinful for s in structs):
+        raise InputError(items[0], "mixes spinful and spinless structures in one data set")
+    for s in structs:  # a structure without an overlap is stored with zero S blocks
+        if s.S is None:
+            s.S = np.zeros(int(s.block_ptr(False)[-1]))
+    r = StoreRange.from_structures(structs, traces=traces)
+    write_part(part, r.columns())
+    return {"splits": r.split_labels, "species": {str(z): sh for z, sh in r.species.items()},
+            "spinful": bool(r.spinful), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size),
+            "S": int(r.S.size), "T": int(r.T.size)}
+
+
 def process_range(source, items: list, first_index: int, part: str, augment: int, seed: int, cutoff,
                   zero_fill: bool = False) -> dict:
     """Read, check, convert and augment the structures of ``items``; write them as one part file.
@@ -119,13 +148,10 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
     range's first item: rotations are seeded by (seed, item index, structure, copy), so they do not depend on
     how items are grouped into ranges.
     """
-    from hambench.basis import _so3 as so3
-
     structs: list[Structure] = []
     traces = []
     excluded = []
-    zero_filled = 0
-    cut = {"dropped": 0, "dft_edges": 0, "dropped_max_abs_H": 0.0}
+    stats = {"zero_filled_edges": 0, "dropped": 0, "dft_edges": 0, "dropped_max_abs_H": 0.0}
     parent_ids: dict[str, str] = {}
     for n, item in enumerate(items):
         try:
@@ -135,20 +161,8 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
             continue
         for m, s in enumerate(got):
             parent_id = s.__dict__.pop("parent_id", None)  # a source's own rotated copy (re-imported exports)
-            where = s.sources[0][0] if s.sources else str(item)
-            s.validate(path=where)
-            if cutoff:
-                s, c = restrict_edges(s, cutoff)
-                if c["zero_filled"] and not zero_fill:
-                    raise InputError(where, f"--cutoff {cutoff:g} Å makes {c['zero_filled']:,} of {s.nedges:,} "
-                                            f"edges pairs without a DFT block (they would be zero blocks); pass "
-                                            f"--zero-fill to accept them, or use a smaller --cutoff")
-                zero_filled += c["zero_filled"]
-                cut["dropped"] += c["dropped"]
-                cut["dft_edges"] += c["dft_edges"]
-                cut["dropped_max_abs_H"] = max(cut["dropped_max_abs_H"], c["dropped_max_abs_H"])
-            t = so3.edge_traces(s.H, s.Z[s.src], s.Z[s.dst], s.species, spinful=s.spinful)
-            s.parent = -1
+            s = _prepared(s, item, cutoff, zero_fill, stats)
+            t = edge_traces(s.H, s.Z[s.src], s.Z[s.dst], s.species, spinful=s.spinful)
             local = len(structs)
             if parent_id is not None:
                 parent_ids[str(local)] = str(parent_id)
@@ -156,37 +170,20 @@ def process_range(source, items: list, first_index: int, part: str, augment: int
             traces.append(t)
             rng = np.random.default_rng([seed, first_index + n, m])
             for k in range(augment):
-                R = so3.random_rotation(rng)
-                structs.append(rotate_structure(s, R, local, k))
+                structs.append(rotate_structure(s, random_rotation(rng), local, k))
                 traces.append(t)  # traces are rotation invariant: the parent's labels, exactly
     manifest = {
         "structures": len(structs),
         "excluded": excluded,
-        "zero_filled_edges": zero_filled,
-        "cutoff": cut,
+        "zero_filled_edges": stats.pop("zero_filled_edges"),
+        "cutoff": stats,
         "parent_ids": parent_ids,
         "splits": {},
         "species": {},
         "spinful": None,
     }
     if structs:
-        batch = structure_arrays(structs, traces)
-        names = sorted({k for s in structs for k in s.splits})
-        for name in names:
-            batch[f"splitlabel/{name}"] = np.array([s.splits.get(name, "") for s in structs], dtype=object)
-        manifest.update(
-            splits={name: sorted({s.splits[name] for s in structs if name in s.splits}) for name in names},
-            species={str(z): sh for s in structs for z, sh in s.species.items()},
-            spinful=bool(structs[0].spinful),
-            atoms=int(batch["atoms/Z"].size),
-            edges=int(batch["edges/src"].size),
-            H=int(batch["blocks/H"].size),
-            S=int(batch["blocks/S"].size),
-            T=int(batch["blocks/T"].size),
-        )
-        if any(s.spinful != structs[0].spinful for s in structs):
-            raise InputError(items[0], "mixes spinful and spinless structures in one data set")
-        write_part(part, batch)
+        manifest.update(_write_part(part, structs, traces, items))
     write_json(f"{part}.json", manifest, indent=None)  # the .json marks the part as finished
     return manifest
 
@@ -199,6 +196,36 @@ def _ranges(n: int, workers: int, max_items: int = MAX_RANGE_ITEMS) -> list[list
 
 def _fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_arguments(output: Path, augment: int, workers: int, cutoff, overwrite: bool) -> None:
+    if augment < 0:
+        raise InputError(None, f"--augment must be >= 0, got {augment}")
+    if workers < 1:
+        raise InputError(None, f"--workers must be >= 1, got {workers}")
+    if cutoff is not None and not cutoff > 0:
+        raise InputError(None, f"--cutoff must be positive, got {cutoff}")
+    if output.exists() and not overwrite:
+        raise InputError(output, "exists already; choose another -o or pass --overwrite")
+
+
+def _plan(partial: Path, key: dict, n_items: int, one_item_ranges: bool, workers: int, scheduler) -> list:
+    """The item ranges of the run: those of the partial run it resumes (same key), else new ones (recorded)."""
+    manifest_path = partial / "manifest.json"
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+            if old.get("key") == key:
+                return old["ranges"]
+        except (OSError, ValueError):
+            pass
+        print(f"hambench: {partial} is from a different command; starting over", file=sys.stderr)
+        shutil.rmtree(partial)
+    (partial / "parts").mkdir(parents=True, exist_ok=True)
+    # DFT sources: one item per range, so the bar (and its ETA) moves with every finished DFT run
+    ranges = _ranges(n_items, workers if scheduler is None else 8, 1 if one_item_ranges else MAX_RANGE_ITEMS)
+    write_json(manifest_path, {"key": key, "ranges": ranges})
+    return ranges
 
 
 def run(
@@ -223,14 +250,7 @@ def run(
     """
     t0 = time.perf_counter()
     output = Path(output)
-    if augment < 0:
-        raise InputError(None, f"--augment must be >= 0, got {augment}")
-    if workers < 1:
-        raise InputError(None, f"--workers must be >= 1, got {workers}")
-    if cutoff is not None and not cutoff > 0:
-        raise InputError(None, f"--cutoff must be positive, got {cutoff}")
-    if output.exists() and not overwrite:
-        raise InputError(output, "exists already; choose another -o or pass --overwrite")
+    _check_arguments(output, augment, workers, cutoff, overwrite)
     if source.startswith("pyscf/") and "raw_dir" not in options:
         options["raw_dir"] = output.with_name(output.name.removesuffix(".zarr") + ".raw")
     src = get_source(source, input_path, seed=seed, cutoff=cutoff, **options)
@@ -240,7 +260,6 @@ def run(
     _check_spin(src, items, input_path)
     _say_expected_time(src, source, items, workers if scheduler is None else None)
     partial = output.with_name(output.name + ".partial")
-    parts_dir = partial / "parts"
     key = {
         "source": source,
         "input": str(input_path),
@@ -252,30 +271,10 @@ def run(
         "hambench": __version__,
         "parts": PART_FORMAT,  # partials of another part format start over
     }
-    manifest_path = partial / "manifest.json"
-    ranges = None
-    if manifest_path.exists():
-        try:
-            old = json.loads(manifest_path.read_text())
-            if old.get("key") == key:
-                ranges = old["ranges"]
-        except (OSError, ValueError):
-            ranges = None
-        if ranges is None:
-            print(f"hambench: {partial} is from a different command; starting over", file=sys.stderr)
-            shutil.rmtree(partial)
-    if ranges is None:
-        parts_dir.mkdir(parents=True, exist_ok=True)
-        # DFT sources: one item per range, so the bar (and its ETA) moves with every finished DFT run
-        ranges = _ranges(len(items), workers if scheduler is None else 8,
-                         1 if hasattr(src, "expected_seconds") else MAX_RANGE_ITEMS)
-        write_json(manifest_path, {"key": key, "ranges": ranges})
-
-    part_name = [str(parts_dir / f"{r:05d}") for r in range(len(ranges))]
+    ranges = _plan(partial, key, len(items), hasattr(src, "expected_seconds"), workers, scheduler)
+    part_name = [str(partial / "parts" / f"{r:05d}") for r in range(len(ranges))]
     todo = [r for r in range(len(ranges)) if not Path(part_name[r] + ".json").exists()]
     done_items = sum(b - a for r, (a, b) in enumerate(ranges) if r not in set(todo))
-    from hambench.parallel import worker_pool
-
     try:
         with worker_pool(workers, scheduler) as pool:  # one fork: the same warm workers read and then write
             _execute(src, items, ranges, todo, part_name, augment, seed, (cutoff, zero_fill), workers, scheduler,
@@ -342,8 +341,6 @@ def _say_expected_time(src, source, items, workers) -> None:
 def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers, scheduler, quiet, done, label,
              pool=None):
     """Run the unfinished ranges through the core range runner (local processes or a Dask scheduler)."""
-    from hambench.parallel import run_tasks
-
     nexcluded = 0
 
     def advance(i, manifest):
@@ -359,15 +356,9 @@ def _execute(src, items, ranges, todo, part_name, augment, seed, cutoff, workers
               pool=pool)
 
 
-def _assemble(partial, output, part_name, src, source, input_path, options, key, workers=1, scheduler=None,
-              quiet=True, pool=None) -> str:
-    from hambench.store._store import StoreWriter
-
-    manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
-    filled = [m for m in manifests if m["structures"]]
-    excluded = [e for m in manifests for e in m["excluded"]]
-    if not filled:
-        raise InputError(input_path, f"no structure could be prepared ({len(excluded)} items excluded)")
+def _merge_parts(filled: list[dict], input_path) -> tuple[bool, dict, dict, dict]:
+    """(spinful, species, split labels, counts) of the store made of the parts ``filled`` (their manifests);
+    parts of mixed spin or with other shells for one element are refused."""
     spinful = {m["spinful"] for m in filled}
     if len(spinful) != 1:
         raise InputError(input_path, "mixes spinful and spinless structures in one data set")
@@ -380,72 +371,107 @@ def _assemble(partial, output, part_name, src, source, input_path, options, key,
     split_labels: dict[str, list[str]] = {}
     for m in filled:
         for name, labs in m["splits"].items():
-            split_labels.setdefault(name, [])
-            split_labels[name] = sorted(set(split_labels[name]) | set(labs),
+            split_labels[name] = sorted(set(split_labels.get(name, [])) | set(labs),
                                         key=lambda x: (SPLIT_ORDER.index(x) if x in SPLIT_ORDER else 9, x))
-    counts = {c: sum(m.get(c, 0) for m in filled) for c in ("structures", "atoms", "edges", "H", "S", "T")}
-    sattrs = src.attrs().to_dict()  # hambench.store._meta.StoreAttrs: the dict the source declared
+    counts = {c: sum(m.get(c, 0) for m in filled) for c in ROWS}
+    return spinful.pop(), dict(sorted(species.items(), key=lambda kv: int(kv[0]))), split_labels, counts
+
+
+def _cutoff_counts(manifests: list[dict]) -> tuple[int, int, float]:
+    """(DFT pairs dropped, DFT pairs, largest |H| dropped in eV) over the parts of a ``--cutoff`` run."""
+    cuts = [m["cutoff"] for m in manifests]
+    return (int(sum(c["dropped"] for c in cuts)), int(sum(c["dft_edges"] for c in cuts)),
+            max((c["dropped_max_abs_H"] for c in cuts), default=0.0))
+
+
+def _store_attrs(src, source: str, input_path, options: dict, key: dict, manifests: list[dict], spinful: bool,
+                 species: dict, split_labels: dict) -> dict:
+    """The attributes of the store (the driver's, then the keys the source declares besides its fields)."""
+    declared = src.attrs()  # hambench.store.StoreAttrs
     attrs = {
-        "kind": sattrs.get("kind", "crystal"),
-        "spinful": spinful.pop(),
-        "species": dict(sorted(species.items(), key=lambda kv: int(kv[0]))),
-        "dft": sattrs.get("dft", {}),
-        "constants": sattrs.get("constants", "CODATA2018"),
+        "kind": declared.kind,
+        "spinful": spinful,
+        "species": species,
+        "dft": declared.dft,
+        "constants": declared.constants,
         "splits": split_labels,
-        "source": {"name": source, "input": None if input_path is None else _resolved(input_path),
+        "source": {"name": source, "input": None if input_path is None else resolved_path(input_path),
                    "options": {k: str(v) for k, v in sorted(options.items()) if k != "raw_dir"},
                    "augment": key["augment"], "seed": key["seed"], "cutoff": key["cutoff"]},
         "created_by": {"hambench": __version__},
-        "excluded": excluded,
+        "excluded": [e for m in manifests for e in m["excluded"]],
         "zero_filled_edges": int(sum(m["zero_filled_edges"] for m in manifests)),
     }
     if key["cutoff"]:
-        cuts = [m.get("cutoff", {}) for m in manifests]
-        attrs["cutoff_dropped_edges"] = int(sum(c.get("dropped", 0) for c in cuts))
-        attrs["cutoff_dft_edges"] = int(sum(c.get("dft_edges", 0) for c in cuts))
-        attrs["cutoff_dropped_max_abs_H"] = max((c.get("dropped_max_abs_H", 0.0) for c in cuts), default=0.0)
-    for k, v in sattrs.items():
+        (attrs["cutoff_dropped_edges"], attrs["cutoff_dft_edges"],
+         attrs["cutoff_dropped_max_abs_H"]) = _cutoff_counts(manifests)
+    for k, v in declared.extra.items():
         attrs.setdefault(k, v)
+    return attrs
+
+
+def _parent_fixes(stems: list[str], filled: list[dict]) -> dict[int, dict]:
+    """Part number → {"parent": {local: global index}, "eye": [local]} for structures whose parent a source named
+    by id: the index of that id in this store, or (a parent not in the store) an original after all."""
+    if not any(m.get("parent_ids") for m in filled):
+        return {}
+    global_index, offset = {}, 0
+    for p, m in zip(stems, filled):
+        ids = read_part_header(p)["objects"]["structures/id"]
+        global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
+        offset += m["structures"]
+    fixes = {}
+    for n, m in enumerate(filled):
+        fix = {"parent": {}, "eye": []}
+        for local, pid in m.get("parent_ids", {}).items():
+            if pid in global_index:
+                fix["parent"][int(local)] = global_index[pid]
+            else:
+                fix["eye"].append(int(local))
+        fixes[n] = fix
+    return fixes
+
+
+def _summary(output: Path, counts: dict, manifests: list[dict], key: dict) -> str:
+    """The line ``prepare`` prints (and the ``--cutoff`` warning on stderr)."""
+    def n(count, word):
+        return f"{count:,} {word}{'s' if count != 1 else ''}"
+
+    nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
+    msg = (f"wrote {output}: {n(counts['structures'], 'structure')}, {n(counts['atoms'], 'atom')}, "
+           f"{n(counts['edges'], 'edge')}, {counts['H']:,} H elements, {nbytes / 1e6:.1f} MB")
+    excluded = sum(len(m["excluded"]) for m in manifests)
+    if excluded:
+        msg += f"; {n(excluded, 'item')} excluded (hambench info --json {output})"
+    zero_filled = sum(m["zero_filled_edges"] for m in manifests)
+    if zero_filled:
+        msg += f"; {zero_filled:,} of {counts['edges']:,} edges zero-filled (--zero-fill)"
+    dropped, dft_edges, worst = _cutoff_counts(manifests) if key["cutoff"] else (0, 0, 0.0)
+    if dropped:
+        warning = (f"--cutoff {key['cutoff']:g} Å dropped {dropped:,} of {dft_edges:,} DFT pairs "
+                   f"(|H| up to {worst:.3g} eV)")
+        print(f"hambench: warning: {warning}", file=sys.stderr)
+        msg += f"; {warning}"
+    return msg
+
+
+def _assemble(partial, output, part_name, src, source, input_path, options, key, workers=1, scheduler=None,
+              quiet=True, pool=None) -> str:
+    """Write the store from the finished parts (one job per shard), rename it into place; the summary line."""
+    manifests = [json.loads(Path(p + ".json").read_text()) for p in part_name]
+    filled = [m for m in manifests if m["structures"]]
+    if not filled:
+        excluded = sum(len(m["excluded"]) for m in manifests)
+        raise InputError(input_path, f"no structure could be prepared ({excluded} items excluded)")
+    spinful, species, split_labels, counts = _merge_parts(filled, input_path)
+    attrs = _store_attrs(src, source, input_path, options, key, manifests, spinful, species, split_labels)
     tmp_store = partial / "store.zarr"
     writer = StoreWriter(tmp_store, counts, attrs, list(split_labels))  # a fresh store: metadata, attributes
     stems = [p for p, m in zip(part_name, manifests) if m["structures"]]  # the parts of ``filled``
-    fixes: dict[int, dict] = {}
-    if any(m.get("parent_ids") for m in filled):  # parents named by id: the index of that id in this store
-        global_index, offset = {}, 0
-        for p, m in zip(stems, filled):
-            ids = read_part_header(p)["objects"]["structures/id"]
-            global_index.update({str(sid): offset + k for k, sid in enumerate(ids)})
-            offset += m["structures"]
-        for n, m in enumerate(filled):
-            fix = {"parent": {}, "eye": []}
-            for local, pid in m.get("parent_ids", {}).items():
-                if pid in global_index:
-                    fix["parent"][int(local)] = global_index[pid]
-                else:  # its parent is not part of this store: an original after all
-                    fix["eye"].append(int(local))
-            fixes[n] = fix
-    sizes = [{c: m[c] for c in ("structures", "atoms", "edges", "H", "S", "T")} for m in filled]
-    jobs = shard_jobs(tmp_store, writer.layouts, stems, sizes, fixes, split_labels)
-    from hambench.parallel import run_tasks
-
+    jobs = shard_jobs(tmp_store, writer.arrays, stems, filled, _parent_fixes(stems, filled), split_labels)
     run_tasks(write_shard_job, [j for j, _ in jobs], workers=workers, scheduler=scheduler, quiet=quiet,
               label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB",
               pool=pool)
     replace_dir(tmp_store, output)  # --overwrite was checked before any work
     shutil.rmtree(partial)
-    nbytes = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
-    def n(count, word):
-        return f"{count:,} {word}{'s' if count != 1 else ''}"
-
-    msg = (f"wrote {output}: {n(counts['structures'], 'structure')}, {n(counts['atoms'], 'atom')}, "
-           f"{n(counts['edges'], 'edge')}, {counts['H']:,} H elements, {nbytes / 1e6:.1f} MB")
-    if excluded:
-        msg += f"; {n(len(excluded), 'item')} excluded (hambench info --json {output})"
-    if attrs["zero_filled_edges"]:
-        msg += f"; {attrs['zero_filled_edges']:,} of {counts['edges']:,} edges zero-filled (--zero-fill)"
-    if attrs.get("cutoff_dropped_edges"):
-        warning = (f"--cutoff {key['cutoff']:g} Å dropped {attrs['cutoff_dropped_edges']:,} of "
-                   f"{attrs['cutoff_dft_edges']:,} DFT pairs (|H| up to {attrs['cutoff_dropped_max_abs_H']:.3g} eV)")
-        print(f"hambench: warning: {warning}", file=sys.stderr)
-        msg += f"; {warning}"
-    return msg
+    return _summary(output, counts, manifests, key)

@@ -1,14 +1,15 @@
 """Part files of a prepare run, and the store assembled from them shard by shard, by any number of workers.
 
-A *part* is what one range of items produced: its numeric arrays back to back in ``NNNNN.bin`` (64-byte
-aligned, raw bytes: written with one ``write`` per array, read back by offset, no zip or pickle pass over the
-data) and a small header ``NNNNN.pkl`` (each array's offset, dtype and shape, plus the string arrays: ids,
-sources, split labels). The part's ``.json`` manifest (written last) says it is finished.
+A *part* is what one range of items produced: the columns of its :class:`~hambench.store.StoreRange`
+(:meth:`~hambench.store.StoreRange.columns`) back to back in ``NNNNN.bin`` (64-byte aligned, raw bytes: written
+with one ``write`` per array, read back by offset, no zip or pickle pass over the data) and a small header
+``NNNNN.pkl`` (each array's offset, dtype and shape, plus the string arrays: ids, sources). The part's ``.json``
+manifest (written last) says it is finished and holds its counts and split labels.
 
-Assembly: the store's arrays are created by :class:`hambench.store._store.StoreWriter` (metadata and attributes), then
+Assembly: the store's arrays are created by :class:`hambench.store.StoreWriter` (metadata and attributes), then
 every shard of every array is one independent job (:func:`shard_jobs`): it reads just the rows of the parts that
 fall into that shard, applies the store-level fix-ups (offsets of ``*_ptr`` arrays and parents, split codes) and
-writes the shard file itself (:func:`hambench.store._shards.write_shard`, the bytes zarr writes). Jobs run on the
+writes the shard with the store's one shard writer (:func:`hambench.store.write_array_shard`). Jobs run on the
 range runner, so ``--workers N`` writes the store in parallel; memory is one shard (≤ 64 MiB of rows) per job,
 whatever the number of structures; the bytes depend on neither the workers nor the ranges.
 """
@@ -16,38 +17,18 @@ whatever the number of structures; the bytes depend on neither the workers nor t
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 
 from hambench.atomic import atomic_path
-from hambench.store._shards import ShardLayout, write_shard
+from hambench.store import PTRS, ROWS, ArraySpec, row_kind, write_array_shard
 
 __all__ = ["write_part", "read_part_header", "part_array", "part_arrays", "shard_jobs", "write_shard_job",
            "PART_FORMAT"]
 
 #: recorded in the run's key: partials of another part format start over
-PART_FORMAT = "bin+pkl/1"
+PART_FORMAT = "bin+pkl/2"
 _ALIGN = 64
-
-#: ``*_ptr`` array → (per-row sizes array it accumulates, the row kind the offsets count)
-PTR_OF = {
-    "structures/atom_ptr": ("structures/natoms", "atoms"),
-    "structures/edge_ptr": ("structures/nedges", "edges"),
-    "edges/H_ptr": ("edges/H_size", "H"),
-    "edges/S_ptr": ("edges/S_size", "S"),
-    "edges/T_ptr": ("edges/T_size", "T"),
-}
-
-
-def row_kind(name: str) -> str:
-    """What one row of store array ``name`` is: structures, atoms, edges or an element of H / S / T."""
-    first, last = name.split("/")
-    if first in ("structures", "splits", "splitlabel"):
-        return "structures"
-    if first == "blocks":
-        return last
-    return first
 
 
 # --- part files ---------------------------------------------------------------------------------------------
@@ -119,108 +100,120 @@ def _pieces(bases: np.ndarray, rows: np.ndarray, a: int, b: int):
     return out
 
 
-def shard_jobs(store_dir, layouts: dict, stems: list[str], sizes: list[dict], fixes: dict, split_labels: dict) -> list:
+def _plan(name: str, a: int, b: int, stems, rows, bases, manifests, fixes, split_labels) -> tuple:
+    """What the job of global rows [a, b) of array ``name`` reads from which parts: ``(how, extra, pieces)``
+    with pieces ``(stem, local start, local stop, context)``."""
+    if name in PTRS:  # row r holds the end offset of element r - 1 (row 0: 0)
+        sizes_name, target = PTRS[name]
+        kind = row_kind(sizes_name)
+        return ("ptr", (sizes_name, a == 0), [(stems[p], la, lb, int(bases[target][p]))
+                                             for p, la, lb in _pieces(bases[kind], rows[kind], max(a - 1, 0), b - 1)])
+    kind = row_kind(name)
+    pieces = _pieces(bases[kind], rows[kind], a, b)
+    if name == "structures/parent":
+        return ("parent", None, [(stems[p], la, lb, (int(bases[kind][p]), fixes.get(p, {}))) for p, la, lb in pieces])
+    if name == "structures/rotation":
+        return ("rotation", None, [(stems[p], la, lb, fixes.get(p, {})) for p, la, lb in pieces])
+    if name.startswith("splits/"):
+        split = name.split("/", 1)[1]
+        return ("split", split_labels[split], [(stems[p], la, lb, manifests[p]["splits"].get(split, []))
+                                              for p, la, lb in pieces])
+    return ("plain", None, [(stems[p], la, lb, None) for p, la, lb in pieces])
+
+
+def shard_jobs(store_dir, arrays: dict[str, ArraySpec], stems: list[str], manifests: list[dict], fixes: dict,
+               split_labels: dict) -> list:
     """One job per shard of every array of the store being assembled (see the module docstring).
 
-    ``layouts``: name → (chunk, shard, dtype, rows) as :class:`StoreWriter` made them; ``stems``/``sizes``: the
-    non-empty parts in store order and their row counts (structures, atoms, edges, H, S, T); ``fixes``: part
-    number → {"parent": {local: global}, "eye": [local]} for parents named by id; ``split_labels``: split name →
-    its labels in code order. Jobs are (arguments of :func:`write_shard_job`, bytes) sorted largest first.
+    ``arrays``: the arrays' specs as :class:`~hambench.store.StoreWriter` made them; ``stems``/``manifests``: the
+    non-empty parts in store order and their manifests (row counts of :data:`~hambench.store.ROWS`, split labels);
+    ``fixes``: part number → {"parent": {local: global}, "eye": [local]} for parents named by id;
+    ``split_labels``: split name → its labels in code order. Jobs are (arguments of :func:`write_shard_job`,
+    bytes) sorted largest first.
     """
-    kinds = ("structures", "atoms", "edges", "H", "S", "T")
-    rows = {k: np.array([s[k] for s in sizes], np.int64) for k in kinds}
-    bases = {k: np.concatenate([[0], np.cumsum(rows[k])[:-1]]).astype(np.int64) for k in kinds}
+    rows = {k: np.array([m[k] for m in manifests], np.int64) for k in ROWS}
+    bases = {k: np.concatenate([[0], np.cumsum(rows[k])[:-1]]).astype(np.int64) for k in ROWS}
     jobs = []
-    for name, (chunk, shard, dtype, n0) in layouts.items():
-        lay = ShardLayout(n0, chunk, shard)
-        for k in range(lay.nshards):
-            a, b = lay.bounds(k)
-            if name in PTR_OF:  # row r holds the end offset of element r - 1 (row 0: 0)
-                sizes_name, target = PTR_OF[name]
-                kind = row_kind(sizes_name)
-                pieces = [(stems[p], la, lb, int(bases[target][p]))
-                          for p, la, lb in _pieces(bases[kind], rows[kind], max(a - 1, 0), b - 1)]
-                spec = ("ptr", sizes_name, a == 0, pieces)
-            else:
-                kind = row_kind(name)
-                pieces = _pieces(bases[kind], rows[kind], a, b)
-                if name == "structures/parent":
-                    spec = ("parent", None, False, [(stems[p], la, lb, (int(bases[kind][p]), fixes.get(p, {})))
-                                                     for p, la, lb in pieces])
-                elif name == "structures/rotation":
-                    spec = ("rotation", None, False, [(stems[p], la, lb, fixes.get(p, {}))
-                                                      for p, la, lb in pieces])
-                elif name.startswith("splits/"):
-                    split = name.split("/", 1)[1]
-                    spec = ("split", split_labels[split], False, [(stems[p], la, lb, None) for p, la, lb in pieces])
-                else:
-                    spec = ("plain", None, False, [(stems[p], la, lb, None) for p, la, lb in pieces])
-            itemsize = 16 if dtype == "str" else np.dtype(dtype).itemsize
-            jobs.append(((str(store_dir), name, k, chunk, shard, str(dtype), spec), (b - a) * itemsize))
+    for name, spec in arrays.items():
+        for k in range(spec.nshards):
+            a, b = spec.bounds(k)
+            plan = _plan(name, a, b, stems, rows, bases, manifests, fixes, split_labels)
+            jobs.append(((str(store_dir), spec, k, plan), (b - a) * spec.itemsize))
     jobs.sort(key=lambda j: -j[1])
     return jobs
 
 
-def _rows(name: str, spec) -> np.ndarray | list:
-    how, extra, leading_zero, pieces = spec
-    heads: dict[str, dict] = {}
+class _Headers(dict):
+    """Part headers read once per job."""
 
-    def head(stem):
-        if stem not in heads:
-            heads[stem] = read_part_header(stem)
-        return heads[stem]
+    def __missing__(self, stem):
+        head = self[stem] = read_part_header(stem)
+        return head
 
-    out = []
-    if how == "ptr":
-        if leading_zero:
-            out.append(np.zeros(1, np.int64))
-        for stem, la, lb, base in pieces:
-            sizes = part_array(stem, head(stem), extra, 0, lb).astype(np.int64)
-            out.append(np.cumsum(sizes)[la:lb] + base)
-        return np.concatenate(out)
-    if how == "plain" and len(pieces) > 1 and name in head(pieces[0][0])["arrays"]:  # read every piece straight into the shard's rows: no concatenation
-        first = head(pieces[0][0])["arrays"][name]
-        out = np.empty((sum(lb - la for _, la, lb, _ in pieces), *first[2][1:]), np.dtype(first[1]))
+
+def _ptr_rows(name, extra, pieces, heads) -> np.ndarray:
+    sizes_name, leading_zero = extra
+    out = [np.zeros(1, np.int64)] if leading_zero else []
+    for stem, la, lb, base in pieces:
+        sizes = part_array(stem, heads[stem], sizes_name, 0, lb).astype(np.int64)
+        out.append(np.cumsum(sizes)[la:lb] + base)
+    return np.concatenate(out)
+
+
+def _plain_rows(name, extra, pieces, heads):
+    arrays = heads[pieces[0][0]]["arrays"] if pieces else {}
+    if len(pieces) > 1 and name in arrays:  # every piece straight into the shard's rows: no concatenation
+        _, dtype, shape = arrays[name]
+        out = np.empty((sum(lb - la for _, la, lb, _ in pieces), *shape[1:]), np.dtype(dtype))
         at = 0
         for stem, la, lb, _ in pieces:
-            part_array(stem, head(stem), name, la, lb, into=out[at : at + lb - la])
+            part_array(stem, heads[stem], name, la, lb, into=out[at : at + lb - la])
             at += lb - la
         return out
-    for stem, la, lb, ctx in pieces:
-        h = head(stem)
-        if how == "split":
-            lab = h["objects"].get(f"splitlabel/{name.split('/', 1)[1]}")
-            codes = np.full(lb - la, -1, np.int8)
-            if lab is not None:
-                lab = lab[la:lb]
-                for c, label in enumerate(extra):
-                    codes[lab == label] = c
-            out.append(codes)
-            continue
-        x = part_array(stem, h, name, la, lb)
-        if how == "parent":
-            offset, fix = ctx
-            x = np.where(x >= 0, x + offset, -1)
-            for local, g in fix.get("parent", {}).items():
-                if la <= local < lb:
-                    x[local - la] = g
-        elif how == "rotation":
-            x = np.array(x)
-            for local in ctx.get("eye", ()):
-                if la <= local < lb:
-                    x[local - la] = np.eye(3)
-        out.append(x)
+    out = [part_array(stem, heads[stem], name, la, lb) for stem, la, lb, _ in pieces]
     return np.concatenate(out) if len(out) > 1 else out[0]
 
 
-def write_shard_job(store_dir: str, name: str, k: int, chunk: int, shard: int, dtype: str, spec) -> int:
-    """Write shard ``k`` of store array ``name``; returns the rows written (a range-runner task)."""
-    rows = _rows(name, spec)
-    if dtype == "str":
-        import zarr
+def _split_rows(name, labels, pieces, heads) -> np.ndarray:
+    """Codes into the store's ``labels``, from each part's codes into its own labels (−1: not in the split)."""
+    out = []
+    for stem, la, lb, part_labels in pieces:
+        if name not in heads[stem]["arrays"]:  # none of the part's structures is in this split
+            out.append(np.full(lb - la, -1, np.int8))
+            continue
+        lut = np.array([labels.index(x) for x in part_labels] + [-1], np.int8)
+        out.append(lut[part_array(stem, heads[stem], name, la, lb)])
+    return np.concatenate(out)
 
-        arr = zarr.open_array(str(Path(store_dir) / name), mode="r+")
-        arr[k * shard : k * shard + len(rows)] = rows
-    else:
-        write_shard(Path(store_dir) / name, k, np.asarray(rows, dtype=np.dtype(dtype)), chunk, shard)
-    return len(rows)
+
+def _parent_rows(name, extra, pieces, heads) -> np.ndarray:
+    out = []
+    for stem, la, lb, (offset, fix) in pieces:
+        x = part_array(stem, heads[stem], name, la, lb)
+        x = np.where(x >= 0, x + offset, -1)
+        for local, g in fix.get("parent", {}).items():
+            if la <= local < lb:
+                x[local - la] = g
+        out.append(x)
+    return np.concatenate(out)
+
+
+def _rotation_rows(name, extra, pieces, heads) -> np.ndarray:
+    out = []
+    for stem, la, lb, fix in pieces:
+        x = np.array(part_array(stem, heads[stem], name, la, lb))
+        for local in fix.get("eye", ()):
+            if la <= local < lb:
+                x[local - la] = np.eye(3)
+        out.append(x)
+    return np.concatenate(out)
+
+
+_ROWS = {"ptr": _ptr_rows, "plain": _plain_rows, "split": _split_rows, "parent": _parent_rows,
+         "rotation": _rotation_rows}
+
+
+def write_shard_job(store_dir: str, spec: ArraySpec, k: int, plan: tuple) -> int:
+    """Write shard ``k`` of store array ``spec``; returns the rows written (a range-runner task)."""
+    how, extra, pieces = plan
+    return write_array_shard(store_dir, spec, k, _ROWS[how](spec.name, extra, pieces, _Headers()))

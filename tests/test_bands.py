@@ -174,7 +174,7 @@ def test_spinful_bismuthene(bismuthene):
 def test_bands_refuse_a_molecule_store(bismuthene):
     class Molecules:
         path = "mol.zarr"
-        attrs = {"kind": "molecule"}
+        kind = "molecule"
 
     with pytest.raises(InputError, match="mol.zarr.*crystal store"):
         band_errors(Molecules(), None)

@@ -134,7 +134,7 @@ def test_read_range_take_and_bounds(qm9):
 # --- collate -----------------------------------------------------------------------------------------------
 def test_collate_edge_vectors_and_offsets_mote2_and_molecules(mote2, qm9):
     for st in (mote2, qm9):
-        lay = BasisLayout.of_store(st)
+        lay = st.layout
         k = list(range(min(len(st), 3)))
         batch = next(iter(make_loader(st, batch_size=3)))
         assert isinstance(batch, Batch) and batch.ids == [st[i].id for i in k]
@@ -190,7 +190,7 @@ def test_edge_vectors_differentiable_and_dtype(mote2):
 
 def test_batch_from_structures_equals_store_batch_and_works_without_targets(qm9, bismuthene):
     for st, k in ((qm9, [4, 1]), (bismuthene, [0])):
-        lay = BasisLayout.of_store(st)
+        lay = st.layout
         structs = [st[i] for i in k]
         b = batch_from_structures(structs, lay)
         ref = next(iter(make_loader(st.path, split=None, batch_size=len(st)))).to()
@@ -218,7 +218,7 @@ def test_augmentation_is_the_exact_rotation(which, request):
     plain = list(make_loader(st, batch_size=4, seed=11))
     aug = list(make_loader(st, batch_size=4, seed=11, augment_rotations=True))
     assert all(b.rotation is None for b in plain)
-    lay = BasisLayout.of_store(st)
+    lay = st.layout
     for p, a in zip(plain, aug):
         assert p.ids == a.ids
         for s in range(p.num_structures):

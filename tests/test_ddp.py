@@ -47,14 +47,13 @@ def _grads(store_path, indices, out_files):
     from dataclasses import replace
 
     from hambench.training._data import collate
-    from hambench.basis._layout import BasisLayout
     from hambench.models.run import build_model, resolve_config
     from hambench.store._store import open_store
     from hambench.training import Trainer
 
     res = resolve_config(MODEL, PRESET, None, ["train.dtype=float64"])
     st = open_store(store_path)
-    layout = BasisLayout.of_store(st)
+    layout = st.layout
     model = build_model(res.spec, res.model, layout, "float64", seed=3)
     tr = Trainer(model, res.train, None, None, os.path.dirname(out_files[0]), {}, device="cpu")
     parts = [st.read_range(int(k), int(k) + 1, blocks=("H", "T")) for k in indices]

@@ -56,14 +56,14 @@ def _batch(store, ks, R=None):
     if R is not None:
         for s in structs:
             s.pos = s.pos @ R.T
-    return batch_from_structures(structs, BasisLayout.of_store(store)).to(dtype=torch.float64)
+    return batch_from_structures(structs, store.layout).to(dtype=torch.float64)
 
 
 def test_step0_equals_stage1_and_stage1_is_frozen(demo, stage1):
     from hambench.models.run import load_model
 
     st = open_store(demo)
-    lay = BasisLayout.of_store(st)
+    lay = st.layout
     m = _build(stage1, lay)
     s1, _, _ = load_model(stage1, dtype="float64")
     b = _batch(st, [3, 4])
@@ -79,7 +79,7 @@ def test_step0_equals_stage1_and_stage1_is_frozen(demo, stage1):
 def test_equivariance_error_is_measured(demo, stage1, capsys):
     """Stage 1 is exactly equivariant; with a non-zero head HarmoSE is not, and the error is reported."""
     st = open_store(demo)
-    lay = BasisLayout.of_store(st)
+    lay = st.layout
     m = _build(stage1, lay, zero_init_head=False)
     R = random_rotation(np.random.default_rng(7))
     k = 5
@@ -124,7 +124,7 @@ def test_training_lowers_loss_and_keeps_stage1_bit_identical(demo, stage1, tmp_p
                                 {"attention": False}])
 def test_ablations_build_and_run(demo, stage1, kw):
     st = open_store(demo)
-    m = _build(stage1, BasisLayout.of_store(st), **kw)
+    m = _build(stage1, st.layout, **kw)
     b = _batch(st, [1, 2])
     out = m(b)
     assert out["H"].shape == b.H.shape and torch.isfinite(out["H"]).all()
@@ -133,7 +133,7 @@ def test_ablations_build_and_run(demo, stage1, kw):
 
 def test_bad_stage1_is_one_line(demo, stage1, tmp_path):
     st = open_store(demo)
-    lay = BasisLayout.of_store(st)
+    lay = st.layout
     with pytest.raises(InputError, match="--stage1"):
         _build("", lay)
     with pytest.raises(InputError, match="not found"):

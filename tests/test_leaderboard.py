@@ -27,7 +27,7 @@ from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.leaderboard.testing import (EXAMPLE_META, example_meta, noisy_predictions, numpy_mae_scorer, write_board, write_meta)
 from hambench.app.testing import demo_truth
-from hambench.store._predictions import store_checksum
+from hambench.store import store_checksum
 
 SUBMISSION_METAS = sorted(board_mod.DEFAULT_BOARD.glob("submissions/*/*/meta.yml"))
 

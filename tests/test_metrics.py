@@ -182,7 +182,7 @@ def raw_of(s):
 def test_dense_assembly_equals_pyscf_matrices(qm9):
     from hambench.basis._pyscf import from_pyscf_matrix, mol_from_structure, protocol_from_attrs, shells_of_atoms
 
-    protocol = protocol_from_attrs(qm9.attrs)
+    protocol = protocol_from_attrs(qm9.kind, qm9.meta.dft)
     for k in (0, 4, 9):
         s = qm9[k]
         mol = mol_from_structure(s, protocol)

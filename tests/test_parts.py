@@ -67,7 +67,7 @@ def test_many_shards_over_many_parts(tmp_path, monkeypatch):
     import zarr
 
     import hambench.pipelines.driver as driver
-    import hambench.store._store as store
+    import hambench.store._schema as store
     from hambench.pipelines import prepare
 
     def digest(root):

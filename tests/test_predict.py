@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hambench.store._predictions import open_predictions, store_checksum
+from hambench.store import open_predictions, store_checksum
 from hambench.store._store import open_store
 from hambench.testing import require_realdata
 from hambench.app.testing import cli, one_line_error

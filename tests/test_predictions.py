@@ -15,16 +15,17 @@ import zarr
 
 from hambench.errors import InputError
 from hambench.pipelines import prepare
-from hambench.pipelines.driver import structure_arrays
-from hambench.store._predictions import (
+from hambench.store import (
+    StoreRange,
+    StoreWriter,
     gather,
     index_runs,
     open_predictions,
+    open_store,
     store_checksum,
     write_predictions,
 )
-from hambench.store._predictions import _compute_checksum
-from hambench.store._store import StoreWriter, open_store
+from hambench.store._checksum import compute_checksum as _compute_checksum
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +211,12 @@ def handmade_predictions(truth_path, preds_like, out, edit):
     like = open_store(preds_like)
     structs = [truth[k] for k in range(2)]
     edit(structs)
+    H = [s.H for s in structs]
     for s in structs:
-        s.S = None
-    batch = structure_arrays(structs, [(np.zeros(0), np.zeros(s.nedges + 1, np.int64)) for s in structs])
-    batch["blocks/S"] = np.zeros(0)
-    batch["edges/S_size"] = np.zeros(len(batch["edges/src"]), np.int64)
+        s.H = s.S = None  # columns of the edited structures without blocks, then the edited H
+    batch = StoreRange.from_structures(structs).columns()
+    batch["blocks/H"] = np.concatenate(H)
+    batch["edges/H_size"] = np.concatenate([np.diff(s.block_ptr()) for s in structs])
     counts = {"structures": 2, "atoms": len(batch["atoms/Z"]), "edges": len(batch["edges/src"]),
               "H": len(batch["blocks/H"]), "S": 0, "T": 0}
     w = StoreWriter(out, counts, {k: v for k, v in like.attrs.items() if k not in ("counts", "content_checksum")})

@@ -56,16 +56,16 @@ def demo(tmp_path_factory):
 def test_protocol_from_store_attrs():
     qh9_stable = {"kind": "molecule", "dft": {"code": "PySCF", "method": "RKS", "basis": "def2-svp", "grid_level": 3,
                                               "conv_tol": 1e-9, "functional": "b3lyp (VWN5, = b3lyp5 today)"}}
-    p = pyscf_mol.protocol_from_attrs(qh9_stable)
+    p = pyscf_mol.protocol_from_attrs(**qh9_stable)
     assert (p["xc"], p["basis"], p["grid_level"], p["conv_tol"], p["max_cycle"]) == ("b3lyp5", "def2-svp", 3, 1e-9, 50)
     dyn100k = {**qh9_stable, "dft": {**qh9_stable["dft"], "functional": "b3lyp (VWN-RPA, PySCF >= 2.3)"}}
-    assert pyscf_mol.protocol_from_attrs(dyn100k)["xc"] == "b3lyp"
-    assert pyscf_mol.protocol_from_attrs(qh9_stable, overrides={"grid_level": 1})["grid_level"] == 1
+    assert pyscf_mol.protocol_from_attrs(**dyn100k)["xc"] == "b3lyp"
+    assert pyscf_mol.protocol_from_attrs(**qh9_stable, overrides={"grid_level": 1})["grid_level"] == 1
     for bad in ({"kind": "crystal", "dft": {}},
                 {"kind": "molecule", "dft": {"code": "OpenMX", "functional": "GGA-PBE"}},
                 {"kind": "molecule", "dft": {"code": "PySCF", "functional": "as in the chkfiles", "basis": "x"}}):
         with pytest.raises(InputError):
-            pyscf_mol.protocol_from_attrs(bad, where="store.zarr")
+            pyscf_mol.protocol_from_attrs(**bad, where="store.zarr")
 
 
 def test_model_guess_from_true_fock_is_pyscf_density(demo):
@@ -183,7 +183,7 @@ def test_scf_refuses_a_crystal_store(demo):
 
     class Crystal:
         path = "crystal.zarr"
-        attrs = {"kind": "crystal", "spinful": False}
+        kind = "crystal"
         spinful = False
 
     with pytest.raises(InputError, match="crystal.zarr.*molecule store"):

@@ -13,9 +13,7 @@ import zarr
 from hambench.scoring import _score as scoring
 from hambench.scoring._metrics import Evaluator
 from hambench.pipelines import prepare
-from hambench.pipelines.driver import structure_arrays
-from hambench.store._predictions import write_predictions
-from hambench.store._store import StoreWriter, open_store
+from hambench.store import StoreRange, StoreWriter, open_store, write_predictions
 from hambench.testing import require_realdata
 from hambench.app.testing import cli
 
@@ -59,7 +57,7 @@ def test_molecules_end_to_end(qm9, qm9_preds, tmp_path):
     assert sc["scores_version"] == 1 and sc["kind"] == "molecule" and sc["n_structures"] == 8
     assert sc["model"] == {"name": "shifted"} and sc["hambench_version"]
     st = open_store(qm9)
-    from hambench.store._predictions import open_predictions, store_checksum
+    from hambench.store import open_predictions, store_checksum
 
     assert sc["truth"]["checksum"] == store_checksum(st)
     assert sc["predictions"]["checksum"] == open_predictions(qm9_preds).checksum
@@ -190,11 +188,12 @@ def _handmade(truth_path, like, out, edit):
     truth, lk = open_store(truth_path), open_store(like)
     structs = [truth[k] for k in range(2)]
     sizes = edit(structs)
-    batch = structure_arrays(structs, [(np.zeros(0), np.zeros(s.nedges + 1, np.int64)) for s in structs])
-    if sizes is not None:
-        batch["edges/H_size"] = sizes
-    batch["blocks/S"] = np.zeros(0)
-    batch["edges/S_size"] = np.zeros(len(batch["edges/src"]), np.int64)
+    H = [s.H for s in structs]
+    for s in structs:
+        s.H = None  # columns of the edited structures without blocks, then the edited H
+    batch = StoreRange.from_structures(structs).columns()
+    batch["blocks/H"] = np.concatenate(H)
+    batch["edges/H_size"] = sizes if sizes is not None else np.concatenate([np.diff(s.block_ptr()) for s in structs])
     counts = {"structures": 2, "atoms": len(batch["atoms/Z"]), "edges": len(batch["edges/src"]),
               "H": len(batch["blocks/H"]), "S": 0, "T": 0}
     w = StoreWriter(out, counts, {k: v for k, v in lk.attrs.items() if k not in ("counts", "content_checksum")})

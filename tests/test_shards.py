@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.store._shards import ShardLayout, encode_shard, shard_key, write_shard
-from hambench.store._store import _layout
+from hambench.store._schema import ArraySpec
+from hambench.store._schema import chunk_layout as _layout
+from hambench.store._shards import encode_shard, shard_key, write_shard
 
 
 def _zarr_files(root):
@@ -23,7 +24,7 @@ def _both(tmp_path, data, chunk, shard):
         g = zarr.open_group(str(root), mode="w", zarr_format=3)
         arr = g.create_array("a", shape=data.shape, dtype=data.dtype, chunks=(chunk, *data.shape[1:]),
                              shards=(shard, *data.shape[1:]), compressors=None, fill_value=0)
-        lay = ShardLayout(len(data), chunk, shard)
+        lay = ArraySpec("a", data.shape, str(data.dtype), chunk, shard)
         for k in range(lay.nshards):
             a, b = lay.bounds(k)
             if how == "zarr":

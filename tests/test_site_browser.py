@@ -19,7 +19,7 @@ from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.leaderboard.testing import (chromium_page, example_meta, image_states, need_browser, noisy_predictions, numpy_mae_scorer, serve_folder, write_board, write_meta)
 from hambench.app.testing import demo_truth
-from hambench.store._predictions import store_checksum
+from hambench.store import store_checksum
 
 #: model → (noise σ in eV, parameter count): H MAE order beta < gamma < alpha; parameters alpha < gamma < beta
 MODELS = {"alpha": (0.010, 100), "beta": (0.002, 300), "gamma": (0.005, 200)}

@@ -309,9 +309,9 @@ def test_mixed_spin_is_refused_before_any_worker_starts(tmp_path, monkeypatch):
 
 
 def test_resolved_with_folder_cache_equals_realpath(tmp_path, monkeypatch):
-    """structure_arrays resolves source paths with a per-folder cache: the same strings as os.path.realpath for
+    """StoreRange.from_structures resolves source paths with a per-folder cache: the same strings as os.path.realpath for
     plain files, links to files, files under links to folders, relative paths and paths with '..'."""
-    from hambench.store._store import _resolved
+    from hambench.store import resolved_path as _resolved
 
     real = tmp_path / "real"
     (real / "sub").mkdir(parents=True)

@@ -102,7 +102,7 @@ def test_checkpoint_contents_and_edge_cutoffs(demo, tmp_path):
     for key in ("model", "train_config", "state", "optimizer", "schedule", "engine", "rng", "layout", "store",
                 "edge_cutoffs", "code"):
         assert key in ck
-    from hambench.store._predictions import store_checksum
+    from hambench.store import store_checksum
 
     st = open_store(demo)
     assert ck["store"]["checksum"] == store_checksum(st)

@@ -188,11 +188,6 @@ class BasisLayout:
     def from_dict(cls, d: dict) -> "BasisLayout":
         return cls({int(z): s for z, s in d["species"].items()}, bool(d.get("spinful", False)))
 
-    @classmethod
-    def of_store(cls, store) -> "BasisLayout":
-        """The layout of an open :class:`hambench.store._store.Store` (or anything with ``species``/``spinful``)."""
-        return cls(store.species, store.spinful)
-
     def check_compatible(self, other: "BasisLayout", where) -> None:
         """Refuse ``other`` (e.g. a store's layout) unless every element it has is known here with the same
         shells and the spin setting matches. Raises :class:`InputError` naming ``where`` and what differs."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -98,17 +99,18 @@ def normalize_functional(text: str, where=None) -> str:
     return t
 
 
-def protocol_from_attrs(attrs: dict, where=None, overrides: dict | None = None) -> dict:
-    """The PySCF protocol a store was labelled with, from its ``dft`` attrs (functional, basis, grid, conv_tol).
+def protocol_from_attrs(kind: str | None, dft: Mapping | None, where=None, overrides: dict | None = None) -> dict:
+    """The PySCF protocol a store was labelled with, from its ``kind`` and ``dft`` attributes (functional, basis,
+    grid, conv_tol), e.g. ``protocol_from_attrs(store.kind, store.meta.dft)``.
 
-    Fields the attrs do not name keep the QH9 defaults (:data:`DEFAULT_PROTOCOL`); ``overrides`` (same keys as
-    :func:`protocol_of`) win over both. A store not made with PySCF RKS, or whose basis/functional is not
+    Fields the attributes do not name keep the QH9 defaults (:data:`DEFAULT_PROTOCOL`); ``overrides`` (same keys
+    as :func:`protocol_of`) win over both. A store not made with PySCF RKS, or whose basis/functional is not
     recorded, → :class:`InputError` naming ``where`` (unless ``overrides`` supplies them).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    dft = dict(attrs.get("dft") or {})
-    if attrs.get("kind") not in (None, "molecule"):
-        raise InputError(where, f"SCF runs need a molecule store; this store's kind is {attrs.get('kind')!r}")
+    dft = dict(dft or {})
+    if kind not in (None, "molecule"):
+        raise InputError(where, f"SCF runs need a molecule store; this store's kind is {kind!r}")
     code = str(dft.get("code", "")).lower()
     if code and code != "pyscf" and not {"xc", "basis"} <= set(overrides):
         raise InputError(where, f"the store was made with {dft.get('code')!r}, not PySCF: its SCF settings cannot be "

@@ -246,9 +246,8 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
     import sys
 
     where = getattr(truth_store, "path", None)
-    if truth_store.attrs.get("kind") != "crystal":
-        raise InputError(where, f"--bands needs a crystal store; {where} holds {truth_store.attrs.get('kind')!r} "
-                                "structures")
+    if truth_store.kind != "crystal":
+        raise InputError(where, f"--bands needs a crystal store; {where} holds {truth_store.kind!r} structures")
     if not window_eV > 0:
         raise InputError("--window", f"the band window must be positive, got {window_eV}")
     fixed = None if kpath is None else (kpath if isinstance(kpath, KPath) else

@@ -32,6 +32,7 @@ import numpy as np
 
 from hambench.basis._conventions import HARTREE_EV, z_to_symbol
 from hambench.basis._layout import BasicBlock, BasisLayout
+from hambench.store import StoreRange, edge_endpoints
 
 __all__ = [
     "EV_TO_MEV",
@@ -203,14 +204,10 @@ def real_space_matrices(blocks, Z, src, dst, shift, layout: BasisLayout, *, over
     return uniq, out.reshape(-1, N, N)
 
 
-def _layout_of(s) -> BasisLayout:
-    return BasisLayout(s.species, s.spinful)
-
-
 def dense_matrices(s, kfrac=None, H=None) -> tuple[np.ndarray, np.ndarray]:
     """(H(k), S(k)) of a :class:`~hambench.store._structure.Structure` (``H`` overrides its blocks, e.g. a
     prediction). ``kfrac=None``: Γ, real for spinless structures (molecules)."""
-    lay = _layout_of(s)
+    lay = s.layout
     blocks = s.H if H is None else H
     Hk = bloch_sum(blocks, s.Z, s.src, s.dst, s.shift, lay, kfrac)
     if s.S is None or np.asarray(s.S).size == 0:
@@ -516,8 +513,8 @@ UNITS = {
 
 @dataclass
 class RangeArrays:
-    """Flat arrays of a range of structures (as :func:`hambench.store._predictions.read_range` returns, plus the
-    predicted H): local offsets ``atom_ptr``, ``edge_ptr`` (n+1) and ``H_ptr``, ``S_ptr`` (E+1)."""
+    """Flat arrays of a range of structures (a truth :class:`~hambench.store.StoreRange` plus the predicted H,
+    see :meth:`of`): local offsets ``atom_ptr``, ``edge_ptr`` (n+1) and ``H_ptr``, ``S_ptr`` (E+1)."""
 
     ids: Sequence[str]
     Z: np.ndarray
@@ -535,6 +532,19 @@ class RangeArrays:
     index: Sequence[int] | None = None              # truth indices (reported)
     T_pred: np.ndarray | None = None
     T_true: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, truth: StoreRange, H_pred: np.ndarray, T_pred: np.ndarray | None = None,
+           index: bool = False) -> "RangeArrays":
+        """The arrays of the truth range ``truth`` (with H and S) and the predictions on its edges; the groups
+        are its split subsets; ``index``: report the truth's store indices."""
+        return cls(
+            ids=[str(x) for x in truth.ids], Z=truth.Z, atom_ptr=truth.atom_ptr, src=truth.src, dst=truth.dst,
+            shift=truth.shift, edge_ptr=truth.edge_ptr, H_pred=H_pred, H_true=truth.H, S=truth.S,
+            H_ptr=truth.H_ptr, S_ptr=truth.S_ptr, groups=truth.split_groups(),
+            index=[int(x) for x in truth.index] if index else None,
+            T_pred=T_pred, T_true=truth.T if T_pred is not None else None,
+        )
 
 
 def range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
@@ -554,10 +564,8 @@ def _range_partial(r: RangeArrays, layout: BasisLayout, kind: str) -> dict:
     atom_owner = np.repeat(np.arange(n), natoms)
     edge_owner = np.repeat(np.arange(n), nedges)
     Zg = np.asarray(r.Z, dtype=np.int64)
-    # edge endpoints → atom numbers through the structure's first atom
-    first_atom = np.asarray(r.atom_ptr[:-1], dtype=np.int64)[edge_owner]
-    Zs = Zg[first_atom + r.src]
-    Zd = Zg[first_atom + r.dst]
+    i, j = edge_endpoints(r.atom_ptr, r.edge_ptr, r.src, r.dst)
+    Zs, Zd = Zg[i], Zg[j]
     S_h = expand_overlap(r.S, Zs, Zd, layout)
     groups = [list(g) for g in (r.groups or [[] for _ in range(n)])]
     records = []
@@ -798,36 +806,14 @@ class Evaluator:
             raise ValueError(f"{len(preds)} predictions for {len(truths)} structures")
         if not truths:
             raise ValueError("nothing to evaluate")
-        species: dict[int, list[int]] = {}
-        for s in truths:
-            for z, sh in s.species.items():
-                if species.setdefault(int(z), list(sh)) != list(sh):
-                    raise ValueError(f"element {z} has different shells in different structures")
-        spinful = bool(truths[0].spinful)
-        layout = BasisLayout(species, spinful)
-        Hp = []
+        truth = StoreRange.from_structures(truths)  # the union of their species; other shells are refused
         for p, s in zip(preds, truths):
-            h = np.asarray(getattr(p, "H", p)).reshape(-1)
-            if h.size != s.H.size:
-                raise ValueError(f"structure {s.id!r}: {h.size} predicted elements, its edges need {s.H.size}")
+            if np.size(getattr(p, "H", p)) != s.H.size:
+                raise ValueError(f"structure {s.id!r}: {np.size(getattr(p, 'H', p))} predicted elements, its edges "
+                                 f"need {s.H.size}")
             if s.S is None:
                 raise ValueError(f"structure {s.id!r} has no overlap S")
-            Hp.append(h)
-        cat = np.concatenate
-
-        def ptr(sizes):
-            out = np.zeros(len(sizes) + 1, np.int64)
-            np.cumsum(sizes, out=out[1:])
-            return out
-
-        r = RangeArrays(
-            ids=[s.id for s in truths], Z=cat([s.Z for s in truths]), atom_ptr=ptr([s.natoms for s in truths]),
-            src=cat([s.src for s in truths]), dst=cat([s.dst for s in truths]),
-            shift=cat([s.shift for s in truths]).reshape(-1, 3), edge_ptr=ptr([s.nedges for s in truths]),
-            H_pred=cat(Hp), H_true=cat([s.H for s in truths]), S=cat([s.S for s in truths]),
-            H_ptr=ptr(cat([np.diff(s.block_ptr()) for s in truths])),
-            S_ptr=ptr(cat([np.diff(s.block_ptr(False)) for s in truths])),
-            groups=[[f"{k}:{v}" for k, v in sorted(s.splits.items())] for s in truths],
-        )
+        layout = truth.layout
+        r = RangeArrays.of(truth, np.concatenate([np.asarray(getattr(p, "H", p)).reshape(-1) for p in preds]))
         out = aggregate([range_partial(r, layout, self.kind)], layout, self.kind)
         return out if full else out["metrics"]

@@ -44,7 +44,8 @@ import numpy as np
 
 from hambench.atomic import write_json
 from hambench.basis._conventions import HARTREE_EV
-from hambench.errors import InputError, StoreError
+from hambench.errors import InputError
+from hambench.store import select_split
 
 __all__ = [
     "BASELINES",
@@ -70,14 +71,13 @@ def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
 
     ``flat`` defaults to ``s.H`` (``which='H'``) or ``s.S`` (``'S'``).
     """
-    from hambench.basis._layout import BasisLayout
     from hambench.scoring._metrics import bloch_sum
 
     if np.any(s.shift):
         raise InputError(None, f"structure {s.id!r} has edges with R != 0: not a molecule")
     if flat is None:
         flat = s.H if which == "H" else s.S
-    m = bloch_sum(np.asarray(flat), s.Z, s.src, s.dst, s.shift, BasisLayout(s.species, s.spinful), None,
+    m = bloch_sum(np.asarray(flat), s.Z, s.src, s.dst, s.shift, s.layout, None,
                   overlap=(which == "S"))
     return np.ascontiguousarray(np.real(m))
 
@@ -254,8 +254,8 @@ def _inference_seconds(preds, n_pred: int) -> tuple[np.ndarray, str | None]:
     ``total_s`` ÷ structures, else 1 / ``structures_per_s``. ``hambench predict`` runs batches, so its time per
     structure is amortised over a batch (TraceGrad timed batch size 1).
     """
-    attrs = dict(getattr(preds, "attrs", {}) or {})
-    for where, timing in (("meta.timing", (attrs.get("meta") or {}).get("timing")), ("timing", attrs.get("timing"))):
+    extra = preds.meta.extra  # keys of the prediction store's attributes that are no StoreMeta field
+    for where, timing in (("meta.timing", (extra.get("meta") or {}).get("timing")), ("timing", extra.get("timing"))):
         if not isinstance(timing, dict):
             continue
         per = timing.get("per_structure_s")
@@ -319,25 +319,16 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     from hambench.basis._pyscf import protocol_from_attrs
 
     where = getattr(truth_store, "path", None)
-    if truth_store.attrs.get("kind") != "molecule":
-        raise InputError(where, f"--scf needs a molecule store; {where} holds {truth_store.attrs.get('kind')!r} "
-                                "structures")
+    if truth_store.kind != "molecule":
+        raise InputError(where, f"--scf needs a molecule store; {where} holds {truth_store.kind!r} structures")
     if truth_store.spinful:
         raise InputError(where, "--scf needs a spinless (RKS) molecule store")
-    proto = protocol_from_attrs(truth_store.attrs, where, overrides=protocol)
+    proto = protocol_from_attrs(truth_store.kind, truth_store.meta.dft, where, overrides=protocol)
     guesses = tuple(guesses)
     truth_index = np.asarray(preds.truth_index, dtype=np.int64)
     pool = np.sort(truth_index)
     if intersect:
-        name, _, subset = str(intersect).partition(":")
-        try:
-            members = truth_store.split(name)
-        except StoreError:
-            raise InputError(where, f"no split named {name!r} to intersect with; splits: "
-                                    f"{sorted(truth_store.attrs.get('splits', {}))}") from None
-        if subset not in members:
-            raise InputError(where, f"split {name!r} has no subset {subset!r}; subsets: {sorted(members)}")
-        pool = np.intersect1d(pool, members[subset])
+        pool = np.intersect1d(pool, select_split(truth_store, intersect, flag="intersect"))
         if pool.size == 0:
             raise InputError(where, f"no predicted molecule is in {intersect!r}")
     chosen = select_molecules(pool, int(n), seed)

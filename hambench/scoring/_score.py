@@ -36,7 +36,6 @@ import numpy as np
 from hambench import __version__
 from hambench.atomic import write_text
 from hambench.errors import InputError
-from hambench.basis._layout import BasisLayout
 from hambench.scoring._metrics import UNITS, RangeArrays, aggregate, range_partial
 from hambench.store._predictions import Predictions, open_predictions
 
@@ -100,26 +99,15 @@ def _open(path: str):
 
 def score_range(preds_path: str, truth_path: str, a: int, b: int, truth_index: list[int]) -> dict:
     """Partial metrics of prediction structures ``a..b-1`` (truth structures ``truth_index``): runs in a worker."""
-    from hambench.store._predictions import gather
+    from hambench.store import gather
 
     q = _open(preds_path)
     t = _open(truth_path)
-    with_T = int(q.attrs["counts"]["T"]) > 0
+    with_T = q.meta.counts.T > 0
     dt = gather(t, truth_index, blocks=("H", "S", "T") if with_T else ("H", "S"))
     dq = q.read_range(a, b, blocks=("H", "T") if with_T else ("H",))
-    n = b - a
-    groups = [[] for _ in range(n)]
-    for name in sorted(dt.split_labels or {}):
-        codes = dt.splits[name]
-        for k in range(n):
-            if codes[k] >= 0:
-                groups[k].append(f"{name}:{dt.split_labels[name][int(codes[k])]}")
-    r = RangeArrays(
-        ids=[str(x) for x in dt.ids], Z=dt.Z, atom_ptr=dt.atom_ptr, src=dt.src, dst=dt.dst, shift=dt.shift,
-        edge_ptr=dt.edge_ptr, H_pred=dq.H, H_true=dt.H, S=dt.S, H_ptr=dt.H_ptr, S_ptr=dt.S_ptr, groups=groups,
-        index=[int(x) for x in dt.index], T_pred=dq.T if with_T else None, T_true=dt.T if with_T else None,
-    )
-    return range_partial(r, BasisLayout(t.species, t.spinful), str(t.attrs["kind"]))
+    r = RangeArrays.of(dt, dq.H, dq.T if with_T else None, index=True)
+    return range_partial(r, t.layout, t.kind)
 
 
 # --- scores.json -----------------------------------------------------------------------------------------
@@ -193,7 +181,7 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
         raise InputError(p.truth.path, f"--bands needs a crystal store; this is a {kind} store")
     if ref is not None and ref.get("kind") not in (None, kind):
         raise InputError(ref["_path"], f"scores a {ref.get('kind')} store; these predictions are {kind}")
-    layout = BasisLayout(p.truth.species, p.truth.spinful)
+    layout = p.truth.layout
     ranges = plan_ranges(p)
     args = [(str(p.store.path), str(p.truth.path), a, b, [int(x) for x in p.truth_index[a:b]]) for a, b in ranges]
     from hambench.parallel import run_tasks

@@ -21,17 +21,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 
-__all__ = ["encode_shard", "write_shard", "shard_key", "ShardLayout", "array_metadata", "group_metadata",
-           "write_metadata"]
+__all__ = ["encode_shard", "write_shard", "shard_key", "array_metadata", "group_metadata", "write_metadata"]
 
 _EMPTY = np.uint64(2**64 - 1)
 
 
 def _crc32c(data: bytes) -> int:
-    import google_crc32c
-
     return int(google_crc32c.value(data))
 
 
@@ -105,25 +103,6 @@ def write_shard(array_dir, shard: int, rows: np.ndarray, chunk_rows: int, shard_
         for piece in pieces:
             f.write(piece)
     return sum(len(p) for p in pieces)
-
-
-class ShardLayout:
-    """Rows of an array split into shards: ``length`` rows, ``chunk`` rows per inner chunk, ``shard`` per shard."""
-
-    def __init__(self, length: int, chunk: int, shard: int):
-        self.length, self.chunk, self.shard = int(length), int(chunk), int(shard)
-
-    @property
-    def nshards(self) -> int:
-        return -(-self.length // self.shard) if self.length else 0
-
-    def bounds(self, k: int) -> tuple[int, int]:
-        """Global rows [a, b) of shard ``k``."""
-        return k * self.shard, min(self.length, (k + 1) * self.shard)
-
-    def __repr__(self):
-        return f"ShardLayout(length={self.length}, chunk={self.chunk}, shard={self.shard})"
-
 
 
 # --- metadata ------------------------------------------------------------------------------------------------

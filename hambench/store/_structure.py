@@ -11,15 +11,18 @@ in row-major order ((2n_i, 2n_j) complex when spinful; the overlap stays real (n
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from hambench import _core
 from hambench.basis._conventions import z_to_symbol
-from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout, block_sizes, layout_of
+from hambench.errors import InputError
 
-__all__ = ["Structure", "file_sha256", "partner_index", "HERMITIAN_TOL"]
+__all__ = ["Structure", "file_sha256", "resolved_path", "partner_index", "HERMITIAN_TOL"]
 
 #: default tolerance (eV) of the pairing check H_ij(R) = H_ji(−R)ᵀ (DeepH files: ~1e-8; OpenMX SOC: ~1e-9)
 HERMITIAN_TOL = 1e-5
@@ -65,6 +68,27 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def resolved_path(path, folders: dict | None = None) -> str:
+    """A source path as a store records it: absolute and resolved (independent of the working directory).
+
+    ``folders``: a cache of resolved folders for many files of few folders (one ``lstat`` per file instead of
+    one per path component); the result is the same as ``os.path.realpath``.
+    """
+    if path in (None, ""):
+        return str(path)
+    p = os.fspath(path)
+    if folders is None or ".." in Path(p).parts:
+        return os.path.realpath(p)
+    p = os.path.abspath(p)
+    if os.path.islink(p):
+        return os.path.realpath(p)
+    head, tail = os.path.split(p)
+    real = folders.get(head)
+    if real is None:
+        real = folders[head] = os.path.realpath(head)
+    return os.path.join(real, tail)
 
 
 @dataclass
@@ -205,8 +229,6 @@ class Structure:
         """Sizes and finite values of H then S and (``tol`` given) their Hermitian pairing: one compiled pass per
         array. The same checks and messages as :meth:`_check_pairs_numpy` (the reference the tests compare with).
         """
-        from hambench import _core
-
         partner = self.partner_index() if tol is not None else np.full(self.nedges, -1, np.int64)
         found = {}
         for which, name in (("H", "Hamiltonian"), ("S", "overlap")):

@@ -4,11 +4,14 @@ One concept per private module (MACE's ``tools/train.py`` and ``tools/checkpoint
 ``_data`` (batches streamed from a store), ``_config`` (:class:`TrainConfig`), ``_step`` (losses,
 forward/backward, gradient norm), ``_schedule`` (optimiser, warm-up/decay/plateau), ``_loop`` (:class:`Trainer`:
 epochs, validation, revert, divergence), ``_checkpoint`` (a frozen :class:`Checkpoint`, RNG states),
-``_runlog`` (metrics.jsonl, TensorBoard, progress), ``_ddp`` (torchrun processes), ``_cutoffs`` (edge cut-offs
-learned from the training data).
+``_runlog`` (metrics.jsonl, TensorBoard, progress), ``_ddp`` (torchrun processes). ``edge_cutoffs`` (the
+longest edge per element pair of the training structures, recorded in checkpoints) is a store statistic,
+re-exported here.
 """
 
-from . import _checkpoint, _config, _cutoffs, _data, _ddp, _loop, _runlog, _schedule, _step
+from hambench.store import edge_cutoffs  # noqa: F401  (a store statistic, re-exported)
+
+from . import _checkpoint, _config, _data, _ddp, _loop, _runlog, _schedule, _step
 from ._data import (  # noqa: F401
     Batch,
     edge_vectors,
@@ -39,8 +42,7 @@ from ._checkpoint import (  # noqa: F401
 )
 from ._runlog import RunLog  # noqa: F401
 from ._loop import Trainer, TrainingDiverged, EngineState  # noqa: F401
-from ._cutoffs import edge_cutoffs  # noqa: F401
 
 #: every module's public names (each module's own ``__all__``, imported above)
-__all__ = [name for module in (_data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop, _cutoffs)
-           for name in module.__all__]
+__all__ = [name for module in (_data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop)
+           for name in module.__all__] + ["edge_cutoffs"]

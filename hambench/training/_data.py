@@ -27,10 +27,10 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout
 from hambench.basis._so3 import random_rotation, rotate_edge_blocks
-from hambench.store._store import Store, StoreRange, contiguous_spans, open_store
+from hambench.errors import InputError
+from hambench.store import Store, StoreRange, open_store, parse_split, read_spans, select_split
 
 __all__ = [
     "Batch",
@@ -210,14 +210,8 @@ def _collate_range(r: StoreRange, layout: BasisLayout, dtype=torch.float64, rota
     if rotations is not None:
         rotations = np.asarray(rotations, dtype=np.float64).reshape(len(r), 3, 3)
         r = _rotate_range(r, rotations)
-    edge_b = r.edge_structure
-    atom_b = r.atom_structure
-    off = r.atom_ptr[:-1][edge_b]
-    src = r.src.astype(np.int64) + off
-    dst = r.dst.astype(np.int64) + off
+    src, dst = r.endpoints()
     Z = r.Z.astype(np.int64)
-    shift = r.shift.astype(np.float64)
-    vec = r.pos[dst] + np.einsum("ei,eij->ej", shift, r.cell[edge_b]) - r.pos[src]
     zs, zd = Z[src], Z[dst]
     H_ptr = r.H_ptr if r.H_ptr is not None else layout.block_ptr(zs, zd)
     S_ptr = r.S_ptr if r.S_ptr is not None else layout.block_ptr(zs, zd, spinful=False)
@@ -226,14 +220,14 @@ def _collate_range(r: StoreRange, layout: BasisLayout, dtype=torch.float64, rota
     return Batch(
         Z=_tensor(Z),
         pos=_tensor(r.pos, dtype),
-        atom_batch=_tensor(atom_b),
+        atom_batch=_tensor(r.atom_structure),
         cell=_tensor(r.cell, dtype),
         natoms=_tensor(r.natoms.astype(np.int64)),
         edge_src=_tensor(src),
         edge_dst=_tensor(dst),
-        shift=_tensor(shift, dtype),
-        edge_vec=_tensor(vec, dtype),
-        edge_batch=_tensor(edge_b),
+        shift=_tensor(r.shift.astype(np.float64), dtype),
+        edge_vec=_tensor(r.edge_vectors(), dtype),
+        edge_batch=_tensor(r.edge_structure),
         H=None if r.H is None else _tensor(r.H, cdtype),
         S=None if r.S is None else _tensor(r.S, dtype),
         H_ptr=_tensor(np.asarray(H_ptr, np.int64)),
@@ -261,21 +255,7 @@ def collate(data, layout: BasisLayout | None = None, dtype=torch.float64, rotati
     if data and not isinstance(data[0], StoreRange):
         return batch_from_structures(data, layout, dtype=dtype, rotations=rotations)
     r = StoreRange.concat(data)
-    if layout is None:
-        layout = BasisLayout(r.species, r.spinful)
-    return _collate_range(r, layout, dtype, rotations)
-
-
-def _target(x, n: int, name: str, where: str):
-    """x as a flat array if it holds the ``n`` target elements, None when absent; InputError on a mismatch."""
-    if x is None:
-        return None
-    x = np.asarray(x).reshape(-1)
-    if x.size == n:
-        return x
-    if x.size == 0 or (x.size == 1 and not np.all(np.isfinite(x))):
-        return None
-    raise InputError(where, f"{name} has {x.size} elements, the basis layout needs {n}")
+    return _collate_range(r, r.layout if layout is None else layout, dtype, rotations)
 
 
 def batch_from_structures(structs, layout: BasisLayout, dtype=torch.float64, rotations=None) -> Batch:
@@ -284,118 +264,15 @@ def batch_from_structures(structs, layout: BasisLayout, dtype=torch.float64, rot
     Targets are optional: a structure without H (``H`` None or empty, as for ``predict --structures``) gives
     ``batch.H = None`` (then also S and T); with H, ``T`` is computed from H (:func:`hambench.basis._so3.edge_traces`).
     Either all structures have a target or none does. Elements unknown to ``layout``, or known with other
-    shells, raise :class:`InputError` naming the structure.
+    shells, raise :class:`InputError` naming the structure (:meth:`StoreRange.from_structures`).
     """
-    from hambench.basis._so3 import edge_traces
-
-    structs = list(structs)
-    if not structs:
-        raise InputError(None, "no structures to batch")
     if layout is None:
         raise ValueError("batch_from_structures needs the basis layout")
-    spinful = layout.spinful
-    parts = {k: [] for k in ("Z", "pos", "src", "dst", "shift", "H", "S", "T", "nH", "nS", "nT")}
-    natoms, nedges, cells, pbcs, ids = [], [], [], [], []
-    have = None
-    for s in structs:
-        where = s.id
-        Z = np.asarray(s.Z, dtype=np.int64)
-        for z in np.unique(Z):
-            z = int(z)
-            if z not in layout.species:
-                raise InputError(where, f"element Z={z} unknown to the basis layout (it knows Z={list(layout.elements)})")
-            if s.species and z in s.species and list(s.species[z]) != layout.species[z]:
-                raise InputError(where, f"element Z={z} has shells {list(s.species[z])} but the basis layout has "
-                                        f"{layout.species[z]}")
-        src, dst = np.asarray(s.src, np.int64), np.asarray(s.dst, np.int64)
-        if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(Z)):
-            raise InputError(where, f"edge atom index out of range 0..{len(Z) - 1}")
-        zi, zj = Z[src], Z[dst]
-        hptr = layout.block_ptr(zi, zj)
-        sptr = layout.block_ptr(zi, zj, spinful=False)
-        H = _target(s.H, int(hptr[-1]), "H", where)
-        if int(hptr[-1]) > 0:  # a structure without edges has nothing to say about targets
-            has = H is not None
-            if have is None:
-                have = has
-            elif has != have:
-                raise InputError(where, "some structures have target blocks and some do not; batch them separately")
-        S = _target(s.S, int(sptr[-1]), "S", where) if H is not None else None
-        H = np.zeros(0) if H is None else H
-        T, _ = edge_traces(H, zi, zj, layout.species, spinful) if H.size == int(hptr[-1]) else (None, None)
-        parts["H"].append(H.astype(np.complex128 if spinful else np.float64))
-        parts["S"].append(S)
-        parts["T"].append(T)
-        parts["nH"].append(np.diff(hptr))
-        parts["nS"].append(np.diff(sptr))
-        parts["nT"].append(layout.n_basic(zi, zj))
-        parts["Z"].append(Z.astype(np.int16))
-        parts["pos"].append(np.asarray(s.pos, np.float64).reshape(-1, 3))
-        parts["src"].append(src.astype(np.int32))
-        parts["dst"].append(dst.astype(np.int32))
-        parts["shift"].append(np.asarray(s.shift, np.int32).reshape(-1, 3))
-        natoms.append(len(Z))
-        nedges.append(len(src))
-        cells.append(np.asarray(s.cell, np.float64).reshape(3, 3))
-        pbcs.append(np.asarray(s.pbc, bool).reshape(3))
-        ids.append(str(s.id))
-    n = len(structs)
-    have = bool(have) if have is not None else all(s.H is not None for s in structs)
-
-    def ptr(sizes):
-        out = np.zeros(len(sizes) + 1, np.int64)
-        np.cumsum(sizes, out=out[1:])
-        return out
-
-    cat = {k: np.concatenate(v) if v and all(x is not None for x in v) else None for k, v in parts.items()}
-    pbc = np.array(pbcs, bool).reshape(n, 3)
-    r = StoreRange(
-        index=np.arange(n, dtype=np.int64), ids=np.array(ids, dtype=object), natoms=np.array(natoms, np.int64),
-        atom_ptr=ptr(natoms), edge_ptr=ptr(nedges), cell=np.array(cells).reshape(n, 3, 3), pbc=pbc,
-        energy=np.full(n, np.nan), nelectron=np.full(n, np.nan), fermi_level=np.full(n, np.nan),
-        parent=np.full(n, -1, np.int64), rotation=np.tile(np.eye(3), (n, 1, 1)),
-        Z=cat["Z"], pos=cat["pos"], src=cat["src"], dst=cat["dst"], shift=cat["shift"],
-        H=cat["H"] if have else None, H_ptr=ptr(cat["nH"]) if have else None,
-        S=cat["S"] if have else None, S_ptr=ptr(cat["nS"]) if have and cat["S"] is not None else None,
-        T=cat["T"] if have else None, T_ptr=ptr(cat["nT"]) if have else None,
-        splits={}, split_labels={}, species=layout.species, spinful=spinful,
-        kind="crystal" if pbc.any() else "molecule",
-    )
+    r = StoreRange.from_structures(structs, layout, traces="compute")
     return _collate_range(r, layout, dtype, rotations)
 
 
-# --- splits --------------------------------------------------------------------------------------------
-def parse_split(spec: str) -> tuple[str, str]:
-    """``"name:subset"`` → (name, subset)."""
-    name, sep, subset = str(spec).rpartition(":")
-    if not sep or not name or not subset:
-        raise InputError(None, f"split {spec!r} is not NAME:SUBSET (e.g. qh9-stable-id:train)")
-    return name, subset
-
-
-def select_split(store: Store, split: str | None) -> np.ndarray:
-    """Sorted store indices of the subset ``split`` (``"name:subset"``), or of every structure when None.
-
-    An unknown split or subset raises :class:`InputError` naming the store, the split and the known ones.
-    """
-    if split is None:
-        return np.arange(len(store), dtype=np.int64)
-    name, subset = parse_split(split)
-    known = store.attrs.get("splits", {})
-    if name not in known:
-        listed = ", ".join(f"{k}:{{{','.join(v)}}}" for k, v in sorted(known.items())) or "none"
-        raise InputError(store.path, f"no split named {name!r} (known splits: {listed})")
-    labels = list(known[name])
-    if subset not in labels:
-        raise InputError(store.path, f"split {name!r} has no subset {subset!r} (subsets: {', '.join(labels)})")
-    codes = store.array(f"splits/{name}")[:]
-    return np.flatnonzero(codes == labels.index(subset)).astype(np.int64)
-
-
 # --- streaming dataset ---------------------------------------------------------------------------------
-_runs = contiguous_spans  # one implementation (hambench.store._store)
-
-
 class StoreDataset(torch.utils.data.IterableDataset):
     """Batches of a store (or of one split subset), streamed in structure ranges; yields :class:`Batch`.
 
@@ -434,7 +311,7 @@ class StoreDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"blocks must be among H, S, T, got {sorted(unknown)}")
         self.store = store
         self.split = split
-        self.layout = BasisLayout.of_store(store)
+        self.layout = store.layout
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.augment_rotations = bool(augment_rotations)
         self.rank, self.world_size, self.drop_last = int(rank), int(world_size), bool(drop_last)
@@ -521,15 +398,10 @@ class StoreDataset(torch.utils.data.IterableDataset):
     # --- reading -----------------------------------------------------------------------------------------
     def read_group(self, group: list[np.ndarray]) -> list[Batch]:
         """Read and collate one group of batches (one read per contiguous run of its structures)."""
-        want = np.unique(np.concatenate(group))
-        parts = [self.store.read_range(a, b, blocks=self.blocks) for a, b in _runs(want, self.max_gap)]
-        r = StoreRange.concat(parts)
-        where = np.full(int(r.index[-1]) - int(r.index[0]) + 1, -1, np.int64)
-        where[r.index - r.index[0]] = np.arange(len(r))
+        r = read_spans(self.store, np.concatenate(group), blocks=self.blocks, max_gap=self.max_gap)
         out = []
         for b in group:
-            rows = where[b - r.index[0]]
-            sub = r.take(rows)
+            sub = r.take(r.rows_of(b))
             rot = None
             if self.augment_rotations:
                 rot = np.stack([augment_rotation(self.seed, self.epoch, int(k)) for k in b])

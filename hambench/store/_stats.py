@@ -1,4 +1,4 @@
-"""Edge cut-offs learned from the training data, recorded in every checkpoint."""
+"""Statistics of a store's structures that later steps rely on: the longest edge per element pair."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def edge_cutoffs(store, indices, max_edges: int = 1 << 21) -> dict[str, float]:
     idx = np.unique(np.asarray(indices, dtype=np.int64))
     if idx.size == 0:
         return {}
-    edge_ptr = store.ptr.edge
+    _, edge_ptr = store.structure_ptrs
     best: dict[tuple[int, int], float] = {}
     k = 0
     while k < idx.size:
@@ -25,14 +25,9 @@ def edge_cutoffs(store, indices, max_edges: int = 1 << 21) -> dict[str, float]:
         while b < len(store) and edge_ptr[b + 1] - edge_ptr[a] <= max_edges:
             b += 1
         r = store.read_range(a, b, blocks=())
-        keep = np.isin(r.index, idx)
-        es = r.edge_structure
-        off = r.atom_ptr[:-1][es]
-        gi, gj = r.src.astype(np.int64) + off, r.dst.astype(np.int64) + off
-        vec = r.pos[gj] + np.einsum("ek,ekl->el", r.shift.astype(np.float64), r.cell[es]) - r.pos[gi]  # (E, 3)
-        length = np.linalg.norm(vec, axis=1)
-        m = keep[es]
-        zi, zj, length = r.Z[gi][m].astype(np.int64), r.Z[gj][m].astype(np.int64), length[m]
+        m = np.isin(r.index, idx)[r.edge_structure]
+        zi, zj = r.edge_Z()
+        zi, zj, length = zi[m], zj[m], np.linalg.norm(r.edge_vectors(), axis=1)[m]
         code = zi * 1000 + zj
         for c in np.unique(code):
             key = (int(c // 1000), int(c % 1000))
