@@ -24,7 +24,7 @@ from hambench.pipelines.abacus import (
     read_input_keywords,
     shells_from_orbital_file,
 )
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 HR, SR = "data-HR-sparse_SPIN0.csr", "data-SR-sparse_SPIN0.csr"
 
@@ -102,7 +102,7 @@ def test_float_parser_edge_cases():
     approx = ["123456789012345678901234", "1.5e300", "4.9e-324", "2.2250738585072014e-308", "-9.99999999e-99",
               "0.12345678901234567"]
     got = parse_csr(_one_row(approx).encode())["values"]
-    np.testing.assert_allclose(got, [float(v) for v in approx], rtol=1e-15, atol=1e-323)
+    np.testing.assert_allclose(got, [float(v) for v in approx], rtol=TOL.few_ulp, atol=TOL.subnormal)
 
 
 def test_equals_deeph_dock_conversion(mos2):
@@ -119,9 +119,9 @@ def test_equals_deeph_dock_conversion(mos2):
         for n, (a, b, c, i, j) in enumerate(pairs):
             blk = mos2.block(idx[(i, j, a, b, c)], which)
             want = entries[cb[n]:cb[n + 1]].reshape(blk.shape)
-            np.testing.assert_allclose(blk, want, rtol=4e-7, atol=1e-12)
+            np.testing.assert_allclose(blk, want, rtol=TOL.rydberg_abacus, atol=TOL.exact64)
             worst = max(worst, float(np.abs(blk * scale - want).max()))
-        assert worst < 1e-13, f"{which}: {worst}"
+        assert worst < TOL.roundoff_long, f"{which}: {worst}"
     order = np.lexsort((mos2.shift[:, 2], mos2.shift[:, 1], mos2.shift[:, 0], mos2.dst, mos2.src))
     assert np.array_equal(order, np.arange(mos2.nedges))
 
@@ -133,13 +133,13 @@ def test_structure_and_metadata(mos2, raw):
     ref = (require_realdata("abacus_MoS2", "deeph_new") / "POSCAR").read_text().split("\n")
     cell = np.array([[float(x) for x in ref[k].split()] for k in (2, 3, 4)])
     pos = np.array([[float(x) for x in ref[k].split()] for k in (8, 9, 10)])
-    np.testing.assert_allclose(mos2.cell, cell, rtol=2e-6, atol=1e-12)
-    np.testing.assert_allclose(mos2.pos, pos, rtol=2e-6, atol=1e-12)
+    np.testing.assert_allclose(mos2.cell, cell, rtol=TOL.text_6_digits, atol=TOL.exact64)
+    np.testing.assert_allclose(mos2.pos, pos, rtol=TOL.text_6_digits, atol=TOL.exact64)
     a = 5.9716 * cv.BOHR_ANGSTROM
-    np.testing.assert_allclose(mos2.cell, a * np.array([[1, 0, 0], [-0.5, 3**0.5 / 2, 0], [0, 0, 12]]), rtol=1e-15)
+    np.testing.assert_allclose(mos2.cell, a * np.array([[1, 0, 0], [-0.5, 3**0.5 / 2, 0], [0, 0, 12]]), rtol=TOL.few_ulp)
     assert list(mos2.Z) == [42, 16, 16]
-    assert mos2.fermi_level == pytest.approx(-2.3123356452, abs=1e-10)
-    assert mos2.energy == pytest.approx(-2423.2171811, abs=1e-7)
+    assert mos2.fermi_level == pytest.approx(-2.3123356452, abs=TOL.text_10_decimals)
+    assert mos2.energy == pytest.approx(-2423.2171811, abs=TOL.text_7_decimals)
     assert mos2.nelectron == 26
     attrs = AbacusSource(raw).attrs()
     assert attrs.dft["code"] == "ABACUS" and attrs.dft["version"] == "3.10.0"
@@ -166,7 +166,7 @@ def _band_errors(s, bands):
             H[first[i]:first[i + 1], first[j]:first[j + 1]] += ph * s.block(e, "H")
             S[first[i]:first[i + 1], first[j]:first[j + 1]] += ph * s.block(e, "S")
         e = sl.eigh(H, S, eigvals_only=True)[: len(want)] * (cv.ABACUS_RYDBERG_EV / cv.RYDBERG_EV)
-        out.append(np.abs(e - want) - 1e-6 * np.abs(want))
+        out.append(np.abs(e - want) - TOL.abacus_log_bands_rel * np.abs(want))
     return np.concatenate(out)
 
 
@@ -181,8 +181,8 @@ def test_bands_match_running_scf_log(mos2, raw):
     """
     bands = _log_bands(raw)
     full = _band_errors(read_abacus_run(raw / "OUT.ABACUS", edges="hamiltonian"), bands)
-    assert full.max() <= 6e-5, full.max()
-    assert _band_errors(mos2, bands).max() <= 2e-4
+    assert full.max() <= TOL.abacus_log_bands, full.max()
+    assert _band_errors(mos2, bands).max() <= TOL.dropped_edges
 
 
 def test_hamiltonian_edges_option(raw, mos2):
@@ -236,8 +236,8 @@ def test_lattice_vectors_and_direct_coordinates(run_copy, mos2):
             + "\n".join(" ".join(f"{x:.17g}" for x in f) + " 0 0 0" for f in frac[1:]) + "\n")
     stru.write_text(head + "ATOMIC_POSITIONS" + tail)
     s = read_abacus_run(run_copy / "OUT.ABACUS")
-    np.testing.assert_allclose(s.cell, mos2.cell, atol=1e-12)
-    np.testing.assert_allclose(s.pos, mos2.pos, atol=1e-12)
+    np.testing.assert_allclose(s.cell, mos2.cell, atol=TOL.exact64)
+    np.testing.assert_allclose(s.pos, mos2.pos, atol=TOL.exact64)
     np.testing.assert_array_equal(s.H, mos2.H)
 
 
@@ -357,8 +357,8 @@ def test_synthetic_nspin2(run_copy, mos2):
         ref = mos2.block(e, "H")
         k, l = ref.shape
         b = s.block(e, "H")
-        np.testing.assert_allclose(b[:k, :l], ref, rtol=1e-15, atol=0)
-        np.testing.assert_allclose(b[k:, l:], 2 * ref, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(b[:k, :l], ref, rtol=TOL.few_ulp, atol=0)
+        np.testing.assert_allclose(b[k:, l:], 2 * ref, rtol=TOL.few_ulp, atol=0)
         assert not b[:k, l:].any() and not b[k:, :l].any()
 
 
@@ -383,10 +383,10 @@ def test_synthetic_nspin4(run_copy, mos2):
         b = got.block(e, "H")
         for a in range(2):
             for c in range(2):
-                np.testing.assert_allclose(b[a * k:(a + 1) * k, c * l:(c + 1) * l], f[a, c] * ref, rtol=1e-14,
-                                           atol=1e-20)
+                np.testing.assert_allclose(b[a * k:(a + 1) * k, c * l:(c + 1) * l], f[a, c] * ref, rtol=TOL.roundoff,
+                                           atol=TOL.product_floor)
         # the synthetic file carries 18 significant digits: parsed within 1 ulp
-        np.testing.assert_allclose(got.block(e, "S"), mos2.block(e, "S"), rtol=3e-16, atol=0)
+        np.testing.assert_allclose(got.block(e, "S"), mos2.block(e, "S"), rtol=TOL.one_ulp, atol=0)
 
 
 # --- the spin pre-check ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hambench.scoring._bands import (
     window_mask,
 )
 from hambench.errors import InputError
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 
 def _store(folder, out):
@@ -74,7 +74,7 @@ def _first_order(s, dH, kpts, tol=1e-3):
     ev, vec = band_energies(s, kpts, vectors=True)
     Hk, _ = bands._bloch(s, s.H, kpts)
     dk = bands._bloch(s, dH, kpts)[0]
-    assert np.allclose(Hk, Hk.conj().transpose(0, 2, 1), atol=1e-7)
+    assert np.allclose(Hk, Hk.conj().transpose(0, 2, 1), atol=TOL.hermitian_pairs)
     shift = np.empty_like(ev)
     for i in range(len(kpts)):
         c0 = 0
@@ -95,7 +95,7 @@ def test_k_path_file_and_ase_path(mote2, tmp_path):
     kp = read_k_path(folder / "K_PATH")
     with h5py.File(folder / "band.h5") as f:
         kref = f["kpoints_frac_list"][()]
-    np.testing.assert_allclose(kp.kpts, kref, rtol=0, atol=1e-9)  # K_PATH has 10 decimals
+    np.testing.assert_allclose(kp.kpts, kref, rtol=0, atol=TOL.text_10_digits)  # K_PATH has 10 decimals
     assert [lab for _, lab in kp.ticks][:2] == ["GAMMA", "M"] and kp.ticks[-1] == (139, "GAMMA")
     p = tmp_path / "K_PATH"
     p.write_text("3 0 0 0 0.5 0 0 G M\n")
@@ -107,7 +107,7 @@ def test_k_path_file_and_ase_path(mote2, tmp_path):
     s = truth[0]
     ase = k_path_for(s, None, npoints=60)
     assert ase.source == "ASE bandpath GMKG" and np.all(ase.kpts[:, 2] == 0)
-    np.testing.assert_allclose(ase.kpts[ase.ticks[1][0]], [0.5, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(ase.kpts[ase.ticks[1][0]], [0.5, 0, 0], atol=TOL.exact64)
 
 
 def test_bands_of_the_truth_equal_deeph_dock_band_h5(mote2, monkeypatch):
@@ -119,15 +119,15 @@ def test_bands_of_the_truth_equal_deeph_dock_band_h5(mote2, monkeypatch):
     ev = band_energies(s, read_k_path(folder / "K_PATH").kpts)
     # eV: 1.7e-8 measured; DeepH-dock (like scipy's eigh, 1.4e-12 here) reads one triangle of H(k), we use
     # ½(H + Hᴴ): the file's H_ij(R), H_ji(-R) pairs differ by 9e-9 eV
-    assert np.abs(ev - ef - band.T).max() < 1e-7
+    assert np.abs(ev - ef - band.T).max() < TOL.hermitian_pairs
     monkeypatch.setattr(bands, "CHUNK_ELEMENTS", 57 * 57 * 9)  # 9 k-points per chunk: same bands
-    np.testing.assert_allclose(band_energies(s, read_k_path(folder / "K_PATH").kpts), ev, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(band_energies(s, read_k_path(folder / "K_PATH").kpts), ev, rtol=0, atol=TOL.reassociation)
     preds = _write_preds(truth, s.H, d / "same.zarr")
     out = band_errors(truth, preds, kpath=folder / "K_PATH", quiet=True)
     m = out["metrics"]
     assert m["bands_mae"] == 0.0 and m["bands_max"] == 0.0 and m["bands_mae_all"] == 0.0
     # the window: values of the true bands within ±2 eV of the store's E_F (= band.h5's, 8.894648 eV)
-    assert s.fermi_level == pytest.approx(ef, abs=1e-6)
+    assert s.fermi_level == pytest.approx(ef, abs=TOL.text_6_decimals)
     assert m["bands_n_values"] == int(np.sum(np.abs(band) <= 2.0)) > 0
     assert out["per_structure"][0]["n_bands_in_window"] == int(np.any(np.abs(band) <= 2.0, axis=1).sum())
 
@@ -148,8 +148,8 @@ def test_perturbed_bands_follow_first_order_perturbation_theory(mote2):
         assert 0 < mask.sum() < mask.any(axis=0).sum() * len(k)  # some band is only partly inside
         want = 1e3 * np.abs(shift[mask])  # meV
         m = out["metrics"]
-        assert m["bands_mae"] == pytest.approx(want.mean(), rel=2e-3)
-        assert m["bands_max"] == pytest.approx(want.max(), rel=2e-3)
+        assert m["bands_mae"] == pytest.approx(want.mean(), rel=TOL.first_order)
+        assert m["bands_max"] == pytest.approx(want.max(), rel=TOL.first_order)
         assert m["bands_mae"] > 0 and m["bands_n_values"] == mask.sum()
         assert out["per_structure"][0]["n_bands_in_window"] == mask.any(axis=0).sum() == (2 if w < 1 else 6)
 
@@ -166,9 +166,9 @@ def test_spinful_bismuthene(bismuthene):
     out = band_errors(truth, _write_preds(truth, s.H + dH, d / "pert.zarr"), npoints=30, quiet=True)
     kp = k_path_for(s, None, npoints=30)
     ev, shift = _first_order(s, dH, kp.kpts)
-    assert np.abs(ev[:, 0::2] - ev[:, 1::2]).max() < 1e-6  # Kramers pairs of the truth
+    assert np.abs(ev[:, 0::2] - ev[:, 1::2]).max() < TOL.kramers  # Kramers pairs of the truth
     mask = window_mask(ev, s.fermi_level, 2.0)
-    assert out["metrics"]["bands_mae"] == pytest.approx(1e3 * np.abs(shift[mask]).mean(), rel=2e-3)
+    assert out["metrics"]["bands_mae"] == pytest.approx(1e3 * np.abs(shift[mask]).mean(), rel=TOL.first_order)
 
 
 def test_bands_refuse_a_molecule_store(bismuthene):

@@ -20,9 +20,9 @@ from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout
 from hambench.pipelines import prepare
 from hambench.store._store import open_store
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
-ATOL = 1e-12
+ATOL = TOL.exact64
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_collate_edge_vectors_and_offsets_mote2_and_molecules(mote2, qm9):
             for src, dst, R in zip(s.src, s.dst, s.shift):  # hand computation, edge by edge
                 lattice = R[0] * s.cell[0] + R[1] * s.cell[1] + R[2] * s.cell[2]
                 expect = s.pos[dst] + lattice - s.pos[src]
-                np.testing.assert_allclose(batch.edge_vec[e].numpy(), expect, atol=1e-13)
+                np.testing.assert_allclose(batch.edge_vec[e].numpy(), expect, atol=TOL.roundoff_long)
                 assert batch.edge_src[e] == base + src and batch.edge_dst[e] == base + dst
                 assert batch.edge_batch[e] == b
                 e += 1
@@ -181,11 +181,11 @@ def test_edge_vectors_differentiable_and_dtype(mote2):
     count = torch.zeros(b.num_atoms, dtype=torch.float64)
     count.index_add_(0, b.edge_dst, torch.ones(b.num_edges, dtype=torch.float64))
     count.index_add_(0, b.edge_src, -torch.ones(b.num_edges, dtype=torch.float64))
-    torch.testing.assert_close(pos.grad, count[:, None] * c, atol=1e-12, rtol=0)
-    torch.testing.assert_close(cell.grad[0], b.shift.sum(0)[:, None] * c, atol=1e-12, rtol=0)
+    torch.testing.assert_close(pos.grad, count[:, None] * c, atol=TOL.exact64, rtol=0)
+    torch.testing.assert_close(cell.grad[0], b.shift.sum(0)[:, None] * c, atol=TOL.exact64, rtol=0)
     b32 = b.to(dtype=torch.float32)
     assert b32.pos.dtype == b32.H.dtype == b32.edge_vec.dtype == torch.float32 and b32.Z.dtype == torch.int64
-    torch.testing.assert_close(b32.edge_vec, b.edge_vec.float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(b32.edge_vec, b.edge_vec.float(), atol=TOL.exact32, rtol=0)
 
 
 def test_batch_from_structures_equals_store_batch_and_works_without_targets(qm9, bismuthene):
@@ -198,7 +198,7 @@ def test_batch_from_structures_equals_store_batch_and_works_without_targets(qm9,
         torch.testing.assert_close(b.pos, ref.pos[sel], atol=0, rtol=0)
         np.testing.assert_array_equal(b.H.numpy(), np.concatenate([s.H for s in structs]))
         np.testing.assert_array_equal(b.S.numpy(), np.concatenate([s.S for s in structs]))
-        np.testing.assert_allclose(b.T.numpy(), np.concatenate([st.traces(i)[0] for i in k]), rtol=1e-12)
+        np.testing.assert_allclose(b.T.numpy(), np.concatenate([st.traces(i)[0] for i in k]), rtol=TOL.exact64)
         assert b.kind == st.kind and b.spinful == st.spinful
         assert b.to(dtype=torch.float32).H.dtype == (torch.complex64 if st.spinful else torch.float32)
         bare = [type(s)(id=s.id, Z=s.Z, pos=s.pos, cell=s.cell, pbc=s.pbc, src=s.src, dst=s.dst, shift=s.shift,
@@ -224,7 +224,7 @@ def test_augmentation_is_the_exact_rotation(which, request):
         for s in range(p.num_structures):
             R = a.rotation[s].numpy()
             np.testing.assert_array_equal(R, augment_rotation(11, 0, int(p.index[s])))
-            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-14)
+            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=TOL.roundoff)
             atoms = (p.atom_batch == s).numpy()
             np.testing.assert_allclose(a.pos.numpy()[atoms], p.pos.numpy()[atoms] @ R.T, atol=ATOL)
             np.testing.assert_allclose(a.cell[s].numpy(), p.cell[s].numpy() @ R.T, atol=ATOL)
@@ -243,7 +243,7 @@ def test_augmentation_is_the_exact_rotation(which, request):
         # T is invariant: recomputed on the rotated H it equals the stored labels
         Tr, _ = so3.edge_traces(a.H.numpy(), a.Z[a.edge_src].numpy(), a.Z[a.edge_dst].numpy(), lay.species,
                                 st.spinful)
-        np.testing.assert_allclose(Tr, p.T.numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(Tr, p.T.numpy(), rtol=TOL.exact64, atol=TOL.exact64)
     # a new rotation every epoch
     L = make_loader(st, batch_size=4, seed=11, augment_rotations=True)
     L.set_epoch(1)

@@ -26,7 +26,7 @@ from hambench.pipelines.deeph_format import (
     write_legacy_folder,
     write_new_folder,
 )
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 # every real folder in the DeepH-dock layout (README §2, 3, 6, 7, 8, 9, 10, 11, 12)
 NEW_FOLDERS = [
@@ -82,9 +82,9 @@ def test_legacy_and_new_mote2_read_to_identical_structures():
     new = read_new_folder(require_realdata("deeph_new_MoTe2"))
     assert legacy.nedges == new.nedges == 131
     # positions: lat.dat/site_positions.dat and POSCAR are separate text renderings of one geometry
-    assert_same_structure(legacy, new, pos_atol=1e-6)
+    assert_same_structure(legacy, new, pos_atol=TOL.geometry_text)
     assert np.max(np.abs(legacy.H - new.H)) == 0.0 and np.max(np.abs(legacy.S - new.S)) == 0.0
-    assert legacy.fermi_level == new.fermi_level == pytest.approx(-4.19348, abs=1e-5)  # eV
+    assert legacy.fermi_level == new.fermi_level == pytest.approx(-4.19348, abs=TOL.text_5_decimals)  # eV
     legacy.validate()
 
 
@@ -162,17 +162,17 @@ def test_bands_from_read_structure_reproduce_dock_band_h5():
         band, kref = f["band_data"][()], f["kpoints_frac_list"][()]
         ef = float(f["fermi_energy_before_shift_eV"][()])
     assert k.shape == (140, 3)
-    np.testing.assert_allclose(k, kref, rtol=0, atol=1e-9)  # K_PATH has 10 decimals
+    np.testing.assert_allclose(k, kref, rtol=0, atol=TOL.text_10_digits)  # K_PATH has 10 decimals
     Hk, Sk = bloch_matrices(s, k)
     assert Hk.shape == Sk.shape == (140, 57, 57)
-    assert np.abs(Hk - Hk.conj().transpose(0, 2, 1)).max() < 1e-7  # eV: file pairs agree to 9e-9
+    assert np.abs(Hk - Hk.conj().transpose(0, 2, 1)).max() < TOL.hermitian_pairs  # eV: file pairs agree to 9e-9
     ev = np.array([scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)]) - ef
-    assert np.abs(ev - band.T).max() < 1e-9  # eV (measured 1.3e-12)
+    assert np.abs(ev - band.T).max() < TOL.eigensolver  # eV (measured 1.3e-12)
     # single k-point form, and the legacy folder gives the same H(k) (its H is not standardised: compare S)
     h0, s0 = bloch_matrices(s, k[5])
     np.testing.assert_array_equal(h0, Hk[5])
     legacy = read_legacy_folder(require_realdata("deeph_legacy_MoTe2"))
-    np.testing.assert_allclose(bloch_matrices(legacy, k[5])[1], s0, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(bloch_matrices(legacy, k[5])[1], s0, rtol=0, atol=TOL.roundoff)
 
 
 def test_bloch_matrices_brute_force():
@@ -189,8 +189,8 @@ def test_bloch_matrices_brute_force():
         Hk[off[i]:off[i + 1], off[j]:off[j + 1]] += ph * s.block(e)
         Sk[off[i]:off[i + 1], off[j]:off[j + 1]] += ph * s.block(e, "S")
     h, o = bloch_matrices(s, k)
-    np.testing.assert_allclose(h, Hk, rtol=0, atol=1e-12)  # eV
-    np.testing.assert_allclose(o, Sk, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(h, Hk, rtol=0, atol=TOL.exact64)  # eV
+    np.testing.assert_allclose(o, Sk, rtol=0, atol=TOL.roundoff)
 
 
 def test_spinful_bismuthene_bands_are_kramers_pairs():
@@ -199,10 +199,10 @@ def test_spinful_bismuthene_bands_are_kramers_pairs():
     for k in ([0, 0, 0], [0.5, 0, 0], [1 / 3, 1 / 3, 0], [0.1, 0.2, 0]):
         Hk, Sk = bloch_matrices(s, k)
         assert Hk.shape == (40, 40)
-        assert np.abs(Hk - Hk.conj().T).max() < 1e-8  # eV (measured 8e-10)
+        assert np.abs(Hk - Hk.conj().T).max() < TOL.hermitian_pairs_double  # eV (measured 8e-10)
         e = scipy.linalg.eigh(Hk, Sk, eigvals_only=True)
         # inversion + time reversal: every band doubly degenerate (measured ≤ 3.4e-7 eV at K)
-        assert np.abs(e[0::2] - e[1::2]).max() < 1e-5, k
+        assert np.abs(e[0::2] - e[1::2]).max() < TOL.kramers_loose, k
 
 
 # --- writers: round trips -----------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_legacy_round_trip_has_equal_blocks(tmp_path):
         np.testing.assert_array_equal(np.loadtxt(out / fname), np.loadtxt(folder / fname), err_msg=fname)
     assert (out / "orbital_types.dat").read_text().split() == (folder / "orbital_types.dat").read_text().split()
     assert json.loads((out / "info.json").read_text()) == json.loads((folder / "info.json").read_text())
-    np.testing.assert_allclose(np.loadtxt(out / "rlat.dat"), np.loadtxt(folder / "rlat.dat"), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.loadtxt(out / "rlat.dat"), np.loadtxt(folder / "rlat.dat"), rtol=0, atol=TOL.roundoff)
     with h5py.File(folder / "hamiltonians.h5") as f:
         r_keys = {tuple(json.loads(k)[:3]) for k in f}
     assert {tuple(r) for r in np.loadtxt(out / "R_list.dat", dtype=int)} == r_keys
@@ -299,9 +299,9 @@ def test_molecule_without_cell_gets_a_pseudo_cell(tmp_path):
     box = np.diag(np.ptp(s.pos, axis=0) + 20.0)  # Å: extent + MOLECULE_VACUUM
     for write, read in ((write_new_folder, read_new_folder), (write_legacy_folder, read_legacy_folder)):
         back = read(write(s, tmp_path / write.__name__))
-        np.testing.assert_allclose(back.cell, box, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(back.cell, box, rtol=0, atol=TOL.exact64)
         np.testing.assert_array_equal(back.H, s.H)
-        np.testing.assert_allclose(back.pos, s.pos, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(back.pos, s.pos, rtol=0, atol=TOL.exact64)
     s.shift[0] = [1, 0, 0]
     with pytest.raises(InputError, match="singular cell"):
         write_new_folder(s, tmp_path / "bad")
@@ -331,7 +331,7 @@ def test_direct_poscar_reads_like_cartesian(tmp_path):
     (tmp_path / "POSCAR").write_text("\n".join(text) + "\n")
     sym2, cell2, pos2 = read_poscar(tmp_path / "POSCAR")
     assert sym2 == sym
-    np.testing.assert_allclose(pos2, pos, rtol=0, atol=1e-12)  # Å
+    np.testing.assert_allclose(pos2, pos, rtol=0, atol=TOL.exact64)  # Å
 
 
 # --- bad input -----------------------------------------------------------------------------------------------
@@ -542,7 +542,7 @@ def test_deepx_dock_bands_of_our_folder_equal_ours(dock, parts, tmp_path):
     Hk, Sk = bloch_matrices(s, k)
     ours = np.array([scipy.linalg.eigh(h, o, eigvals_only=True) for h, o in zip(Hk, Sk)])
     assert bands.shape == (ours.shape[1], len(k)) == ((40 if s.spinful else 57), 55)
-    assert np.abs(ours - bands.T).max() < 1e-9  # eV (measured 1.5e-12 for MoTe2)
+    assert np.abs(ours - bands.T).max() < TOL.eigensolver  # eV (measured 1.5e-12 for MoTe2)
 
 
 def test_deepx_dock_converts_our_folders_both_ways(dock, tmp_path):
@@ -556,5 +556,5 @@ def test_deepx_dock_converts_our_folders_both_ways(dock, tmp_path):
     run_dock(dock, "convert", "deeph", "upgrade", tmp_path / "legacy", tmp_path / "up", "-p", "1")
     run_dock(dock, "convert", "deeph", "downgrade", tmp_path / "new", tmp_path / "down", "-p", "1")
     for name, s in ref.items():
-        assert_same_structure(read_new_folder(tmp_path / "up" / name), s, pos_atol=1e-12)
-        assert_same_structure(read_legacy_folder(tmp_path / "down" / name), s, pos_atol=1e-12)
+        assert_same_structure(read_new_folder(tmp_path / "up" / name), s, pos_atol=TOL.exact64)
+        assert_same_structure(read_legacy_folder(tmp_path / "down" / name), s, pos_atol=TOL.exact64)

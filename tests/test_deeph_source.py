@@ -14,7 +14,7 @@ from hambench.errors import InputError
 from hambench.pipelines import get_source, prepare
 from hambench.pipelines.deeph import DATASETS
 from hambench.store._store import open_store
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 
 def legacy_blocks(folder):
@@ -45,7 +45,7 @@ def test_legacy_mote2_store_equals_converted_input(tmp_path):
     np.testing.assert_array_equal(s.Z, [52, 52, 42])
     lat = np.loadtxt(folder / "lat.dat")
     np.testing.assert_allclose(s.cell, lat.T, atol=0)  # columns in the file are lattice vectors
-    assert s.fermi_level == pytest.approx(-4.19348, abs=1e-5)
+    assert s.fermi_level == pytest.approx(-4.19348, abs=TOL.text_5_decimals)
 
 
 def test_new_and_legacy_mote2_give_the_same_store(tmp_path):
@@ -55,8 +55,8 @@ def test_new_and_legacy_mote2_give_the_same_store(tmp_path):
     sa, sb = open_store(a)[0], open_store(b)[0]
     for name in ("Z", "src", "dst", "shift", "H", "S"):
         np.testing.assert_array_equal(getattr(sa, name), getattr(sb, name), err_msg=name)
-    np.testing.assert_allclose(sa.pos, sb.pos, atol=1e-6)
-    np.testing.assert_allclose(sa.cell, sb.cell, atol=1e-6)
+    np.testing.assert_allclose(sa.pos, sb.pos, atol=TOL.geometry_text)
+    np.testing.assert_allclose(sa.cell, sb.cell, atol=TOL.geometry_text)
     np.testing.assert_array_equal(open_store(a).traces(0)[0], open_store(b).traces(0)[0])
 
 

@@ -18,13 +18,13 @@ import pytest
 
 from hambench.basis import _so3 as so3
 from hambench.basis._conventions import pyscf_atom_slices, pyscf_species_shells, symbol_to_z, to_hambench
-from hambench.testing import assert_blocks_equivariant, equivariance_error, require_realdata
+from hambench.testing import TOL, assert_blocks_equivariant, equivariance_error, require_realdata
 
 # ---------------------------------------------------------------------------------------------------------
 # 1. DeepH-dock H2O fixture
-H2O_NOISE = {"hamiltonian": 3.2e-4, "overlap": 3.3e-6}  # eV / dimensionless: the fixture's stated DFT noise
+H2O_NOISE = {"hamiltonian": TOL.deeph_h2o_h, "overlap": TOL.deeph_h2o_s}  # eV / dimensionless: the fixture's stated DFT noise
 # float32 rounding of entries up to ~520 eV adds ~520 * 6e-8 * (a few) ≈ 1e-4 eV at most
-H2O_NOISE_F32 = {"hamiltonian": 3.2e-4 + 2e-4, "overlap": 3.3e-6 + 2e-6}
+H2O_NOISE_F32 = {"hamiltonian": TOL.deeph_h2o_h + TOL.float32_storage_h, "overlap": TOL.deeph_h2o_s + TOL.float32_storage_s}
 
 
 def _read_deeph_folder(folder):
@@ -90,7 +90,7 @@ def test_deeph_h2o_traces_invariant(h2o_fixture):
     for _, (_, _, datak) in copies:
         Tk, _ = so3.edge_traces(datak["hamiltonian"][1], Zi, Zj, species)
         # |δT| <= 2 |H_b| |δH_b| + |δH_b|^2 with |δH_b| <= sqrt(n) * 3.1e-4
-        bound = 2 * np.sqrt(T0) * 14 * 3.2e-4 + (14 * 3.2e-4) ** 2
+        bound = 2 * np.sqrt(T0) * 14 * TOL.deeph_h2o_h + (14 * TOL.deeph_h2o_h) ** 2
         assert np.all(np.abs(Tk - T0) <= bound)
 
 
@@ -98,10 +98,10 @@ def test_deeph_h2o_traces_invariant(h2o_fixture):
 # 2. PySCF on a real molecule and its rotated copy
 pyscf = pytest.importorskip("pyscf")
 
-PYSCF_H_ATOL = 1e-7  # Ha, float64 (grid level 5 gives ~1e-8 on water, issue 3: 6e-9 on methane)
-PYSCF_S_ATOL = 1e-12
+PYSCF_H_ATOL = TOL.pyscf_grid  # Ha, float64 (grid level 5 gives ~1e-8 on water, issue 3: 6e-9 on methane)
+PYSCF_S_ATOL = TOL.integrals
 # float32 storage of |H| up to ~20 Ha rounds by ~20 * 6e-8 per entry (measured max 2.4e-7 Ha on water)
-PYSCF_H_ATOL_F32, PYSCF_S_ATOL_F32 = 5e-6, 1e-6
+PYSCF_H_ATOL_F32, PYSCF_S_ATOL_F32 = TOL.pyscf_grid32, TOL.pyscf_overlap32
 
 # QM9 molecules 1 (methane) and 3 (water), B3LYP/6-31G(2df,p) geometries in Å, read from the qm9pack package
 # when it is installed; the copies below were checked equal to qm9pack 1.0.3's qm9_part1.csv rows.
@@ -241,13 +241,13 @@ def _symmetry_image(A, Z, pos, pairs, Q, c):
     perm, L = [], []
     for i in range(len(Z)):
         f = (g[i] - pos) @ Ainv
-        ok = np.flatnonzero((Z == Z[i]) & (np.abs(f - np.round(f)).max(axis=1) < 1e-4))
+        ok = np.flatnonzero((Z == Z[i]) & (np.abs(f - np.round(f)).max(axis=1) < TOL.symmetry_site))
         assert len(ok) == 1, "g is not a symmetry of this crystal"
         perm.append(ok[0])
         L.append(np.round(f[ok[0]]).astype(int))
     perm, L = np.array(perm), np.array(L)
     Rf = pairs[:, :3] @ A @ Q.T @ Ainv
-    assert np.max(np.abs(Rf - np.round(Rf))) < 1e-6
+    assert np.max(np.abs(Rf - np.round(Rf))) < TOL.geometry_text
     R2 = np.round(Rf).astype(int) + L[pairs[:, 4]] - L[pairs[:, 3]]
     index = {tuple(p): k for k, p in enumerate(pairs.tolist())}
     return np.array([index[(*R2[k], perm[pairs[k, 3]], perm[pairs[k, 4]])] for k in range(len(pairs))])
@@ -288,15 +288,15 @@ def _op(name, pos):
 # inversion/C2/mirrors are exact on OpenMX's grid up to SCF noise; C3 is not a symmetry of the FFT grid, so H
 # carries real-space-grid ("egg-box") error of ~1e-2 eV while S (computed analytically) stays exact.
 SYMMETRY_CASES = [
-    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "C2_inplane", 5e-6, 1e-9),  # H 5.5e-7, S 5.5e-11
-    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "mirror_vertical", 5e-6, 1e-9),  # 2.1e-7, 3.2e-11
-    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "inversion", 5e-6, 1e-9),  # 3.5e-7, 7.3e-11
-    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "C3z", 0.1, 1e-9),  # 2.1e-2, 5.5e-11
-    ("openmx_graphene_scfout/deeph_dock_converted", "C3z", 0.02, 1e-9),  # 3.3e-3, 9.3e-11
-    ("openmx_graphene_scfout/deeph_dock_converted", "inversion", 1e-6, 1e-9),  # 6.5e-8, 1.2e-10
-    ("openmx_graphene_scfout/deeph_dock_converted", "mirror_z", 1e-6, 1e-9),  # 6.5e-8, 1e-13
-    ("deeph_new_MoTe2", "C3z", 0.05, 1e-9),  # 1.3e-2, 1.1e-10
-    ("siesta_Si/deeph_new", "inversion", 1e-6, 1e-9),  # 4.0e-9, 1.1e-12
+    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "C2_inplane", TOL.symmetry_scf_soc, TOL.symmetry_overlap),  # H 5.5e-7, S 5.5e-11
+    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "mirror_vertical", TOL.symmetry_scf_soc, TOL.symmetry_overlap),  # 2.1e-7, 3.2e-11
+    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "inversion", TOL.symmetry_scf_soc, TOL.symmetry_overlap),  # 3.5e-7, 7.3e-11
+    ("openmx_bismuthene_soc_scfout/deeph_dock_converted", "C3z", TOL.eggbox_bismuthene, TOL.symmetry_overlap),  # 2.1e-2, 5.5e-11
+    ("openmx_graphene_scfout/deeph_dock_converted", "C3z", TOL.eggbox_graphene, TOL.symmetry_overlap),  # 3.3e-3, 9.3e-11
+    ("openmx_graphene_scfout/deeph_dock_converted", "inversion", TOL.symmetry_scf, TOL.symmetry_overlap),  # 6.5e-8, 1.2e-10
+    ("openmx_graphene_scfout/deeph_dock_converted", "mirror_z", TOL.symmetry_scf, TOL.symmetry_overlap),  # 6.5e-8, 1e-13
+    ("deeph_new_MoTe2", "C3z", TOL.eggbox_mote2, TOL.symmetry_overlap),  # 1.3e-2, 1.1e-10
+    ("siesta_Si/deeph_new", "inversion", TOL.symmetry_scf, TOL.symmetry_overlap),  # 4.0e-9, 1.1e-12
 ]
 
 
@@ -349,7 +349,7 @@ def test_assert_model_equivariant_on_pyscf_overlap():
     mol = gto.M(atom=atoms, basis="def2-svp", unit="Angstrom", verbose=0)
     _, Zi, Zj, species = _to_edge_blocks(mol, mol.intor("int1e_ovlp"))
     err = assert_model_equivariant(overlap_model, pos, Zi, Zj, species, rng=np.random.default_rng(5))
-    assert err < 1e-12
+    assert err < TOL.integrals
 
     def broken(p, cell):  # depends on the absolute x coordinate: not rotation-equivariant
         return overlap_model(p, cell) * (1 + 0.1 * p[0, 0])

@@ -16,7 +16,7 @@ from hambench.pipelines import deeph_format, prepare
 from hambench.pipelines.deeph_format import read_poscar
 from hambench.pipelines.export import export_store, folder_names
 from hambench.store._store import open_store
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 STORE_ARRAYS = ("atoms/Z", "atoms/pos", "structures/cell", "edges/src", "edges/dst", "edges/shift", "blocks/H",
                 "blocks/S")
@@ -45,8 +45,8 @@ def assert_dock_files_equal(exported, original):
     sym_a, cell_a, pos_a = read_poscar(exported / "POSCAR")
     sym_b, cell_b, pos_b = read_poscar(original / "POSCAR")
     assert sym_a == sym_b
-    np.testing.assert_allclose(cell_a, cell_b, rtol=0, atol=1e-9)  # Å
-    np.testing.assert_allclose(pos_a, pos_b, rtol=0, atol=1e-9)  # Å
+    np.testing.assert_allclose(cell_a, cell_b, rtol=0, atol=TOL.geometry)  # Å
+    np.testing.assert_allclose(pos_a, pos_b, rtol=0, atol=TOL.geometry)  # Å
 
 
 def assert_stores_equal(a, b):
@@ -167,7 +167,7 @@ def test_augmented_ids_with_slash(tmp_path):
     back = deeph_format.read_new_folder(out / "deeph_new_MoTe2_rot0")
     for name in ("Z", "src", "dst", "shift", "H", "S"):
         np.testing.assert_array_equal(getattr(back, name), getattr(st[1], name), err_msg=name)  # exact
-    np.testing.assert_allclose(back.pos, st[1].pos, rtol=0, atol=1e-12)  # Å, repr() round trip
+    np.testing.assert_allclose(back.pos, st[1].pos, rtol=0, atol=TOL.exact64)  # Å, repr() round trip
 
 
 def test_folder_names_are_safe_and_unique():

@@ -14,6 +14,7 @@ from hambench.basis import _layout as laymod
 from hambench.config import from_dict, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
 from hambench.basis._layout import BasisLayout
+from hambench.testing import TOL
 
 DEF2SVP = {1: [0, 0, 1], 6: [0, 0, 0, 1, 1, 2], 8: [0, 0, 0, 1, 1, 2]}
 
@@ -63,7 +64,7 @@ def test_layout_matches_store_trace_labels():
     for e in range(len(zs)):
         blk = H[ptr[e]:ptr[e + 1]].reshape(ni[e], nj[e])
         want = [np.sum(blk[b.row:b.row + b.shape[0], b.col:b.col + b.shape[1]] ** 2) for b in lay.basic_blocks(zs[e], zd[e])]
-        np.testing.assert_allclose(T[T_ptr[e]:T_ptr[e + 1]], want, rtol=1e-12)
+        np.testing.assert_allclose(T[T_ptr[e]:T_ptr[e + 1]], want, rtol=TOL.exact64)
 
 
 def test_unknown_element_and_compatibility():

@@ -12,7 +12,7 @@ import torch
 from hambench.basis import _so3 as so3
 from hambench.training._data import batch_from_structures
 from hambench.basis._layout import BasisLayout
-from hambench.testing import require_realdata, tol
+from hambench.testing import TOL, require_realdata, tol
 from hambench.models import common
 
 F64 = torch.float64
@@ -63,7 +63,7 @@ def test_gaussian_basis_hand_values():
     got = g(torch.tensor([0.5, 2.0], dtype=F64)).numpy()
     want = np.array([[math.exp(-0.125), math.exp(-0.125), math.exp(-1.125)],
                      [math.exp(-2.0), math.exp(-0.5), 1.0]])
-    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(got, want, rtol=TOL.few_ulp, atol=0)
     assert not any(p.requires_grad for p in g.parameters())
     # DeepH-E3's two bases: 64 over 0-6 A (edge init), 128 over 0-7.2 A (TP weights)
     assert common.GaussianBasis(0, 6.0, 64)(torch.zeros(1)).shape == (1, 64)
@@ -79,9 +79,9 @@ def test_bernstein_basis_formula_and_partition_of_unity():
         fc = math.exp(-rr * rr / ((c - rr) * (c + rr))) if rr < c else 0.0
         x = math.exp(-alpha * rr)
         want = [fc * math.comb(K - 1, v) * x ** (K - 1 - v) * (1 - x) ** v for v in range(K)]
-        np.testing.assert_allclose(got[k], want, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got[k], want, rtol=TOL.exact64, atol=TOL.underflow_floor)
         # binomial theorem: the basis sums to the envelope
-        assert abs(got[k].sum() - fc) <= 1e-13
+        assert abs(got[k].sum() - fc) <= TOL.roundoff_long
     assert b.a.requires_grad  # alpha is trainable (softplus of a)
 
 
@@ -92,14 +92,14 @@ def test_edge_sh_is_yzx_and_rotates_with_so3():
     Y = common.edge_sh(torch.tensor(r), 4).numpy()
     # l = 1, component normalisation: sqrt(3) * (y, z, x) / |r| — hambench's p order
     u = r / np.linalg.norm(r, axis=1, keepdims=True)
-    np.testing.assert_allclose(Y[:, 1:4], math.sqrt(3) * u[:, [1, 2, 0]], rtol=0, atol=1e-14)
-    np.testing.assert_allclose(Y[:, 0], 1.0, atol=1e-15)
+    np.testing.assert_allclose(Y[:, 1:4], math.sqrt(3) * u[:, [1, 2, 0]], rtol=0, atol=TOL.roundoff)
+    np.testing.assert_allclose(Y[:, 0], 1.0, atol=TOL.few_ulp)
     R = so3.random_rotation(rng)
     YR = common.edge_sh(torch.tensor(r @ R.T), 4).numpy()
     start = 0
     for l in range(5):
         d = 2 * l + 1
-        np.testing.assert_allclose(YR[:, start:start + d], Y[:, start:start + d] @ so3.wigner_D(l, R).T, atol=1e-13)
+        np.testing.assert_allclose(YR[:, start:start + d], Y[:, start:start + d] @ so3.wigner_D(l, R).T, atol=TOL.roundoff_long)
         start += d
     # a self edge (zero vector) has Y_0 only
     Y0 = common.edge_sh(torch.zeros(1, 3, dtype=F64), 4).numpy()
@@ -110,10 +110,10 @@ def test_edge_vectors_match_the_batch(mote2):
     layout, s = mote2
     b = batch_from_structures([s], layout)
     v = common.edge_vectors(b)
-    np.testing.assert_allclose(v.numpy(), b.edge_vec.numpy(), atol=1e-12)
+    np.testing.assert_allclose(v.numpy(), b.edge_vec.numpy(), atol=TOL.exact64)
     e = 5
     want = s.pos[s.dst[e]] + s.shift[e] @ s.cell - s.pos[s.src[e]]
-    np.testing.assert_allclose(v[e].numpy(), want, atol=1e-12)
+    np.testing.assert_allclose(v[e].numpy(), want, atol=TOL.exact64)
 
 
 # --- the head ---------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_head_round_trip_real_blocks_against_so3(qm9):
     x, mask = head.to_irreps(b.H, zi, zj, b.H_ptr)
     assert torch.all(x[~mask] == 0)
     H2 = head(x, zi, zj, b.H_ptr)
-    assert float((H2 - b.H).abs().max()) <= 1e-12 * float(b.H.abs().max())
+    assert float((H2 - b.H).abs().max()) <= TOL.exact64 * float(b.H.abs().max())
     # the irreps of one target are so3.decompose_blocks of that sub-block
     labels = common.target_labels(layout)
     index = {t: k for k, t in enumerate(head.targets)}
@@ -153,14 +153,14 @@ def test_head_round_trip_real_blocks_against_so3(qm9):
             sub = blk[bb.row:bb.row + 2 * bb.lp + 1, bb.col:bb.col + 2 * bb.lq + 1]
             o = head.target_offsets[t]
             want = so3.decompose_blocks(sub, bb.lp, bb.lq)
-            np.testing.assert_allclose(x[e, o:o + want.size].numpy(), want, atol=1e-12)
+            np.testing.assert_allclose(x[e, o:o + want.size].numpy(), want, atol=TOL.exact64)
             checked += 1
     assert checked > 100
     # irreps -> blocks -> irreps on the used channels
     rng = torch.Generator().manual_seed(0)
     y = torch.randn(x.shape, generator=rng, dtype=F64) * mask
     y2, _ = head.to_irreps(head(y, zi, zj, b.H_ptr), zi, zj, b.H_ptr)
-    assert float((y2 - y).abs().max()) <= 1e-13
+    assert float((y2 - y).abs().max()) <= TOL.roundoff_long
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -177,7 +177,7 @@ def test_head_is_equivariant_spinless(mote2, dtype):
     HRx = head(x @ D.T, zi, zj, b.H_ptr).numpy()
     expect = so3.rotate_edge_blocks(Hx, zi.numpy(), zj.numpy(), layout.species, R)
     err = np.abs(HRx - expect).max() / np.abs(expect).max()
-    assert err <= (1e-13 if dtype == torch.float64 else 1e-5), err
+    assert err <= (TOL.roundoff_long if dtype == torch.float64 else TOL.exact32), err
 
 
 def test_spinful_head_real_soc_blocks(bismuthene):
@@ -191,13 +191,13 @@ def test_spinful_head_real_soc_blocks(bismuthene):
     x, mask = head.to_irreps(b.H, zi, zj, b.H_ptr)
     H2 = head(x, zi, zj, b.H_ptr)
     assert H2.dtype == torch.complex128
-    assert float((H2 - b.H).abs().max()) <= 1e-12 * float(b.H.abs().max())
+    assert float((H2 - b.H).abs().max()) <= TOL.exact64 * float(b.H.abs().max())
     # rotating the irreps (e3nn D of the output irreps) rotates the spinor blocks by (U ⊗ D) H (U ⊗ D)^†
     R = so3.random_rotation(np.random.default_rng(5))
     D = _irreps_D(head.irreps_out, R)
     HR = head(x @ D.T, zi, zj, b.H_ptr).numpy()
     expect = so3.rotate_edge_blocks(b.H.numpy(), zi.numpy(), zj.numpy(), layout.species, R, spinful=True)
-    assert np.abs(HR - expect).max() <= 1e-12 * np.abs(expect).max()
+    assert np.abs(HR - expect).max() <= TOL.exact64 * np.abs(expect).max()
 
 
 def test_spinful_assembly_hand_case():
@@ -207,20 +207,20 @@ def test_spinful_assembly_hand_case():
     assert ls == (0, 1)  # L = 0, then L' in 0 ⊗ 1 = 1
     c = np.zeros(4, complex)
     c[0] = 2.0
-    np.testing.assert_allclose(c @ U, [2 / math.sqrt(2), 0, 0, 2 / math.sqrt(2)], atol=1e-15)
+    np.testing.assert_allclose(c @ U, [2 / math.sqrt(2), 0, 0, 2 / math.sqrt(2)], atol=TOL.few_ulp)
     # spin vector in e3nn order (y, z, x): components 1..3; z is index 2
     c = np.zeros(4, complex)
     c[2] = 1.0  # hz
-    np.testing.assert_allclose(c @ U, [1 / math.sqrt(2), 0, 0, -1 / math.sqrt(2)], atol=1e-15)
+    np.testing.assert_allclose(c @ U, [1 / math.sqrt(2), 0, 0, -1 / math.sqrt(2)], atol=TOL.few_ulp)
     c = np.zeros(4, complex)
     c[3] = 1.0  # hx -> σx
-    np.testing.assert_allclose(c @ U, [0, 1 / math.sqrt(2), 1 / math.sqrt(2), 0], atol=1e-15)
+    np.testing.assert_allclose(c @ U, [0, 1 / math.sqrt(2), 1 / math.sqrt(2), 0], atol=TOL.few_ulp)
     c = np.zeros(4, complex)
     c[1] = 1.0  # hy -> σy = [[0, -i], [i, 0]]
-    np.testing.assert_allclose(c @ U, [0, -1j / math.sqrt(2), 1j / math.sqrt(2), 0], atol=1e-15)
+    np.testing.assert_allclose(c @ U, [0, -1j / math.sqrt(2), 1j / math.sqrt(2), 0], atol=TOL.few_ulp)
     for l1, l2 in [(1, 2), (2, 2), (0, 3)]:
         U, _ = common.spinful_cg(l1, l2)
-        assert np.abs(U @ U.conj().T - np.eye(len(U))).max() <= 1e-14
+        assert np.abs(U @ U.conj().T - np.eye(len(U))).max() <= TOL.roundoff
 
 
 # --- partners and symmetrisation ----------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_symmetrize_exact(which, request):
     t = common.transpose_index(layout, zi, zj, b.H_ptr, partner)
     # DFT blocks already satisfy H_ji(-R) = H_ij(R)^† to the file's precision
     Hs = common.symmetrize_blocks(b.H, t)
-    assert float((Hs - b.H).abs().max()) <= 1e-7
+    assert float((Hs - b.H).abs().max()) <= TOL.hermitian_pairs
     # random blocks: the result pairs exactly (bitwise)
     g = torch.Generator().manual_seed(0)
     X = torch.randn(b.H.shape, dtype=F64, generator=g)

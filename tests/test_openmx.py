@@ -29,7 +29,7 @@ from hambench.pipelines.openmx import (
     read_scfout,
     scfout_to_structure,
 )
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 pytestmark = pytest.mark.realdata
 
@@ -185,13 +185,13 @@ def test_header_numbers_from_the_readme(graphene, bismuthene):
     assert (g["atomnum"], g["SpinP_switch"], g["version"], g["TCpyCell"], g["order_max"]) == (2, 0, 3, 728, 1)
     assert list(g["Total_NumOrbs"]) == [13, 13] and list(g["FNAN"]) == [45, 45] and g["npairs"] == 92
     assert g["nelem"] == 92 * 13 * 13
-    assert g["ChemP"] == pytest.approx(-0.1395221416169079, abs=1e-15)  # Hartree, exact double
+    assert g["ChemP"] == pytest.approx(-0.1395221416169079, abs=TOL.few_ulp)  # Hartree, exact double
     assert g["Total_Num_Electrons"] == 8.0 and g["Solver"] == 3 and len(g["input_lines"]) == 44
     assert "H" not in g and g["matrices"].shape == (0, g["nelem"])
     b = core_read(str(bismuthene / "openmx.scfout"))
     assert (b["atomnum"], b["SpinP_switch"], b["TCpyCell"]) == (2, 3, 342)
     assert list(b["Total_NumOrbs"]) == [10, 10] and list(b["FNAN"]) == [24, 24] and b["npairs"] == 50
-    assert b["ChemP"] == pytest.approx(-0.1410917725344193, abs=1e-15)
+    assert b["ChemP"] == pytest.approx(-0.1410917725344193, abs=TOL.few_ulp)
     assert b["Total_Num_Electrons"] == 30.0 and len(b["input_lines"]) == 46
     assert b["H"].shape == (4, 5000) and b["iHNL"].shape == (3, 5000)
     # self pairs come first for each atom, at R = 0
@@ -273,17 +273,17 @@ def test_blocks_equal_deeph_dock(fixture):
         spin = s.spinful and name == "hamiltonian.h5"
         np.testing.assert_array_equal(bounds, s.block_ptr(spin))
         big = np.abs(ref).max()
-        assert np.abs(ours - ref).max() <= 1e-6 * big
-        assert np.abs(ours * scale - ref).max() <= 1e-12 * big
+        assert np.abs(ours - ref).max() <= TOL.unit_constants * big
+        assert np.abs(ours * scale - ref).max() <= TOL.exact64 * big
     info = json.loads((folder / "deeph_dock_converted" / "info.json").read_text())
-    assert s.fermi_level == pytest.approx(info["fermi_energy_eV"], rel=1e-6)
+    assert s.fermi_level == pytest.approx(info["fermi_energy_eV"], rel=TOL.unit_constants)
     assert s.spinful == info["spinful"]
     for z, shells in s.species.items():
         assert info["elements_orbital_map"][cv.z_to_symbol(z)] == shells
     poscar = (folder / "deeph_dock_converted" / "POSCAR").read_text().splitlines()
     cell = np.array([[float(x) for x in poscar[k].split()] for k in (2, 3, 4)])
-    np.testing.assert_allclose(s.cell, cell, atol=1e-5)  # Å; different Bohr constants, 7e-8 relative
-    s.validate(hermitian_tol=1e-6)  # eV; measured pairing errors ≤ 1e-8 eV on both fixtures
+    np.testing.assert_allclose(s.cell, cell, atol=TOL.bohr_cell)  # Å; different Bohr constants, 7e-8 relative
+    s.validate(hermitian_tol=TOL.hermitian_validate)  # eV; measured pairing errors ≤ 1e-8 eV on both fixtures
     assert s.sources[0][0].endswith("openmx.scfout") and len(s.sources[0][1]) == 64
 
 
@@ -291,22 +291,22 @@ def test_graphene_structure_and_dirac_point(graphene):
     s = scfout_to_structure(graphene / "openmx.scfout")
     assert s.natoms == 2 and s.nedges == 92 and not s.spinful
     assert s.species == {6: [0, 0, 1, 1, 2]} and s.nelectron == 8.0
-    assert s.fermi_level == pytest.approx(-0.1395221416169079 * cv.HARTREE_EV, rel=1e-14)
+    assert s.fermi_level == pytest.approx(-0.1395221416169079 * cv.HARTREE_EV, rel=TOL.roundoff)
     # energy from the .out beside it: Utot. -11.684902701685 Hartree
-    assert s.energy == pytest.approx(-11.684902701685 * cv.HARTREE_EV, rel=1e-12)
+    assert s.energy == pytest.approx(-11.684902701685 * cv.HARTREE_EV, rel=TOL.exact64)
     # positions: OpenMX Gxyz (Bohr) → Å; the input's fractional (1/3, 2/3, 1/2) within 1e-6 Å
     frac = np.linalg.solve(s.cell.T, s.pos.T).T
-    np.testing.assert_allclose(frac, [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], atol=1e-6)
+    np.testing.assert_allclose(frac, [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], atol=TOL.geometry_text)
     # Dirac point: at K = (1/3, 1/3, 0) the π bands touch (README: degenerate pair at E − μ = +0.030 eV)
     k = np.array([1 / 3, 1 / 3, 0.0])
     Hk, Sk = bloch(s, k), bloch(s, k, "S")
-    assert np.abs(Hk - Hk.conj().T).max() < 1e-8  # eV
+    assert np.abs(Hk - Hk.conj().T).max() < TOL.hermitian_pairs_double  # eV
     e = generalized_eigvals(Hk, Sk) - s.fermi_level
     near = np.sort(e[np.argsort(np.abs(e - 0.03))[:2]])
     # measured split 0.49 meV (OpenMX's real-space grid breaks the hexagonal symmetry slightly); 1 meV tolerance,
     # against a 2 eV gap between the same bands at k = (0.3, 0.3, 0)
-    assert near[1] - near[0] < 1e-3
-    assert near.mean() == pytest.approx(0.030, abs=2e-3)
+    assert near[1] - near[0] < TOL.grid_splitting
+    assert near.mean() == pytest.approx(0.030, abs=TOL.quoted_level)
     e2 = generalized_eigvals(bloch(s, np.array([0.3, 0.3, 0])), bloch(s, np.array([0.3, 0.3, 0]), "S")) - s.fermi_level
     assert np.sort(e2)[4] - np.sort(e2)[3] > 1.0
 
@@ -318,10 +318,10 @@ def test_soc_hamiltonian_is_hermitian_with_kramers_pairs(bismuthene):
     for k in ([0, 0, 0], [0.5, 0, 0], [1 / 3, 1 / 3, 0]):
         Hk = spinor_order(s, bloch(s, np.array(k, float)))
         Sk = bloch(s, np.array(k, float), "S")
-        assert np.abs(Hk - Hk.conj().T).max() < 1e-8  # eV (README: 8e-10)
+        assert np.abs(Hk - Hk.conj().T).max() < TOL.hermitian_pairs_double  # eV (README: 8e-10)
         e = generalized_eigvals(Hk, np.kron(np.eye(2), Sk))
         # inversion + time reversal: every level is a Kramers pair (to 1e-6 eV)
-        assert np.abs(e[0::2] - e[1::2]).max() < 1e-6, k
+        assert np.abs(e[0::2] - e[1::2]).max() < TOL.kramers, k
     # the ↑↓ block is non-zero (SOC) and ↓↑(i,j,R) = ↑↓(j,i,−R)ᴴ by construction
     idx = s.edge_index()
     b = s.block(0)
@@ -329,7 +329,7 @@ def test_soc_hamiltonian_is_hermitian_with_kramers_pairs(bismuthene):
     assert np.abs(b[:n, n:]).max() > 1e-3
     for e, (i, j, r) in enumerate(zip(s.src, s.dst, s.shift)):
         f = idx[(int(j), int(i), *(-int(x) for x in r))]
-        np.testing.assert_allclose(s.block(e)[n:, :n], s.block(f)[:n, n:].conj().T, atol=1e-12)
+        np.testing.assert_allclose(s.block(e)[n:, :n], s.block(f)[:n, n:].conj().T, atol=TOL.exact64)
 
 
 # --- input handling -----------------------------------------------------------------------------------------
@@ -414,9 +414,9 @@ def test_collinear_run_is_stored_as_block_diagonal_spinor(graphene, tmp_path):
         b, n = s.block(e), base.block(e).shape[0]
         np.testing.assert_array_equal(b[:n, :n].real, base.block(e))
         np.testing.assert_allclose(b[n:, n:].real, base.block(e) + c * cv.HARTREE_EV * base.block(e, "S"),
-                                   rtol=0, atol=1e-12)
+                                   rtol=0, atol=TOL.exact64)
         assert not b[:n, n:].any() and not b[n:, :n].any() and not b.imag.any()
-    s.validate(hermitian_tol=1e-6)
+    s.validate(hermitian_tol=TOL.hermitian_validate)
     with pytest.raises(InputError, match="collinear"):
         scfout_to_structure(run / "openmx.scfout", collinear="reject")
 
@@ -566,4 +566,4 @@ def test_out_info_last_utot_equals_whole_text_regex():
     for t in [text, text + "\n Utot.  -1.5e3\n", text + "\nxUtot. 3.0\n", "Utot. 1.0 Utot. 2.0\n",
               "Utot. 1.0\nUtot. bad\n", "", "Utot.", " Utot.   -12.25  \nrest"]:
         assert _out_info(t).get("utot") == ref(t)
-    assert _out_info(text)["utot"] == pytest.approx(-11.684902701685, abs=1e-12)
+    assert _out_info(text)["utot"] == pytest.approx(-11.684902701685, abs=TOL.exact64)

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -74,7 +74,7 @@ def test_parity_subsample(mote2):
     np.testing.assert_array_equal(t, H)  # everything, in store order, when under the limit
     t, p = parity_data(preds, max_points=1000, seed=3)
     assert t.size == p.size == 1000
-    np.testing.assert_allclose(p - t, OFFSET, rtol=0, atol=1e-12)  # pairs stay aligned
+    np.testing.assert_allclose(p - t, OFFSET, rtol=0, atol=TOL.exact64)  # pairs stay aligned
     assert np.isin(t, H).all()
     t2, _ = parity_data(preds, max_points=1000, seed=3)
     np.testing.assert_array_equal(t, t2)  # seeded
@@ -98,7 +98,7 @@ def test_orbital_heatmap_is_deeph_e3s_per_pair_mean(mote2):
         want.setdefault(key, []).append(np.abs(dH[ptr[e]:ptr[e + 1]]).reshape(ni[e], nj[e]))
     assert list(got) == sorted(want) == [(42, 42), (42, 52), (52, 42), (52, 52)]  # Mo-Mo, Mo-Te, Te-Mo, Te-Te
     for key, blocks in want.items():
-        np.testing.assert_allclose(got[key]["mae"], 1e3 * np.mean(blocks, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(got[key]["mae"], 1e3 * np.mean(blocks, axis=0), rtol=TOL.exact64)
         assert got[key]["mae"].shape == (19, 19) and got[key]["n_structures"] == 1
 
 

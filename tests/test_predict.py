@@ -15,7 +15,7 @@ import torch
 
 from hambench.store import open_predictions, store_checksum
 from hambench.store._store import open_store
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 from hambench.app.testing import cli, one_line_error
 
 from _train_data import mote2_store, with_split
@@ -74,7 +74,7 @@ def test_predict_store_has_the_truths_edges(demo, mol_run, tmp_path):
     b = collate(truth.read_range(0, 2, blocks=()), layout)
     with torch.no_grad():
         ref = model(b)["H"].numpy()
-    np.testing.assert_allclose(H[: ref.size], ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(H[: ref.size], ref, rtol=0, atol=TOL.exact64)
 
 
 def test_predict_split_subset(demo, mol_run, tmp_path):
@@ -114,7 +114,7 @@ def test_structures_poscar_equals_data_store(mote2, mote2_run, tmp_path):
     ba, bb = _match(pb, 0, pa, 0)
     assert set(ba) == set(bb) and len(ba) == 131  # the neighbour list with the learned cut-offs = the DFT edges
     err = max(float(np.abs(ba[k] - bb[k]).max()) for k in ba)
-    assert err < 1e-9, err  # float64 run: the same model on the same graph (edge order may differ)
+    assert err < TOL.network64, err  # float64 run: the same model on the same graph (edge order may differ)
 
 
 def test_structures_xyz_many_frames(demo, mol_run, tmp_path):
@@ -136,7 +136,7 @@ def test_structures_xyz_many_frames(demo, mol_run, tmp_path):
     for k, j in ((0, 2), (1, 5)):
         bx, bs = _match(p, k, pr, j)
         assert set(bx) == set(bs)  # molecules: every pair within the longest training distance of its elements
-        assert max(float(np.abs(bx[q] - bs[q]).max()) for q in bx) < 1e-6  # xyz keeps ~1e-8 Å of the positions
+        assert max(float(np.abs(bx[q] - bs[q]).max()) for q in bx) < TOL.xyz_positions  # xyz keeps ~1e-8 Å of the positions
     # a molecule larger than any in training (two waters 8 Å apart) still gets every atom pair, as PySCF has
     w = st[2]
     two = ase.Atoms(numbers=np.concatenate([w.Z, w.Z]), positions=np.concatenate([w.pos, w.pos + [8.0, 0, 0]]))

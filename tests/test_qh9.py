@@ -17,9 +17,10 @@ from hambench.errors import InputError  # noqa: E402
 from hambench.pipelines import get_source  # noqa: E402
 from hambench.pipelines import pyscf_qm9 as pq  # noqa: E402
 from hambench.pipelines import qh9  # noqa: E402
+from hambench.testing import TOL  # noqa: E402
 
 DEMO = Path(pq.__file__).resolve().parents[1] / "hambench" / "data" / "demo_qm9"
-TOL_EXACT = 1e-12
+TOL_EXACT = TOL.exact64
 
 
 # --- splits at the published sizes (research/qh9.md §1.1, QH9 paper Table 1) -----------------------------
@@ -144,7 +145,7 @@ def test_dynamic_reader_bohr_int64_ids_and_splits(tmp_path):
     for r, s in enumerate(got):
         Z, xyz, F, e, _ = mols[r // 100]
         assert s.id == f"qh9dyn100k_{1000 + r // 100:06d}_{r % 100:03d}"
-        np.testing.assert_allclose(s.pos, xyz, rtol=0, atol=1e-12)  # Bohr → Å
+        np.testing.assert_allclose(s.pos, xyz, rtol=0, atol=TOL.exact64)  # Bohr → Å
         assert abs(s.energy - (float(e) + 0.01) * HARTREE_EV) <= TOL_EXACT * abs(s.energy)
         assert s.splits == {"qh9-dynamic-100k-geo": qh9.LABELS[geo[r]], "qh9-dynamic-100k-mol": qh9.LABELS[mol[r]]}
     s0 = got[0]

@@ -22,6 +22,7 @@ from hambench.scoring._scf import (  # noqa: E402
     scf_molecule,
     select_molecules,
 )
+from hambench.testing import TOL  # noqa: E402
 
 DELTA_HA = 1e-4  # perturbation of every Fock element, Hartree (QHNet's MAE on QH9 is ~8e-5 Eh)
 
@@ -78,12 +79,12 @@ def test_model_guess_from_true_fock_is_pyscf_density(demo):
     mol = pyscf_mol.mol_from_structure(s, pyscf_mol.DEFAULT_PROTOCOL)
     shells = pyscf_mol.shells_of_atoms(mol)
     F = pyscf_mol.to_pyscf_matrix(dense_molecule(s), shells)
-    np.testing.assert_allclose(F, raw["fock"], rtol=0, atol=1e-13)  # Hartree: the store round trip is exact
+    np.testing.assert_allclose(F, raw["fock"], rtol=0, atol=TOL.roundoff_long)  # Hartree: the store round trip is exact
     S = mol.intor("int1e_ovlp")
     D0 = density_from_hamiltonian(F, S, mol.nelectron // 2)
     C = raw["mo_coeff"][:, raw["mo_occ"] > 0]
-    assert np.abs(D0 - 2 * C @ C.T).max() < 1e-4  # F[D_final] → D_{final+1} ≈ D_final (conv_tol 1e-9)
-    assert abs(np.trace(D0 @ S) - mol.nelectron) < 1e-10
+    assert np.abs(D0 - 2 * C @ C.T).max() < TOL.scf_gradient  # F[D_final] → D_{final+1} ≈ D_final (conv_tol 1e-9)
+    assert abs(np.trace(D0 @ S) - mol.nelectron) < TOL.scf_identity
 
 
 def test_cycle_count_is_qh9s_and_matches_pyscf(demo):
@@ -104,7 +105,7 @@ def test_cycle_count_is_qh9s_and_matches_pyscf(demo):
     assert seen[-1] == r["cycles"] and mf.cycles == r["cycles"] + 1
     # every run ends at the stored Fock (this checks eV → Hartree and the hambench → PySCF AO order)
     for run in res["runs"].values():
-        assert run["fock_mae_ha"][-1] < 1e-6
+        assert run["fock_mae_ha"][-1] < TOL.scf_fock_mae
     assert res["runs"]["model"]["cycles"] < r["cycles"] < res["runs"]["1e"]["cycles"]  # true H < minao < 1e
     # prediction = truth: the model run converges at once, the error level e = 0 is never reached
     assert res["runs"]["model"]["cycles"] <= 1 and res["error_level_ha"] == 0.0
@@ -122,7 +123,7 @@ def test_scf_acceleration_end_to_end(demo):
     m = out["metrics"]
     ach, err = [], []
     for r in out["per_molecule"]:
-        assert r["error_level_ha"] == pytest.approx(DELTA_HA, rel=1e-12)  # |ΔH| of every element, Hartree
+        assert r["error_level_ha"] == pytest.approx(DELTA_HA, rel=TOL.exact64)  # |ΔH| of every element, Hartree
         n_model, n_minao = (r["runs"][g]["cycles"] for g in ("model", "minao"))
         assert n_model < n_minao  # the near-true guess saves cycles
         b = r["baselines"]["minao"]

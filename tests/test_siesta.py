@@ -16,7 +16,7 @@ from hambench.basis import _conventions as cv
 from hambench.errors import InputError
 from hambench.pipelines import get_source
 from hambench.pipelines.siesta import SiestaSource, hsx_spin, hsx_to_structure, read_hsx
-from hambench.testing import require_realdata
+from hambench.testing import TOL, require_realdata
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_equals_deeph_dock_conversion(si):
             want = entries[cb[n]:cb[n + 1]].reshape(blk.shape)
             worst = max(worst, float(np.abs(blk * scale - want).max()))
             # with each side's own constant the blocks differ by (27.2113845/2)/Ry_CODATA − 1 ≈ 6.4e-8 relative
-            np.testing.assert_allclose(blk, want, rtol=1e-7, atol=1e-9)
-        assert worst < 1e-12, f"{which}: {worst}"  # same constant → identical up to rounding
+            np.testing.assert_allclose(blk, want, rtol=TOL.rydberg_siesta, atol=TOL.constants_floor)
+        assert worst < TOL.exact64, f"{which}: {worst}"  # same constant → identical up to rounding
     # sorted (i, j, R) and self pairs present
     order = np.lexsort((si.shift[:, 2], si.shift[:, 1], si.shift[:, 0], si.dst, si.src))
     assert np.array_equal(order, np.arange(si.nedges))
@@ -91,11 +91,11 @@ def test_equals_deeph_dock_conversion(si):
 
 def test_structure_and_metadata(si, raw):
     # Si.XV: cell 5.130606428 Bohr off-diagonal, atom 2 at 2.565303214 Bohr
-    np.testing.assert_allclose(si.cell, (np.ones((3, 3)) - np.eye(3)) * 5.130606428 * cv.BOHR_ANGSTROM, rtol=1e-9)
-    np.testing.assert_allclose(si.pos[1], [2.565303214 * cv.BOHR_ANGSTROM] * 3, rtol=1e-9)
+    np.testing.assert_allclose(si.cell, (np.ones((3, 3)) - np.eye(3)) * 5.130606428 * cv.BOHR_ANGSTROM, rtol=TOL.text_10_digits)
+    np.testing.assert_allclose(si.pos[1], [2.565303214 * cv.BOHR_ANGSTROM] * 3, rtol=TOL.text_10_digits)
     assert list(si.Z) == [14, 14] and si.nelectron == 8.0
-    assert si.fermi_level == pytest.approx(-4.209317, abs=2e-6)  # SIESTA.log "Fermi = -4.209317" (eV)
-    assert si.energy == pytest.approx(-230.022900, abs=1e-6)  # SIESTA.log "Total = -230.022900"
+    assert si.fermi_level == pytest.approx(-4.209317, abs=TOL.text_6_digits)  # SIESTA.log "Fermi = -4.209317" (eV)
+    assert si.energy == pytest.approx(-230.022900, abs=TOL.text_6_decimals)  # SIESTA.log "Total = -230.022900"
     attrs = SiestaSource(raw).attrs()
     assert attrs.dft["code"] == "SIESTA" and attrs.dft["version"].startswith("5.4.2")
     assert attrs.dft["hsx_version"] == 2 and attrs.spinful is False
@@ -113,21 +113,21 @@ def test_bands_match_si_eig(si, raw):
     kp = np.loadtxt(raw / "Si.KP", skiprows=1)[:, 1:4]
     kfrac = kp @ (si.cell / cv.BOHR_ANGSTROM).T / (2 * np.pi)
     snapped = np.round(kfrac * 16) / 16
-    assert np.abs(snapped - kfrac).max() < 2e-6
+    assert np.abs(snapped - kfrac).max() < TOL.text_6_digits
     tok = (raw / "Si.EIG").read_text().split()
     nb, nspin, nk = int(tok[1]), int(tok[2]), int(tok[3])
     assert (nb, nspin, nk) == (26, 1, len(kp))
     eig = np.array(tok[4:], float).reshape(nk, nb + 1)[:, 1:]
-    assert float(tok[0]) == pytest.approx(si.fermi_level, abs=1e-6)
+    assert float(tok[0]) == pytest.approx(si.fermi_level, abs=TOL.text_6_decimals)
     worst_val, worst_rel = 0.0, 0.0
     for n in range(0, nk, 4):  # every 4th k-point: 74 of 296, keeps the test fast
         H, S = bloch(si, snapped[n])
         e = sl.eigh(H, S, eigvals_only=True)
         d = np.abs(e - eig[n])
         worst_val = max(worst_val, float(d[:4].max()))
-        worst_rel = max(worst_rel, float((d / (1e-7 / 2e-6 + np.abs(eig[n]))).max()))
-    assert worst_val < 2e-7, worst_val
-    assert worst_rel < 2e-6, worst_rel
+        worst_rel = max(worst_rel, float((d / (TOL.siesta_eig_floor / TOL.siesta_eig_rel + np.abs(eig[n]))).max()))
+    assert worst_val < TOL.siesta_eig, worst_val
+    assert worst_rel < TOL.siesta_eig_rel, worst_rel
 
 
 def _band_kpoints(fdf: Path) -> np.ndarray:
@@ -158,13 +158,13 @@ def test_bands_match_si_bands(si, raw):
     nb, nspin, nk = int(tok[5]), int(tok[6]), int(tok[7])
     assert (nb, nspin, nk) == (26, 1, len(k)) == (26, 1, 121)
     vals = np.array(tok[8:8 + nk * (nb + 1)], float).reshape(nk, nb + 1)[:, 1:]
-    assert ef == pytest.approx(si.fermi_level, abs=1e-9)
+    assert ef == pytest.approx(si.fermi_level, abs=TOL.text_10_digits)
     worst = 0.0
     for n in range(0, nk, 6):
         H, S = bloch(si, k[n])
         e = sl.eigh(H, S, eigvals_only=True)
         worst = max(worst, float(np.abs(e[:12] - vals[n, :12]).max()))
-    assert worst < 1.5e-4, worst
+    assert worst < TOL.text_4_decimals, worst
 
 
 def test_against_sisl(si, raw, tmp_path):
@@ -184,7 +184,7 @@ def test_against_sisl(si, raw, tmp_path):
     theirs = np.asarray(H.eigh(k=k)) + si.fermi_level
     err = np.abs(ours - theirs)
     # sisl converts Ry → eV with its own constant: allow 1e-6 relative on energies up to ~100 eV
-    assert np.all(err <= 1e-9 + 1e-6 * np.abs(theirs)), err.max()
+    assert np.all(err <= TOL.constants_floor + TOL.unit_constants * np.abs(theirs)), err.max()
 
 
 # --- bad input -------------------------------------------------------------------------------------------
@@ -311,10 +311,10 @@ def test_synthetic_spin_layouts(run_copy, si):
         np.testing.assert_array_equal(b2[k:, k:], 2 * h)
         assert not b2[:k, k:].any() and not b2[k:, :k].any()
         b8 = s8.block(e, "H")
-        np.testing.assert_allclose(b8[:k, :k], (1 + 0.01j) * h, rtol=1e-14, atol=1e-14)
-        np.testing.assert_allclose(b8[k:, k:], (2 + 0.02j) * h, rtol=1e-14, atol=1e-14)
-        np.testing.assert_allclose(b8[:k, k:], (0.1 - 0.2j) * h, rtol=1e-14, atol=1e-14)
-        np.testing.assert_allclose(b8[k:, :k], (0.1 - 0.2j) * h, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(b8[:k, :k], (1 + 0.01j) * h, rtol=TOL.roundoff, atol=TOL.roundoff)
+        np.testing.assert_allclose(b8[k:, k:], (2 + 0.02j) * h, rtol=TOL.roundoff, atol=TOL.roundoff)
+        np.testing.assert_allclose(b8[:k, k:], (0.1 - 0.2j) * h, rtol=TOL.roundoff, atol=TOL.roundoff)
+        np.testing.assert_allclose(b8[k:, :k], (0.1 - 0.2j) * h, rtol=TOL.roundoff, atol=TOL.roundoff)
         np.testing.assert_array_equal(s8.block(e, "S"), si.block(e, "S"))
     assert s2.spinful and s8.spinful
 

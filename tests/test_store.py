@@ -20,6 +20,7 @@ from hambench.errors import InputError, StoreError
 from hambench.pipelines import prepare
 from hambench.pipelines.synthetic import SyntheticSource
 from hambench.store._store import FIELDS, open_store
+from hambench.testing import TOL
 
 
 def tree_digest(path: Path) -> dict[str, str]:
@@ -61,10 +62,10 @@ def test_augmented_copies_are_exact_rotations(synthetic_store):
             rot = st[k + c]
             R = rot.rotation
             assert rot.parent == k and rot.id == f"{parent.id}/rot{c - 1}"
-            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-14)
-            assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-12)
-            np.testing.assert_allclose(rot.pos, parent.pos @ R.T, atol=1e-12)
-            np.testing.assert_allclose(rot.cell, parent.cell @ R.T, atol=1e-12)
+            np.testing.assert_allclose(R @ R.T, np.eye(3), atol=TOL.roundoff)
+            assert np.linalg.det(R) == pytest.approx(1.0, abs=TOL.exact64)
+            np.testing.assert_allclose(rot.pos, parent.pos @ R.T, atol=TOL.exact64)
+            np.testing.assert_allclose(rot.cell, parent.cell @ R.T, atol=TOL.exact64)
             # blocks: D_i H D_j^T per edge, checked against a dense per-edge loop built from orbital_D
             hp = parent.block_ptr()
             ni, nj = parent.block_shapes()
@@ -72,12 +73,12 @@ def test_augmented_copies_are_exact_rotations(synthetic_store):
                 Di = so3.orbital_D(parent.species[int(parent.Z[parent.src[e]])], R)
                 Dj = so3.orbital_D(parent.species[int(parent.Z[parent.dst[e]])], R)
                 ref = Di @ parent.H[hp[e]:hp[e + 1]].reshape(ni[e], nj[e]) @ Dj.T
-                np.testing.assert_allclose(rot.block(e), ref, atol=1e-12)
+                np.testing.assert_allclose(rot.block(e), ref, atol=TOL.exact64)
             # stored traces are the parent's; recomputed on the rotated blocks they agree to 1e-12 relative
             T1, _ = st.traces(k + c)
             np.testing.assert_array_equal(T1, T0)
             Tr, _ = so3.edge_traces(rot.H, rot.Z[rot.src], rot.Z[rot.dst], rot.species)
-            np.testing.assert_allclose(Tr, T0, rtol=1e-12)
+            np.testing.assert_allclose(Tr, T0, rtol=TOL.exact64)
             rot.validate()
 
 
@@ -92,7 +93,7 @@ def test_traces_match_definition(synthetic_store):
         si = shell_slices(s.species[int(s.Z[s.src[e]])])
         sj = shell_slices(s.species[int(s.Z[s.dst[e]])])
         ref = [float(np.sum(b[p, q] ** 2)) for p in si for q in sj]
-        np.testing.assert_allclose(T[ptr[e]:ptr[e + 1]], ref, rtol=1e-13)
+        np.testing.assert_allclose(T[ptr[e]:ptr[e + 1]], ref, rtol=TOL.roundoff_long)
 
 
 def test_output_independent_of_workers(tmp_path):
@@ -186,11 +187,11 @@ def test_spinful_round_trip_and_rotation(tmp_path):
     rot.validate()
     T0, _ = st.traces(0)
     Tr, _ = so3.edge_traces(rot.H, rot.Z[rot.src], rot.Z[rot.dst], rot.species, spinful=True)
-    np.testing.assert_allclose(Tr, T0, rtol=1e-12)
+    np.testing.assert_allclose(Tr, T0, rtol=TOL.exact64)
     e = 3
     Di = so3.orbital_D(rot.species[int(rot.Z[rot.src[e]])], rot.rotation, spinful=True)
     Dj = so3.orbital_D(rot.species[int(rot.Z[rot.dst[e]])], rot.rotation, spinful=True)
-    np.testing.assert_allclose(rot.block(e), Di @ st[0].block(e) @ Dj.conj().T, atol=1e-12)
+    np.testing.assert_allclose(rot.block(e), Di @ st[0].block(e) @ Dj.conj().T, atol=TOL.exact64)
 
 
 def test_cutoff_edges_match_neighbour_list(tmp_path):

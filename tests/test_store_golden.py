@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hambench.testing import TOL
+
 #: relative tolerance (of an array's L1 norm) of float arrays' fingerprints: libraries differ by ~1 ulp per element
-GOLDEN_RTOL = 1e-10
+GOLDEN_RTOL = TOL.fingerprint
 
 #: (name, source, realdata fixture or None, prepare options)
 CASES = [

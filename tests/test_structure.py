@@ -7,6 +7,7 @@ import pytest
 
 from hambench.errors import InputError
 from hambench.pipelines.synthetic import random_structure
+from hambench.store import HERMITIAN_TOL
 
 
 def test_partner_index_matches_dict_reference():
@@ -119,7 +120,7 @@ def test_compiled_pair_check_matches_loop_on_real_dft(k):
     with pytest.raises(InputError, match=r"H is not Hermitian: .* = 0\.001 > 1e-05 at \(i=%d, j=%d" % (s.src[e], s.dst[e])):
         s.validate()
     with pytest.raises(InputError, match=r"H is not Hermitian: .* = 0\.001 > 1e-05 at \(i=%d, j=%d" % (s.src[e], s.dst[e])):
-        s._check_pairs_numpy(s.id, 1e-5)
+        s._check_pairs_numpy(s.id, HERMITIAN_TOL)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
@@ -145,7 +146,7 @@ def test_compiled_check_and_numpy_agree_on_random_asymmetries():
         arr[rng.integers(len(arr))] += 10 ** rng.uniform(-7, -2)
         setattr(s, which, arr)
         msgs = []
-        for check in (lambda: s.validate(), lambda: s._check_pairs_numpy(s.id, 1e-5)):
+        for check in (lambda: s.validate(), lambda: s._check_pairs_numpy(s.id, HERMITIAN_TOL)):
             try:
                 check()
                 msgs.append(None)

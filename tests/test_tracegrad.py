@@ -18,6 +18,7 @@ from hambench.basis import _so3 as so3
 from hambench.errors import InputError
 from hambench.models import tracegrad as tg
 from hambench.store._store import open_store
+from hambench.testing import TOL
 
 MODES = tg.MODES
 #: irreps with repeated l of both parities, so the TP has cross terms between different components
@@ -120,21 +121,21 @@ def test_closed_form_equals_autograd(store, bottleneck):
     with torch.no_grad():
         s_ref = blk.tp(x, x, blk.tp_weight())
         s_cf, _ = blk._closed(x)
-    assert torch.allclose(s_cf, s_ref, rtol=0, atol=1e-10 * float(s_ref.abs().max()))
+    assert torch.allclose(s_cf, s_ref, rtol=0, atol=TOL.reassociation * float(s_ref.abs().max()))
     blk.eval()
     z_a, v_a = blk.gradient_feature(f, "autograd")
     z_c, v_c = (t.detach() for t in blk.gradient_feature(f, "closed"))
     assert float(v_a.abs().max()) > 1e-3
-    assert float((v_a - v_c).abs().max()) <= 1e-10 * float(v_a.abs().max())
-    assert float((z_a - z_c).abs().max()) <= 1e-10 * float(z_a.abs().max())
+    assert float((v_a - v_c).abs().max()) <= TOL.reassociation * float(v_a.abs().max())
+    assert float((z_a - z_c).abs().max()) <= TOL.reassociation * float(z_a.abs().max())
     # under inference mode too (autograd runs outside it; the closed form then uses φ's first Linear fused
     # into the TP weights)
     with torch.inference_mode():
         _, v_i = blk.gradient_feature(f, "autograd")
         z_f, v_f = blk.gradient_feature(f, "closed")
-    assert float((v_i - v_c).abs().max()) <= 1e-10 * float(v_a.abs().max())
-    assert float((v_f - v_a).abs().max()) <= 1e-10 * float(v_a.abs().max())
-    assert float((z_f - z_a).abs().max()) <= 1e-10 * float(z_a.abs().max())
+    assert float((v_i - v_c).abs().max()) <= TOL.reassociation * float(v_a.abs().max())
+    assert float((v_f - v_a).abs().max()) <= TOL.reassociation * float(v_a.abs().max())
+    assert float((z_f - z_a).abs().max()) <= TOL.reassociation * float(z_a.abs().max())
     # training: gradients of a loss of (z, v) w.r.t. f and every parameter (double backward vs hand VJP)
     blk.train()
     fr = f.clone().requires_grad_(True)
@@ -146,7 +147,7 @@ def test_closed_form_equals_autograd(store, bottleneck):
         grads.append(torch.autograd.grad(loss, params))
     for name, a, c in zip(["f"] + [n for n, _ in blk.named_parameters()], *grads):
         scale = max(float(a.abs().max()), 1e-30)
-        assert float((a - c).abs().max()) <= 1e-10 * scale, name
+        assert float((a - c).abs().max()) <= TOL.reassociation * scale, name
 
 
 def test_mlp_hand_vjp_matches_autograd():
@@ -154,8 +155,8 @@ def test_mlp_hand_vjp_matches_autograd():
     x = torch.randn(4, 7, requires_grad=True)
     y, g = mlp.forward_and_vjp(x)
     (g_ref,) = torch.autograd.grad(mlp(x).sum(), x)
-    assert torch.allclose(y, mlp(x), rtol=0, atol=1e-13)
-    assert torch.allclose(g, g_ref, rtol=0, atol=1e-13)
+    assert torch.allclose(y, mlp(x), rtol=0, atol=TOL.roundoff_long)
+    assert torch.allclose(g, g_ref, rtol=0, atol=TOL.roundoff_long)
 
 
 # --- trace labels -----------------------------------------------------------------------------------------
@@ -182,13 +183,13 @@ def test_trace_slots_and_labels_vs_numpy(store):
         blk = s.block(e)
         bbs = lay.basic_blocks(int(s.Z[s.src[e]]), int(s.Z[s.dst[e]]))
         ref = [float(np.sum(blk[b.row:b.row + 2 * b.lp + 1, b.col:b.col + 2 * b.lq + 1] ** 2)) for b in bbs]
-        np.testing.assert_allclose(T[tptr[e]:tptr[e + 1]], ref, rtol=1e-12)
+        np.testing.assert_allclose(T[tptr[e]:tptr[e + 1]], ref, rtol=TOL.exact64)
     # normalisation per edge across its own blocks (biased variance, eps as configured)
     Tn = tg.normalize_traces(batch.T, edge, nb, "edge_layernorm", 1e-5).numpy()
     for e in [0, 5, 20]:
         t = batch.T.numpy()[batch.T_ptr[e]:batch.T_ptr[e + 1]]
         np.testing.assert_allclose(Tn[batch.T_ptr[e]:batch.T_ptr[e + 1]], (t - t.mean()) / np.sqrt(t.var() + 1e-5),
-                                   rtol=1e-12, atol=1e-12)
+                                   rtol=TOL.exact64, atol=TOL.exact64)
 
 
 # --- the loss: μ detached ------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_mu_is_detached(store):
     loss_H = _loss_H(out)
     total, logs = model.extra_loss(out, batch, loss_H)
     assert set(logs) == {"loss_H", "loss_T", "mu"}
-    assert abs(float(total.detach()) - (1 + 0.3) * float(loss_H.detach())) <= 1e-12 * float(loss_H.detach())  # μ·L_T = L_H in value
+    assert abs(float(total.detach()) - (1 + 0.3) * float(loss_H.detach())) <= TOL.exact64 * float(loss_H.detach())  # μ·L_T = L_H in value
     dec = list(model.decoder.parameters())
     g_total = torch.autograd.grad(total, dec, retain_graph=True)
     target = model.trace_target(batch)
@@ -216,7 +217,7 @@ def test_mu_is_detached(store):
     mu = float(loss_H.detach()) / float(loss_T.detach())
     assert max(float(g.abs().max()) for g in g_total) > 1e-6
     for a, b in zip(g_total, g_T):
-        assert torch.allclose(a, 0.3 * mu * b, rtol=1e-10, atol=1e-14)
+        assert torch.allclose(a, 0.3 * mu * b, rtol=TOL.reassociation, atol=TOL.roundoff)
 
 
 def test_modes_without_trace_loss_return_loss_H(store):
@@ -347,10 +348,10 @@ def test_backbone_every_variant(store, backbone):
             out = model(batch)
         H, HR, T, TR = _halves(batch, out)
         scale = float(H.abs().max())
-        err = assert_blocks_equivariant(H.numpy(), HR.numpy(), zs, zd, store.species, R, atol=1e-9 * scale)
+        err = assert_blocks_equivariant(H.numpy(), HR.numpy(), zs, zd, store.species, R, atol=TOL.network64 * scale)
         if mode in tg._TRACE_MODES:
             t_err = float((TR - T).abs().max())
-            assert t_err <= 1e-9 * float(T.abs().max()), f"{name}/{mode}: T_hat not invariant ({t_err})"
+            assert t_err <= TOL.network64 * float(T.abs().max()), f"{name}/{mode}: T_hat not invariant ({t_err})"
         if mode == "trace":
             assert torch.equal(out["H"], ref)
         else:
@@ -363,7 +364,7 @@ def test_backbone_every_variant(store, backbone):
         for blk in model.blocks:
             blk.cfg = tg.dataclasses.replace(blk.cfg, grad_impl="closed")
         Hc = model(batch)["H"]
-    assert float((Ha - Hc).abs().max()) <= 1e-10 * float(Ha.abs().max())
+    assert float((Ha - Hc).abs().max()) <= TOL.reassociation * float(Ha.abs().max())
     bb.edge_hooks = None
 
 

@@ -18,6 +18,7 @@ import torch
 from hambench.errors import InputError
 from hambench.store._store import open_store
 from hambench.app.testing import cli, one_line_error
+from hambench.testing import TOL
 from hambench.training import (Schedule, TrainConfig, TrainingDiverged, edge_cutoffs, load_checkpoint, loss_terms,
                                save_checkpoint)
 
@@ -118,7 +119,7 @@ def test_checkpoint_contents_and_edge_cutoffs(demo, tmp_path):
         v = s.pos[s.dst] + s.shift @ s.cell - s.pos[s.src]
         for zi, zj, d in zip(s.Z[s.src], s.Z[s.dst], np.linalg.norm(v, axis=1)):
             ref[f"{zi}-{zj}"] = max(ref.get(f"{zi}-{zj}", 0.0), float(d))
-    assert cut.keys() == ref.keys() and all(abs(cut[k] - ref[k]) < 1e-12 for k in ref)
+    assert cut.keys() == ref.keys() and all(abs(cut[k] - ref[k]) < TOL.exact64 for k in ref)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["event"] for x in lines if x["event"] == "val"] == ["val", "val"]
 
