@@ -3,120 +3,19 @@
 split selection, store statistics and prediction stores.
 """
 
-from ._schema import (  # noqa: F401
-    STORE_VERSION,
-    FIELDS,
-    ROWS,
-    PTRS,
-    ArraySpec,
-    array_specs,
-    chunk_layout,
-    row_kind,
-)
-from ._meta import (  # noqa: F401
-    KINDS,
-    StoreCounts,
-    StoreMeta,
-    StoreAttrs,
-)
-from ._structure import (  # noqa: F401
-    Structure,
-    file_sha256,
-    resolved_path,
-    partner_index,
-    HERMITIAN_TOL,
-)
-from ._range import (  # noqa: F401
-    StoreRange,
-    offsets,
-    edge_endpoints,
-)
-from ._store import (  # noqa: F401
-    open_store,
-    as_store,
-    Store,
-)
-from ._read import (  # noqa: F401
-    contiguous_spans,
-    index_runs,
-    chunks,
-    read_spans,
-    gather,
-)
-from ._splits import (  # noqa: F401
-    parse_split,
-    select_split,
-)
-from ._shards import (  # noqa: F401
-    encode_shard,
-    write_shard,
-    shard_key,
-    array_metadata,
-    group_metadata,
-    write_metadata,
-)
-from ._write import (  # noqa: F401
-    StoreWriter,
-    write_array_shard,
-)
-from ._checksum import (  # noqa: F401
-    CHECKSUM_ALGORITHM,
-    store_checksum,
-)
-from ._stats import (  # noqa: F401
-    edge_cutoffs,
-)
-from ._predictions import (  # noqa: F401
-    PREDICTIONS_VERSION,
-    write_predictions,
-    open_predictions,
-    Predictions,
-)
+from . import _schema, _meta, _structure, _range, _store, _read, _splits, _shards, _write, _checksum, _stats, _predictions
+from ._schema import *  # noqa: F401,F403
+from ._meta import *  # noqa: F401,F403
+from ._structure import *  # noqa: F401,F403
+from ._range import *  # noqa: F401,F403
+from ._store import *  # noqa: F401,F403
+from ._read import *  # noqa: F401,F403
+from ._splits import *  # noqa: F401,F403
+from ._shards import *  # noqa: F401,F403
+from ._write import *  # noqa: F401,F403
+from ._checksum import *  # noqa: F401,F403
+from ._stats import *  # noqa: F401,F403
+from ._predictions import *  # noqa: F401,F403
 
-__all__ = [
-    "STORE_VERSION",
-    "FIELDS",
-    "ROWS",
-    "PTRS",
-    "ArraySpec",
-    "array_specs",
-    "chunk_layout",
-    "row_kind",
-    "KINDS",
-    "StoreCounts",
-    "StoreMeta",
-    "StoreAttrs",
-    "Structure",
-    "file_sha256",
-    "resolved_path",
-    "partner_index",
-    "HERMITIAN_TOL",
-    "StoreRange",
-    "offsets",
-    "edge_endpoints",
-    "open_store",
-    "as_store",
-    "Store",
-    "contiguous_spans",
-    "index_runs",
-    "chunks",
-    "read_spans",
-    "gather",
-    "parse_split",
-    "select_split",
-    "encode_shard",
-    "write_shard",
-    "shard_key",
-    "array_metadata",
-    "group_metadata",
-    "write_metadata",
-    "StoreWriter",
-    "write_array_shard",
-    "CHECKSUM_ALGORITHM",
-    "store_checksum",
-    "edge_cutoffs",
-    "PREDICTIONS_VERSION",
-    "write_predictions",
-    "open_predictions",
-    "Predictions",
-]
+#: the public names of the private modules (each module's own ``__all__``)
+__all__ = [*_schema.__all__, *_meta.__all__, *_structure.__all__, *_range.__all__, *_store.__all__, *_read.__all__, *_splits.__all__, *_shards.__all__, *_write.__all__, *_checksum.__all__, *_stats.__all__, *_predictions.__all__]

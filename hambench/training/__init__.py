@@ -11,38 +11,16 @@ re-exported here.
 
 from hambench.store import edge_cutoffs  # noqa: F401  (a store statistic, re-exported)
 
-from . import _checkpoint, _config, _data, _ddp, _loop, _runlog, _schedule, _step
-from ._data import (  # noqa: F401
-    Batch,
-    edge_vectors,
-    collate,
-    batch_from_structures,
-    parse_split,
-    select_split,
-    augment_rotation,
-    StoreDataset,
-    StoreLoader,
-    make_loader,
-)
-from ._config import TrainConfig, RESUME_MAY_CHANGE  # noqa: F401
-from ._ddp import dist_info, Comm  # noqa: F401
-from ._step import torch_dtype, loss_terms, backward, grad_norm, evaluate, batch_structures  # noqa: F401
-from ._schedule import Schedule, make_optimizer, decay_total  # noqa: F401
-from ._checkpoint import (  # noqa: F401
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    Checkpoint,
-    save_checkpoint,
-    load_checkpoint,
-    seed_everything,
-    rng_state,
-    set_rng_state,
-    code_version,
-    params_sha256,
-)
-from ._runlog import RunLog  # noqa: F401
-from ._loop import Trainer, TrainingDiverged, EngineState  # noqa: F401
+from . import _data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop
+from ._data import *  # noqa: F401,F403
+from ._config import *  # noqa: F401,F403
+from ._ddp import *  # noqa: F401,F403
+from ._step import *  # noqa: F401,F403
+from ._schedule import *  # noqa: F401,F403
+from ._checkpoint import *  # noqa: F401,F403
+from ._runlog import *  # noqa: F401,F403
+from ._loop import *  # noqa: F401,F403
 
-#: every module's public names (each module's own ``__all__``, imported above)
-__all__ = [name for module in (_data, _config, _ddp, _step, _schedule, _checkpoint, _runlog, _loop)
-           for name in module.__all__] + ["edge_cutoffs"]
+#: the public names of the private modules (each module's own ``__all__``)
+__all__ = [*_data.__all__, *_config.__all__, *_ddp.__all__, *_step.__all__, *_schedule.__all__, *_checkpoint.__all__,
+           *_runlog.__all__, *_loop.__all__, "edge_cutoffs"]
