@@ -36,7 +36,7 @@ import numpy as np
 from hambench.atomic import partial_path, replace_dir
 from hambench.basis._conventions import atom_permutation, symbol_to_z, z_to_symbol
 from hambench.errors import InputError
-from hambench.scoring._metrics import bloch_matrices  # noqa: F401  (re-exported)
+from hambench.scoring._dense import bloch_matrices  # noqa: F401  (re-exported)
 from hambench.store._structure import Structure, file_sha256
 from hambench.basis._layout import layout_of
 from .h5fast import read_datasets
