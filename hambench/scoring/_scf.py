@@ -72,7 +72,7 @@ CACHE_FORMAT = 1
 # --- matrices --------------------------------------------------------------------------------------------
 def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
     """Full (n_ao, n_ao) real matrix of a molecule (all edges R = 0) from flat edge blocks in hambench order,
-    by the one dense assembly (:func:`hambench.scoring._metrics.bloch_sum` at Γ).
+    by the one dense assembly (:func:`hambench.scoring._dense.bloch_sum` at Γ).
 
     ``flat`` defaults to ``s.H`` (``which='H'``) or ``s.S`` (``'S'``).
     """
