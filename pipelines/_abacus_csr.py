@@ -53,12 +53,17 @@ def _at_eol(buf, p, n):
 
 
 @njit(cache=True)
-def _int(buf, p, n):
+def _sign(buf, p, n):
+    """Skip blanks and an optional '+' or '-': (negative, position of the first digit)."""
     p = _skip_blank(buf, p, n)
-    neg = False
     if p < n and (buf[p] == 45 or buf[p] == 43):
-        neg = buf[p] == 45
-        p += 1
+        return buf[p] == 45, p + 1
+    return False, p
+
+
+@njit(cache=True)
+def _int(buf, p, n):
+    neg, p = _sign(buf, p, n)
     start = p
     v = 0
     while p < n and 48 <= buf[p] <= 57:
@@ -70,11 +75,7 @@ def _int(buf, p, n):
 
 @njit(cache=True)
 def _float(buf, p, n, pow10):
-    p = _skip_blank(buf, p, n)
-    neg = False
-    if p < n and (buf[p] == 45 or buf[p] == 43):
-        neg = buf[p] == 45
-        p += 1
+    neg, p = _sign(buf, p, n)
     m = 0
     e = 0
     nd = 0
