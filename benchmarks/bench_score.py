@@ -79,7 +79,8 @@ def crystal_store(workdir: Path, n: int) -> Path:
 
 
 def noisy_predictions(truth: Path, out: Path, scale: float) -> Path:
-    from hambench.scoring._metrics import BasisLayout, block_entries
+    from hambench.basis._layout import BasisLayout
+    from hambench.scoring import block_entries
     from hambench.store._predictions import write_predictions
     from hambench.store._store import open_store
 
@@ -182,7 +183,7 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from hambench.scoring import _metrics as M
+    from hambench import scoring as M
     from hambench.basis._layout import BasisLayout
     from hambench.store._predictions import open_predictions
     from hambench.store._store import open_store

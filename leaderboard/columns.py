@@ -1,85 +1,25 @@
 """Which numbers a leaderboard table shows, how they are labelled, and which direction is better.
 
-The table shows every numeric metric key present in any submission's ``scores.json`` (known keys first, in the
-order of :data:`KNOWN`, then the rest alphabetically; µEh twins of meV columns and facts about the run only in
-table.json/CSV), the worst structure and worst block (``H_mae_max`` / ``H_mae_block_max``, or derived from
-``per_structure`` / ``per_block``), then parameters and times from ``meta.yml``. String metrics
-``<key>_id`` / ``<key>_block`` become the tooltip of ``<key>``.
+The table shows every numeric metric key present in any submission's ``scores.json`` (keys of the metric
+catalogue, :data:`hambench.scoring.CATALOGUE`, first in its display order, then the rest alphabetically; µEh twins
+of meV columns and facts about the run only in table.json/CSV), the worst structure and worst block
+(``H_mae_max`` / ``H_mae_block_max``, or derived from ``per_structure`` / ``per_block``), then parameters and
+times from ``meta.yml``. String metrics ``<key>_id`` / ``<key>_block`` become the tooltip of ``<key>``.
 
-Direction: lower is better, except ψ (orbital cosine similarity), SCF error-level ratios and any key naming a
-speed-up, similarity or accuracy (higher). A ratio of SCF cycles (predicted-guess / baseline-guess) is
-lower-better. Facts about the data or the run (counts, standard deviations, baseline cycles and times, the
-optimal ratio, the gauge shift) are sortable but never marked best.
+Labels, tooltips and directions are the catalogue's (:func:`~hambench.scoring.better_of`,
+:func:`~hambench.scoring.label_of`): lower is better, except ψ, SCF error-level ratios and any key naming a speed-up,
+similarity or accuracy (higher). Facts about the data or the run (counts, standard deviations, baseline cycles and
+times, the optimal ratio, the gauge shift) are sortable but never marked best.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
-__all__ = ["Column", "KNOWN", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys"]
+from hambench.scoring._catalogue import CATALOGUE, TWIN_SUFFIX, better_of, label_of
 
-#: key → (label, short description); the order is the table's column order (hambench.scoring._metrics / hambench.scoring._scf
-#: names; any other numeric key of scores.json follows alphabetically)
-KNOWN: dict[str, tuple[str, str]] = {
-    "H_mae": ("H MAE", "mean absolute error of the Hamiltonian matrix elements (mean over structures)"),
-    "H_mae_onsite": ("H MAE on-site", "MAE of the on-site (i = j, R = 0) blocks"),
-    "H_mae_offsite": ("H MAE off-site", "MAE of the hopping blocks"),
-    "H_mae_pooled": ("H MAE pooled", "MAE over all matrix elements of all structures together"),
-    "H_mae_reim": ("H MAE Re/Im", "MAE of real and imaginary parts (spin-orbit stores)"),
-    "eps_mae": ("ε MAE", "MAE of the occupied orbital energies"),
-    "homo_mae": ("HOMO MAE", "MAE of the HOMO energy"),
-    "lumo_mae": ("LUMO MAE", "MAE of the LUMO energy"),
-    "gap_mae": ("gap MAE", "MAE of the HOMO-LUMO gap"),
-    "psi": ("ψ", "cosine similarity of the occupied orbital coefficients (1 = exact)"),
-    "H_mae_max": ("worst structure", "largest per-structure H MAE (the structure in the tooltip)"),
-    "H_mae_block_max": ("worst block", "largest per-block MAE (element pair and shell pair in the tooltip)"),
-    "H_mae_gauge": ("H MAE gauge-fixed", "H MAE after removing the best uniform shift μS"),
-    "scf_achieved_ratio_minao": ("SCF cycles ratio (minao)", "SCF cycles from the predicted H / from minao"),
-    "scf_error_level_ratio_minao": ("SCF error-level ratio (minao)",
-                                    "cycles minao needs to reach the model's error / minao's total (higher better)"),
-    "scf_achieved_ratio_1e": ("SCF cycles ratio (1e)", "SCF cycles from the predicted H / from the 1e guess"),
-    "scf_error_level_ratio_1e": ("SCF error-level ratio (1e)", "as for minao, with the 1e guess"),
-    "scf_cycles_model": ("SCF cycles", "mean SCF cycles from the predicted H"),
-    "bands_mae": ("bands MAE", "MAE of band energies in the window around E_F"),
-    "equivariance_error": ("equivariance error", "max |H(Rx) − D H(x) Dᵀ| over the predicted rotated copies"),
-    "equivariance_mae": ("equivariance MAE", "mean |H(Rx) − D H(x) Dᵀ| over the predicted rotated copies"),
-    "T_mae": ("T MAE", "MAE of the TraceGrad trace labels"),
-}
-
-#: columns shown in the HTML table only in their meV form: the µEh twin (``<key>_uEh``) stays in table.json,
-#: table.csv and on the model pages
-TWIN_SUFFIX = "_uEh"
-
-_HIGHER = re.compile(r"^(psi(_.*)?|.*speed_?up.*|.*similarity.*|.*accuracy.*|scf_error_level_ratio_[^_]+)$")
-#: facts about the data set or the run, not about model quality: sortable, never marked best
-_NEUTRAL = re.compile(r"^(.*_std|.*(^|_)n_.*|n_.*|scf_optimal_ratio_.*|scf_cycles_(?!model).*|scf_t1_.*|"
-                      r"gauge_mu_mean)$")
-
-
-def better_of(key: str, overrides: dict | None = None) -> str:
-    """``"higher"``, ``"lower"`` or ``""`` (not ranked): which direction of metric ``key`` is better.
-
-    ``overrides``: a scores.json ``better`` mapping, if the scorer states directions itself.
-
-    >>> [better_of(k) for k in ("psi", "scf_speedup", "scf_achieved_ratio_minao", "H_mae")]
-    ['higher', 'higher', 'lower', 'lower']
-    >>> better_of("scf_error_level_ratio_minao"), better_of("scf_error_level_ratio_minao_std")
-    ('higher', '')
-    """
-    if overrides and overrides.get(key) in ("lower", "higher", ""):
-        return overrides[key]
-    if _NEUTRAL.match(key):
-        return ""
-    return "higher" if _HIGHER.match(key.lower()) else "lower"
-
-
-def label_of(key: str) -> str:
-    if key in KNOWN:
-        return KNOWN[key][0]
-    label = key.replace("_", " ")
-    return re.sub(r"\beps\b", "ε", re.sub(r"\bpsi\b", "ψ", label))
+__all__ = ["Column", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys"]
 
 
 @dataclass(frozen=True)
@@ -112,21 +52,21 @@ def table_columns(submissions) -> list[Column]:
         has_struct |= bool(s.scores.get("per_structure"))
         has_block |= bool(s.scores.get("per_block"))
     keys = {k for k in keys if any(_is_number(s.scores.get("metrics", {}).get(k)) for s in submissions)}
-    order = [k for k in KNOWN if k in keys] + sorted(keys - set(KNOWN))
+    order = [k for k in CATALOGUE if k in keys] + sorted(keys - set(CATALOGUE))
     cols = [Column("model", "Model", "", "", "model name (links to its page)", "model")]
     for k in order:
         direction = better_of(k, better)
         # the HTML table leaves out µEh twins and facts about the run (counts, std, baseline cycles/times);
         # table.json / table.csv and the model pages keep them
         hidden = (k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys) or direction == ""
-        cols.append(Column(k, label_of(k), _unit(k, units), direction, KNOWN.get(k, ("", ""))[1], hidden=hidden))
+        description = CATALOGUE[k].description if k in CATALOGUE else ""
+        cols.append(Column(k, label_of(k), _unit(k, units), direction, description, hidden=hidden))
     h_unit = _unit("H_mae", units)
-    if has_struct and "H_mae_max" not in keys:
-        cols.append(Column("worst_structure_H_mae", "worst structure", h_unit, "lower",
-                           "largest per-structure H MAE (the structure in the tooltip)", "worst"))
-    if has_block and "H_mae_block_max" not in keys:
-        cols.append(Column("worst_block_mae", "worst block", h_unit, "lower",
-                           "largest per-block MAE (element pair and shell pair in the tooltip)", "worst"))
+    for key, derived, present in (("H_mae_max", "worst_structure_H_mae", has_struct),
+                                  ("H_mae_block_max", "worst_block_mae", has_block)):
+        if present and key not in keys:  # older scores: the worst from the per-structure / per-block tables
+            m = CATALOGUE[key]
+            cols.append(Column(derived, m.label, h_unit, m.better, m.description, "worst"))
     cols += [
         Column("parameters", "parameters", "", "lower", "number of trained parameters", "meta"),
         Column("inference_time_per_structure_s", "inference time", "s/structure", "lower",

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from hambench.scoring._catalogue import headline_keys
+
 from .board import Board, open_board
 from .site import dataset_table, format_value
 
 __all__ = ["board_tables", "print_board"]
 
-#: at most this many metric columns in the terminal (the site shows all), these first when present
+#: at most this many metric columns in the terminal (the site shows all), the catalogue's headline ones first
 MAX_METRICS = 6
-HEADLINE = ("H_mae", "eps_mae", "psi", "H_mae_max", "scf_achieved_ratio_minao", "equivariance_error", "bands_mae")
 
 
 def board_tables(board=None) -> list:
     """One ``rich.table.Table`` per dataset of the board, rows ranked by the dataset's primary metric."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    headline = headline_keys()
     b = board if isinstance(board, Board) else open_board(board)
     subs = b.submissions()
     out = []
     for name in sorted(b.datasets):
         t = dataset_table(b, name, subs)
         shown = [c for c in t["columns"] if c.source == "metrics" and not c.hidden]
-        metric_cols = ([c for k in HEADLINE for c in shown if c.key == k]
-                       + [c for c in shown if c.key not in HEADLINE])[:MAX_METRICS]
+        metric_cols = ([c for k in headline for c in shown if c.key == k]
+                       + [c for c in shown if c.key not in headline])[:MAX_METRICS]
         cols = metric_cols + [c for c in t["columns"] if c.key in ("parameters", "inference_time_per_structure_s")]
         table = Table(title=escape(f"{t['title']} ({name}, {t['kind']}) — ranked by {t['primary']}"),
                       title_justify="left")
@@ -49,8 +52,6 @@ def board_tables(board=None) -> list:
 
 def print_board(board=None, console=None) -> None:
     """Print :func:`board_tables` (to ``console``, default a new ``rich.console.Console``)."""
-    from rich.console import Console
-
     console = console or Console(width=None if Console().is_terminal else 160)
     tables = board_tables(board)
     if not tables:

@@ -13,6 +13,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from hambench.errors import InputError
@@ -129,8 +130,6 @@ def _non_finite(obj, where="") -> str | None:
 
 
 def _check(data: dict, schema: dict, where) -> None:
-    import jsonschema
-
     bad = _non_finite(data)
     if bad:
         raise InputError(where, f"{bad}: not a finite number")

@@ -23,6 +23,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+import jinja2
+
 from hambench import __version__
 from hambench.atomic import replace_dir
 from hambench.errors import InputError
@@ -92,8 +94,6 @@ def _table_csv(t: dict) -> str:
 
 
 def _env():
-    import jinja2
-
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = format_value

@@ -27,6 +27,10 @@ from pathlib import Path
 
 from hambench.atomic import replace_dir
 from hambench.errors import InputError
+from hambench.scoring._catalogue import is_timing
+from hambench.scoring._plots import make_plots
+from hambench.scoring._score import json_safe, score
+from hambench.store import open_predictions, select_split, store_checksum
 
 from .board import Board, Submission, open_board, read_scores
 from .equivariance import prediction_equivariance
@@ -47,8 +51,6 @@ def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None)
     ``kpath``, ``seed``), so every submission on a dataset is scored the same way; ``plots_dir`` receives the
     per-block heat map, parity and the other plots.
     """
-    from hambench.scoring._score import score
-
     opts = dict(options)
     if opts.get("kpath") is not None and not Path(opts["kpath"]).is_absolute():
         opts["kpath"] = str(Path(truth.path).parent / opts["kpath"])
@@ -57,8 +59,6 @@ def recompute_scores(preds, truth, options: dict, plots_dir: Path | None = None)
 
 def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
     """The per-block heat map, parity and other plots of ``hambench score --plots`` (PNG kept, SVG dropped)."""
-    from hambench.scoring._plots import make_plots
-
     out.mkdir(parents=True, exist_ok=True)
     made = [Path(p) for p in make_plots(scores, preds.truth, preds, out)]
     for p in made:
@@ -67,32 +67,18 @@ def _make_plots(preds, scores: dict, out: Path) -> list[Path]:
     return sorted(p for p in made if p.suffix == ".png")
 
 
-def _finite_or_none(obj):
-    """JSON-safe copy: NaN/Inf (a metric a structure does not define) become null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:  # NumPy scalars
-        return _finite_or_none(obj.item())
-    return obj
-
-
 def _close(a: float, b: float) -> bool:
     return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= max(CLAIM_ATOL, CLAIM_RTOL * abs(b))
 
 
-def check_claimed(claimed: dict, recomputed: dict, where, units: dict | None = None) -> None:
+def check_claimed(claimed: dict, recomputed: dict, where) -> None:
     """Refuse stated metric values that are not what hambench computes from the predictions.
 
-    Wall times (metrics whose unit is ``s``, e.g. the SCF timings) are measurements, not functions of the
+    Wall times (the catalogue's timings, e.g. of the SCF runs) are measurements, not functions of the
     predictions: they are recorded as measured at submission and a stated value is not compared.
     """
-    units = units or {}
     for key, value in claimed.items():
-        if units.get(key) == "s":
+        if is_timing(key):
             continue
         if key not in recomputed:
             raise InputError(where, f"states metric {key!r}, which hambench does not compute for this dataset "
@@ -112,10 +98,6 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _load_claimed(path) -> dict:
-    return read_scores(path)["metrics"]
-
-
 def _public(scores: dict, preds) -> dict:
     """The recorded scores: local paths reduced to file names (a board is shared), checksums kept."""
     out = dict(scores)
@@ -128,6 +110,51 @@ def _public(scores: dict, preds) -> dict:
         out["plots"] = sorted(Path(str(f)).name for f in out["plots"] if str(f).endswith(".png"))
     out.setdefault("predictions", {"path": Path(preds.path).name, "checksum": preds.checksum})
     return out
+
+
+def _check_dataset(b: Board, ds, preds, preds_path) -> None:
+    """The predictions are of the board dataset's truth (content checksum), kind and test split."""
+    truth_sum = store_checksum(preds.truth)
+    if not b.truth_matches(ds, truth_sum):
+        raise InputError(preds_path, f"truth store {preds.truth.path} has content checksum {truth_sum[:16]}…, the "
+                                     f"board's dataset {ds.name!r} is {ds.truth_checksum[:16]}… (another data set "
+                                     "or version)")
+    if preds.kind != ds.kind:
+        raise InputError(preds_path, f"predicts {preds.kind}s, the board's dataset {ds.name!r} holds {ds.kind}s")
+    if ds.split is None:
+        return
+    if preds.split != ds.split:
+        raise InputError(preds_path, f"predicts split {preds.split!r}; the board's dataset {ds.name!r} is scored "
+                                     f"on {ds.split!r}")
+    want = set(map(int, select_split(preds.truth, ds.split, flag=f"the board's dataset {ds.name!r} split")))
+    have = set(map(int, preds.truth_index))
+    if want != have:
+        raise InputError(preds_path, f"holds {len(have)} structures, split {ds.split!r} has {len(want)} "
+                                     f"({len(want - have)} missing, {len(have - want)} not in it)")
+
+
+def _scores_of(preds, ds, scorer, plots_dir: Path | None, preds_path) -> dict:
+    """The recomputed scores (plus the equivariance error of rotated copies among the predictions), JSON-safe."""
+    scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir)
+    if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
+        raise InputError(preds_path, "the scorer returned no metrics")
+    eq = prediction_equivariance(preds)
+    if eq is not None:  # rotated copies among the predictions: how equivariant the predictions are
+        scores["metrics"] = {**scores["metrics"], **eq["metrics"]}
+        scores["units"] = {**(scores.get("units") or {}), **eq["units"]}
+    return json_safe(scores)
+
+
+def _keep_plots(preds, scores: dict, plots_dir: Path, plots: bool) -> None:
+    """PNG plots for the site (made here when the scorer made none); the SVG twins stay with ``score --plots``."""
+    if plots and not any(plots_dir.glob("*.png")):
+        _make_plots(preds, scores, plots_dir)
+    if plots_dir.exists():
+        for f in plots_dir.iterdir():
+            if f.suffix != ".png" or not plots:
+                f.unlink()
+        if not any(plots_dir.iterdir()):
+            plots_dir.rmdir()
 
 
 def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace: bool = False,
@@ -145,8 +172,6 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
     scorer : ``f(preds, truth, options, plots_dir) -> scores dict``; default :func:`recompute_scores`
     plots : also make the per-block heat maps and parity plots (``hambench.scoring._plots``)
     """
-    from hambench.store import open_predictions, select_split, store_checksum
-
     b = board if isinstance(board, Board) else open_board(board)
     meta_path = Path(meta_path)
     meta = validate_meta(load_yaml_strict(meta_path), meta_path)
@@ -155,55 +180,23 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
     if dest.exists() and not replace:
         raise InputError(dest, f"{meta['model']} on {meta['dataset']} is already on the board; pass --replace "
                                "to record the new one instead")
-    claimed_metrics = _load_claimed(claimed) if claimed is not None else None
-
+    claimed_metrics = read_scores(claimed)["metrics"] if claimed is not None else None
     if truth is None and ds.store is not None and ds.store.exists():
         truth = ds.store
     preds = open_predictions(preds_path, truth=truth)
-    truth_sum = store_checksum(preds.truth)
-    if not b.truth_matches(ds, truth_sum):
-        raise InputError(preds_path, f"truth store {preds.truth.path} has content checksum {truth_sum[:16]}…, the "
-                                     f"board's dataset {ds.name!r} is {ds.truth_checksum[:16]}… (another data set "
-                                     "or version)")
-    if preds.kind != ds.kind:
-        raise InputError(preds_path, f"predicts {preds.kind}s, the board's dataset {ds.name!r} holds {ds.kind}s")
-    if ds.split is not None and preds.split != ds.split:
-        raise InputError(preds_path, f"predicts split {preds.split!r}; the board's dataset {ds.name!r} is scored "
-                                     f"on {ds.split!r}")
-    if ds.split is not None:
-        want = set(map(int, select_split(preds.truth, ds.split, flag=f"the board's dataset {ds.name!r} split")))
-        have = set(map(int, preds.truth_index))
-        if want != have:
-            raise InputError(preds_path, f"holds {len(have)} structures, split {ds.split!r} has {len(want)} "
-                                         f"({len(want - have)} missing, {len(have - want)} not in it)")
+    _check_dataset(b, ds, preds, preds_path)
 
     staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
     made = [p for p in (dest.parent.parent, dest.parent) if not p.exists()]  # removed again on failure
     try:
         staging.mkdir(parents=True)
         plots_dir = staging / "plots"
-        scores = (scorer or recompute_scores)(preds, preds.truth, dict(ds.score), plots_dir if plots else None)
-        if not isinstance(scores, dict) or not isinstance(scores.get("metrics"), dict):
-            raise InputError(preds_path, "the scorer returned no metrics")
-        eq = prediction_equivariance(preds)
-        if eq is not None:  # rotated copies among the predictions: how equivariant the predictions are
-            scores["metrics"] = {**scores["metrics"], **eq["metrics"]}
-            scores["units"] = {**(scores.get("units") or {}), **eq["units"]}
-        scores = _finite_or_none(scores)
-        metrics = scores["metrics"]
-        units = scores.get("units") or {}
+        scores = _scores_of(preds, ds, scorer, plots_dir if plots else None, preds_path)
         if meta.get("metrics"):
-            check_claimed(meta["metrics"], metrics, meta_path, units)
+            check_claimed(meta["metrics"], scores["metrics"], meta_path)
         if claimed_metrics is not None:
-            check_claimed(claimed_metrics, metrics, claimed, units)
-        if plots and not any(plots_dir.glob("*.png")):
-            _make_plots(preds, scores, plots_dir)
-        if plots_dir.exists():
-            for f in plots_dir.iterdir():  # PNG for the site; the SVG twins stay with `hambench score --plots`
-                if f.suffix != ".png" or not plots:
-                    f.unlink()
-            if not any(plots_dir.iterdir()):
-                plots_dir.rmdir()
+            check_claimed(claimed_metrics, scores["metrics"], claimed)
+        _keep_plots(preds, scores, plots_dir, plots)
         shutil.copyfile(meta_path, staging / "meta.yml")
         (staging / "scores.json").write_text(json.dumps(_public(scores, preds), indent=1, allow_nan=False) + "\n",
                                              encoding="utf-8")
@@ -215,9 +208,13 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
                 p.rmdir()
         raise
     sub = b.read_submission(meta["model"], meta["dataset"])
+    return sub, _summary(sub, ds, len(preds), dest)
+
+
+def _summary(sub: Submission, ds, n: int, dest: Path) -> str:
     primary = sub.scores["metrics"].get(ds.primary)
+    if not isinstance(primary, (int, float)):
+        return f"leaderboard: recorded {sub.model} on {sub.dataset} ({n} structures) → {dest}"
     unit = (sub.scores.get("units") or {}).get(ds.primary, "")
-    line = (f"leaderboard: recorded {sub.model} on {sub.dataset} ({len(preds)} structures; {ds.primary} = "
-            f"{primary:.6g} {unit}".rstrip() + f") → {dest}") if isinstance(primary, (int, float)) else \
-        f"leaderboard: recorded {sub.model} on {sub.dataset} ({len(preds)} structures) → {dest}"
-    return sub, line
+    return (f"leaderboard: recorded {sub.model} on {sub.dataset} ({n} structures; {ds.primary} = "
+            f"{primary:.6g} {unit}".rstrip() + f") → {dest}")

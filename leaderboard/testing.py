@@ -19,6 +19,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hambench.basis._conventions import z_to_symbol
+from hambench.store._predictions import write_predictions
+from hambench.store._store import Store, open_store
+
 from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
@@ -60,8 +64,6 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
 
 def original_indices(truth) -> list[int]:
     """Indices of the structures of a store that are not rotated copies (``structures/parent`` = −1)."""
-    from hambench.store._store import Store, open_store
-
     st = truth if isinstance(truth, Store) else open_store(truth)
     return [int(k) for k in np.flatnonzero(st.array("structures/parent")[:] < 0)]
 
@@ -69,9 +71,6 @@ def original_indices(truth) -> list[int]:
 def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: str = "noisy",
                       split: str | None = None) -> Path:
     """Predictions = true H + N(0, scale²) noise (eV) for ``ids`` (default: the originals) of the truth store."""
-    from hambench.store._predictions import write_predictions
-    from hambench.store._store import Store, open_store
-
     st = truth if isinstance(truth, Store) else open_store(truth)
     ids = original_indices(st) if ids is None else list(ids)
     rng = np.random.default_rng(seed)
@@ -84,8 +83,6 @@ def noisy_predictions(truth, out, scale: float, seed: int = 0, ids=None, model: 
 
 def numpy_mae_scorer(preds, truth, options: dict, plots_dir=None) -> dict:
     """Minimal independent scorer: mean |ΔH| over all elements (meV), per structure and per element pair."""
-    from hambench.basis._conventions import z_to_symbol
-
     abs_sum = n = 0.0
     per_structure, pair_sum, pair_n = [], {}, {}
     for k in range(len(preds)):

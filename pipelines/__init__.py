@@ -64,7 +64,6 @@ class Source:
 
     def __init__(self, input_path=None, **options):
         self.input_path = input_path
-        self.options = options
         known = {f.name for f in dataclasses.fields(self.Options)}
         self.opts = self.Options(**{k: v for k, v in options.items() if k in known and v is not None})
 
@@ -145,7 +144,7 @@ def find_files(root, match) -> list[Path]:
 
 def prepare(source: str, input_path, output, **options):
     """Run ``source`` into the store ``output``; returns a one-line summary. See :func:`driver.run`."""
-    from .driver import run
+    from .driver import run  # here, not at the top: the driver imports this package (its registry)
 
     return run(source, input_path, output, **options)
 

@@ -13,16 +13,16 @@ same table as ``to_hambench``); orbital counts and block offsets come from the c
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from hambench.basis import _conventions as cv
 from hambench.basis._layout import layout_of
-
 from hambench.errors import InputError
 
-__all__ = ["EDGE_CHOICES", "edges_option", "check_edges", "OrbitalMap", "orbital_map", "edge_keys", "select_edges",
-           "scatter_blocks"]
+__all__ = ["EDGE_CHOICES", "edges_option", "check_edges", "read_bytes", "element_shells", "OrbitalMap", "orbital_map",
+           "edge_keys", "select_edges", "decode_edges", "scatter_blocks", "stack_spin_parts"]
 
 #: the ``edges`` option of the sparse-matrix sources: pairs with a (non-zero) overlap, or every pair with H elements
 EDGE_CHOICES = ("overlap", "hamiltonian")
@@ -37,6 +37,27 @@ def check_edges(edges: str) -> None:
     """Refuse an ``edges`` value that is not one of :data:`EDGE_CHOICES` (InputError, one line)."""
     if edges not in EDGE_CHOICES:
         raise InputError(None, f"edges must be {' or '.join(repr(c) for c in EDGE_CHOICES)}, got {edges!r}")
+
+
+def read_bytes(path) -> bytes:
+    """The bytes of a matrix file; a missing or unreadable file is an :class:`InputError`."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "missing file") from None
+    except OSError as e:
+        raise InputError(path, f"cannot read ({e.strerror or e})") from None
+
+
+def element_shells(Z, atom_shells, where) -> dict[int, list[int]]:
+    """``{Z: shells}`` from each atom's shells; an element with two different bases is refused (InputError)."""
+    species: dict[int, list[int]] = {}
+    for z, sh in zip((int(z) for z in Z), atom_shells):
+        if species.setdefault(z, sh) != sh:
+            raise InputError(where, f"element {cv.z_to_symbol(z)} appears with different bases ({species[z]} vs "
+                                    f"{sh}); hambench needs one basis per element")
+    return species
 
 
 class OrbitalMap:
@@ -57,6 +78,17 @@ class OrbitalMap:
         zi, zj = self.Z[src], self.Z[dst]
         ni, nj = self.layout.block_sizes(zi, zj, spinful=False)
         return ni, nj, self.layout.block_ptr(zi, zj, spinful=spinful)
+
+    def scatter(self, edges, src, dst, keys, rows, cols, values, spins=None) -> np.ndarray:
+        """Flat blocks of the sorted edge keys ``edges`` (atoms ``src``, ``dst``) from elements at native orbitals
+        ``rows``, ``cols`` (:func:`scatter_blocks`): real (n_i, n_j) blocks, or with ``spins`` = (row spin, column
+        spin) per element complex spin-outer (2n_i, 2n_j) blocks."""
+        spinful = spins is not None
+        row_spin, col_spin = spins if spinful else (None, None)
+        flat, _ = scatter_blocks(edges, keys, values, self.pos[rows], self.pos[cols], self.sign[rows],
+                                 self.sign[cols], self.blocks(src, dst, spinful), spinful,
+                                 np.complex128 if spinful else np.float64, row_spin, col_spin)
+        return flat
 
 
 def orbital_map(Z, species: dict[int, list[int]], code: str) -> OrbitalMap:
@@ -120,3 +152,14 @@ def scatter_blocks(edges, keys, values, row_pos, col_pos, row_sig, col_sig, bloc
     flat = np.zeros(int(ptr[-1]), dtype=dtype)
     flat[ptr[e] + r * ncols + c] = values * (row_sig * col_sig)
     return flat, dropped
+
+
+def stack_spin_parts(parts) -> tuple:
+    """One set of element arrays from spin parts ``(keys, rows, cols, values, row_spin, col_spin)`` (each spin 0 =
+    ↑ or 1 = ↓, one number for the part or one per element): ``(keys, rows, cols, complex values, (row_spin,
+    col_spin))`` for :meth:`OrbitalMap.scatter`."""
+    cat = np.concatenate
+    keys, rows, cols = (cat([p[i] for p in parts]) for i in range(3))
+    values = cat([np.asarray(p[3], np.complex128) for p in parts])
+    spins = tuple(cat([np.broadcast_to(np.asarray(p[i], np.int64), np.shape(p[0])) for p in parts]) for i in (4, 5))
+    return keys, rows, cols, values, spins

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hambench.basis._conventions import parse_openmx_basis, symbol_to_z
 from hambench.store._meta import StoreAttrs
 from hambench.errors import InputError
 from . import Source, find_files
+from .deeph_format import detect_layout, read_legacy_folder, read_new_folder
 
 __all__ = ["DeepHFolderSource", "DATASETS", "DeepHDataset", "named_dataset", "find_deeph_folders"]
 
@@ -82,8 +84,6 @@ class DeepHFolderSource(Source):
         return [str(p) for p in self._folders]
 
     def read(self, item) -> list:
-        from .deeph_format import detect_layout, read_legacy_folder, read_new_folder
-
         folder = Path(item)
         layout = detect_layout(folder)
         s = read_legacy_folder(folder) if layout == "legacy" else read_new_folder(folder)
@@ -138,8 +138,6 @@ class DeepHDataset:
     download: str
 
     def check(self, s, folder: Path) -> None:
-        from hambench.basis._conventions import parse_openmx_basis, symbol_to_z
-
         for el, spec in self.basis.items():
             z = symbol_to_z(el)
             if z in s.species and s.species[z] != parse_openmx_basis(spec):
@@ -180,8 +178,6 @@ def _count_atoms(folder: Path) -> int:
         return len(el.read_text().split())
     info = folder / "info.json"
     if info.exists():
-        import json
-
         return int(json.loads(info.read_text()).get("atoms_quantity", -1))
     return -1
 

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from hambench.atomic import partial_path, replace_dir
-from hambench.basis._conventions import atom_permutation, symbol_to_z, z_to_symbol
+from hambench.basis._conventions import atom_permutation, from_hambench, symbol_to_z, z_to_symbol
 from hambench.errors import InputError
-from hambench.scoring._metrics import bloch_matrices  # noqa: F401  (re-exported)
+from hambench.scoring._dense import bloch_matrices  # noqa: F401  (re-exported)
 from hambench.store._structure import Structure, file_sha256
 from hambench.basis._layout import layout_of
 from .h5fast import read_datasets
@@ -386,8 +386,6 @@ def _blocks_in(s: Structure, which: str, code: str) -> list[np.ndarray]:
 
     Edges are grouped by element pair; each group is gathered and reordered with one fancy index.
     """
-    from hambench.basis._conventions import from_hambench
-
     spin = s.spinful if which == "H" else False
     arr = s.H if which == "H" else s.S
     ptr = s.block_ptr(spin)

@@ -19,10 +19,16 @@ import re
 import shutil
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from hambench.atomic import replace_dir
 from hambench.errors import InputError
+from hambench.store._store import open_store
+from . import deeph_format
 
 __all__ = ["FORMATS", "export_store", "folder_names"]
 
@@ -52,15 +58,8 @@ def folder_names(ids) -> list[str]:
 
 
 def _progress(quiet: bool, total: int):
-    from contextlib import nullcontext
-
     if quiet:
         return nullcontext(None)
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    from rich.console import Console
-
     return Progress(TextColumn("[bold]export"), BarColumn(), MofNCompleteColumn(), TextColumn("structures"),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
 
@@ -74,9 +73,6 @@ def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: b
     :class:`~hambench.errors.InputError` for an unknown format or an ``output`` that exists and is not empty
     (with ``overwrite``: that is not an earlier export, i.e. has no ``export.json``).
     """
-    from hambench.store._store import open_store
-    from . import deeph_format
-
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise InputError(None, f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")

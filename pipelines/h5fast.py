@@ -22,10 +22,15 @@ A truncated or corrupt file raises :class:`hambench.errors.InputError` naming th
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 
 import numpy as np
+
+from hambench import _core
+from hambench.errors import InputError
+from hambench.store._structure import file_sha256
 
 __all__ = ["read_datasets", "read_datasets_native", "read_datasets_visit"]
 
@@ -88,8 +93,6 @@ def read_datasets(path, digests: dict | None = None) -> dict[str, np.ndarray]:
     if out is None:
         out = read_datasets_visit(path)
         if digests is not None:
-            from hambench.store._structure import file_sha256
-
             digests[str(path)] = file_sha256(path)
     return out
 
@@ -99,9 +102,6 @@ def read_datasets_native(path, digests: dict | None = None) -> dict[str, np.ndar
 
     Datasets the C++ index marks 'unsupported' are read with h5py (the file is opened once, only then).
     """
-    from hambench import _core
-    from hambench.errors import InputError
-
     path = str(path)
     with open(path, "rb") as fh:
         raw = fh.read()
@@ -112,8 +112,6 @@ def read_datasets_native(path, digests: dict | None = None) -> dict[str, np.ndar
     except ValueError as e:
         raise InputError(path, f"cannot read HDF5 (truncated or corrupt): {e}") from None
     if digests is not None:
-        import hashlib
-
         digests[path] = hashlib.sha256(raw).hexdigest()
     buf = np.frombuffer(raw, dtype=np.uint8)
     out: dict[str, np.ndarray] = {}

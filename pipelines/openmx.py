@@ -36,11 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hambench._core import read_scfout as _read
 from hambench.basis import _conventions as cv
 from hambench.errors import InputError
 from hambench.store._structure import Structure, file_sha256, partner_index
 from hambench.basis._layout import layout_of
 from . import find_files
+from ._lcao_sparse import element_shells
 from .filetree import FileTreeSource
 
 __all__ = ["ScfoutSource", "read_scfout", "scfout_spin", "scfout_to_structure", "parse_openmx_input", "openmx_species"]
@@ -53,8 +55,6 @@ _BLOCK = re.compile(r"^\s*<\s*([A-Za-z0-9_.]+)\s*$")
 
 def read_scfout(path, what: str = "default") -> dict:
     """:func:`hambench._core.read_scfout` with errors turned into :class:`InputError` naming the file."""
-    from hambench._core import read_scfout as _read
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such .scfout file")
@@ -225,12 +225,7 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
     if spin == 1 and collinear == "reject":
         raise InputError(path, "collinear spin-polarised run (SpinP_switch = 1) refused (collinear='reject')")
     Z = np.array([species[lab]["Z"] for lab in labels], dtype=np.int64)
-    shells_by_z: dict[int, list[int]] = {}
-    for lab in labels:
-        z, sh = species[lab]["Z"], species[lab]["shells"]
-        if shells_by_z.setdefault(z, sh) != sh:
-            raise InputError(path, f"element {species[lab]['element']} appears with two different bases; "
-                                   "hambench needs one basis per element")
+    shells_by_z = element_shells(Z, [species[lab]["shells"] for lab in labels], path)
     spinful = spin in (1, 3)
     try:
         layout = layout_of(shells_by_z, spinful)
@@ -242,10 +237,36 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
         a = int(bad[0])
         raise InputError(path, f"atom {a + 1} ({labels[a]}) has {d['Total_NumOrbs'][a]} orbitals in the .scfout but "
                                f"its basis {species[labels[a]]['pao']} gives {norb_atom[a]}")
+    H, S = _blocks(d, Z, shells_by_z, layout, path)
+    hartree = cv.HARTREE_EV
+    energy = meta["out"].get("utot", float("nan")) * hartree
+    return Structure(
+        id=struct_id or path.parent.name or path.stem,
+        Z=Z,
+        pos=np.asarray(d["Gxyz"]) * cv.BOHR_ANGSTROM,
+        cell=np.asarray(d["tv"]) * cv.BOHR_ANGSTROM,
+        pbc=np.ones(3, dtype=bool),
+        src=d["pair_i"],
+        dst=d["pair_j"],
+        shift=d["pair_R"],
+        H=H,
+        S=S,
+        species=shells_by_z,
+        spinful=spinful,
+        energy=energy,
+        nelectron=float(d["Total_Num_Electrons"]),
+        fermi_level=float(d["ChemP"]) * hartree,
+        sources=[(str(path), file_sha256(path))],
+    )
 
+
+def _blocks(d: dict, Z: np.ndarray, shells_by_z: dict, layout, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The native blocks of every pair, reordered to hambench order with signs, one element pair at a time:
+    ``(H (eV; spinor blocks for SpinP_switch 1 and 3), S)``."""
+    spin = int(d["SpinP_switch"])
+    spinful = spin in (1, 3)
     pi, pj, R, ptr = d["pair_i"], d["pair_j"], d["pair_R"], d["block_ptr"]
     H_nat, OLP = d["H"], d["OLP"]
-
     # hambench layout: one output offset per pair (spinful blocks are 4x larger)
     out_ptr = layout.block_ptr(Z[pi], Z[pj])
     S = np.empty(int(ptr[-1]), dtype=np.float64)
@@ -255,7 +276,7 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
         uu = H_nat[0] + 1j * iH[0]
         dd = H_nat[1] + 1j * iH[1]
         ud = H_nat[2] + 1j * (H_nat[3] + iH[2])
-        partner = _partners(pi, pj, R, natoms, path)
+        partner = _partners(pi, pj, R, int(d["atomnum"]), path)
     elif spin == 1:
         uu, dd = H_nat[0].astype(np.complex128), H_nat[1].astype(np.complex128)
     Zi, Zj = Z[pi], Z[pj]
@@ -280,27 +301,7 @@ def scfout_to_structure(path, *, struct_id: str | None = None, collinear: str = 
             blk[:, a:, :b] = (np.conj(ud[pidx]) * sgn).reshape(-1, a, b)
         H[out_ptr[sel][:, None] + np.arange(4 * a * b)[None, :]] = blk.reshape(len(sel), -1)
     H *= cv.HARTREE_EV
-
-    hartree = cv.HARTREE_EV
-    energy = meta["out"].get("utot", float("nan")) * hartree
-    return Structure(
-        id=struct_id or path.parent.name or path.stem,
-        Z=Z,
-        pos=np.asarray(d["Gxyz"]) * cv.BOHR_ANGSTROM,
-        cell=np.asarray(d["tv"]) * cv.BOHR_ANGSTROM,
-        pbc=np.ones(3, dtype=bool),
-        src=pi,
-        dst=pj,
-        shift=R,
-        H=H,
-        S=S,
-        species=shells_by_z,
-        spinful=spinful,
-        energy=energy,
-        nelectron=float(d["Total_Num_Electrons"]),
-        fermi_level=float(d["ChemP"]) * hartree,
-        sources=[(str(path), file_sha256(path))],
-    )
+    return H, S
 
 
 def _natural_key(p: Path):

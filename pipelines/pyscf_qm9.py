@@ -34,7 +34,7 @@ from hambench.store._meta import StoreAttrs
 from hambench.errors import ExcludedItem, InputError
 from hambench.basis._pyscf import DEFAULT_PROTOCOL, build_mol, make_rks, protocol_of, shells_of_atoms
 from hambench.basis._pyscf import protocol_key as _protocol_key
-from hambench.scoring._metrics import orbital_offsets
+from hambench.scoring._dense import orbital_offsets
 from hambench.store._structure import Structure, file_sha256
 from hambench.basis._layout import layout_of
 from . import Source

@@ -34,6 +34,7 @@ from hambench.basis._conventions import BOHR_ANGSTROM
 from hambench.store._meta import StoreAttrs
 from hambench.errors import InputError
 from . import Source
+from .pyscf_qm9 import molecule_structure
 
 __all__ = [
     "QH9Source",
@@ -219,8 +220,6 @@ class QH9Source(Source):
         return list(self._items)
 
     def read(self, item) -> list:
-        from .pyscf_qm9 import molecule_structure
-
         path, start, lo, hi = item
         con = _connect(Path(path))
         out = []

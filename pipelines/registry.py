@@ -11,6 +11,7 @@ import importlib
 import os
 
 from hambench.errors import InputError
+from . import choice_problem
 
 __all__ = ["SOURCES", "get_source", "list_sources", "source_class", "option_fields", "check_options"]
 
@@ -80,8 +81,6 @@ def check_options(name: str, options: dict, flags: dict[str, str] | None = None)
     """Refuse (InputError, one line) an option source ``name`` does not have, a value of the wrong type, or a value
     outside the field's ``metadata["choices"]``. ``flags`` (field → CLI flag, e.g. ``{"version":
     "--dataset-version"}``) names options as the user typed them."""
-    from . import choice_problem
-
     fields = {f.name: f for f in option_fields(name)}
 
     def label(k: str, quote: bool = True) -> str:

@@ -56,7 +56,8 @@ from hambench.basis import _conventions as cv
 from hambench.errors import InputError
 from hambench.store._structure import Structure, file_sha256
 from . import find_files
-from ._lcao_sparse import check_edges, edges_option, decode_edges, edge_keys, orbital_map, scatter_blocks, select_edges
+from ._lcao_sparse import (check_edges, decode_edges, edge_keys, edges_option, element_shells, orbital_map, read_bytes,
+                           select_edges, stack_spin_parts)
 from .filetree import FileTreeSource
 
 __all__ = ["SiestaSource", "hsx_spin", "read_hsx", "hsx_to_structure", "find_hsx_files"]
@@ -91,6 +92,41 @@ def _record_table(buf):
 
 
 
+class _Records:
+    """The Fortran records of one file: ``rec(k)`` (bytes), ``ints(k, count)`` (int32), ``length`` (bytes each)."""
+
+    def __init__(self, data: bytes, path: Path):
+        buf = np.frombuffer(data, np.uint8)
+        err, pos, self.start, self.length = _record_table(buf)
+        if err == 1:
+            raise InputError(path, f"truncated: the Fortran record at byte {pos} runs past the end of the file "
+                                   f"({len(data)} bytes)")
+        if err == 2:
+            raise InputError(path, f"not a Fortran unformatted file or corrupt: record markers disagree at byte {pos}")
+        self.data, self.path, self.n = data, path, len(self.start)
+
+    def rec(self, k: int) -> bytes:
+        if k >= self.n:
+            raise InputError(self.path, f"truncated: {self.n} records, the layout needs at least {k + 1}")
+        return self.data[self.start[k]:self.start[k] + self.length[k]]
+
+    def ints(self, k: int, count: int | None = None) -> np.ndarray:
+        b = self.rec(k)
+        a = np.frombuffer(b, "<i4")
+        if count is not None and a.size != count:
+            raise InputError(self.path, f"record {k + 1} has {len(b)} bytes, expected {4 * count}")
+        return a
+
+    def rows(self, k: int, no_u: int, width: int, numh: np.ndarray, what: str, dtype: str) -> np.ndarray:
+        """Records ``k .. k + no_u - 1`` (one per orbital, ``width`` bytes per element) concatenated."""
+        lens = self.length[k:k + no_u]
+        if np.any(lens != width * numh):
+            bad = int(np.flatnonzero(lens != width * numh)[0])
+            raise InputError(self.path, f"{what} record of orbital {bad + 1} has {lens[bad]} bytes, "
+                                        f"{'numh says' if what == 'column' else 'expected'} {width * numh[bad]}")
+        return np.concatenate([np.frombuffer(self.rec(k + i), dtype) for i in range(no_u)])
+
+
 def read_hsx(path) -> dict:
     """Parse a SIESTA ``.HSX`` (versions 1 and 2) into numpy arrays (native units: Ry, Bohr).
 
@@ -99,111 +135,93 @@ def read_hsx(path) -> dict:
     col (0-based supercell column per element), H (nnz, nspin), S (nnz,)``.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "missing file") from None
-    except OSError as e:
-        raise InputError(path, f"cannot read ({e.strerror or e})") from None
+    data = read_bytes(path)
     if not data:
         raise InputError(path, "empty file")
-    buf = np.frombuffer(data, np.uint8)
-    err, pos, start, length = _record_table(buf)
-    if err == 1:
-        raise InputError(path, f"truncated: the Fortran record at byte {pos} runs past the end of the file "
-                               f"({len(data)} bytes)")
-    if err == 2:
-        raise InputError(path, f"not a Fortran unformatted file or corrupt: record markers disagree at byte {pos}")
-    nrec = len(start)
+    r = _Records(data, path)
+    out = _header(r)
+    out.update(_geometry(r, out["na_u"], int(np.prod(out["nsc"]))))
+    out["species"] = _species(r, out["nspecies"])
+    k = 6 + out.pop("nspecies") + (1 if out["version"] == 2 else 0)  # version 2: kcell(3,3), kdispl(3)
+    out.update(_sparse(r, k, out["no_u"], out["nspin"], int(np.prod(out["nsc"])), out["is_dp"]))
+    return out
 
-    def rec(k):
-        if k >= nrec:
-            raise InputError(path, f"truncated: {nrec} records, the layout needs at least {k + 1}")
-        return data[start[k]:start[k] + length[k]]
 
-    def ints(k, count=None):
-        b = rec(k)
-        a = np.frombuffer(b, "<i4")
-        if count is not None and a.size != count:
-            raise InputError(path, f"record {k + 1} has {len(b)} bytes, expected {4 * count}")
-        return a
-
-    first = rec(0)
+def _header(r: _Records) -> dict:
+    """Records 1-4: version, precision, dimensions, cell (Bohr), Fermi level (Ry), electrons, temperature (Ry)."""
+    first = r.rec(0)
     if len(first) != 4:
-        raise InputError(path, "HSX version 0 (SIESTA <= 4.0, no geometry in the file) is not supported: rerun "
-                               "with SIESTA >= 4.1 or convert it")
+        raise InputError(r.path, "HSX version 0 (SIESTA <= 4.0, no geometry in the file) is not supported: rerun "
+                                 "with SIESTA >= 4.1 or convert it")
     version = int(np.frombuffer(first, "<i4")[0])
     if version not in (1, 2):
-        raise InputError(path, f"unknown HSX version {version} (supported: 1, 2)")
-    is_dp = bool(ints(1, 1)[0])
-    head = ints(2, 7)
+        raise InputError(r.path, f"unknown HSX version {version} (supported: 1, 2)")
+    is_dp = bool(r.ints(1, 1)[0])
+    head = r.ints(2, 7)
     na_u, no_u, nspin, nspecies = (int(x) for x in head[:4])
     nsc = head[4:7].astype(np.int64)
     if min(na_u, no_u, nspin, nspecies) < 1 or nsc.min() < 1 or nspin not in (1, 2, 4, 8):
-        raise InputError(path, f"implausible header: na_u={na_u} no_u={no_u} nspin={nspin} nspecies={nspecies} "
-                               f"nsc={nsc.tolist()}")
-    r4 = np.frombuffer(rec(3), "<f8")
+        raise InputError(r.path, f"implausible header: na_u={na_u} no_u={no_u} nspin={nspin} nspecies={nspecies} "
+                                 f"nsc={nsc.tolist()}")
+    r4 = np.frombuffer(r.rec(3), "<f8")
     if r4.size != 12:
-        raise InputError(path, "record 4 (cell, Ef, qtot, temp) has the wrong size")
-    ucell = r4[:9].reshape(3, 3)  # Fortran ucell(3,3): column-major, so rows here are the lattice vectors
-    n_img = int(np.prod(nsc))
-    b5 = rec(4)
+        raise InputError(r.path, "record 4 (cell, Ef, qtot, temp) has the wrong size")
+    # Fortran ucell(3,3) is column-major, so rows here are the lattice vectors
+    return {"version": version, "is_dp": is_dp, "na_u": na_u, "no_u": no_u, "nspin": nspin, "nspecies": nspecies,
+            "nsc": nsc, "ucell": r4[:9].reshape(3, 3), "Ef": float(r4[9]), "qtot": float(r4[10]),
+            "temp": float(r4[11])}
+
+
+def _geometry(r: _Records, na_u: int, n_img: int) -> dict:
+    """Record 5: supercell image vectors, positions (Bohr), species and last orbital of each atom."""
+    b5 = r.rec(4)
     need = 12 * n_img + 24 * na_u + 8 * na_u
     if len(b5) != need:
-        raise InputError(path, f"record 5 (isc_off, xa, isa, lasto) has {len(b5)} bytes, expected {need}")
-    isc_off = np.frombuffer(b5[:12 * n_img], "<i4").reshape(n_img, 3).astype(np.int64)
+        raise InputError(r.path, f"record 5 (isc_off, xa, isa, lasto) has {len(b5)} bytes, expected {need}")
     o = 12 * n_img
-    xa = np.frombuffer(b5[o:o + 24 * na_u], "<f8").reshape(na_u, 3)
-    o += 24 * na_u
-    isa = np.frombuffer(b5[o:o + 4 * na_u], "<i4").astype(np.int64)
-    lasto = np.frombuffer(b5[o + 4 * na_u:], "<i4").astype(np.int64)
-    b6 = rec(5)
+    return {"isc_off": np.frombuffer(b5[:o], "<i4").reshape(n_img, 3).astype(np.int64),
+            "xa": np.frombuffer(b5[o:o + 24 * na_u], "<f8").reshape(na_u, 3),
+            "isa": np.frombuffer(b5[o + 24 * na_u:o + 28 * na_u], "<i4").astype(np.int64),
+            "lasto": np.frombuffer(b5[o + 28 * na_u:], "<i4").astype(np.int64)}
+
+
+def _species(r: _Records, nspecies: int) -> list[dict]:
+    """Record 6 (label, valence charge, orbital count per species) and one (n, l, zeta) record per species."""
+    b6 = r.rec(5)
     if len(b6) != 32 * nspecies:
-        raise InputError(path, f"record 6 (species) has {len(b6)} bytes, expected {32 * nspecies}")
+        raise InputError(r.path, f"record 6 (species) has {len(b6)} bytes, expected {32 * nspecies}")
     species = []
     for s in range(nspecies):
         chunk = b6[32 * s:32 * (s + 1)]
         no_s = int(np.frombuffer(chunk[28:32], "<i4")[0])
-        q = ints(6 + s, 3 * no_s).reshape(no_s, 3)
-        species.append({"label": chunk[:20].decode("latin-1").strip(), "zval": float(np.frombuffer(chunk[20:28], "<f8")[0]),
+        q = r.ints(6 + s, 3 * no_s).reshape(no_s, 3)
+        species.append({"label": chunk[:20].decode("latin-1").strip(),
+                        "zval": float(np.frombuffer(chunk[20:28], "<f8")[0]),
                         "n": q[:, 0].copy(), "l": q[:, 1].copy(), "zeta": q[:, 2].copy()})
-    k = 6 + nspecies
-    if version == 2:
-        k += 1  # kcell(3,3), kdispl(3)
-    numh = ints(k, no_u).astype(np.int64)
+    return species
+
+
+def _sparse(r: _Records, k: int, no_u: int, nspin: int, n_img: int, is_dp: bool) -> dict:
+    """From record ``k`` on: elements per row (numh), their supercell columns, H per spin (Ry) and S."""
+    numh = r.ints(k, no_u).astype(np.int64)
     k += 1
     if numh.min(initial=0) < 0:
-        raise InputError(path, "negative element count in numh")
+        raise InputError(r.path, "negative element count in numh")
     expect = k + no_u * (nspin + 2)
-    if nrec != expect:
-        raise InputError(path, f"{'truncated: ' if nrec < expect else ''}{nrec} records, the header "
-                               f"(no_u={no_u}, nspin={nspin}) needs {expect}")
-    ptr = np.concatenate([[0], np.cumsum(numh)])
-    nnz = int(ptr[-1])
-    lens = length[k:k + no_u]
-    if np.any(lens != 4 * numh):
-        bad = int(np.flatnonzero(lens != 4 * numh)[0])
-        raise InputError(path, f"column record of orbital {bad + 1} has {lens[bad]} bytes, numh says {4 * numh[bad]}")
-    col = np.concatenate([np.frombuffer(rec(k + i), "<i4") for i in range(no_u)]).astype(np.int64) - 1
+    if r.n != expect:
+        raise InputError(r.path, f"{'truncated: ' if r.n < expect else ''}{r.n} records, the header "
+                                 f"(no_u={no_u}, nspin={nspin}) needs {expect}")
+    col = r.rows(k, no_u, 4, numh, "column", "<i4").astype(np.int64) - 1
     k += no_u
-    if nnz and (col.min() < 0 or col.max() >= no_u * n_img):
-        raise InputError(path, f"column index out of range 1..{no_u * n_img}")
-    width = 8 if is_dp else 4
-    dt = "<f8" if is_dp else "<f4"
+    if int(numh.sum()) and (col.min() < 0 or col.max() >= no_u * n_img):
+        raise InputError(r.path, f"column index out of range 1..{no_u * n_img}")
+    width, dt = (8, "<f8") if is_dp else (4, "<f4")
     mats = []
     for s in range(nspin + 1):
-        lens = length[k:k + no_u]
-        if np.any(lens != width * numh):
-            bad = int(np.flatnonzero(lens != width * numh)[0])
-            what = f"H (spin {s + 1})" if s < nspin else "S"
-            raise InputError(path, f"{what} record of orbital {bad + 1} has {lens[bad]} bytes, expected "
-                                   f"{width * numh[bad]}")
-        mats.append(np.concatenate([np.frombuffer(rec(k + i), dt) for i in range(no_u)]).astype(np.float64))
+        what = f"H (spin {s + 1})" if s < nspin else "S"
+        mats.append(r.rows(k, no_u, width, numh, what, dt).astype(np.float64))
         k += no_u
-    return {"version": version, "is_dp": is_dp, "na_u": na_u, "no_u": no_u, "nspin": nspin, "nsc": nsc,
-            "ucell": ucell, "Ef": float(r4[9]), "qtot": float(r4[10]), "temp": float(r4[11]),
-            "isc_off": isc_off, "xa": xa, "isa": isa, "lasto": lasto, "species": species, "numh": numh,
-            "col": col, "H": np.stack(mats[:nspin], axis=1), "S": mats[nspin]}
+    return {"numh": numh, "col": col, "H": np.stack(mats[:nspin], axis=1), "S": mats[nspin]}
 
 
 # --- side files ------------------------------------------------------------------------------------------
@@ -351,17 +369,10 @@ def hsx_to_structure(path, *, struct_id: str | None = None, edges: str = "hamilt
     hsx = read_hsx(path)
     na, no_u, nspin = hsx["na_u"], hsx["no_u"], hsx["nspin"]
     Z, side = _elements(hsx, folder, label)
-    species: dict[int, list[int]] = {}
     isa = hsx["isa"]
     if isa.min() < 1 or isa.max() > len(hsx["species"]):
         raise InputError(path, "atom species index out of range")
-    for a in range(na):
-        sh = _shells_of(hsx["species"][int(isa[a]) - 1], path)
-        z = int(Z[a])
-        if z in species and species[z] != sh:
-            raise InputError(path, f"element {cv.z_to_symbol(z)} appears with different bases ({species[z]} vs "
-                                   f"{sh}); hambench needs one basis per element")
-        species[z] = sh
+    species = element_shells(Z, [_shells_of(hsx["species"][int(isa[a]) - 1], path) for a in range(na)], path)
     omap = orbital_map(Z, species, "siesta")
     if omap.n != no_u or not np.array_equal(np.cumsum(omap.norb), hsx["lasto"]):
         raise InputError(path, f"the species' orbitals ({omap.n}) do not add up to no_u = {no_u} / lasto")
@@ -380,28 +391,8 @@ def hsx_to_structure(path, *, struct_id: str | None = None, edges: str = "hamilt
         raise InputError(path, "an element (row, column) is stored twice")
     edge_list = select_edges(keys if edges == "hamiltonian" else keys[hsx["S"] != 0])
     src, dst, shift = decode_edges(edge_list, na, r_sorted)
-    rp, cp, rsg, csg = omap.pos[rows], omap.pos[cols], omap.sign[rows], omap.sign[cols]
-    spinless = omap.blocks(src, dst, False)
-    S, _ = scatter_blocks(edge_list, keys, hsx["S"], rp, cp, rsg, csg, spinless, False, np.float64)
-    Hr = hsx["H"] * cv.RYDBERG_EV
-    if nspin == 1:
-        H, _ = scatter_blocks(edge_list, keys, Hr[:, 0], rp, cp, rsg, csg, spinless, False, np.float64)
-    else:
-        if nspin == 2:
-            comps = [(0, 0, Hr[:, 0] + 0j), (1, 1, Hr[:, 1] + 0j)]
-        elif nspin == 4:
-            comps = [(0, 0, Hr[:, 0] + 0j), (1, 1, Hr[:, 1] + 0j), (0, 1, Hr[:, 2] - 1j * Hr[:, 3]),
-                     (1, 0, Hr[:, 2] + 1j * Hr[:, 3])]
-        else:
-            comps = [(0, 0, Hr[:, 0] + 1j * Hr[:, 4]), (1, 1, Hr[:, 1] + 1j * Hr[:, 5]),
-                     (0, 1, Hr[:, 2] - 1j * Hr[:, 3]), (1, 0, Hr[:, 6] + 1j * Hr[:, 7])]
-        ne = keys.size
-        cat = np.concatenate
-        H, _ = scatter_blocks(
-            edge_list, cat([keys] * len(comps)), cat([v for _, _, v in comps]), cat([rp] * len(comps)),
-            cat([cp] * len(comps)), cat([rsg] * len(comps)), cat([csg] * len(comps)), omap.blocks(src, dst, True),
-            True, np.complex128,
-            cat([np.full(ne, a, np.int64) for a, _, _ in comps]), cat([np.full(ne, b, np.int64) for _, b, _ in comps]))
+    S = omap.scatter(edge_list, src, dst, keys, rows, cols, hsx["S"])
+    H = _hamiltonian(hsx["H"] * cv.RYDBERG_EV, omap, edge_list, src, dst, keys, rows, cols)
     info = _log_info(folder, label)
     files = [path, *side] + ([info["log"]] if "log" in info else [])
     return Structure(
@@ -411,6 +402,23 @@ def hsx_to_structure(path, *, struct_id: str | None = None, edges: str = "hamilt
         energy=info.get("energy_eV", float("nan")), nelectron=hsx["qtot"], fermi_level=hsx["Ef"] * cv.RYDBERG_EV,
         sources=[(str(p), file_sha256(p)) for p in files],
     )
+
+
+def _hamiltonian(Hr: np.ndarray, omap, edge_list, src, dst, keys, rows, cols) -> np.ndarray:
+    """Flat H blocks (eV) from the spin components ``Hr`` (nnz, nspin): real for nspin 1, else spin-outer spinors
+    (see the module docstring for nspin 2, 4 and 8)."""
+    nspin = Hr.shape[1]
+    if nspin == 1:
+        return omap.scatter(edge_list, src, dst, keys, rows, cols, Hr[:, 0])
+    if nspin == 2:
+        comps = [(0, 0, Hr[:, 0] + 0j), (1, 1, Hr[:, 1] + 0j)]
+    elif nspin == 4:
+        comps = [(0, 0, Hr[:, 0] + 0j), (1, 1, Hr[:, 1] + 0j), (0, 1, Hr[:, 2] - 1j * Hr[:, 3]),
+                 (1, 0, Hr[:, 2] + 1j * Hr[:, 3])]
+    else:
+        comps = [(0, 0, Hr[:, 0] + 1j * Hr[:, 4]), (1, 1, Hr[:, 1] + 1j * Hr[:, 5]),
+                 (0, 1, Hr[:, 2] - 1j * Hr[:, 3]), (1, 0, Hr[:, 6] + 1j * Hr[:, 7])]
+    return omap.scatter(edge_list, src, dst, *stack_spin_parts([(keys, rows, cols, v, a, b) for a, b, v in comps]))
 
 
 def find_hsx_files(root: Path) -> list[Path]:

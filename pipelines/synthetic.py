@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from hambench import _core
 from hambench.store._meta import StoreAttrs
 from hambench.errors import InputError
 from hambench.store._structure import Structure
@@ -26,8 +27,6 @@ SPECIES = {1: [0, 0, 1], 6: [0, 0, 1, 1, 2]}
 def random_structure(rng: np.random.Generator, natoms: int = 8, cutoff: float = 4.0, spinful: bool = False,
                      name: str = "random") -> Structure:
     """A random triclinic cell with random blocks satisfying H_ji(−R) = H_ij(R)ᴴ exactly."""
-    from hambench import _core
-
     cell = np.diag(rng.uniform(4.0, 6.0, 3)) + rng.uniform(-0.8, 0.8, (3, 3))
     frac = rng.uniform(0, 1, (natoms, 3))
     pos = frac @ cell

@@ -17,7 +17,7 @@ from hambench.errors import InputError
 from hambench.pipelines import get_source
 from hambench.pipelines.abacus import (
     AbacusSource,
-    _input_values,
+    input_values,
     parse_csr,
     read_abacus_run,
     read_csr,
@@ -415,14 +415,14 @@ def test_input_values_read_like_read_input_keywords(raw):
     read_input_keywords gives; commented-out and mid-line mentions are not keywords."""
     path = raw / "OUT.ABACUS" / "INPUT"
     kw = read_input_keywords(path)
-    assert len(kw) > 400 and _input_values(path, tuple(kw)) == kw
-    assert _input_values(path, ("nspin", "lspinorb")) == {"nspin": "1", "lspinorb": "0"}
+    assert len(kw) > 400 and input_values(path, tuple(kw)) == kw
+    assert input_values(path, ("nspin", "lspinorb")) == {"nspin": "1", "lspinorb": "0"}
 
 
 def test_input_values_skip_comments(tmp_path):
     p = tmp_path / "INPUT"
     p.write_text("INPUT_PARAMETERS\n# nspin 4\nbasis_type lcao  # nspin 2\nNSPIN 2\n  nspin\t1 # last one wins\n")
-    assert _input_values(p, ("nspin", "basis_type")) == read_input_keywords(p) == {"nspin": "1", "basis_type": "lcao"}
+    assert input_values(p, ("nspin", "basis_type")) == read_input_keywords(p) == {"nspin": "1", "basis_type": "lcao"}
 
 
 def test_options_carry_help_and_choices():

@@ -50,7 +50,7 @@ def test_overlap_realspace_equals_dense_fft_and_coarse_mesh_aliases():
     assert np.abs(direct[shifts.tolist().index([0, 0, 0])] - cell.pbc_intor("int1e_ovlp")).max() > 1e-3  # Γ ≠ home
 
     def fft(mesh):
-        kf = pc._frac_mesh(mesh)
+        kf = pc.frac_mesh(mesh)
         Sk = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=cell.get_abs_kpts(kf)))
         return pc.lattice_transform(Sk, kf, shifts)
 

@@ -1,139 +1,18 @@
-"""Scoring: metrics (pure float64), SCF from a predicted Hamiltonian, band structures, plots and the score
-command's core.
+"""Scoring: one metric catalogue, dense assembly, metrics (pure float64), SCF from a predicted Hamiltonian, band
+structures, plots and the score command's core.
 """
 
-from ._bands import (  # noqa: F401
-    KPath,
-    read_k_path,
-    ase_k_path,
-    k_path_for,
-    band_energies,
-    generalized_eigh,
-    band_structure,
-    window_mask,
-    fermi_level_of,
-    band_errors,
-    DEFAULT_WINDOW_EV,
-)
-from ._metrics import (  # noqa: F401
-    EV_TO_MEV,
-    EV_TO_UEH,
-    S_CLAMP,
-    UNITS,
-    blas_threads,
-    orbital_offsets,
-    block_entries,
-    bloch_sum,
-    real_space_matrices,
-    bloch_matrices,
-    dense_matrices,
-    abs_error,
-    mae,
-    expand_overlap,
-    gauge_mu,
-    gauge_fixed_mae,
-    mean_and_pooled,
-    worst,
-    block_index,
-    block_label,
-    block_error_sums,
-    block_mae,
-    canonical_orthogonalization,
-    orbitals,
-    n_occupied,
-    orbital_errors,
-    molecule_h_errors,
-    range_partial,
-    aggregate,
-    Evaluator,
-)
-from ._plots import (  # noqa: F401
-    make_plots,
-    block_heatmap_data,
-    plot_block_heatmap,
-    orbital_heatmap_data,
-    parity_data,
-    MAX_PARITY_POINTS,
-)
-from ._scf import (  # noqa: F401
-    BASELINES,
-    CYCLE_CONVENTION,
-    scf_acceleration,
-    scf_molecule,
-    density_from_hamiltonian,
-    select_molecules,
-    dense_molecule,
-)
-from ._score import (  # noqa: F401
-    SCORES_VERSION,
-    score,
-    plan_ranges,
-    score_range,
-    load_scores,
-    write_scores,
-    table,
-)
+from . import _catalogue, _dense, _errors, _orbitals, _metrics, _bands, _scf, _plots, _score
+from ._catalogue import *  # noqa: F401,F403
+from ._dense import *  # noqa: F401,F403
+from ._errors import *  # noqa: F401,F403
+from ._orbitals import *  # noqa: F401,F403
+from ._metrics import *  # noqa: F401,F403
+from ._bands import *  # noqa: F401,F403
+from ._scf import *  # noqa: F401,F403
+from ._plots import *  # noqa: F401,F403
+from ._score import *  # noqa: F401,F403
 
-__all__ = [
-    "KPath",
-    "read_k_path",
-    "ase_k_path",
-    "k_path_for",
-    "band_energies",
-    "generalized_eigh",
-    "band_structure",
-    "window_mask",
-    "fermi_level_of",
-    "band_errors",
-    "DEFAULT_WINDOW_EV",
-    "EV_TO_MEV",
-    "EV_TO_UEH",
-    "S_CLAMP",
-    "UNITS",
-    "blas_threads",
-    "orbital_offsets",
-    "block_entries",
-    "bloch_sum",
-    "real_space_matrices",
-    "bloch_matrices",
-    "dense_matrices",
-    "abs_error",
-    "mae",
-    "expand_overlap",
-    "gauge_mu",
-    "gauge_fixed_mae",
-    "mean_and_pooled",
-    "worst",
-    "block_index",
-    "block_label",
-    "block_error_sums",
-    "block_mae",
-    "canonical_orthogonalization",
-    "orbitals",
-    "n_occupied",
-    "orbital_errors",
-    "molecule_h_errors",
-    "range_partial",
-    "aggregate",
-    "Evaluator",
-    "make_plots",
-    "block_heatmap_data",
-    "plot_block_heatmap",
-    "orbital_heatmap_data",
-    "parity_data",
-    "MAX_PARITY_POINTS",
-    "BASELINES",
-    "CYCLE_CONVENTION",
-    "scf_acceleration",
-    "scf_molecule",
-    "density_from_hamiltonian",
-    "select_molecules",
-    "dense_molecule",
-    "SCORES_VERSION",
-    "score",
-    "plan_ranges",
-    "score_range",
-    "load_scores",
-    "write_scores",
-    "table",
-]
+#: the public names of the private modules (each module's own ``__all__``)
+__all__ = [*_catalogue.__all__, *_dense.__all__, *_errors.__all__, *_orbitals.__all__, *_metrics.__all__,
+           *_bands.__all__, *_scf.__all__, *_plots.__all__, *_score.__all__]

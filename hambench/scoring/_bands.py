@@ -22,15 +22,19 @@ largest), the MAE pooled over all windowed values, and the MAE over all bands wi
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hambench.basis._conventions import n_orbitals
 from hambench.errors import InputError
+from ._catalogue import EV_TO_MEV, units_of
+from ._dense import blas_threads, dense_matrices, threads_for
 
-__all__ = ["KPath", "read_k_path", "ase_k_path", "k_path_for", "band_energies", "generalized_eigh", "band_structure",
-           "window_mask", "fermi_level_of", "band_errors", "DEFAULT_WINDOW_EV"]
+__all__ = ["KPath", "read_k_path", "ase_k_path", "k_path_for", "band_energies", "generalized_eigh", "HERMITIAN",
+           "band_structure", "window_mask", "fermi_level_of", "band_errors", "DEFAULT_WINDOW_EV"]
 
 DEFAULT_WINDOW_EV = 2.0
 
@@ -114,26 +118,41 @@ def k_path_for(s, kpath=None, npoints: int = 100) -> KPath:
 
 
 def _bloch(s, H_flat, kpts) -> tuple[np.ndarray, np.ndarray]:
-    """H(k), S(k) of structure ``s`` with blocks ``H_flat`` (the one Bloch sum, :mod:`hambench.scoring._metrics`)."""
-    from hambench.scoring._metrics import dense_matrices
-
+    """H(k), S(k) of structure ``s`` with blocks ``H_flat`` (the one Bloch sum, :mod:`hambench.scoring._dense`)."""
     return dense_matrices(s, np.asarray(kpts, float).reshape(-1, 3), H=H_flat)
 
 
-def generalized_eigh(Hk: np.ndarray, Sk: np.ndarray, vectors: bool = False):
+#: how :func:`generalized_eigh` makes each matrix exactly Hermitian
+HERMITIAN = ("mean", "lower")
+
+
+def _hermitian(M: np.ndarray, how: str) -> np.ndarray:
+    """½(M + Mᴴ) (``"mean"``), or the lower triangle mirrored (``"lower"``: what LAPACK's solvers read)."""
+    Mh = np.conj(np.swapaxes(M, -1, -2))
+    if how == "mean":
+        return 0.5 * (M + Mh)
+    lower = np.tril(np.ones(M.shape[-2:], dtype=bool))
+    return np.where(lower, M, Mh)
+
+
+def generalized_eigh(Hk: np.ndarray, Sk: np.ndarray, vectors: bool = False, hermitian: str = "mean"):
     """Eigenvalues (ascending) of H c = ε S c for a stack of Hermitian pairs, by the Cholesky reduction
-    LAPACK's ``hegv`` does (S = L Lᴴ, A = L⁻¹ H L⁻ᴴ), batched over k. Each matrix is made exactly Hermitian
-    first (½(M + Mᴴ)): DFT files pair H_ij(R) with H_ji(−R)ᴴ only to ~1e-8 eV, and a prediction need not pair
-    its blocks at all. With ``vectors``, also the S-orthonormal eigenvectors C = L⁻ᴴ Y."""
-    from hambench.scoring._metrics import SMALL_MATRIX, blas_threads
+    LAPACK's ``hegv`` does (S = L Lᴴ, A = L⁻¹ H L⁻ᴴ), batched over k. With ``vectors``, also the S-orthonormal
+    eigenvectors C = L⁻ᴴ Y.
 
-    with blas_threads(1 if Hk.shape[-1] < SMALL_MATRIX else None):  # small matrices: threads only contend
-        return _generalized_eigh(Hk, Sk, vectors)
+    Each matrix is made exactly Hermitian first. ``hermitian="mean"`` (scores) takes ½(M + Mᴴ): DFT files pair
+    H_ij(R) with H_ji(−R)ᴴ only to ~1e-8 eV, and a prediction need not pair its blocks at all. ``"lower"`` reads
+    the lower triangle only, as LAPACK's ``hegv`` (scipy's ``eigh``) and DeepH-dock's band code do.
+    """
+    if hermitian not in HERMITIAN:
+        raise ValueError(f"hermitian must be one of {HERMITIAN}, got {hermitian!r}")
+    with blas_threads(threads_for(Hk.shape[-1])):  # small matrices: threads only contend
+        return _generalized_eigh(Hk, Sk, vectors, hermitian)
 
 
-def _generalized_eigh(Hk, Sk, vectors):
-    H = 0.5 * (Hk + np.conj(np.swapaxes(Hk, -1, -2)))
-    S = 0.5 * (Sk + np.conj(np.swapaxes(Sk, -1, -2)))
+def _generalized_eigh(Hk, Sk, vectors, hermitian):
+    H = _hermitian(Hk, hermitian)
+    S = _hermitian(Sk, hermitian)
     try:
         L = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
@@ -152,22 +171,23 @@ def _generalized_eigh(Hk, Sk, vectors):
 CHUNK_ELEMENTS = 8_000_000
 
 
-def band_energies(s, kpts, H_flat=None, vectors: bool = False):
+def band_energies(s, kpts, H_flat=None, vectors: bool = False, hermitian: str = "mean"):
     """Band energies (eV), (nk, n_bands) ascending at each k, of ``s`` (or of blocks ``H_flat`` on its edges and
-    true S). With ``vectors``, also the S(k)-orthonormal eigenvectors (nk, n, n).
+    true S). With ``vectors``, also the S(k)-orthonormal eigenvectors (nk, n, n). ``hermitian``: see
+    :func:`generalized_eigh`.
 
     Dense: H(k) and S(k) are built for a chunk of k-points at a time (:data:`CHUNK_ELEMENTS`), so memory stays
     bounded; time grows as n³ per k-point (a few thousand orbitals are practical).
-    """
-    from hambench.basis._conventions import n_orbitals
 
+    >>> band_energies(s, [[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]])  # doctest: +SKIP
+    """
     if s.S is None or len(s.S) == 0:
         raise InputError(None, f"structure {s.id!r} has no overlap: bands need S(k)")
     H = s.H if H_flat is None else H_flat
     k = np.asarray(kpts, float).reshape(-1, 3)
     n = sum(n_orbitals(s.species[int(z)], s.spinful) for z in s.Z)
     step = max(1, CHUNK_ELEMENTS // max(n * n, 1))
-    parts = [generalized_eigh(*_bloch(s, H, k[a:a + step]), vectors) for a in range(0, len(k), step)]
+    parts = [generalized_eigh(*_bloch(s, H, k[a:a + step]), vectors, hermitian) for a in range(0, len(k), step)]
     if not vectors:
         return np.concatenate(parts) if parts else np.zeros((0, n))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -243,8 +263,6 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
     ``bands_mae`` (mean over structures of the windowed MAE), ``bands_mae_pooled``, ``bands_max``,
     ``bands_mae_all``, and ``bands_n_structures``, ``bands_n_values``.
     """
-    import sys
-
     where = getattr(truth_store, "path", None)
     if truth_store.kind != "crystal":
         raise InputError(where, f"--bands needs a crystal store; {where} holds {truth_store.kind!r} structures")
@@ -259,31 +277,16 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
         pred, true = preds.pair(k)
         bs = band_structure(true, pred.H, fixed, npoints, where)
         e = _errors(bs, window_eV)
-        per.append({"id": true.id, "natoms": int(true.natoms), "nk": int(len(bs["kpath"].kpts)),
-                    "n_bands": int(bs["true"].shape[1]), "fermi_level_eV": bs["fermi"],
-                    "kpath": bs["kpath"].source, **{f: e[f] for f in ("n_values", "n_bands_in_window")},
-                    "mae_meV": 1e3 * e["mae"], "max_meV": 1e3 * e["max"], "mae_all_bands_meV": 1e3 * e["mae_all_bands"],
-                    "_sum": e["sum"]})
+        per.append(_structure_row(true, bs, e))
         if not quiet:
-            print(f"bands: {n_done + 1}/{len(order)} {true.id}: MAE {1e3 * e['mae']:.3f} meV in ±{window_eV} eV "
-                  f"({e['n_bands_in_window']} bands)", file=sys.stderr, flush=True)
-    n_val = sum(r["n_values"] for r in per)
-    maes = [r["mae_meV"] for r in per if r["n_values"]]
-    metrics = {
-        "bands_mae": float(np.mean(maes)) if maes else None,
-        "bands_mae_pooled": 1e3 * sum(r["_sum"] for r in per) / n_val if n_val else None,
-        "bands_max": max((r["max_meV"] for r in per if r["n_values"]), default=None),
-        "bands_mae_all": float(np.mean([r["mae_all_bands_meV"] for r in per])) if per else None,
-        "bands_n_structures": len(per),
-        "bands_n_values": int(n_val),
-    }
+            print(f"bands: {n_done + 1}/{len(order)} {true.id}: MAE {EV_TO_MEV * e['mae']:.3f} meV in ±{window_eV} "
+                  f"eV ({e['n_bands_in_window']} bands)", file=sys.stderr, flush=True)
+    metrics = _band_metrics(per)
     for r in per:
         r.pop("_sum")
         for f in ("mae_meV", "max_meV"):
             if isinstance(r[f], float) and math.isnan(r[f]):
                 r[f] = None
-    units = {"bands_mae": "meV", "bands_mae_pooled": "meV", "bands_max": "meV", "bands_mae_all": "meV",
-             "bands_n_structures": "structures", "bands_n_values": "values"}
     settings = {
         "window_eV": float(window_eV),
         "kpath": _kpath_settings(kpath, fixed, npoints),
@@ -294,4 +297,26 @@ def band_errors(truth_store, preds, kpath=None, window_eV=DEFAULT_WINDOW_EV, qui
                   "counts where it is inside",
         "fermi_level": "the store's structures/fermi_level; else mid-gap from the electron count",
     }
-    return {"metrics": metrics, "units": units, "per_structure": per, "settings": settings}
+    return {"metrics": metrics, "units": units_of(metrics), "per_structure": per, "settings": settings}
+
+
+def _structure_row(true, bs: dict, e: dict) -> dict:
+    """One structure's entry of ``per_structure`` (meV; ``_sum``, eV, until the pooled mean is taken)."""
+    return {"id": true.id, "natoms": int(true.natoms), "nk": int(len(bs["kpath"].kpts)),
+            "n_bands": int(bs["true"].shape[1]), "fermi_level_eV": bs["fermi"], "kpath": bs["kpath"].source,
+            **{f: e[f] for f in ("n_values", "n_bands_in_window")}, "mae_meV": EV_TO_MEV * e["mae"],
+            "max_meV": EV_TO_MEV * e["max"], "mae_all_bands_meV": EV_TO_MEV * e["mae_all_bands"], "_sum": e["sum"]}
+
+
+def _band_metrics(per: list[dict]) -> dict:
+    """The flat band metrics (meV) over the structures' rows."""
+    n_val = sum(r["n_values"] for r in per)
+    maes = [r["mae_meV"] for r in per if r["n_values"]]
+    return {
+        "bands_mae": float(np.mean(maes)) if maes else None,
+        "bands_mae_pooled": EV_TO_MEV * sum(r["_sum"] for r in per) / n_val if n_val else None,
+        "bands_max": max((r["max_meV"] for r in per if r["n_values"]), default=None),
+        "bands_mae_all": float(np.mean([r["mae_all_bands_meV"] for r in per])) if per else None,
+        "bands_n_structures": len(per),
+        "bands_n_values": int(n_val),
+    }

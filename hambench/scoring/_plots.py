@@ -24,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from hambench.atomic import atomic_path
+from hambench.basis._conventions import z_to_symbol
+from ._bands import KPath, band_structure, read_k_path
+from ._catalogue import EV_TO_MEV, SCF_GUESSES
+from ._errors import shell_names
 
 __all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "orbital_heatmap_data", "parity_data",
            "MAX_PARITY_POINTS"]
@@ -134,17 +138,13 @@ def orbital_heatmap_data(preds) -> dict:
                 acc[(zi, zj)]["n"] += 1
             else:
                 acc[(zi, zj)] = {"sum": block.copy(), "n": 1}
-    return {key: {"mae": 1e3 * v["sum"] / v["n"], "n_structures": v["n"]} for key, v in sorted(acc.items())}
+    return {key: {"mae": EV_TO_MEV * v["sum"] / v["n"], "n_structures": v["n"]} for key, v in sorted(acc.items())}
 
 
 def _shell_ticks(shells, spinful: bool):
     """(boundaries, centres, names) of an atom's shells along its orbital axis (↑ then ↓ when spinful)."""
-    seen: dict[int, int] = {}
-    names, sizes = [], []
-    for l in shells:
-        seen[l] = seen.get(l, 0) + 1
-        names.append(f"{_LETTERS[l]}{seen[l]}")
-        sizes.append(2 * l + 1)
+    names = shell_names(shells)
+    sizes = [2 * l + 1 for l in shells]
     if spinful:
         names = [f"{n}↑" for n in names] + [f"{n}↓" for n in names]
         sizes = sizes + sizes
@@ -153,8 +153,6 @@ def _shell_ticks(shells, spinful: bool):
 
 
 def _plot_orbital_heatmaps(data: dict, species: dict, spinful: bool, plt):
-    from hambench.basis._conventions import z_to_symbol
-
     keys = list(data)
     ncol = int(np.ceil(np.sqrt(len(keys))))
     nrow = int(np.ceil(len(keys) / ncol))
@@ -223,7 +221,7 @@ def _plot_parity(preds, ax, max_points: int):
     ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
     ax.set_xlabel("true H element (eV)")
     ax.set_ylabel("predicted H element (eV)")
-    mae = float(np.mean(np.abs(p - t))) * 1e3 if t.size else float("nan")
+    mae = float(np.mean(np.abs(p - t))) * EV_TO_MEV if t.size else float("nan")
     ax.set_title(f"{t.size:,} elements, MAE {mae:.3g} meV")
     if len(series) > 1:
         ax.legend(markerscale=8)
@@ -266,8 +264,6 @@ def _path_length(kfrac: np.ndarray, cell) -> np.ndarray:
 
 
 def _plot_bands(section: dict, preds, ax) -> bool:
-    from hambench.scoring._bands import KPath, band_structure, read_k_path
-
     per = section["per_structure"]
     worst = max(range(len(per)), key=lambda i: -1.0 if per[i].get("mae_meV") is None else per[i]["mae_meV"])
     settings = section.get("settings") or {}
@@ -316,7 +312,7 @@ def _plot_bands(section: dict, preds, ax) -> bool:
 
 # --- SCF -------------------------------------------------------------------------------------------------
 def _plot_scf(metrics: dict, ax) -> bool:
-    gs = [g for g in ("minao", "1e") if metrics.get(f"scf_achieved_ratio_{g}") is not None]
+    gs = [g for g in SCF_GUESSES if metrics.get(f"scf_achieved_ratio_{g}") is not None]
     if not gs:
         return False
     x = np.arange(len(gs))

@@ -44,8 +44,13 @@ import numpy as np
 
 from hambench.atomic import write_json
 from hambench.basis._conventions import HARTREE_EV
+from hambench.basis._pyscf import make_rks, mol_from_structure, protocol_from_attrs, shells_of_atoms, to_pyscf_matrix
 from hambench.errors import InputError
+from hambench.parallel import run_tasks
 from hambench.store import select_split
+from ._catalogue import SCF_GUESSES, units_of
+from ._dense import blas_threads, bloch_sum
+from ._orbitals import canonical_orthogonalization
 
 __all__ = [
     "BASELINES",
@@ -57,7 +62,7 @@ __all__ = [
     "dense_molecule",
 ]
 
-BASELINES = ("minao", "1e")
+BASELINES = SCF_GUESSES
 CYCLE_CONVENTION = ("QH9: 0-based index of the last SCF iteration (envs['cycle'] in the callback) = "
                     "iterations - 1; PySCF >= 2.7's mf.cycles is that + 1")
 #: version of the per-molecule cache files
@@ -67,12 +72,10 @@ CACHE_FORMAT = 1
 # --- matrices --------------------------------------------------------------------------------------------
 def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
     """Full (n_ao, n_ao) real matrix of a molecule (all edges R = 0) from flat edge blocks in hambench order,
-    by the one dense assembly (:func:`hambench.scoring._metrics.bloch_sum` at Γ).
+    by the one dense assembly (:func:`hambench.scoring._dense.bloch_sum` at Γ).
 
     ``flat`` defaults to ``s.H`` (``which='H'``) or ``s.S`` (``'S'``).
     """
-    from hambench.scoring._metrics import bloch_sum
-
     if np.any(s.shift):
         raise InputError(None, f"structure {s.id!r} has edges with R != 0: not a molecule")
     if flat is None:
@@ -85,9 +88,7 @@ def dense_molecule(s, flat=None, which: str = "H") -> np.ndarray:
 def density_from_hamiltonian(H_ha: np.ndarray, S: np.ndarray, nocc: int) -> np.ndarray:
     """QH9's model guess ``D0 = 2 C_occ C_occᵀ``: canonical orthogonalisation on S (eigenvalues clamped at 1e-8,
     X = U s^{-1/2}), eigh of XᵀHX (ascending), C = X V, the ``nocc`` lowest orbitals."""
-    s, U = np.linalg.eigh(S)
-    s = np.where(s > 1e-8, s, 1e-8)
-    X = U / np.sqrt(s)[None, :]
+    X = canonical_orthogonalization(S)
     _, V = np.linalg.eigh(X.T @ H_ha @ X)
     C = X @ V[:, :nocc]
     return 2.0 * C @ C.T
@@ -96,8 +97,6 @@ def density_from_hamiltonian(H_ha: np.ndarray, S: np.ndarray, nocc: int) -> np.n
 # --- one molecule ----------------------------------------------------------------------------------------
 def _run(mol, protocol: dict, H_true: np.ndarray, make_dm0) -> dict:
     """One SCF from the guess ``make_dm0()``: QH9 cycle count, the Fock error trace, wall time."""
-    from hambench.basis._pyscf import make_rks
-
     cycles: list[int] = []
     trace: list[float] = []
 
@@ -140,8 +139,6 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
     """
     from pyscf import lib, scf
 
-    from hambench.basis._pyscf import mol_from_structure, shells_of_atoms, to_pyscf_matrix
-
     for g in guesses:
         if g not in BASELINES:
             raise InputError(where, f"unknown baseline guess {g!r}; known: {', '.join(BASELINES)}")
@@ -159,8 +156,6 @@ def scf_molecule(truth, H_pred_flat, protocol: dict, guesses=BASELINES, threads:
     if mol.nelectron % 2:
         raise InputError(where, f"structure {truth.id!r} has an odd number of electrons; RKS needs a closed shell")
     err = float(np.mean(np.abs(H_pred - H_true)))
-    from hambench.scoring._metrics import blas_threads
-
     old = lib.num_threads()
     lib.num_threads(int(threads))  # PySCF's OpenMP threads; BLAS/LAPACK (its eigh per cycle) limited alike
     try:
@@ -218,10 +213,6 @@ def _cache_path(cache_dir: Path, index: int, sid: str) -> Path:
     return Path(cache_dir) / f"scf_{int(index):08d}_{safe}.json"
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    write_json(path, data, indent=1)
-
-
 def _task(args) -> dict:
     """Worker: one molecule, cached. ``args`` = (truth Structure, H_pred, protocol, guesses, threads, index,
     cache_dir, where)."""
@@ -240,7 +231,7 @@ def _task(args) -> dict:
     res["index"] = int(index)
     res["key"] = key
     if path is not None:
-        _write_json_atomic(path, res)
+        write_json(path, res, indent=1)
     res["cached"] = False
     return res
 
@@ -280,8 +271,6 @@ def _stats(values) -> tuple[float, float]:
 
 def _map(fn, items, workers: int, scheduler, quiet: bool, label: str):
     """Run ``fn(item)`` over ``items`` with :func:`hambench.parallel.run_tasks` (results in item order)."""
-    from hambench.parallel import run_tasks
-
     def note(i, r):
         cyc = " ".join(f"{g}={v['cycles']}" for g, v in r["runs"].items())
         return f"{r['id']}: cycles {cyc}" + (" (cached)" if r.get("cached") else "")
@@ -316,8 +305,6 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     """
     import pyscf
 
-    from hambench.basis._pyscf import protocol_from_attrs
-
     where = getattr(truth_store, "path", None)
     if truth_store.kind != "molecule":
         raise InputError(where, f"--scf needs a molecule store; {where} holds {truth_store.kind!r} structures")
@@ -326,18 +313,13 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
     proto = protocol_from_attrs(truth_store.kind, truth_store.meta.dft, where, overrides=protocol)
     guesses = tuple(guesses)
     truth_index = np.asarray(preds.truth_index, dtype=np.int64)
-    pool = np.sort(truth_index)
-    if intersect:
-        pool = np.intersect1d(pool, select_split(truth_store, intersect, flag="intersect"))
-        if pool.size == 0:
-            raise InputError(where, f"no predicted molecule is in {intersect!r}")
+    pool = _pool(truth_store, truth_index, intersect, where)
     chosen = select_molecules(pool, int(n), seed)
     pos_of = {int(t): k for k, t in enumerate(truth_index)}
     t_inf, t_inf_source = _inference_seconds(preds, len(truth_index))
     items = []
     for t in chosen:
-        k = pos_of[int(t)]
-        pred, true = preds.pair(k)
+        pred, true = preds.pair(pos_of[int(t)])
         items.append((true, np.asarray(pred.H, dtype=np.float64), proto, guesses, int(threads), int(t),
                       Path(cache_dir) if cache_dir is not None else None, str(where)))
     results = _map(_task, items, int(workers), scheduler, quiet, "scf")
@@ -349,32 +331,7 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
         r["t2_s"] = None if math.isnan(t2) else t2
         r["t3_s"] = None if math.isnan(t2) else t2 + r["runs"]["model"]["wall_s"]
         per.append(r)
-    m: dict = {"scf_n_molecules": len(per)}
-    units: dict = {"scf_n_molecules": "molecules"}
-    m["scf_cycles_model"] = _stats(r["runs"]["model"]["cycles"] for r in per)[0]
-    units["scf_cycles_model"] = "cycles"
-    for g in guesses:
-        m[f"scf_cycles_{g}"] = _stats(r["runs"][g]["cycles"] for r in per)[0]
-        units[f"scf_cycles_{g}"] = "cycles"
-        for name in ("optimal_ratio", "achieved_ratio", "error_level_ratio"):
-            mean, std = _stats(r["baselines"][g][name] for r in per)
-            m[f"scf_{name}_{g}"] = mean
-            m[f"scf_{name}_{g}_std"] = std
-            units[f"scf_{name}_{g}"] = units[f"scf_{name}_{g}_std"] = "1"
-        m[f"scf_n_error_level_unreached_{g}"] = sum(r["baselines"][g]["n_err"] is None for r in per)
-        units[f"scf_n_error_level_unreached_{g}"] = "molecules"
-        m[f"scf_t1_{g}_s"] = _stats(r["runs"][g]["wall_s"] for r in per)[0]
-        units[f"scf_t1_{g}_s"] = "s"
-    m["scf_n_unconverged"] = sum(any(not v["converged"] for v in r["runs"].values()) for r in per)
-    units["scf_n_unconverged"] = "molecules"
-    # t2/t3 only when every molecule has an inference time (a mean over a part would mislead)
-    has_t2 = bool(per) and all(r["t2_s"] is not None for r in per)
-    m["scf_t2_s"] = float(np.mean([r["t2_s"] for r in per])) if has_t2 else None
-    m["scf_t_dft_model_s"] = _stats(r["runs"]["model"]["wall_s"] for r in per)[0]
-    m["scf_t3_s"] = float(np.mean([r["t3_s"] for r in per])) if has_t2 else None
-    for k in ("scf_t2_s", "scf_t_dft_model_s", "scf_t3_s"):
-        units[k] = "s"
-    m = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
+    m = _scf_metrics(per, guesses)
     settings = {
         "protocol": proto,
         "pyscf_version": pyscf.__version__,
@@ -394,4 +351,34 @@ def scf_acceleration(truth_store, preds, n, seed=43, workers=1, scheduler=None, 
         "t2_source": t_inf_source,
         "units_note": f"store H in eV converted with 1 Eh = {HARTREE_EV} eV; matrices reordered hambench -> PySCF",
     }
-    return {"metrics": m, "units": units, "per_molecule": per, "settings": settings}
+    return {"metrics": m, "units": units_of(m), "per_molecule": per, "settings": settings}
+
+
+def _pool(truth_store, truth_index: np.ndarray, intersect: str | None, where) -> np.ndarray:
+    """The truth indices to draw from: the predicted molecules, ascending, restricted to subset ``intersect``."""
+    pool = np.sort(truth_index)
+    if not intersect:
+        return pool
+    pool = np.intersect1d(pool, select_split(truth_store, intersect, flag="intersect"))
+    if pool.size == 0:
+        raise InputError(where, f"no predicted molecule is in {intersect!r}")
+    return pool
+
+
+def _scf_metrics(per: list[dict], guesses) -> dict:
+    """The flat SCF metrics: means (and population std) over the molecules; NaN → None."""
+    m: dict = {"scf_n_molecules": len(per)}
+    m["scf_cycles_model"] = _stats(r["runs"]["model"]["cycles"] for r in per)[0]
+    for g in guesses:
+        m[f"scf_cycles_{g}"] = _stats(r["runs"][g]["cycles"] for r in per)[0]
+        for name in ("optimal_ratio", "achieved_ratio", "error_level_ratio"):
+            m[f"scf_{name}_{g}"], m[f"scf_{name}_{g}_std"] = _stats(r["baselines"][g][name] for r in per)
+        m[f"scf_n_error_level_unreached_{g}"] = sum(r["baselines"][g]["n_err"] is None for r in per)
+        m[f"scf_t1_{g}_s"] = _stats(r["runs"][g]["wall_s"] for r in per)[0]
+    m["scf_n_unconverged"] = sum(any(not v["converged"] for v in r["runs"].values()) for r in per)
+    # t2/t3 only when every molecule has an inference time (a mean over a part would mislead)
+    has_t2 = bool(per) and all(r["t2_s"] is not None for r in per)
+    m["scf_t2_s"] = float(np.mean([r["t2_s"] for r in per])) if has_t2 else None
+    m["scf_t_dft_model_s"] = _stats(r["runs"]["model"]["wall_s"] for r in per)[0]
+    m["scf_t3_s"] = float(np.mean([r["t3_s"] for r in per])) if has_t2 else None
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}

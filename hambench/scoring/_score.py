@@ -5,7 +5,7 @@ Flow::
     open_predictions(PREDS)              validates against the truth (checksum, ids, edges, sizes, finite)
     structure ranges ──run_tasks──▶      metrics.range_partial per range (local processes / Dask scheduler)
     partials, in range order ──▶         metrics.aggregate → metrics, subsets, per_block, per_structure
-    --scf N / --bands / --plots ──▶      hambench.scoring._scf / hambench.scoring._bands / hambench.scoring._plots (imported lazily)
+    --scf N / --bands / --plots ──▶      hambench.scoring._scf / hambench.scoring._bands / hambench.scoring._plots
     scores.json (atomic), a rich table
 
 Ranges are cut from the data alone (at most :data:`RANGE_STRUCTURES` structures or about
@@ -32,41 +32,25 @@ import math
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from hambench import __version__
 from hambench.atomic import write_text
 from hambench.errors import InputError
-from hambench.scoring._metrics import UNITS, RangeArrays, aggregate, range_partial
-from hambench.store._predictions import Predictions, open_predictions
+from hambench.parallel import run_tasks
+from hambench.store import Predictions, gather, open_predictions, open_store
+from . import _bands, _plots, _scf
+from ._catalogue import TWIN_SUFFIX, console_keys, definitions_of, units_of
+from ._metrics import RangeArrays, aggregate, range_partial
 
-__all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "table"]
+__all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "json_safe",
+           "table", "summary_lines"]
 
 SCORES_VERSION = 1
 #: a range (one task) holds at most this many structures …
 RANGE_STRUCTURES = 16
 #: … or about this many matrix elements of H
 RANGE_ELEMENTS = 1 << 19
-
-DEFINITIONS = {
-    "H_mae": "per structure mean |ΔH| over all elements of all stored edges (molecules: the full n_ao×n_ao "
-             "matrix), then the mean over structures; SOC elements by complex modulus",
-    "H_mae_pooled": "mean |ΔH| over all elements of all structures at once",
-    "H_mae_reim": "as H_mae with Re and Im of each SOC element counted as two elements",
-    "H_mae_max": "H_mae of the worst structure (H_mae_max_id)",
-    "H_mae_gauge": "as H_mae after removing μS per structure, μ = ⟨ΔH,S⟩/⟨S,S⟩ (S⊗I₂ for SOC)",
-    "H_mae_block_max": "the worst basic block (element pair × shell pair): per structure mean |ΔH_b| over its "
-                       "edges of that pair, then the mean over structures having b",
-    "H_mae_onsite": "per molecule mean |ΔH| over the on-site blocks, then the mean (QH9)",
-    "H_mae_offsite": "per molecule mean |ΔH| over the off-site blocks (all ordered pairs i≠j), then the mean",
-    "eps_mae": "per molecule MAE of the occupied orbital energies (canonical orthogonalisation with the true S, "
-               "eigenvalues of S clamped at 1e-8, n_occ = ΣZ/2), then the mean (QH9)",
-    "psi": "per molecule mean over occupied orbitals of |cos| between predicted and true MO coefficient vectors "
-           "(not S-weighted), then the mean (QH9)",
-    "homo_mae": "mean |ΔHOMO|; lumo_mae, gap_mae likewise",
-    "H_mae_max_on_reference": "this run's H_mae on the reference run's worst structure (--reference)",
-    "H_mae_block_max_on_reference": "this run's block MAE on the reference run's worst block (--reference)",
-}
-
 
 # --- ranges and the per-range task -----------------------------------------------------------------------
 def plan_ranges(preds: Predictions) -> list[tuple[int, int]]:
@@ -89,8 +73,6 @@ _OPEN: dict[str, object] = {}
 
 
 def _open(path: str):
-    from hambench.store._store import open_store
-
     st = _OPEN.get(path)
     if st is None:
         st = _OPEN[path] = open_store(path)
@@ -99,8 +81,6 @@ def _open(path: str):
 
 def score_range(preds_path: str, truth_path: str, a: int, b: int, truth_index: list[int]) -> dict:
     """Partial metrics of prediction structures ``a..b-1`` (truth structures ``truth_index``): runs in a worker."""
-    from hambench.store import gather
-
     q = _open(preds_path)
     t = _open(truth_path)
     with_T = q.meta.counts.T > 0
@@ -111,19 +91,18 @@ def score_range(preds_path: str, truth_path: str, a: int, b: int, truth_index: l
 
 
 # --- scores.json -----------------------------------------------------------------------------------------
-def _clean(x):
-    """JSON-safe: numpy scalars → Python, NaN/Inf → None."""
+def json_safe(x):
+    """A JSON-safe copy: NumPy scalars and arrays → Python, NaN/Inf → None, paths → str, keys → str."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     if isinstance(x, np.ndarray):
-        return [_clean(v) for v in x.tolist()]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return v if math.isfinite(v) else None
+        return [json_safe(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
     if isinstance(x, Path):
         return str(x)
     return x
@@ -131,7 +110,7 @@ def _clean(x):
 
 def write_scores(scores: dict, path) -> Path:
     """Write scores.json atomically (:func:`hambench.atomic.write_text`)."""
-    text = json.dumps(_clean(scores), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(json_safe(scores), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
     return write_text(path, text)
 
 
@@ -184,13 +163,10 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
     layout = p.truth.layout
     ranges = plan_ranges(p)
     args = [(str(p.store.path), str(p.truth.path), a, b, [int(x) for x in p.truth_index[a:b]]) for a, b in ranges]
-    from hambench.parallel import run_tasks
-
     partials = run_tasks(score_range, args, workers=workers, scheduler=scheduler, quiet=quiet, label="score",
                          sizes=[b - a for a, b in ranges], unit="structures")
     result = aggregate(partials, layout, kind, reference=ref)
     metrics = result["metrics"]
-    units = {k: UNITS[k] for k in metrics if k in UNITS}
     scores = {
         "hambench_version": __version__,
         "scores_version": SCORES_VERSION,
@@ -201,8 +177,8 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
         "model": p.model,
         "split": p.split,
         "n_structures": len(p),
-        "units": units,
-        "definitions": {k: v for k, v in DEFINITIONS.items() if k in metrics},
+        "units": units_of(metrics),
+        "definitions": definitions_of(metrics),
         "metrics": metrics,
         "subsets": result["subsets"],
         "per_block": result["per_block"],
@@ -210,25 +186,19 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
         "reference": None if ref is None else {"path": str(Path(ref["_path"]).resolve()), "sha256": ref["_sha256"]},
     }
     if scf is not None:
-        from hambench.scoring._scf import scf_acceleration
-
         cache = None if output is None else Path(output).with_name(Path(output).name + ".scf_cache")
-        scores["scf"] = scf_acceleration(p.truth, p, int(scf), seed=seed, workers=workers, scheduler=scheduler,
+        scores["scf"] = _scf.scf_acceleration(p.truth, p, int(scf), seed=seed, workers=workers, scheduler=scheduler,
                                          quiet=quiet, cache_dir=cache)
         _merge_section(scores, scores["scf"])
     if bands:
-        from hambench.scoring._bands import band_errors
-
-        scores["bands"] = band_errors(p.truth, p, kpath=kpath, quiet=quiet)
+        scores["bands"] = _bands.band_errors(p.truth, p, kpath=kpath, quiet=quiet)
         _merge_section(scores, scores["bands"])
     if plots is not None:
-        from hambench.scoring._plots import make_plots
-
-        files = make_plots(scores, p.truth, p, plots)
+        files = _plots.make_plots(scores, p.truth, p, plots)
         scores["plots"] = [str(f) for f in files]
     if output is not None:
         write_scores(scores, output)
-    return _clean(scores)
+    return json_safe(scores)
 
 
 def _merge_section(scores: dict, section: dict) -> None:
@@ -240,11 +210,6 @@ def _merge_section(scores: dict, section: dict) -> None:
 
 
 # --- the rich table --------------------------------------------------------------------------------------
-_ORDER_MOL = ["H_mae", "H_mae_onsite", "H_mae_offsite", "eps_mae", "psi", "homo_mae", "lumo_mae", "gap_mae",
-              "H_mae_max", "H_mae_gauge", "H_mae_block_max", "H_mae_max_on_reference",
-              "H_mae_block_max_on_reference"]
-_ORDER_CRY = ["H_mae", "H_mae_pooled", "H_mae_reim", "H_mae_max", "H_mae_block_max", "H_mae_gauge",
-              "H_mae_gauge_max", "H_mae_max_on_reference", "H_mae_block_max_on_reference"]
 
 
 def _fmt(v) -> str:
@@ -259,9 +224,8 @@ def _fmt(v) -> str:
 
 
 def table(scores: dict):
-    """A rich Table: one row per headline metric, columns for all structures and each subset."""
-    from rich.table import Table
-
+    """A rich Table: one row per metric the catalogue shows for this kind of store (in its display order),
+    columns for all structures and each subset; a molecule metric's µEh twin shares its row."""
     m = scores["metrics"]
     subs = scores.get("subsets", {})
     t = Table(title=f"hambench score — {scores['kind']} ({scores['n_structures']} structures)", title_justify="left")
@@ -270,17 +234,14 @@ def table(scores: dict):
     t.add_column(f"all ({scores['n_structures']})", justify="right")
     for k, v in subs.items():
         t.add_column(f"{k} ({v['n_structures']})", justify="right")
-    mol = scores["kind"] == "molecule"
-    keys = [k for k in (_ORDER_MOL if mol else _ORDER_CRY) if k in m]
-    keys += [k for k in m if (k.startswith("scf_") or k.startswith("bands_")) and not k.endswith("_std")
-             and isinstance(m[k], (int, float)) and k not in keys]
-    for k in keys:
-        row = [k, scores["units"].get(k, "")]
-        if mol and k + "_uEh" in m:
-            row = [k, "meV | µEh", f"{_fmt(m[k])} | {_fmt(m[k + '_uEh'])}"]
-            row += [f"{_fmt(s['metrics'].get(k))} | {_fmt(s['metrics'].get(k + '_uEh'))}" for s in subs.values()]
+    units = scores["units"]
+    for k in (k for k in console_keys(scores["kind"]) if m.get(k) is not None):
+        twin = k + TWIN_SUFFIX
+        if twin in m:
+            row = [k, f"{units.get(k, '')} | {units.get(twin, '')}", f"{_fmt(m[k])} | {_fmt(m[twin])}"]
+            row += [f"{_fmt(s['metrics'].get(k))} | {_fmt(s['metrics'].get(twin))}" for s in subs.values()]
         else:
-            row += [_fmt(m[k])] + [_fmt(s["metrics"].get(k)) for s in subs.values()]
+            row = [k, units.get(k, ""), _fmt(m[k])] + [_fmt(s["metrics"].get(k)) for s in subs.values()]
         t.add_row(*row)
     return t
 
