@@ -551,6 +551,39 @@ def leaderboard_build(board, output):
     click.echo(build_site(board, output))
 
 
+@main.group(cls=_Group, context_settings=CONTEXT)
+def structures():
+    """Build structures to predict (no DFT needed): twisted bilayers of 2-D crystals.
+
+    \b
+    Example:
+      hambench structures twist POSCAR --m 31 --n 32 -o tblg.vasp
+    """
+
+
+@structures.command("twist", context_settings=CONTEXT)
+@click.argument("layer", type=click.Path(path_type=Path))
+@click.option("--m", "m", type=int, required=True, help="First integer of the commensurate pair (m, n).")
+@click.option("--n", "n", type=int, required=True, help="Second integer (twist angle: cos θ = (m²+4mn+n²)/(2(m²+mn+n²))).")
+@click.option("--distance", type=float, default=3.35, show_default=True,
+              help="Gap (Å) between the top atom of layer 1 and the bottom atom of layer 2.")
+@click.option("--vacuum", type=float, help="Empty space (Å) along z (default: the layer file's).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output structure file (POSCAR/.vasp, .cif, .xyz: format from the name).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def structures_twist(layer, m, n, distance, vacuum, output, overwrite):
+    """The commensurate twisted bilayer of a hexagonal 2-D crystal: two copies of LAYER (a POSCAR/CIF/xyz of one
+    layer, vacuum along z), the second rotated by the angle of (m, n); prints its atom count and angle.
+
+    \b
+    Example:
+      hambench structures twist ../shared/realdata/deeph_new_MoTe2/POSCAR --m 1 --n 2 -o mote2_tw.vasp
+    """
+    from hambench.pipelines.twist import write_twist
+
+    click.echo(write_twist(layer, m, n, output, distance=distance, vacuum=vacuum, overwrite=overwrite))
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
               help="Folder for the demo's outputs (a rerun reuses what is there).")
