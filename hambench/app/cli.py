@@ -551,6 +551,53 @@ def leaderboard_build(board, output):
     click.echo(build_site(board, output))
 
 
+@main.command(context_settings=CONTEXT)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--structure", help="Structure id or index (default: the first).")
+@click.option("--kpath", type=click.Path(path_type=Path), help="DeepH K_PATH file (default: ASE's path of the cell).")
+@click.option("--npoints", type=click.IntRange(min=2), default=60, show_default=True,
+              help="k-points along ASE's path (without --kpath).")
+@click.option("--around-fermi", "n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Number of bands nearest the Fermi level.")
+@click.option("--fermi", type=float, help="Fermi level (eV) when the store has none (large structures).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the bands as JSON.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write the band plot (PNG/PDF/SVG).")
+@click.pass_context
+def bands(ctx, store, structure, kpath, npoints, n, fermi, output, plot):
+    """Bands near the Fermi level of one structure of STORE (a store, or predictions with their truth's S), from
+    sparse H(k), S(k) by shift-invert: for structures too large for a dense eigensolver.
+
+    \b
+    Example:
+      hambench bands mote2.zarr --around-fermi 10 --plot bands.png
+    """
+    from hambench.atomic import write_json
+    from hambench.scoring import plot_sparse_bands, sparse_band_structure
+
+    def progress(k, nk, seconds):
+        if not ctx.obj["quiet"] and (k == nk or k % max(1, nk // 10) == 0):
+            click.echo(f"  k-point {k}/{nk} ({seconds / k:.2f} s per k-point)", err=True)
+
+    res = sparse_band_structure(store, structure, kpath, npoints, n, fermi, progress)
+    b = res["bands"] - res["fermi"]
+    click.echo(f"{res['source']}: {res['atoms']:,} atoms, {res['orbitals']:,} orbitals; E_F = {res['fermi']:.4f} eV "
+               f"({res['fermi_from']}); {b.shape[1]} bands nearest E_F at {len(b)} k-points "
+               f"({res['seconds_per_k']:.2f} s per k-point)")
+    ticks = dict(res["kpath"].ticks)
+    for i in sorted(set(ticks) | {0, len(b) - 1}):
+        below, above = b[i][b[i] <= 0], b[i][b[i] > 0]
+        click.echo(f"  k {i:4d} {ticks.get(i, ''):>3s}  highest below E_F {below.max() if below.size else float('nan'):+.4f} eV"
+                   f"   lowest above {above.min() if above.size else float('nan'):+.4f} eV")
+    if output is not None:
+        write_json(output, {"source": res["source"], "fermi_eV": res["fermi"], "fermi_from": res["fermi_from"],
+                            "kpath": res["kpath"].to_dict(), "kpts": res["kpath"].kpts.tolist(),
+                            "bands_eV": res["bands"].tolist(), "seconds_per_k": res["seconds_per_k"]}, indent=1)
+        click.echo(f"wrote {output}")
+    if plot is not None:
+        plot_sparse_bands(res, plot)
+        click.echo(f"wrote {plot}")
+
+
 @main.group(cls=_Group, context_settings=CONTEXT)
 def structures():
     """Build structures to predict (no DFT needed): twisted bilayers of 2-D crystals.
