@@ -6,7 +6,8 @@ chosen from all its values (:func:`column_format`), so 9437 and 17640 read as ``
 
 * counts (every value a whole number): ``139,117``;
 * fixed point otherwise, with the decimals that give the largest value 4 significant digits and the smallest
-  at least 2 (``678`` / ``1,131``; ``0.04966`` / ``0.08541``), thousands separated by commas;
+  at least 2 (``678`` / ``1,131``; ``0.04966`` / ``0.08541``), thousands separated by commas; values in
+  [0.9, 1) (similarities) with the decimals that show 1 − v to 2 digits (``0.999959``, not ``1.0000``);
 * scientific with 3 significant digits (``5.96e-05``) when a value is below 10⁻³ or reaches 10⁶, or the values
   span more than four decades.
 
@@ -47,6 +48,8 @@ def column_format(values: Iterable, integer: bool = False) -> Callable[[object],
     ('5.96e-05', '2.00e-01')
     >>> column_format([139117, 17402], integer=True)(139117)
     '139,117'
+    >>> column_format([0.999959, 0.9668])(0.999959)
+    '0.999959'
     """
     vals = _finite(values)
     if integer or (vals and all(v.is_integer() and abs(v) < 1e15 for v in vals)):
@@ -58,6 +61,8 @@ def column_format(values: Iterable, integer: bool = False) -> Callable[[object],
     if lo < 1e-3 or hi >= 1e6 or hi / lo > 1e4:
         return lambda v: _or_missing(v, lambda x: f"{x:.2e}")
     decimals = max(3 - math.floor(math.log10(hi)), 1 - math.floor(math.log10(lo)), 0)
+    if 0.9 <= min(vals) and max(vals) < 1:  # similarities close to 1: what counts is 1 − v, to 2 digits
+        decimals = min(max(decimals, 1 - math.floor(math.log10(1 - max(vals)))), 9)
     return lambda v: _or_missing(v, lambda x: f"{x:,.{decimals}f}")
 
 
