@@ -31,7 +31,7 @@ from .schema import load_yaml_strict
 
 __all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
            "noisy_predictions", "numpy_mae_scorer", "write_catalogue_board", "CHROMIUM", "CHROMIUM_ARGS",
-           "need_browser", "serve_folder", "chromium_page", "image_states"]
+           "need_browser", "serve_folder", "chromium_page", "image_states", "take_screenshots", "site_screenshots", "SCREENSHOTS"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 
@@ -247,3 +247,47 @@ def image_states(page) -> list:
     """``[src, complete, naturalWidth]`` of every ``<img>`` of the loaded page."""
     return page.eval_on_selector_all("img", "ims => ims.map(i => [i.getAttribute('src'), i.complete, "
                                             "i.naturalWidth])")
+
+
+#: the README's screenshots of the repository's site: file → (page, dataset whose "All columns" is clicked, crop
+#: height in px at 1,280 px wide; 0 = the dataset's section only)
+SCREENSHOTS = {
+    "leaderboard-headline.png": ("index.html", None, 1150),
+    "leaderboard-all-columns.png": ("index.html", "qm9-demo", 0),
+    "leaderboard-model-page.png": ("qm9-demo/qhnet/index.html", None, 1300),
+}
+
+
+def take_screenshots(page, base_url: str, out_dir, width: int = 1280) -> list[Path]:
+    """:data:`SCREENSHOTS` of the site served at ``base_url``, taken with a Playwright ``page`` at ``width`` px and
+    reduced to 128 colours (a few hundred KB each); returns the files written."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    page.set_viewport_size({"width": width, "height": 900})
+    for name, (path, expand, height) in SCREENSHOTS.items():
+        page.goto(base_url + path)
+        page.wait_for_load_state("load")
+        target = out_dir / name
+        if expand:
+            page.click(f"#ds-{expand} button.more-toggle")
+            page.locator(f"#ds-{expand}").screenshot(path=str(target))
+        else:
+            full = page.evaluate("document.documentElement.scrollHeight")
+            page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": width, "height": min(height, full)},
+                            full_page=True)
+        Image.open(target).convert("RGB").quantize(colors=128).save(target, optimize=True)
+        written.append(target)
+    return written
+
+
+def site_screenshots(site, out_dir, width: int = 1280) -> list[Path]:
+    """:func:`take_screenshots` of a built site folder in headless Chromium (``make screenshots`` runs it on the
+    repository's board for the README); refuses a site that loads anything from elsewhere or raises errors."""
+    with serve_folder(site) as url, chromium_page(url) as (page, outside, errors):
+        written = take_screenshots(page, url, out_dir, width)
+        if outside or errors:
+            raise RuntimeError(f"the site loaded {outside} or raised {errors}")
+    return written
