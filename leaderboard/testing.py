@@ -31,7 +31,8 @@ from .schema import load_yaml_strict
 
 __all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
            "noisy_predictions", "numpy_mae_scorer", "write_catalogue_board", "CHROMIUM", "CHROMIUM_ARGS",
-           "need_browser", "serve_folder", "chromium_page", "image_states", "take_screenshots", "site_screenshots", "SCREENSHOTS"]
+           "need_browser", "serve_folder", "chromium_page", "image_states", "take_screenshots", "site_screenshots",
+           "SCREENSHOTS"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 

@@ -149,7 +149,8 @@ def test_heatmap_colour_scale_is_logarithmic_when_values_span_decades():
     fig, ax = plt.subplots()
     im = plot_block_heatmap({"per_block": wide, "units": {"H_mae": "meV"}}, ax)
     assert isinstance(im.norm, LogNorm)
-    assert im.norm.vmin == pytest.approx(0.5e-3, rel=TOL.few_ulp) and im.norm.vmax == pytest.approx(30.0, rel=TOL.few_ulp)
+    assert im.norm.vmin == pytest.approx(0.5e-3, rel=TOL.few_ulp)  # 0.5 meV … 30 eV
+    assert im.norm.vmax == pytest.approx(30.0, rel=TOL.few_ulp)
     colours = {tuple(np.round(im.cmap(im.norm(v)), 3)) for v in np.ma.compressed(im.get_array())}
     assert len(colours) == len(wide)  # every block distinguishable
     assert "eV, log scale" in fig.axes[-1].get_ylabel()  # the colour bar: eV from 1000 meV on

@@ -107,7 +107,8 @@ def test_stars_only_on_accuracy_metrics(site):
 def test_load_dependent_columns_carry_a_note(site):
     _, out = site
     index = (out / "index.html").read_text()
-    note = html.unescape(re.sub(r"\s+", " ", re.search(r'<p class="note load-note"[^>]*>(.*?)</p>', index, re.S).group(1)))
+    note = re.search(r'<p class="note load-note"[^>]*>(.*?)</p>', index, re.S).group(1)
+    note = html.unescape(re.sub(r"\s+", " ", note))
     for key in ("scf_t2_s", "scf_t3_s", "scf_t_dft_model_s"):
         assert CATALOGUE[key].label in note
     assert "inference time" in note and "training time" in note and "load" in note.lower()
@@ -190,7 +191,8 @@ def test_score_table_fits_100_columns(demo_store, tmp_path):
     n = g.attrs["counts"]["structures"]
     a = g.create_array("splits/parts", shape=(n,), dtype="int8", chunks=(n,))
     a[:] = np.arange(n) % 4
-    g.attrs["splits"] = {**g.attrs.get("splits", {}), "parts": ["first-part", "second-part", "third-part", "fourth-part"]}
+    parts = ["first-part", "second-part", "third-part", "fourth-part"]
+    g.attrs["splits"] = {**g.attrs.get("splits", {}), "parts": parts}
     truth = open_store(store)
     rng = np.random.default_rng(0)
     blocks = [truth[k].H + rng.normal(size=truth[k].H.size) * 1e-3 for k in range(n)]
