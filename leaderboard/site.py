@@ -162,13 +162,17 @@ def _write_model_page(tpl, s, t: dict, mdir: Path) -> None:
     per_s = sorted((p for p in s.scores.get("per_structure", []) or [] if "H_mae" in p),
                    key=lambda p: -float(p["H_mae"]))
     per_b = sorted((p for p in s.scores.get("per_block", []) or [] if "mae" in p), key=lambda p: -float(p["mae"]))
+    per_s, per_b = per_s[:10], per_b[:10]
+    for rows, key in ((per_s, "H_mae"), (per_b, "mae")):  # one number format per column of the worst tables
+        texts = column_format([p[key] for p in rows])
+        rows[:] = [{**p, "_text": texts(p[key])} for p in rows]
     m = s.meta
     (mdir / "index.html").write_text(tpl.render(
         s=s, m=m, row=row, table=t, rank=row["rank"], n_rows=len(t["rows"]), images=images,
         links=[(k, safe_url(m.get(k))) for k in ("paper", "code", "checkpoint") if safe_url(m.get(k))],
         sections=metric_sections(s.scores),
         subsets={k: subset_rows(v) for k, v in sorted((s.scores.get("subsets") or {}).items())},
-        worst_structures=per_s[:10], worst_blocks=per_b[:10], n_structures=s.scores.get("n_structures"),
+        worst_structures=per_s, worst_blocks=per_b, n_structures=s.scores.get("n_structures"),
         split=s.scores.get("split"), version=__version__, hyper=sorted((m.get("hyperparameters") or {}).items()),
         scores_json=json.dumps({k: s.scores.get(k) for k in ("truth", "predictions", "model")}, indent=1,
                                default=str),
