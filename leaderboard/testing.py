@@ -3,7 +3,9 @@
 ``example_meta()`` is the shipped example ``meta.yml`` as a dict; ``write_board()`` writes a board's
 ``datasets.yml``; ``noisy_predictions()`` writes a prediction store = truth + seeded Gaussian noise;
 ``numpy_mae_scorer()`` is an independent, minimal scorer (H MAE overall, per structure, per element pair) used
-to check the leaderboard machinery against hambench's real scorer.
+to check the leaderboard machinery against hambench's real scorer; ``write_catalogue_board()`` a board whose
+submissions report every metric of the catalogue (values spanning decades, long display names): the widest table
+the site can show.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import copy
 import functools
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -27,8 +30,9 @@ from .board import DEFAULT_BOARD
 from .schema import load_yaml_strict
 
 __all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
-           "noisy_predictions", "numpy_mae_scorer", "CHROMIUM", "CHROMIUM_ARGS", "need_browser", "serve_folder",
-           "chromium_page", "image_states"]
+           "noisy_predictions", "numpy_mae_scorer", "write_catalogue_board", "CHROMIUM", "CHROMIUM_ARGS",
+           "need_browser", "serve_folder", "chromium_page", "image_states", "take_screenshots", "site_screenshots",
+           "SCREENSHOTS"]
 
 EXAMPLE_META = DEFAULT_BOARD / "submissions" / "qhnet" / "qm9-demo" / "meta.yml"
 
@@ -108,6 +112,48 @@ def numpy_mae_scorer(preds, truth, options: dict, plots_dir=None) -> dict:
         "per_block": [{"pair": k, "block": "all", "mae": pair_sum[k] / pair_n[k]} for k in sorted(pair_sum)],
         "per_structure": per_structure,
     }
+
+
+def _catalogue_value(m, rng) -> float:
+    """A plausible value of catalogue metric ``m`` (errors spanning decades, similarities near 1, counts)."""
+    if m.unit in ("meV", "µEh", "eV²"):
+        return float(10 ** rng.uniform(-1, 5))
+    if m.unit == "s":
+        return float(10 ** rng.uniform(-1, 2))
+    if m.role == "fact" and m.unit != "1":
+        return float(rng.integers(1, 500))
+    return float(rng.uniform(0.5, 1.0)) if m.key.startswith("psi") else float(rng.uniform(0.1, 1.6))
+
+
+def write_catalogue_board(path, models=("alpha", "beta", "gamma"), kind: str = "molecule", seed: int = 0) -> Path:
+    """A board (dataset ``full``) whose submissions report every metric of the catalogue for ``kind`` stores
+    (seeded values spanning decades), with long display names and differing parameter counts and wall times."""
+    from hambench.scoring._catalogue import CATALOGUE, TWIN_SUFFIX
+
+    rng = np.random.default_rng(seed)
+    board = write_board(path, {"full": {"kind": kind, "truth_checksum": "0" * 64, "title": "every metric"}})
+    skip = "bands" if kind == "molecule" else "SCF"
+    for k, model in enumerate(models):
+        metrics = {key: _catalogue_value(m, rng) for key, m in CATALOGUE.items()
+                   if m.topic != skip and not key.endswith(TWIN_SUFFIX)}
+        for key in list(metrics):
+            if key + TWIN_SUFFIX in CATALOGUE and kind == "molecule":
+                metrics[key + TWIN_SUFFIX] = metrics[key] * 36.749
+        metrics["H_mae_max_id"] = f"mol-{k}"
+        d = board / "submissions" / model / "full"
+        meta = example_meta(model, "full", parameters=int(10 ** rng.uniform(4, 7)))
+        meta["display_name"] = f"{model} with a long display name (tiny, 40 s budget)"
+        meta["training"]["time_s"] = float(10 ** rng.uniform(1, 4))
+        meta["inference"]["time_per_structure_s"] = float(10 ** rng.uniform(-2, 0))
+        write_meta(d / "meta.yml", meta)
+        units = {key: CATALOGUE[key].unit for key in metrics if key in CATALOGUE}
+        per_structure = [{"id": f"mol-{i}", "natoms": 3 + i, "H_mae": float(10 ** rng.uniform(0, 3))}
+                         for i in range(4)]
+        per_block = [{"pair": "C-H", "block": "s1-s1", "mae": float(10 ** rng.uniform(0, 3))}]
+        (d / "scores.json").write_text(json.dumps({"kind": kind, "metrics": metrics, "units": units,
+                                                   "per_structure": per_structure, "per_block": per_block}),
+                                       encoding="utf-8")
+    return board
 
 
 def _pair_plot(plots_dir, maes: dict) -> None:
@@ -202,3 +248,47 @@ def image_states(page) -> list:
     """``[src, complete, naturalWidth]`` of every ``<img>`` of the loaded page."""
     return page.eval_on_selector_all("img", "ims => ims.map(i => [i.getAttribute('src'), i.complete, "
                                             "i.naturalWidth])")
+
+
+#: the README's screenshots of the repository's site: file → (page, dataset whose "All columns" is clicked, crop
+#: height in px at 1,280 px wide; 0 = the dataset's section only)
+SCREENSHOTS = {
+    "leaderboard-headline.png": ("index.html", None, 1150),
+    "leaderboard-all-columns.png": ("index.html", "qm9-demo", 0),
+    "leaderboard-model-page.png": ("qm9-demo/qhnet/index.html", None, 1300),
+}
+
+
+def take_screenshots(page, base_url: str, out_dir, width: int = 1280) -> list[Path]:
+    """:data:`SCREENSHOTS` of the site served at ``base_url``, taken with a Playwright ``page`` at ``width`` px and
+    reduced to 128 colours (a few hundred KB each); returns the files written."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    page.set_viewport_size({"width": width, "height": 900})
+    for name, (path, expand, height) in SCREENSHOTS.items():
+        page.goto(base_url + path)
+        page.wait_for_load_state("load")
+        target = out_dir / name
+        if expand:
+            page.click(f"#ds-{expand} button.more-toggle")
+            page.locator(f"#ds-{expand}").screenshot(path=str(target))
+        else:
+            full = page.evaluate("document.documentElement.scrollHeight")
+            page.screenshot(path=str(target), clip={"x": 0, "y": 0, "width": width, "height": min(height, full)},
+                            full_page=True)
+        Image.open(target).convert("RGB").quantize(colors=128).save(target, optimize=True)
+        written.append(target)
+    return written
+
+
+def site_screenshots(site, out_dir, width: int = 1280) -> list[Path]:
+    """:func:`take_screenshots` of a built site folder in headless Chromium (``make screenshots`` runs it on the
+    repository's board for the README); refuses a site that loads anything from elsewhere or raises errors."""
+    with serve_folder(site) as url, chromium_page(url) as (page, outside, errors):
+        written = take_screenshots(page, url, out_dir, width)
+        if outside or errors:
+            raise RuntimeError(f"the site loaded {outside} or raised {errors}")
+    return written

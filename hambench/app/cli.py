@@ -436,8 +436,10 @@ def _set_threads(threads):
 @click.option("--kpath", type=click.Path(path_type=Path), help="[crystals] DeepH-dock K_PATH file (implies --bands).")
 @click.option("--plots", type=click.Path(path_type=Path), metavar="DIR", help="Write PNG + SVG plots here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of the table.")
+@click.option("--all", "all_metrics", is_flag=True,
+              help="Every metric of scores.json in the table (default: the main ones).")
 @click.pass_context
-def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, kpath, plots, as_json):
+def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, kpath, plots, as_json, all_metrics):
     """Score predictions: MAE of H (meV / µEh), ε, ψ, SCF acceleration, bands.
 
     \b
@@ -447,17 +449,17 @@ def score(ctx, preds, truth, output, workers, scheduler, reference, scf, bands, 
       hambench score qm9_preds.zarr --scf 50 --plots plots/ -o scores.json
     """
     from hambench.scoring._score import score as run_score
-    from hambench.scoring._score import summary_lines, table
+    from hambench.scoring._console import make_console
+    from hambench.scoring._score import summary_lines, tables
 
     scores = run_score(preds, truth, output, workers=workers, scheduler=scheduler, reference=reference, scf=scf,
                        bands=bands, kpath=kpath, plots=plots, quiet=ctx.obj["quiet"])
     if as_json:
         click.echo(json.dumps(scores["metrics"], indent=1, ensure_ascii=False))
         return
-    from rich.console import Console
-
-    console = Console(width=max(100, Console().width))
-    console.print(table(scores))
+    console = make_console()  # at most 100 columns: the subsets wrap into several tables
+    for t in tables(scores, all_metrics, console.width):
+        console.print(t)
     for line in summary_lines(scores):
         click.echo(line)
     if output is not None:
@@ -524,16 +526,17 @@ def leaderboard_submit(preds, meta, board, truth, claimed, replace, no_plots):
 
 @leaderboard.command("list", context_settings=CONTEXT)
 @_BOARD_OPTION
-def leaderboard_list(board):
-    """List the board's submissions, one table per dataset, ranked.
+@click.option("--all", "all_columns", is_flag=True, help="Every column of the site (default: the headline ones).")
+def leaderboard_list(board, all_columns):
+    """List the board's submissions, one table per dataset, ranked (at most 100 columns wide).
 
     \b
     Example:
-      hambench leaderboard list --board myboard/
+      hambench leaderboard list --board myboard/ --all
     """
     from hambench.leaderboard.listing import print_board
 
-    print_board(board)
+    print_board(board, all_columns=all_columns)
 
 
 @leaderboard.command("build", context_settings=CONTEXT)
