@@ -10,7 +10,13 @@
       <dataset>/<model>/*.png, scores.json, meta.yml
 
 Every page uses relative links only, so the folder can be opened from disk or served by any static server.
-The site is written to ``SITE.partial/`` and renamed into place (an existing site is replaced whole).
+The site is written to a hidden ``.SITE.partial-*/`` and swapped into place (an existing site is replaced whole).
+
+Before anything is written, every submission is checked against its record (:mod:`.record`) and, where
+``predictions`` folders hold its recorded predictions, scored again (:mod:`.verify`); one that does not match
+stops the build with one line. ``-o`` must be a new or empty folder, or a site this command built before (it
+holds :data:`SITE_MARK`); anything else is replaced only with ``overwrite``, and never the board itself, a truth
+store or a predictions folder the build reads (nor a folder holding one).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -31,8 +38,13 @@ from hambench.errors import InputError
 
 from .board import Board, open_board
 from .columns import best_keys, rank_rows, row_values, table_columns
+from .record import RECORD
+from .verify import rederive
 
-__all__ = ["build_site", "dataset_table", "format_value"]
+__all__ = ["build_site", "dataset_table", "format_value", "SITE_MARK", "check_output"]
+
+#: the file that marks a folder as a site ``leaderboard build`` wrote (a later build may replace it)
+SITE_MARK = ".hambench-site.json"
 
 _HERE = Path(__file__).resolve().parent
 TEMPLATES = _HERE / "templates"
@@ -105,7 +117,107 @@ def _safe_url(u) -> str | None:
     return u if isinstance(u, str) and u.startswith(("http://", "https://")) else None
 
 
-def build_site(board=None, output=None) -> str:
+def _lexical(p: Path) -> Path:
+    """``p`` absolute, its folder's links resolved but not ``p`` itself (replacing a link replaces the link)."""
+    p = Path(os.path.abspath(p))
+    return p.parent.resolve() / p.name
+
+
+def check_output(output: Path, overwrite: bool, protected=(), inside=()) -> None:
+    """Refuse an ``-o`` the build may not replace (see the module docstring); nothing is written.
+
+    ``protected``: paths the output may neither be nor contain; ``inside``: folders it may not lie in.
+    """
+    out = _lexical(output)
+    for p in protected:
+        rp = Path(p).resolve()
+        if out == rp or rp.is_relative_to(out):
+            raise InputError(output, f"-o would replace {p} (the board, a truth store or predictions the build "
+                                     "reads); choose another folder")
+    for p in inside:
+        if out.is_relative_to(Path(p).resolve()):
+            raise InputError(output, f"-o lies inside {p}, where every folder is read as a submission; choose "
+                                     "another folder")
+    if overwrite or not (output.exists() or output.is_symlink()):
+        return
+    if output.is_symlink() or not output.is_dir():
+        raise InputError(output, "exists and is not a folder; pass --overwrite to replace it with the site")
+    mark = output / SITE_MARK
+    if any(output.iterdir()) and not (mark.is_file() and not mark.is_symlink()):
+        raise InputError(output, f"is a folder that is neither empty nor a site `hambench leaderboard build` made "
+                                 f"(no {SITE_MARK}); choose another -o or pass --overwrite to replace it")
+
+
+def _verify(b: Board, subs, predictions, strict: bool, scorer) -> int:
+    """Score again every submission whose recorded predictions are in ``predictions``; how many were."""
+    n = 0
+    for s in subs:
+        found = rederive(b, s, predictions, scorer=scorer)
+        if found is None and strict:
+            where = ", ".join(str(d) for d in predictions) or "no --predictions folder"
+            raise InputError(s.path / RECORD, f"--strict: the recorded predictions {s.record['predictions']['name']}"
+                                              f" are not in {where}, so its scores cannot be derived again")
+        n += found is not None
+    return n
+
+
+def _write_site(tmp: Path, b: Board, subs) -> None:
+    """The site's files in the (new, empty) folder ``tmp``."""
+    env = _env()
+    (tmp / "assets").mkdir()
+    for name in ("leaderboard.css", "sort.js"):
+        shutil.copyfile(STATIC / name, tmp / "assets" / name)
+    tables = []
+    for name in sorted(b.datasets):
+        t = dataset_table(b, name, subs)
+        t["description"] = b.datasets[name].description
+        t["split"] = b.datasets[name].split
+        tables.append(t)
+        ddir = tmp / name
+        ddir.mkdir()
+        (ddir / "table.json").write_text(json.dumps(_table_json(t), indent=1, allow_nan=False) + "\n",
+                                         encoding="utf-8")
+        (ddir / "table.csv").write_text(_table_csv(t), encoding="utf-8")
+    page = env.get_template("index.html.j2").render(
+        title=b.title, tables=tables, version=__version__, n_submissions=len(subs))
+    (tmp / "index.html").write_text(page, encoding="utf-8")
+    model_tpl = env.get_template("model.html.j2")
+    for s in subs:
+        _model_page(model_tpl, tmp / s.dataset / s.model, s, next(t for t in tables if t["dataset"] == s.dataset))
+    (tmp / SITE_MARK).write_text(json.dumps({"built_by": "hambench leaderboard build", "hambench_version":
+                                             __version__, "board": str(b.path.resolve())}) + "\n", encoding="utf-8")
+
+
+def _model_page(model_tpl, mdir: Path, s, t: dict) -> None:
+    """A submission's page, with its plots, scores.json, meta.yml and record.json, in ``mdir``."""
+    mdir.mkdir(parents=True)
+    images = []
+    for p in s.plots:
+        shutil.copyfile(p, mdir / p.name)
+        images.append({"file": p.name, "caption": p.stem.replace("_", " ")})
+    for name in ("scores.json", "meta.yml", RECORD):
+        shutil.copyfile(s.path / name, mdir / name)
+    row = next(r for r in t["rows"] if r["model"] == s.model)
+    per_s = sorted((p for p in s.scores.get("per_structure", []) or [] if "H_mae" in p),
+                   key=lambda p: -float(p["H_mae"]))
+    per_b = sorted((p for p in s.scores.get("per_block", []) or [] if "mae" in p),
+                   key=lambda p: -float(p["mae"]))
+    m = s.meta
+    (mdir / "index.html").write_text(model_tpl.render(
+        s=s, m=m, row=row, table=t, rank=row["rank"], n_rows=len(t["rows"]), images=images,
+        links=[(k, _safe_url(m.get(k))) for k in ("paper", "code", "checkpoint") if _safe_url(m.get(k))],
+        metrics=sorted(((k, v) for k, v in s.scores.get("metrics", {}).items()), key=lambda kv: kv[0]),
+        units=s.scores.get("units", {}) or {}, subsets=s.scores.get("subsets", {}) or {},
+        worst_structures=per_s[:10], worst_blocks=per_b[:10], n_structures=s.scores.get("n_structures"),
+        split=s.scores.get("split"), version=__version__,
+        hyper=sorted((m.get("hyperparameters") or {}).items()),
+        scores_json=json.dumps({k: s.scores.get(k) for k in ("truth", "predictions", "model")}, indent=1,
+                               default=str),
+    ), encoding="utf-8")
+
+
+def build_site(board=None, output=None, *, overwrite: bool = False, predictions=(), strict: bool = False,
+               scorer=None) -> str:
     """Write the static site of ``board`` to ``output``; return a one-line summary.
 
     Parameters
@@ -113,66 +225,33 @@ def build_site(board=None, output=None) -> str:
     board : path or :class:`Board`, optional
         The board folder (default: the repository's ``leaderboard/``).
     output : path
-        The site folder; replaced whole (written to ``output.partial`` first).
+        The site folder: new, empty, or a site built before; anything else only with ``overwrite``.
+    overwrite : replace whatever ``output`` is (never the board, a truth store or a predictions folder)
+    predictions : folders holding prediction stores by the names their records give: those found are scored
+        again and must give the recorded scores (:func:`~hambench.leaderboard.verify.rederive`)
+    strict : refuse a submission whose recorded predictions are not found
+    scorer : as :func:`~hambench.leaderboard.submit.submit`'s (tests)
     """
     if output is None:
         raise InputError(None, "leaderboard build needs -o/--output SITE_DIR")
     b = board if isinstance(board, Board) else open_board(board)
     output = Path(output)
+    predictions = [Path(d) for d in predictions]
+    for d in predictions:
+        if not d.is_dir():
+            raise InputError(d, "no such folder (--predictions)")
+    stores = [ds.store for ds in b.datasets.values() if ds.store is not None]
+    check_output(output, overwrite, protected=[b.path, *stores, *predictions], inside=[b.submissions_dir])
     subs = b.submissions()
-    env = _env()
-    tmp = output.with_name(f"{output.name}.partial-{uuid.uuid4().hex[:8]}")
+    n_derived = _verify(b, subs, predictions, strict, scorer)
+    tmp = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
-        (tmp / "assets").mkdir()
-        for name in ("leaderboard.css", "sort.js"):
-            shutil.copyfile(STATIC / name, tmp / "assets" / name)
-        tables = []
-        for name in sorted(b.datasets):
-            t = dataset_table(b, name, subs)
-            t["description"] = b.datasets[name].description
-            t["split"] = b.datasets[name].split
-            tables.append(t)
-            ddir = tmp / name
-            ddir.mkdir()
-            (ddir / "table.json").write_text(json.dumps(_table_json(t), indent=1, allow_nan=False) + "\n",
-                                             encoding="utf-8")
-            (ddir / "table.csv").write_text(_table_csv(t), encoding="utf-8")
-        page = env.get_template("index.html.j2").render(
-            title=b.title, tables=tables, version=__version__, n_submissions=len(subs))
-        (tmp / "index.html").write_text(page, encoding="utf-8")
-        model_tpl = env.get_template("model.html.j2")
-        for s in subs:
-            mdir = tmp / s.dataset / s.model
-            mdir.mkdir(parents=True)
-            images = []
-            for p in s.plots:
-                shutil.copyfile(p, mdir / p.name)
-                images.append({"file": p.name, "caption": p.stem.replace("_", " ")})
-            shutil.copyfile(s.path / "scores.json", mdir / "scores.json")
-            shutil.copyfile(s.path / "meta.yml", mdir / "meta.yml")
-            t = next(t for t in tables if t["dataset"] == s.dataset)
-            row = next(r for r in t["rows"] if r["model"] == s.model)
-            per_s = sorted((p for p in s.scores.get("per_structure", []) or [] if "H_mae" in p),
-                           key=lambda p: -float(p["H_mae"]))
-            per_b = sorted((p for p in s.scores.get("per_block", []) or [] if "mae" in p),
-                           key=lambda p: -float(p["mae"]))
-            m = s.meta
-            (mdir / "index.html").write_text(model_tpl.render(
-                s=s, m=m, row=row, table=t, rank=row["rank"], n_rows=len(t["rows"]), images=images,
-                links=[(k, _safe_url(m.get(k))) for k in ("paper", "code", "checkpoint") if _safe_url(m.get(k))],
-                metrics=sorted(((k, v) for k, v in s.scores.get("metrics", {}).items()), key=lambda kv: kv[0]),
-                units=s.scores.get("units", {}) or {}, subsets=s.scores.get("subsets", {}) or {},
-                worst_structures=per_s[:10], worst_blocks=per_b[:10], n_structures=s.scores.get("n_structures"),
-                split=s.scores.get("split"), version=__version__,
-                hyper=sorted((m.get("hyperparameters") or {}).items()),
-                scores_json=json.dumps({k: s.scores.get(k) for k in ("truth", "predictions", "model")}, indent=1,
-                                       default=str),
-            ), encoding="utf-8")
+        _write_site(tmp, b, subs)
         replace_dir(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     n_img = sum(len(s.plots) for s in subs)
-    return (f"leaderboard: {len(subs)} submission(s) on {len(b.datasets)} dataset(s), {n_img} plots → "
-            f"{output / 'index.html'}")
+    return (f"leaderboard: {len(subs)} submission(s) on {len(b.datasets)} dataset(s), {n_img} plots; every record "
+            f"checked, {n_derived} re-derived from predictions → {output / 'index.html'}")

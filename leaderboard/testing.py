@@ -3,7 +3,9 @@
 ``example_meta()`` is the shipped example ``meta.yml`` as a dict; ``write_board()`` writes a board's
 ``datasets.yml``; ``noisy_predictions()`` writes a prediction store = truth + seeded Gaussian noise;
 ``numpy_mae_scorer()`` is an independent, minimal scorer (H MAE overall, per structure, per element pair) used
-to check the leaderboard machinery against hambench's real scorer.
+to check the leaderboard machinery against hambench's real scorer; ``hand_submission()`` writes a submission by
+hand, record included, as anyone who edits a board can (for tests of the site's rendering: such a record proves
+nothing about its numbers, which is why ``build --predictions`` re-derives them).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import copy
 import functools
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -23,10 +26,11 @@ from hambench.basis._conventions import z_to_symbol
 from hambench.store._predictions import write_predictions
 from hambench.store._store import Store, open_store
 
-from .board import DEFAULT_BOARD
+from .board import DEFAULT_BOARD, open_board
+from .record import make_record, write_record
 from .schema import load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
+__all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board", "hand_submission",
            "noisy_predictions", "numpy_mae_scorer", "CHROMIUM", "CHROMIUM_ARGS", "need_browser", "serve_folder",
            "chromium_page", "image_states"]
 
@@ -60,6 +64,22 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
         yaml.safe_dump({"datasets_version": 1, "title": title, "datasets": datasets}, sort_keys=False),
         encoding="utf-8")
     return path
+
+
+def hand_submission(board, model: str, dataset: str, meta: dict, scores: dict,
+                    predictions_checksum: str = "f" * 64) -> Path:
+    """``submissions/<model>/<dataset>/`` written by hand: ``meta.yml``, ``scores.json`` (given the board dataset's
+    truth checksum and ``predictions_checksum`` where it names none) and a ``record.json`` sealing them."""
+    b = open_board(board)
+    ds = b.datasets[dataset]
+    d = b.submission_dir(model, dataset)
+    write_meta(d / "meta.yml", meta)
+    scores = {"truth": {"path": "truth.zarr", "checksum": ds.truth_checksum},
+              "predictions": {"path": "hand.zarr", "checksum": predictions_checksum}, **scores}
+    (d / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    write_record(d, make_record(d, model, dataset, scores["truth"]["checksum"], scores["predictions"]["path"],
+                                scores["predictions"]["checksum"], ds.score))
+    return d
 
 
 def original_indices(truth) -> list[int]:
