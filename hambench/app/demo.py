@@ -266,7 +266,10 @@ def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -
     dest = board.submission_dir(model, DATASET)
     checksum = open_predictions(preds).checksum
     if (dest / "scores.json").is_file():
-        old = json.loads((dest / "scores.json").read_text())
+        try:  # reused only if its record still checks out (an older demo's submission has none: resubmitted)
+            old = board.read_submission(model, DATASET).scores
+        except InputError:
+            old = {}
         if (old.get("predictions") or {}).get("checksum") == checksum:
             return old, True
     meta_path = preds.with_name(f"{model}.meta.yml")
@@ -352,7 +355,7 @@ def _run(out: Path, b: Budget, quiet: bool, t_start: float, step: list[str]) -> 
     site = out / "site"
     step[0] = "building the site"
     _say(f"[5/5] build the leaderboard site → {site}")
-    _say("      " + build_site(board_dir, site))
+    _say("      " + build_site(board_dir, site, overwrite=True))  # the demo's own folder, whatever an older run left
     console = Console(width=None if Console().is_terminal else 150)
     console.print(_summary_table(scores, metas))
     _say("where everything is:")
