@@ -20,13 +20,21 @@ from hambench.store import open_predictions
 from .board import Board, Submission
 from .submit import CLAIM_ATOL, CLAIM_RTOL, _check_dataset, _public, _scores_of
 
-__all__ = ["find_predictions", "rederive", "first_difference", "IGNORED_KEYS"]
+__all__ = ["find_predictions", "rederive", "first_difference", "measured", "IGNORED_KEYS"]
 
 #: top-level keys of scores.json that are not functions of the predictions: the version and wording of the code
 #: that wrote them, the plot file names (the plots are sealed by the record's digests), file names of the stores
 IGNORED_KEYS = ("hambench_version", "definitions", "plots")
 #: keys compared by checksum only (their ``path`` is a file name that may differ between machines)
 _BY_CHECKSUM = ("truth", "predictions")
+#: how a run went rather than what it computed: whether an SCF result came from the cache, its threads
+_CONDITIONS = ("cached", "threads_per_molecule")
+
+
+def measured(key: str) -> bool:
+    """Whether ``key`` holds a measurement of the run (not compared): a catalogue timing, any wall time (hambench
+    names seconds with the ``_s`` suffix: ``wall_s``, ``t2_s``, ``scf_t1_minao_s``) or a run condition."""
+    return is_timing(key) or key.endswith("_s") or key in _CONDITIONS
 
 
 def find_predictions(sub: Submission, folders) -> Path | None:
@@ -46,14 +54,14 @@ def _is_number(v) -> bool:
 def first_difference(recorded, derived, where: str = "", same_version: bool = True) -> tuple | None:
     """``(path, recorded value, re-derived value)`` of the first difference, or None.
 
-    Numbers agree within ``submit``'s claim tolerance (the same float64 code on the same inputs); measured wall
-    times (the catalogue's timings) are not compared. A key the re-derivation lacks is a difference; one only
+    Numbers agree within ``submit``'s claim tolerance (the same float64 code on the same inputs); measurements of
+    the run (:func:`measured`: wall times, cache use) are not compared. A key the re-derivation lacks is a difference; one only
     the re-derivation has is one too when both come from the same hambench version (a number left out of
     ``scores.json`` is a way to lie as well), and is allowed across versions (a newer hambench computes more).
     """
     if isinstance(recorded, dict) and isinstance(derived, dict):
         for k in recorded:
-            if is_timing(str(k)):
+            if measured(str(k)):
                 continue
             if k not in derived:
                 return (f"{where}{k}", recorded[k], "(not computed)")
@@ -62,7 +70,7 @@ def first_difference(recorded, derived, where: str = "", same_version: bool = Tr
                 return d
         if same_version:
             for k in derived:
-                if k not in recorded and not is_timing(str(k)):
+                if k not in recorded and not measured(str(k)):
                     return (f"{where}{k}", "(missing)", derived[k])
         return None
     if isinstance(recorded, list) and isinstance(derived, list):
