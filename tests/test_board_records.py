@@ -131,3 +131,19 @@ def test_records_survive_a_yaml_round_trip_of_datasets(w):
     d = yaml.safe_load((w / "board" / "datasets.yml").read_text())
     (w / "board" / "datasets.yml").write_text(yaml.safe_dump(d, default_flow_style=True))
     assert [s.model for s in open_board(w / "board").submissions()] == ["alpha"]
+
+
+def test_submit_publishes_nothing_a_reader_would_refuse(w):
+    """A scorer whose headline H MAE is not the mean of its per-structure ones: refused before publishing."""
+    from hambench.leaderboard.submit import recompute_scores, submit
+
+    def lying(preds, truth, options, plots_dir):
+        s = recompute_scores(preds, truth, options, plots_dir)
+        s["metrics"]["H_mae"] = 1e-4
+        return s
+
+    before = F.snapshot(w / "board")
+    with pytest.raises(InputError, match=r"preds_beta.zarr: metrics.H_mae = 0.0001 is not the mean 1\.\d+ of its 10 "
+                                         "per-structure H MAEs"):
+        submit(w / "preds_beta.zarr", w / "beta.yml", board=w / "board", plots=False, scorer=lying)
+    assert F.changes(before, F.snapshot(w / "board")) == []
