@@ -22,7 +22,7 @@ from hambench.config import BoundedLoader
 from hambench.errors import InputError
 
 __all__ = ["META_SCHEMA_PATH", "meta_schema", "DATASETS_SCHEMA", "validate_meta", "validate_datasets",
-           "load_yaml_strict", "check_schema", "NAME_PATTERN", "MAX_YAML_BYTES"]
+           "load_yaml_strict", "dump_yaml", "check_schema", "NAME_PATTERN", "MAX_YAML_BYTES"]
 
 META_SCHEMA_PATH = Path(__file__).with_name("meta.schema.json")
 
@@ -119,6 +119,18 @@ def load_yaml_strict(path) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, f"expected a YAML mapping at the top level, found {type(data).__name__}")
     return data
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """SafeDumper that writes an object met twice as two copies: board files are read without aliases."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump_yaml(obj, **kw) -> str:
+    """``obj`` as YAML a board reader accepts (no anchors or aliases; keys in their order; unicode kept)."""
+    return yaml.dump(obj, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, **kw)
 
 
 @lru_cache(maxsize=1)

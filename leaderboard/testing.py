@@ -20,7 +20,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from hambench.basis._conventions import z_to_symbol
 from hambench.store._predictions import write_predictions
@@ -28,7 +27,7 @@ from hambench.store._store import Store, open_store
 
 from .board import DEFAULT_BOARD, open_board
 from .record import make_record, write_record
-from .schema import load_yaml_strict
+from .schema import dump_yaml, load_yaml_strict
 
 __all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board", "hand_submission",
            "noisy_predictions", "numpy_mae_scorer", "CHROMIUM", "CHROMIUM_ARGS", "need_browser", "serve_folder",
@@ -52,7 +51,7 @@ def example_meta(model: str | None = None, dataset: str | None = None, **overrid
 def write_meta(path, meta: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(meta), encoding="utf-8")
     return path
 
 
@@ -61,7 +60,7 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "datasets.yml").write_text(
-        yaml.safe_dump({"datasets_version": 1, "title": title, "datasets": datasets}, sort_keys=False),
+        dump_yaml({"datasets_version": 1, "title": title, "datasets": datasets}),
         encoding="utf-8")
     return path
 

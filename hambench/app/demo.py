@@ -37,7 +37,6 @@ from pathlib import Path
 
 import click
 import torch
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -46,6 +45,7 @@ from threadpoolctl import threadpool_limits
 from hambench.atomic import write_json, write_text
 from hambench.errors import InputError
 from hambench.leaderboard.board import open_board
+from hambench.leaderboard.schema import dump_yaml
 from hambench.leaderboard.site import build_site, format_value
 from hambench.leaderboard.submit import submit
 from hambench.models.run import predict_store, train_run
@@ -253,7 +253,7 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
         "store": os.path.relpath(test_store.resolve(), board_dir.resolve()), "primary": "H_mae",
         "score": {"scf": budget.scf},
     }}}
-    text = yaml.safe_dump(datasets, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(datasets)
     path = board_dir / "datasets.yml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         write_text(path, text)
@@ -273,7 +273,7 @@ def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -
         if (old.get("predictions") or {}).get("checksum") == checksum:
             return old, True
     meta_path = preds.with_name(f"{model}.meta.yml")
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    meta_path.write_text(dump_yaml(meta), encoding="utf-8")
     sub, line = submit(preds, meta_path, board=board, replace=dest.exists(), plots=plots)
     _say(line)
     return sub.scores, False
