@@ -12,7 +12,13 @@
       <dataset>/<model>/*.png, scores.json, meta.yml
 
 Every page uses relative links only, so the folder can be opened from disk or served by any static server.
-The site is written to ``SITE.partial/`` and renamed into place (an existing site is replaced whole).
+The site is written to a hidden ``.SITE.partial-*/`` and swapped into place (an existing site is replaced whole).
+
+Before anything is written, every submission is checked against its record (:mod:`.record`) and, where
+``predictions`` folders hold its recorded predictions, scored again (:mod:`.verify`); one that does not match
+stops the build with one line. ``-o`` must be a new or empty folder, or a site this command built before (it
+holds :data:`SITE_MARK`); anything else is replaced only with ``overwrite``, and never the board itself, a truth
+store or a predictions folder the build reads (nor a folder holding one).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -36,8 +43,13 @@ from hambench.scoring._format import column_format
 from .board import Board, open_board
 from .columns import Column, safe_url, best_keys, rank_rows, row_values, table_columns
 from .pages import metric_sections, subset_rows
+from .record import RECORD
+from .verify import rederive
 
-__all__ = ["build_site", "dataset_table", "format_value", "cell_texts"]
+__all__ = ["build_site", "dataset_table", "format_value", "cell_texts", "SITE_MARK", "check_output"]
+
+#: the file that marks a folder as a site ``leaderboard build`` wrote (a later build may replace it)
+SITE_MARK = ".hambench-site.json"
 
 _HERE = Path(__file__).resolve().parent
 TEMPLATES = _HERE / "templates"
@@ -156,8 +168,8 @@ def _write_model_page(tpl, s, t: dict, mdir: Path) -> None:
     for p in s.plots:
         shutil.copyfile(p, mdir / p.name)
         images.append({"file": p.name, "caption": _plot_caption(p.stem)})
-    shutil.copyfile(s.path / "scores.json", mdir / "scores.json")
-    shutil.copyfile(s.path / "meta.yml", mdir / "meta.yml")
+    for name in ("scores.json", "meta.yml", RECORD):
+        shutil.copyfile(s.path / name, mdir / name)
     row = next(r for r in t["rows"] if r["model"] == s.model)
     per_s = sorted((p for p in s.scores.get("per_structure", []) or [] if "H_mae" in p),
                    key=lambda p: -float(p["H_mae"]))
@@ -202,9 +214,56 @@ def _write_site(b: Board, subs, tmp: Path) -> None:
     for s in subs:
         t = next(t for t in tables if t["dataset"] == s.dataset)
         _write_model_page(model_tpl, s, t, tmp / s.dataset / s.model)
+    (tmp / SITE_MARK).write_text(json.dumps({"built_by": "hambench leaderboard build", "hambench_version":
+                                             __version__, "board": str(b.path.resolve())}) + "\n", encoding="utf-8")
 
 
-def build_site(board=None, output=None) -> str:
+def _lexical(p: Path) -> Path:
+    """``p`` absolute, its folder's links resolved but not ``p`` itself (replacing a link replaces the link)."""
+    p = Path(os.path.abspath(p))
+    return p.parent.resolve() / p.name
+
+
+def check_output(output: Path, overwrite: bool, protected=(), inside=()) -> None:
+    """Refuse an ``-o`` the build may not replace (see the module docstring); nothing is written.
+
+    ``protected``: paths the output may neither be nor contain; ``inside``: folders it may not lie in.
+    """
+    out = _lexical(output)
+    for p in protected:
+        rp = Path(p).resolve()
+        if out == rp or rp.is_relative_to(out):
+            raise InputError(output, f"-o would replace {p} (the board, a truth store or predictions the build "
+                                     "reads); choose another folder")
+    for p in inside:
+        if out.is_relative_to(Path(p).resolve()):
+            raise InputError(output, f"-o lies inside {p}, where every folder is read as a submission; choose "
+                                     "another folder")
+    if overwrite or not (output.exists() or output.is_symlink()):
+        return
+    if output.is_symlink() or not output.is_dir():
+        raise InputError(output, "exists and is not a folder; pass --overwrite to replace it with the site")
+    mark = output / SITE_MARK
+    if any(output.iterdir()) and not (mark.is_file() and not mark.is_symlink()):
+        raise InputError(output, f"is a folder that is neither empty nor a site `hambench leaderboard build` made "
+                                 f"(no {SITE_MARK}); choose another -o or pass --overwrite to replace it")
+
+
+def _verify(b: Board, subs, predictions, strict: bool, scorer) -> int:
+    """Score again every submission whose recorded predictions are in ``predictions``; how many were."""
+    n = 0
+    for s in subs:
+        found = rederive(b, s, predictions, scorer=scorer)
+        if found is None and strict:
+            where = ", ".join(str(d) for d in predictions) or "no --predictions folder"
+            raise InputError(s.path / RECORD, f"--strict: the recorded predictions {s.record['predictions']['name']}"
+                                              f" are not in {where}, so its scores cannot be derived again")
+        n += found is not None
+    return n
+
+
+def build_site(board=None, output=None, *, overwrite: bool = False, predictions=(), strict: bool = False,
+               scorer=None) -> str:
     """Write the static site of ``board`` to ``output``; return a one-line summary.
 
     Parameters
@@ -212,14 +271,26 @@ def build_site(board=None, output=None) -> str:
     board : path or :class:`Board`, optional
         The board folder (default: the repository's ``leaderboard/``).
     output : path
-        The site folder; replaced whole (written to ``output.partial`` first).
+        The site folder: new, empty, or a site built before; anything else only with ``overwrite``.
+    overwrite : replace whatever ``output`` is (never the board, a truth store or a predictions folder)
+    predictions : folders holding prediction stores by the names their records give: those found are scored
+        again and must give the recorded scores (:func:`~hambench.leaderboard.verify.rederive`)
+    strict : refuse a submission whose recorded predictions are not found
+    scorer : as :func:`~hambench.leaderboard.submit.submit`'s (tests)
     """
     if output is None:
         raise InputError(None, "leaderboard build needs -o/--output SITE_DIR")
     b = board if isinstance(board, Board) else open_board(board)
     output = Path(output)
+    predictions = [Path(d) for d in predictions]
+    for d in predictions:
+        if not d.is_dir():
+            raise InputError(d, "no such folder (--predictions)")
+    stores = [ds.store for ds in b.datasets.values() if ds.store is not None]
+    check_output(output, overwrite, protected=[b.path, *stores, *predictions], inside=[b.submissions_dir])
     subs = b.submissions()
-    tmp = output.with_name(f"{output.name}.partial-{uuid.uuid4().hex[:8]}")
+    n_derived = _verify(b, subs, predictions, strict, scorer)
+    tmp = output.with_name(f".{output.name}.partial-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         _write_site(b, subs, tmp)
@@ -228,5 +299,5 @@ def build_site(board=None, output=None) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     n_img = sum(len(s.plots) for s in subs)
-    return (f"leaderboard: {len(subs)} submission(s) on {len(b.datasets)} dataset(s), {n_img} plots → "
-            f"{output / 'index.html'}")
+    return (f"leaderboard: {len(subs)} submission(s) on {len(b.datasets)} dataset(s), {n_img} plots; every record "
+            f"checked, {n_derived} re-derived from predictions → {output / 'index.html'}")

@@ -5,7 +5,9 @@
 ``numpy_mae_scorer()`` is an independent, minimal scorer (H MAE overall, per structure, per element pair) used
 to check the leaderboard machinery against hambench's real scorer; ``write_catalogue_board()`` a board whose
 submissions report every metric of the catalogue (values spanning decades, long display names): the widest table
-the site can show.
+the site can show; ``hand_submission()`` writes a submission by hand, record included, as anyone who edits a board
+can (for tests of the site's rendering: such a record proves nothing about its numbers, which is why ``build
+--predictions`` re-derives them).
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from hambench.basis._conventions import z_to_symbol
 from hambench.store._predictions import write_predictions
 from hambench.store._store import Store, open_store
 
-from .board import DEFAULT_BOARD
-from .schema import load_yaml_strict
+from .board import DEFAULT_BOARD, open_board
+from .record import make_record, write_record
+from .schema import dump_yaml, load_yaml_strict
 
-__all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board",
+__all__ = ["EXAMPLE_META", "original_indices", "example_meta", "write_meta", "write_board", "hand_submission",
            "noisy_predictions", "numpy_mae_scorer", "write_catalogue_board", "CHROMIUM", "CHROMIUM_ARGS",
            "need_browser", "serve_folder", "chromium_page", "image_states", "take_screenshots", "site_screenshots",
            "SCREENSHOTS"]
@@ -52,7 +54,7 @@ def example_meta(model: str | None = None, dataset: str | None = None, **overrid
 def write_meta(path, meta: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    path.write_text(dump_yaml(meta), encoding="utf-8")
     return path
 
 
@@ -61,9 +63,25 @@ def write_board(path, datasets: dict, title: str = "test board") -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / "datasets.yml").write_text(
-        yaml.safe_dump({"datasets_version": 1, "title": title, "datasets": datasets}, sort_keys=False),
+        dump_yaml({"datasets_version": 1, "title": title, "datasets": datasets}),
         encoding="utf-8")
     return path
+
+
+def hand_submission(board, model: str, dataset: str, meta: dict, scores: dict,
+                    predictions_checksum: str = "f" * 64) -> Path:
+    """``submissions/<model>/<dataset>/`` written by hand: ``meta.yml``, ``scores.json`` (given the board dataset's
+    truth checksum and ``predictions_checksum`` where it names none) and a ``record.json`` sealing them."""
+    b = open_board(board)
+    ds = b.datasets[dataset]
+    d = b.submission_dir(model, dataset)
+    write_meta(d / "meta.yml", meta)
+    scores = {"truth": {"path": "truth.zarr", "checksum": ds.truth_checksum},
+              "predictions": {"path": "hand.zarr", "checksum": predictions_checksum}, **scores}
+    (d / "scores.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    write_record(d, make_record(d, model, dataset, scores["truth"]["checksum"], scores["predictions"]["path"],
+                                scores["predictions"]["checksum"], ds.score))
+    return d
 
 
 def original_indices(truth) -> list[int]:

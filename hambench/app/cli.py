@@ -541,17 +541,27 @@ def leaderboard_list(board, all_columns):
 
 @leaderboard.command("build", context_settings=CONTEXT)
 @_BOARD_OPTION
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Site folder (replaced whole).")
-def leaderboard_build(board, output):
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Site folder: new, empty, or a site built before (replaced whole).")
+@click.option("--overwrite", is_flag=True, help="Replace -o even if it is a file or a folder this command did not build.")
+@click.option("--predictions", "predictions", type=click.Path(path_type=Path), multiple=True, metavar="DIR",
+              help="Folder of prediction stores (by the names the records give): those found are scored again and "
+                   "must give the recorded scores (repeatable).")
+@click.option("--strict", is_flag=True, help="Refuse a submission whose recorded predictions --predictions lacks.")
+def leaderboard_build(board, output, overwrite, predictions, strict):
     """Build the static leaderboard site (works offline: sortable tables, model pages, plots, JSON/CSV).
+
+    Every submission is checked against its record first (record.json: its files' digests, the truth's and
+    predictions' checksums); a board edited by hand is refused.
 
     \b
     Example:
       hambench leaderboard build --board myboard/ -o site/
+      hambench leaderboard build --board myboard/ -o site/ --predictions preds/ --strict
     """
     from hambench.leaderboard.site import build_site
 
-    click.echo(build_site(board, output))
+    click.echo(build_site(board, output, overwrite=overwrite, predictions=predictions, strict=strict))
 
 
 @main.command(context_settings=CONTEXT)

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import click
 import torch
-import yaml
 from rich.markup import escape
 from threadpoolctl import threadpool_limits
 
 from hambench.atomic import write_json, write_text
 from hambench.errors import InputError
 from hambench.leaderboard.board import open_board
+from hambench.leaderboard.schema import dump_yaml
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.models.run import predict_store, train_run
@@ -254,7 +254,7 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
         "store": os.path.relpath(test_store.resolve(), board_dir.resolve()), "primary": "H_mae",
         "score": {"scf": budget.scf},
     }}}
-    text = yaml.safe_dump(datasets, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(datasets)
     path = board_dir / "datasets.yml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         write_text(path, text)
@@ -267,11 +267,14 @@ def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -
     dest = board.submission_dir(model, DATASET)
     checksum = open_predictions(preds).checksum
     if (dest / "scores.json").is_file():
-        old = json.loads((dest / "scores.json").read_text())
+        try:  # reused only if its record still checks out (an older demo's submission has none: resubmitted)
+            old = board.read_submission(model, DATASET).scores
+        except InputError:
+            old = {}
         if (old.get("predictions") or {}).get("checksum") == checksum:
             return old, True
     meta_path = preds.with_name(f"{model}.meta.yml")
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    meta_path.write_text(dump_yaml(meta), encoding="utf-8")
     sub, line = submit(preds, meta_path, board=board, replace=dest.exists(), plots=plots)
     _say(line)
     return sub.scores, False
@@ -352,7 +355,7 @@ def _run(out: Path, b: Budget, quiet: bool, t_start: float, step: list[str]) -> 
     site = out / "site"
     step[0] = "building the site"
     _say(f"[5/5] build the leaderboard site → {site}")
-    _say("      " + build_site(board_dir, site))
+    _say("      " + build_site(board_dir, site, overwrite=True))  # the demo's own folder, whatever an older run left
     console = make_console()
     for table in _summary_tables(scores, metas):
         console.print(table)
