@@ -250,15 +250,23 @@ def _list_sources(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--checksum", is_flag=True, help="Print only the store's content checksum (sha256; what boards and "
               "checkpoints record).")
-def info(store, as_json, checksum):
+@click.option("--verify", is_flag=True, help="Check every shard file, offset, block size, finite value and edge "
+              "pairing, and the content checksum against the sealed one; print the first damage (exit 1) or ok.")
+def info(store, as_json, checksum, verify):
     """Summarise a store: structures, atoms, edges, species/orbitals, sizes, splits, provenance.
 
     \b
     Example:
       hambench info mote2.zarr
+      hambench info mote2.zarr --verify
     """
-    from hambench.store import open_store, store_checksum
+    from hambench.store import open_store, store_checksum, verify_line, verify_store
 
+    if verify:
+        if checksum or as_json:
+            raise click.UsageError("--verify goes alone (not with --checksum or --json)")
+        click.echo(verify_line(verify_store(store)))
+        return
     s = open_store(store)
     if checksum:
         click.echo(store_checksum(s))

@@ -39,7 +39,7 @@ import zarr
 from hambench import __version__
 from hambench.atomic import replace_dir
 from hambench.errors import HambenchError, InputError
-from hambench.store._checksum import cache_checksum, store_checksum
+from hambench.store._checksum import seal_store, store_checksum
 from hambench.store._range import StoreRange, offsets
 from hambench.store._read import chunks, gather, index_runs
 from hambench.store._store import Store, as_store, open_store
@@ -199,12 +199,12 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
             writer.append(_predicted(d, blocks_it, T_it, c0, idx.size, out))
         if next(blocks_it, None) is not None:
             raise InputError(out, f"blocks has more entries than ids ({idx.size})")
-        writer.close()
+        writer.close(seal=False)
         g = zarr.open_group(str(partial), mode="r+")
         ti = g.create_array("structures/truth_index", shape=(idx.size,), dtype="int64",
                             chunks=(max(1, min(idx.size, 1 << 17)),), compressors=None)
         ti[:] = idx
-        cache_checksum(open_store(partial))
+        seal_store(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -20,6 +20,7 @@ import zarr
 
 from hambench.basis._layout import BasisLayout, layout_of
 from hambench.errors import HambenchError, InputError, StoreError
+from hambench.store._integrity import check_shards
 from hambench.store._meta import StoreMeta
 from hambench.store._range import StoreRange
 from hambench.store._schema import FIELDS, array_specs
@@ -221,8 +222,10 @@ class Store:
 
 
 def open_store(path) -> Store:
-    """Open a store for reading, validating its attributes (:class:`~hambench.store._meta.StoreMeta`) and that
-    every array of the schema is there with the shape its counts give (:class:`StoreError` if not)."""
+    """Open a store for reading, validating its attributes (:class:`~hambench.store._meta.StoreMeta`), that
+    every array of the schema is there with the shape its counts give, and that every shard file is there and
+    whole (:func:`~hambench.store._integrity.check_shards`: sizes against the manifest the writer recorded).
+    One :class:`StoreError` line naming the store (and the array and structures) if not."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such store")
@@ -239,6 +242,7 @@ def open_store(path) -> Store:
             raise StoreError(f"{path}: missing field {name}") from None
         if name in FIELDS and tuple(arr.shape) != spec.shape:
             raise StoreError(f"{path}: field {name} has shape {tuple(arr.shape)}, expected {spec.shape}")
+    check_shards(store)
     return store
 
 
