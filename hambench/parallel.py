@@ -195,7 +195,11 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
             return results
         from dask.distributed import Client, as_completed
 
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:  # unreachable or malformed address
+            msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise InputError(f"--scheduler {scheduler}", f"cannot reach a dask scheduler there ({msg})") from None
         try:
             tag = uuid.uuid4().hex[:8]
             futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}",

@@ -32,7 +32,7 @@ try:  # zarr's documented way to batch requests into one hand-off to its I/O loo
 except ImportError:  # pragma: no cover - other zarr versions
     _zarr_sync = None
 
-__all__ = ["open_store", "as_store", "Store"]
+__all__ = ["open_store", "as_store", "require_truth", "Store"]
 
 #: the per-structure arrays :meth:`Store.read_range` reads (``sources`` on request)
 _STRUCTURE_ARRAYS = ("id", "cell", "pbc", "energy", "nelectron", "fermi_level", "parent", "rotation")
@@ -256,3 +256,14 @@ def as_store(store) -> Store:
         raise
     except Exception as e:  # pragma: no cover - zarr's own failures
         raise InputError(store, f"cannot be opened as a hambench store ({type(e).__name__}: {e})") from None
+
+
+def require_truth(store: Store, use: str) -> Store:
+    """``store`` if it holds DFT labels (``meta.role == 'truth'``); a prediction store is refused with one
+    :class:`InputError` line naming it and ``use`` (e.g. ``"training data"``, ``"--truth"``)."""
+    if store.meta.role != "truth":
+        model = (store.meta.model or {}).get("name")
+        made = f" (predictions of model {model!r})" if model else ""
+        raise InputError(store.path, f"is a prediction store{made}, not {use}: give the store `hambench prepare` "
+                                     "made from DFT")
+    return store

@@ -137,5 +137,5 @@ def verify_line(report: dict) -> str:
             else "computed (the store records none to compare with)")
     manifest = "" if report["manifest"] else " (no shard manifest: written before hambench recorded one)"
     return (f"{report['path']}: ok — {report['shard_files']} shards of {report['arrays']} arrays whole"
-            f"{manifest}; {report['structures']} structures: offsets, block sizes, {what} checked; content "
+            f"{manifest}; {report['structures']} structure{'s' * (report['structures'] != 1)}: offsets, block sizes, {what} checked; content "
             f"checksum {report['checksum'][:12]}… {seal}")
