@@ -24,7 +24,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-__all__ = ["partial_path", "atomic_path", "write_bytes", "write_text", "write_json", "exchange", "replace_dir"]
+from hambench.errors import InputError
+
+__all__ = ["partial_path", "atomic_path", "write_bytes", "write_text", "write_json", "exchange", "replace_dir",
+           "check_output"]
 
 
 def partial_path(path) -> Path:
@@ -138,3 +141,21 @@ def replace_dir(staging, dest) -> Path:
     else:
         old.unlink(missing_ok=True)
     return dest
+
+
+def check_output(path, *, folder: bool, flag: str = "-o", what: str | None = None) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written as asked: a file where a folder goes
+    (``folder=True``: a run folder, a store, a plot folder) or a folder where a file goes, or a path under a file.
+    One :class:`~hambench.errors.InputError` line naming ``flag`` and the path; nothing is created."""
+    path = Path(path)
+    what = what or ("a folder" if folder else "a file")
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(path, f"{flag}: is a file; {flag} takes {what} here")
+    if not folder and path.is_dir():
+        raise InputError(path, f"{flag}: is a folder; {flag} takes {what} here")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(path, f"{flag}: {parent} is a file, not a folder")
+            break
+    return path

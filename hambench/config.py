@@ -306,7 +306,8 @@ def resolve(config_file, preset: str | None = None, user_file=None, sets=None) -
     presets = base.pop("presets", {}) or {}
     if preset is not None:
         if preset not in presets:
-            raise InputError(config_file, f"unknown preset '{preset}' (known: {', '.join(sorted(presets)) or 'none'})")
+            raise InputError(f"--preset {preset}", f"unknown preset '{preset}' (known: "
+                                                   f"{', '.join(sorted(presets)) or 'none'}) in {config_file}")
         base = merge(base, presets[preset] or {})
     if user_file is not None:
         user = load_yaml(user_file)

@@ -209,7 +209,11 @@ def _run_dask(fn: Callable, tasks: Sequence[tuple], scheduler: str, finished) ->
     """The tasks on a running dask.distributed scheduler (the optional dependency is imported here, its one use)."""
     from dask.distributed import Client, as_completed
 
-    client = Client(scheduler)
+    try:
+        client = Client(scheduler)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:  # unreachable or malformed address
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise InputError(f"--scheduler {scheduler}", f"cannot reach a dask scheduler there ({msg})") from None
     try:
         tag = uuid.uuid4().hex[:8]
         futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}", pure=False): i

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hambench.atomic import write_text
 from hambench.errors import InputError
-from hambench.store import open_store, select_split, store_checksum
+from hambench.store import open_store, require_truth, select_split, store_checksum
 
 from .board import check_name
 from .schema import dump_yaml, load_yaml_strict, validate_datasets
@@ -57,7 +57,7 @@ def meta_template(board: Path, dataset: str) -> str:
 
 
 def _entry(board: Path, truth: Path, split: str | None, scf: int | None, title: str | None, dataset: str) -> dict:
-    st = open_store(truth)
+    st = require_truth(open_store(truth), "a truth store (--truth)")
     kind = st.kind
     if split is not None:
         n = len(select_split(st, split))

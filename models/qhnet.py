@@ -364,8 +364,13 @@ class QHNet(common.ExactConstants, nn.Module):
         super().__init__()
         if layout.spinful:
             raise InputError(None, "qhnet predicts spinless Hamiltonians; this store is spinful (SOC)")
-        if cfg.sh_lmax < 0 or cfg.hidden_size < 1 or cfg.bottle_hidden_size < 1 or cfg.num_gnn_layers < 1:
-            raise InputError(None, f"qhnet: invalid sizes in {cfg}")
+        sizes = {"sh_lmax": (cfg.sh_lmax, 0), "hidden_size": (cfg.hidden_size, 1),
+                 "bottle_hidden_size": (cfg.bottle_hidden_size, 1), "num_gnn_layers": (cfg.num_gnn_layers, 1)}
+        bad = [f"model.{k} must be >= {low}, got {v}" for k, (v, low) in sizes.items() if v < low]
+        if not cfg.max_radius > 0:
+            bad.append(f"model.max_radius must be positive (Å), got {cfg.max_radius}")
+        if bad:
+            raise InputError(None, f"qhnet: {bad[0]}")
         if not 0 <= cfg.start_layer + 1 < cfg.num_gnn_layers:
             raise InputError(None, f"qhnet: start_layer {cfg.start_layer} leaves no self/pair layer among "
                                    f"{cfg.num_gnn_layers} node layers")

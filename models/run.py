@@ -24,16 +24,17 @@ import numpy as np
 import torch
 
 from hambench import __version__
-from hambench.atomic import partial_path, replace_dir, write_json
-from hambench.basis import BasisLayout, edge_vectors, neighbor_list
+from hambench.atomic import check_output, partial_path, replace_dir, write_json
+from hambench.basis import BasisLayout
 from hambench.config import from_dict, load_yaml, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
-from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, select_split,
-                            store_checksum, write_predictions)
+from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, require_truth,
+                            select_split, store_checksum, write_predictions)
 from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Trainer, code_version, collate, dist_info,
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
+from ._frames import edges_for, frame_structures, read_structures
 from .common import default_dtype
 
 __all__ = [
@@ -68,28 +69,54 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
 
     ``base``: a config dict {model, train} used instead of the YAML + preset (``--resume`` without config
     options takes the checkpoint's). ``overrides``: {"train": {...}} from CLI flags, applied last.
+    A bad value is reported against the layer that brought it: the YAML file, ``--config FILE``, the
+    ``--set KEY=VALUE`` item or the flag (:func:`_layers`).
     """
     spec = registry.get(name)
+    layers = _layers(spec, name, preset, config_file, sets, overrides, base)
+    try:
+        model_cfg, train_cfg = _typed(spec, layers[-1][1], layers[-1][0])
+        return Resolved(spec, model_cfg, train_cfg, preset)
+    except InputError as e:
+        for where, partial in layers:  # the first layer after which the config no longer holds is to blame
+            try:
+                _typed(spec, partial, where)
+            except InputError as first:
+                raise first from None
+        raise e from None
+
+
+def _layers(spec, name, preset, config_file, sets, overrides, base) -> list[tuple[str, dict]]:
+    """The config after each layer, in order, with the name of what the layer came from: the model's YAML with
+    its preset (or the checkpoint's config), ``--config``, each ``--set`` item, each flag (``overrides``)."""
     if base is not None:
-        d = merge(base, {})
-        if config_file is not None:
-            user = load_yaml(config_file)
-            user.pop("presets", None)
-            d = merge(d, user)
-        d = merge(d, parse_set(sets))
-        where = config_file or "--set"
+        d, where = merge(base, {}), "the run's checkpoint config"
     else:
         if not spec.config_file.is_file():
             raise InputError(spec.config_file, f"config file of model {name!r} is missing")
-        d = resolve(spec.config_file, preset, config_file, sets)
-        where = config_file or spec.config_file
-    d = merge(d, overrides or {})
+        d, where = resolve(spec.config_file, preset), str(spec.config_file)
+    layers = [(where, d)]
+    if config_file is not None:
+        user = load_yaml(config_file)
+        user.pop("presets", None)
+        layers.append((str(config_file), merge(layers[-1][1], user)))
+    for item in sets or ():
+        layers.append((f"--set {item}", merge(layers[-1][1], parse_set([item]))))
+    for part, values in (overrides or {}).items():
+        for key, value in (values or {}).items():
+            flag = "--" + key.replace("_", "-")
+            layers.append((flag, merge(layers[-1][1], {part: {key: value}})))
+    return layers
+
+
+def _typed(spec, d: dict, where) -> tuple:
+    """(model config, TrainConfig) of the config dict ``d``; errors name ``where``."""
     unknown = [k for k in d if k not in ("model", "train")]
     if unknown:
         raise InputError(where, f"unknown top-level key '{unknown[0]}' (known: model, train, presets)")
     model_cfg = from_dict(spec.config_cls, d.get("model") or {}, where, prefix="model.")
     train_cfg = from_dict(TrainConfig, d.get("train") or {}, where, prefix="train.")
-    return Resolved(spec, model_cfg, train_cfg, preset)
+    return model_cfg, train_cfg
 
 
 def load_stage1(path, layout, accepted: tuple[str, ...], dtype: str):
@@ -180,7 +207,10 @@ def _check_store_for(spec, store, where) -> None:
 def _device(device: str | None, local_rank: int = 0):
     if device in (None, "auto"):
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device}", "not a device (cpu, cuda, cuda:N or auto)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise InputError(None, f"--device {device}: CUDA is not available here")
@@ -282,12 +312,14 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     """``hambench train``: train model ``name`` on the store ``data`` into ``run_dir``. Returns the summary.
 
     Refuses (one :class:`InputError` line, nothing written): an unknown model/preset/key, a store the model
-    cannot take (kind, spin), an existing run without ``resume``, ``resume`` with another config or store.
+    cannot take (kind, spin, a prediction store), a damaged store (missing or truncated shards, NaN/Inf, content
+    other than sealed: :func:`~hambench.store.store_checksum`), an ``-o`` that is a file, an existing run without
+    ``resume``, ``resume`` with another config or store.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_output(run_dir, folder=True, what="a run folder")
     rank, world, local_rank = dist_info()
     spec = registry.get(name)
-    store = open_store(data)
+    store = require_truth(open_store(data), "training data")
     _check_store_for(spec, store, data)
     ck, best_ck = _resume_from(run_dir, name, resume)
     res = _run_config(name, ck, preset, config_file, sets, overrides)
@@ -371,11 +403,11 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
     Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
     """
-    out = Path(out)
+    out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
     model, ck, layout = load_model(checkpoint, "cpu")
-    store = open_store(data)
+    store = require_truth(open_store(data), "input for predict --data")
     _check_store_for(registry.get(ck["model"]["name"]), store, data)
     layout.check_compatible(store.layout, data)
     dev = _device(device)
@@ -406,103 +438,19 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
 
 
 # --- predict --structures ----------------------------------------------------------------------------------
-def read_structures(path) -> list:
-    """Every frame of an ASE-readable file (POSCAR, CIF, xyz, …) as ``ase.Atoms``."""
-    import ase.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such structure file")
-    try:
-        frames = ase.io.read(str(path), index=":")
-    except Exception as e:
-        raise InputError(path, f"ASE cannot read it: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}") from None
-    if not isinstance(frames, list):
-        frames = [frames]
-    if not frames:
-        raise InputError(path, "no structures in the file")
-    return frames
-
-
-def edges_for(pos, cell, pbc, Z, cutoffs: dict[str, float], where, slack: float = 1e-6):
-    """Edges (src, dst, shift) of one structure with the per-element-pair cut-offs a checkpoint learned.
-
-    A pair (i, j, R) is kept when |r_ij| ≤ cutoffs["Zi-Zj"] + slack (the longest such edge of the training
-    data). A pair type never seen in training takes the mean of its two like-pairs' cut-offs when both are
-    known, else the largest cut-off (stated in the checkpoint's edge_cutoffs).
-    """
-    Z = np.asarray(Z, dtype=np.int64)
-    table = {tuple(int(x) for x in k.split("-")): float(v) for k, v in cutoffs.items()}
-    if not table:
-        raise InputError(where, "the checkpoint records no edge cut-offs")
-    rmax = max(table.values())
-
-    def cut(a, b):
-        if (a, b) in table:
-            return table[(a, b)]
-        if (b, a) in table:
-            return table[(b, a)]
-        if (a, a) in table and (b, b) in table:
-            return 0.5 * (table[(a, a)] + table[(b, b)])
-        return rmax
-
-    elems = np.unique(Z)
-    cmat = np.zeros((int(elems.max()) + 1,) * 2)
-    for a in elems:
-        for b in elems:
-            cmat[a, b] = cut(int(a), int(b))
-    pbc = np.asarray(pbc, dtype=bool)
-    c = np.asarray(cell, dtype=np.float64) if pbc.any() else None
-    try:
-        src, dst, shift = neighbor_list(pos, float(cmat.max()) + 2 * slack, c, pbc)
-    except ValueError as e:
-        raise InputError(where, str(e)) from None
-    vec = edge_vectors(pos, c, src, dst, shift)
-    length = np.linalg.norm(vec, axis=1)
-    keep = length <= cmat[Z[src], Z[dst]] + slack
-    return src[keep], dst[keep], shift[keep]
-
-
-def _frame_structures(frames, layout, ck, src_file: Path, sha: str) -> list:
-    """The frames of a structure file as :class:`Structure` records without blocks, with the edges the checkpoint's
-    training data would have had (:func:`predict_structures`)."""
-    structs = []
-    for k, at in enumerate(frames):
-        Z = at.get_atomic_numbers().astype(np.int64)
-        unknown = sorted({int(z) for z in Z} - set(layout.species))
-        if unknown:
-            raise InputError(src_file, f"frame {k}: element(s) Z={unknown} unknown to the model (it knows "
-                                       f"Z={list(layout.elements)})")
-        pbc = np.asarray(at.get_pbc(), bool)
-        cell = np.asarray(at.get_cell().array, np.float64) if pbc.any() else np.zeros((3, 3))
-        pos = np.asarray(at.get_positions(), np.float64)
-        if ck.get("edge_rule") == "complete" and not pbc.any():
-            n = len(Z)  # every ordered pair, self pairs included, row-major (as the molecule stores hold them)
-            src, dst = (x.astype(np.int32) for x in np.divmod(np.arange(n * n), n))
-            shift = np.zeros((n * n, 3), np.int32)
-        else:
-            src, dst, shift = edges_for(pos, cell, pbc, Z, ck["edge_cutoffs"], f"{src_file} frame {k}")
-        sid = src_file.stem if len(frames) == 1 else f"{src_file.stem}/{k}"
-        structs.append(Structure(id=sid, Z=Z, pos=pos, cell=cell, pbc=pbc, src=src, dst=dst, shift=shift,
-                                 H=np.zeros(0), S=None, species={int(z): layout.species[int(z)] for z in set(Z)},
-                                 spinful=layout.spinful, sources=[(str(src_file.resolve()), sha)]))
-    if ck["store"]["kind"] == "molecule" and any(s.pbc.any() for s in structs):
-        raise InputError(src_file, "periodic structures given to a model trained on molecules")
-    return structs
-
-
 def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
                        overwrite: bool = False) -> dict:
     """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
 
     Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
     ``edge_rule = "complete"``), else the neighbour list with the checkpoint's per-element-pair cut-offs
-    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them).
-    The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
+    (:func:`edges_for`, the DFT codes' orbital cut-offs as the training data show them). Degenerate geometries
+    (NaN/Inf coordinates, atoms closer than 0.1 Å, an atom with no neighbour within the cut-offs) are refused
+    before anything is written (:func:`models._frames.check_geometry`). The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
     and attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
     """
 
-    out = Path(out)
+    out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
     model, ck, layout = load_model(checkpoint, "cpu")
@@ -512,13 +460,16 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     frames = read_structures(structures_file)
     src_file = Path(structures_file)
     sha = file_sha256(src_file)
-    r = StoreRange.from_structures(_frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
+    r = StoreRange.from_structures(frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
     t0 = time.perf_counter()
     preds = {}
     for a in range(0, len(r), batch_size):
         b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
         preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
     dt = time.perf_counter() - t0
+    bad = [k for k in range(len(r)) if not np.all(np.isfinite(preds[k]))]
+    if bad:
+        raise InputError(src_file, f"frame {bad[0]}: the model predicts NaN/Inf blocks for it (nothing written)")
     r.H = np.concatenate([preds[k] for k in range(len(r))])
     r.H_ptr = layout.block_ptr(*r.edge_Z())
     _write_plain_predictions(r, layout, out, {

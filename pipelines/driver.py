@@ -5,7 +5,7 @@ Flow::
     items = source.items()                       # deterministic list of work items
     spin check (source.spinful_of, headers only) # mixed spinless/spinful inputs refused before any work
     ranges of items  ──range runner──▶  NAME.zarr.partial/parts/NNNNN.{bin,pkl} (+ .json marks it done)
-    every shard of every array  ──range runner──▶  NAME.zarr.partial/store.zarr  ──rename──▶  NAME.zarr
+    every shard of every array  ──range runner──▶  NAME.zarr.partial/store.zarr  ──seal, rename──▶  NAME.zarr
 
 A range reads, validates (one compiled pass per array: finiteness and Hermitian pairing), traces and augments
 its items and writes one part (:mod:`.parts`: raw bytes + a small header). A killed run leaves finished parts
@@ -13,7 +13,8 @@ behind; the same command resumes from them. The store is then written shard by s
 that reads just its rows from the parts and writes the shard file itself (the bytes zarr writes), so with
 ``--workers N`` the writing is parallel too, and memory is one range or one shard per worker whatever the
 number of structures. The store's bytes do not depend on the number of workers, on the ranges, or on
-interruptions.
+interruptions. Sealing records the shard manifest and content checksum (:func:`hambench.store.seal_store`), by
+which every later open finds a missing or truncated shard and every later hash edited or damaged data.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from hambench.atomic import replace_dir, write_json
 from hambench.basis import edge_traces, random_rotation, rotate_edge_blocks
 from hambench.errors import ExcludedItem, HambenchError, InputError
 from hambench.parallel import run_tasks, worker_pool
-from hambench.store import ROWS, StoreRange, StoreWriter, Structure, resolved_path
+from hambench.store import ROWS, StoreRange, StoreWriter, Structure, resolved_path, seal_store
 from . import get_source
 from .parts import PART_FORMAT, read_part_header, shard_jobs, write_part, write_shard_job
 
@@ -472,6 +473,7 @@ def _assemble(partial, output, part_name, src, source, input_path, options, key,
     run_tasks(write_shard_job, [j for j, _ in jobs], workers=workers, scheduler=scheduler, quiet=quiet,
               label=f"write {output.name}", sizes=[max(1, nbytes >> 20) for _, nbytes in jobs], unit="MiB",
               pool=pool)
+    seal_store(tmp_store)  # the shard manifest and content checksum: later opens find missing or damaged files
     replace_dir(tmp_store, output)  # --overwrite was checked before any work
     shutil.rmtree(partial)
     return _summary(output, counts, manifests, key)

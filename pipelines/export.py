@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hambench.atomic import replace_dir
+from hambench.atomic import check_output, replace_dir
 from hambench.errors import InputError
 from hambench.store._store import open_store
 from . import deeph_format
@@ -76,9 +76,7 @@ def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: b
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise InputError(None, f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise InputError(output, "exists and is a file; choose another -o")
+    output = check_output(output, folder=True, what="the export folder")
     replace = output.exists() and any(output.iterdir())
     if replace and not overwrite:
         raise InputError(output, "exists and is not empty; choose another -o or pass --overwrite")

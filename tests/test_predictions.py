@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zarr
 
-from hambench.errors import InputError
+from hambench.errors import InputError, StoreError
 from hambench.pipelines import prepare
 from hambench.store import (
     StoreRange,
@@ -22,6 +22,7 @@ from hambench.store import (
     index_runs,
     open_predictions,
     open_store,
+    seal_store,
     store_checksum,
     write_predictions,
 )
@@ -109,26 +110,35 @@ def test_checksum_is_content_only(mol_store, tmp_path):
     st = open_store(mol_store)
     c0 = store_checksum(st)
     assert len(c0) == 64 and c0 == store_checksum(mol_store)
+    assert st.meta.content_checksum["sha256"] == c0  # sealed by prepare
     copy = tmp_path / "copy.zarr"
     shutil.copytree(mol_store, copy)
     assert store_checksum(copy) == c0  # a copy (new mtimes) has the same content
     g = zarr.open_group(str(copy), mode="r+")
     orig = g["blocks/S"][5]
     g["blocks/S"][5] = orig + 1e-12
+    with pytest.raises(StoreError, match="is not what was written .* edited or damaged since"):
+        store_checksum(copy)  # the content differs from the sealed one
+    assert seal_store(copy) != c0  # sealed again (as a writer would): a new content, a new checksum
     assert store_checksum(copy) != c0
     # a cached checksum whose file fingerprint is stale is not trusted
     g["blocks/S"][5] = g["blocks/S"][5] - 1e-12 + 1e-11
-    g.attrs["content_checksum"] = {"algorithm": "hambench-content-sha256-v1", "sha256": c0, "fingerprint": "x"}
-    assert store_checksum(copy) != c0
-    # the remembered value beside the arrays is used while the files are unchanged, and only then
+    c1 = seal_store(copy)
+    g.attrs["content_checksum"] = {"algorithm": "hambench-content-sha256-v1", "sha256": c1, "finite": True,
+                                   "fingerprint": "x"}
     side = copy / ".hambench-checksum.json"
-    c1 = store_checksum(copy)
+    side.write_text(json.dumps({"algorithm": "hambench-content-sha256-v1", "sha256": c0, "finite": True,
+                                "fingerprint": "x"}))
+    assert store_checksum(copy) == c1
+    # the remembered value beside the arrays is used while the files are unchanged, and only then
     rec = json.loads(side.read_text())
     assert rec["sha256"] == c1 and rec["fingerprint"] != "x"
     side.write_text(json.dumps({**rec, "sha256": "0" * 64}))
     assert store_checksum(copy) == "0" * 64  # proof that the cache is read (the fingerprint still matches)
     g["blocks/S"][5] = orig  # the original content again, in rewritten files
-    assert store_checksum(copy) == c0  # files changed: recomputed, not the cached value
+    with pytest.raises(StoreError, match="is not what was written"):
+        store_checksum(copy)  # files changed: recomputed (not the cached value) and compared with the seal
+    assert seal_store(copy) == c0 == store_checksum(copy)
 
 
 def test_changed_truth_is_refused(mol_store, tmp_path):
@@ -138,6 +148,9 @@ def test_changed_truth_is_refused(mol_store, tmp_path):
     open_predictions(preds)
     g = zarr.open_group(str(copy), mode="r+")
     g["blocks/H"][100] = g["blocks/H"][100] + 1e-9  # eV
+    with pytest.raises(StoreError, match="truth.zarr: its content .* is not what was written"):
+        open_predictions(preds)  # edited behind hambench's back: not what its writer sealed
+    seal_store(copy)  # as if prepared again with other labels
     with pytest.raises(InputError, match="changed since .*p.zarr was predicted") as e:
         open_predictions(preds)
     assert str(copy) in str(e.value)

@@ -2,7 +2,8 @@
 
 What hambench defines is compared byte for byte: the store's layout (the list of its files), every ``zarr.json``
 (after dropping the attributes that name where and with what version it was made: ``source.input``,
-``created_by``), and every integer, boolean and string array (edges, offsets, ids, splits: sha256 of each chunk
+``created_by``; and the seal, added after the record was made: ``shards`` restates the sizes of the files compared
+here, ``content_checksum`` hashes float arrays whose last bits may vary, see below), and every integer, boolean and string array (edges, offsets, ids, splits: sha256 of each chunk
 file). Float arrays (positions, H, S, T, cells, rotations, energies) come out of floating-point libraries —
 BLAS and Numba for rotated copies, numpy for unit conversions — whose last bits may change with their versions,
 so they are compared by value: dtype and shape exactly, and a cosine-weighted fingerprint Σ x_k cos(k) (PySCF's
@@ -45,6 +46,8 @@ def _canonical_meta(raw: bytes) -> bytes:
     attrs = meta.get("attributes")
     if isinstance(attrs, dict):
         attrs.pop("created_by", None)
+        attrs.pop("shards", None)  # the seal (issue 30): derived from the files compared one by one
+        attrs.pop("content_checksum", None)
         if isinstance(attrs.get("source"), dict):
             attrs["source"].pop("input", None)
     return json.dumps(meta, sort_keys=True).encode()

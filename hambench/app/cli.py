@@ -24,7 +24,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 class _Group(click.Group):
-    """Turns library errors into one clear line (traceback only with --debug)."""
+    """Turns library errors into one clear line (traceback only with --debug), and a subcommand's usage errors
+    (a missing or malformed option) into one line too, exit 2."""
 
     def invoke(self, ctx):
         try:
@@ -33,6 +34,14 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"hambench: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = e.ctx.command_path.replace(e.ctx.find_root().info_name or "", "hambench", 1) if e.ctx else "hambench"
+            click.echo(f"hambench: error: {e.format_message()} (see '{where} -h')", err=True)
             sys.exit(e.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
@@ -250,15 +259,23 @@ def _list_sources(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--checksum", is_flag=True, help="Print only the store's content checksum (sha256; what boards and "
               "checkpoints record).")
-def info(store, as_json, checksum):
+@click.option("--verify", is_flag=True, help="Check every shard file, offset, block size, finite value and edge "
+              "pairing, and the content checksum against the sealed one; print the first damage (exit 1) or ok.")
+def info(store, as_json, checksum, verify):
     """Summarise a store: structures, atoms, edges, species/orbitals, sizes, splits, provenance.
 
     \b
     Example:
       hambench info mote2.zarr
+      hambench info mote2.zarr --verify
     """
-    from hambench.store import open_store, store_checksum
+    from hambench.store import open_store, store_checksum, verify_line, verify_store
 
+    if verify:
+        if checksum or as_json:
+            raise click.UsageError("--verify goes alone (not with --checksum or --json)")
+        click.echo(verify_line(verify_store(store)))
+        return
     s = open_store(store)
     if checksum:
         click.echo(store_checksum(s))
@@ -298,12 +315,13 @@ def export(ctx, store, fmt, output, overwrite):
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last.pt (same config).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Floating-point precision of the run.")
-@click.option("--max-epochs", type=int, help="Stop after this many epochs.")
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps.")
+@click.option("--max-epochs", type=click.IntRange(min=1), help="Stop after this many epochs.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many optimiser steps.")
 @click.option("--seed", type=int, help="Seed of initialisation, shuffling, augmentation and splits.")
 @click.option("--stage1", type=click.Path(path_type=Path),
               help="HarmoSE: the trained stage-1 checkpoint (deephe3 / tracegrad-deephe3 run or .pt).")
-@click.option("--threads", type=int, help="CPU threads of torch (default: torch's; 1 is fastest on a busy machine).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads of torch (default: torch's; 1 is fastest on a busy machine).")
 @click.pass_context
 def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed,
           stage1, threads):
@@ -347,9 +365,10 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Store whose structures are rotated.")
 @click.option("--split", help="Only this subset of the store, NAME:SUBSET.")
-@click.option("-n", "--structures", "n_structures", type=int, default=4, show_default=True,
+@click.option("-n", "--structures", "n_structures", type=click.IntRange(min=1), default=4, show_default=True,
               help="Structures (the first originals of the store or split).")
-@click.option("--rotations", type=int, default=4, show_default=True, help="Seeded random rotations per structure.")
+@click.option("--rotations", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Seeded random rotations per structure.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rotations.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True,
               help="Precision of the measurement (float64 measures the architecture, not rounding).")
@@ -361,17 +380,17 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
     Example:
       hambench equivariance runs/e3 --data mote2.zarr --rotations 8
     """
+    from hambench.atomic import check_output, write_json
     from hambench.models.equivariance import checkpoint_equivariance
 
+    if output is not None:
+        check_output(output, folder=False, what="the JSON file to write")
     r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
     click.echo(f"{r['model']}: equivariance error max {r['max_meV']:.3g} meV, mean {r['mean_meV']:.3g} meV "
                f"(relative {r['relative_max']:.2g} of mean |H| {r['scale_meV']:.3g} meV; {r['n_structures']} "
                f"structures x {r['n_rotations']} rotations, {r['dtype']})")
     if output is not None:
-        output = Path(output)
-        tmp = output.with_name(output.name + ".partial")
-        tmp.write_text(json.dumps(r, indent=2))
-        tmp.replace(output)
+        write_json(output, r, indent=2)
 
 
 @main.command(context_settings=CONTEXT)
@@ -382,9 +401,10 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
 @click.option("--split", help="Only this subset of the store, NAME:SUBSET (e.g. qh9-stable-id:test).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="preds.zarr")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Structures per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Structures per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--threads", type=int, help="CPU threads of torch (default: torch's).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch (default: torch's).")
 def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
@@ -427,11 +447,12 @@ def _set_threads(threads):
 @click.argument("preds", type=click.Path(path_type=Path))
 @click.option("--truth", type=click.Path(path_type=Path), help="Truth store (default: the one recorded in PREDS).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="scores.json to write (atomically).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local Dask worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local Dask worker processes.")
 @click.option("--scheduler", metavar="ADDRESS", help="Address of a running dask.distributed scheduler.")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="scores.json of a reference run: also score this run on its worst structure and block.")
-@click.option("--scf", type=int, metavar="N", help="[molecules] SCF acceleration on N seeded test molecules (QH9).")
+@click.option("--scf", type=click.IntRange(min=1), metavar="N",
+              help="[molecules] SCF acceleration on N seeded test molecules (QH9).")
 @click.option("--bands", is_flag=True, help="[crystals] band-energy errors along a k-path.")
 @click.option("--kpath", type=click.Path(path_type=Path), help="[crystals] DeepH-dock K_PATH file (implies --bands).")
 @click.option("--plots", type=click.Path(path_type=Path), metavar="DIR", help="Write PNG + SVG plots here.")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from hambench import __version__
-from hambench.atomic import write_text
+from hambench.atomic import check_output, write_text
 from hambench.errors import InputError
 from hambench.parallel import run_tasks
 from hambench.store import Predictions, gather, open_predictions, open_store
@@ -145,6 +145,10 @@ def score(preds, truth=None, output=None, *, workers: int = 1, scheduler: str | 
     """
     if workers < 1:
         raise InputError(None, f"--workers must be >= 1, got {workers}")
+    if output is not None:
+        check_output(output, folder=False, what="the scores.json to write")
+    if plots is not None:
+        check_output(plots, folder=True, flag="--plots", what="a folder for the plots")
     if scf is not None and int(scf) < 1:
         raise InputError(None, f"--scf needs a positive number of molecules, got {scf}")
     if kpath is not None:

@@ -28,6 +28,7 @@ __all__ = [
     "parse_orbital_convention", "parse_spinful", "parse_species", "parse_dft", "parse_constants", "parse_splits",
     "parse_split_names", "parse_counts", "parse_source", "parse_created_by", "parse_excluded",
     "parse_predictions_version", "parse_truth", "parse_model", "parse_predicted_split", "parse_content_checksum",
+    "parse_shards",
 ]
 
 KINDS = ("crystal", "molecule")
@@ -199,6 +200,19 @@ def parse_content_checksum(data, where=None) -> dict[str, Any] | None:
     return _optional_mapping(data, where, "content_checksum")
 
 
+def parse_shards(data, where=None) -> dict[str, tuple[int, ...]] | None:
+    """``shards``: {array name: [bytes of each shard file, 0 = no file]}, the manifest a writer records when it
+    finishes a store (:mod:`hambench.store._integrity`); None in stores made before manifests."""
+    if data is None:
+        return None
+    shards = _mapping(data, where, "shards")
+    for name, sizes in shards.items():
+        if isinstance(sizes, (str, Mapping)) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in sizes):
+            _fail(where, "shards", f"must map array names to lists of file sizes, got {name!r}: {sizes!r}")
+    return {name: tuple(int(x) for x in sizes) for name, sizes in shards.items()}
+
+
 # --- the typed values ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StoreCounts:
@@ -308,7 +322,8 @@ class StoreMeta(_Attributes):
     ``orbital_convention``, ``spinful``, ``species`` ({Z: (l of each shell)}) and ``counts``; ``dft``,
     ``constants`` and ``splits`` ({name: (labels)}) default to empty. Stores made by ``prepare`` also record
     ``source``, ``created_by`` and ``excluded``; prediction stores ``predictions_version``, ``truth``, ``model``,
-    ``predicted_split`` (key ``split``) and ``content_checksum``. Other keys are kept in ``extra``.
+    ``predicted_split`` (key ``split``); a finished store has ``content_checksum`` and ``shards`` (its manifest:
+    the byte size of every shard file, :mod:`hambench.store._integrity`). Other keys are kept in ``extra``.
     """
 
     version: int
@@ -329,6 +344,7 @@ class StoreMeta(_Attributes):
     model: Mapping[str, Any] | None = None
     predicted_split: str | None = None
     content_checksum: Mapping[str, Any] | None = None
+    shards: Mapping[str, tuple[int, ...]] | None = None
 
     _KEYS: ClassVar[dict[str, tuple[str, Any]]] = {
         "hambench_store_version": ("version", parse_version),
@@ -346,6 +362,7 @@ class StoreMeta(_Attributes):
         "split": ("predicted_split", parse_predicted_split),
         "content_checksum": ("content_checksum", parse_content_checksum),
         "counts": ("counts", parse_counts),
+        "shards": ("shards", parse_shards),
     }
     #: checked in this order: a store of another version fails on its version first
     _REQUIRED: ClassVar[tuple[str, ...]] = ("hambench_store_version", "kind", "units", "orbital_convention",
@@ -362,6 +379,12 @@ class StoreMeta(_Attributes):
         if key == "hambench_store_version":
             return "not a hambench store (no hambench_store_version attribute)"
         return f"missing attribute {key!r}"
+
+    @property
+    def role(self) -> str:
+        """``'predictions'`` for a prediction store (it has ``hambench_predictions_version``), else ``'truth'``:
+        DFT labels made by ``prepare``, the only kind training and scoring take as truth."""
+        return "predictions" if self.predictions_version is not None else "truth"
 
     @property
     def split_names(self) -> list[str]:

@@ -39,10 +39,10 @@ import zarr
 from hambench import __version__
 from hambench.atomic import replace_dir
 from hambench.errors import HambenchError, InputError
-from hambench.store._checksum import cache_checksum, store_checksum
+from hambench.store._checksum import seal_store, store_checksum
 from hambench.store._range import StoreRange, offsets
 from hambench.store._read import chunks, gather, index_runs
-from hambench.store._store import Store, as_store, open_store
+from hambench.store._store import Store, as_store, open_store, require_truth
 from hambench.store._structure import Structure
 from hambench.store._write import StoreWriter
 
@@ -199,12 +199,12 @@ def write_predictions(truth_store_or_path, ids: Iterable, blocks: Iterable, out_
             writer.append(_predicted(d, blocks_it, T_it, c0, idx.size, out))
         if next(blocks_it, None) is not None:
             raise InputError(out, f"blocks has more entries than ids ({idx.size})")
-        writer.close()
+        writer.close(seal=False)
         g = zarr.open_group(str(partial), mode="r+")
         ti = g.create_array("structures/truth_index", shape=(idx.size,), dtype="int64",
                             chunks=(max(1, min(idx.size, 1 << 17)),), compressors=None)
         ti[:] = idx
-        cache_checksum(open_store(partial))
+        seal_store(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -291,8 +291,12 @@ def _open_predictions_store(path: Path) -> Store:
 
 
 def _find_truth(path: Path, st: Store, truth) -> Store:
+    if st.meta.truth is None and "structures_file" in st.meta.extra:
+        sf = (st.meta.extra.get("structures_file") or {}).get("path")
+        raise InputError(path, f"was predicted from the structure file {sf} (predict --structures), not from a "
+                               "store: there is no DFT truth to score it against")
     if truth is not None:
-        return as_store(truth)
+        return require_truth(as_store(truth), "a truth store (--truth)")
     rp = (st.meta.truth or {}).get("path")
     if not rp:
         raise InputError(path, "does not name its truth store; pass --truth STORE")
@@ -301,21 +305,32 @@ def _find_truth(path: Path, st: Store, truth) -> Store:
         cands.append(path.parent / rp)
     for c in cands:
         if c.exists():
-            return as_store(c)
+            return require_truth(as_store(c), "a truth store")
     raise InputError(path, f"its truth store {rp} is not there; pass --truth STORE")
 
 
-def _check_truth(path: Path, st: Store, tr: Store, check_checksum: bool) -> str:
+def _same_path(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, TypeError):
+        return False
+
+
+def _check_truth(path: Path, st: Store, tr: Store, check_checksum: bool, given: bool = False) -> str:
     """Refuse a truth of another version, kind, spin or species, or (``check_checksum``) another content than
-    the predictions were made from; returns the truth's content checksum."""
+    the predictions were made from; returns the truth's content checksum. ``given``: the truth came from
+    ``--truth`` (another store than the recorded one is then "not the store predicted from", not "changed")."""
     rec = st.meta.truth or {}
     if int(rec.get("store_version", tr.meta.version)) != tr.meta.version:
         raise InputError(path, f"made for truth store version {rec.get('store_version')}, {tr.path} is version "
                                f"{tr.meta.version}")
     truth_sum = store_checksum(tr)
     if check_checksum and rec.get("checksum") != truth_sum:
-        raise InputError(tr.path, f"changed since {path} was predicted from it (content checksum "
-                                  f"{str(rec.get('checksum'))[:12]}… recorded, {truth_sum[:12]}… now)")
+        recorded = f"content checksum {str(rec.get('checksum'))[:12]}… recorded, {truth_sum[:12]}… now"
+        if given and not _same_path(rec.get("path"), tr.path):
+            raise InputError(tr.path, f"--truth is not the store {path} was predicted from ({rec.get('path')}; "
+                                      f"{recorded})")
+        raise InputError(tr.path, f"changed since {path} was predicted from it ({recorded})")
     for key in ("kind", "spinful"):
         if getattr(st.meta, key) != getattr(tr.meta, key):
             raise InputError(path, f"{key} is {getattr(st.meta, key)!r}, the truth store's is {getattr(tr.meta, key)!r}")
@@ -401,7 +416,7 @@ def open_predictions(path, truth=None, check_checksum: bool = True) -> Predictio
     path = Path(path)
     st = _open_predictions_store(path)
     tr = _find_truth(path, st, truth)
-    truth_sum = _check_truth(path, st, tr, check_checksum)
+    truth_sum = _check_truth(path, st, tr, check_checksum, given=truth is not None)
     idx = _truth_indices(path, st, tr)
     if tr.spinful and np.dtype(st.array("blocks/H").dtype).kind != "c":
         raise InputError(path, "blocks/H is real but the truth store is spinful (complex blocks)")

@@ -26,7 +26,8 @@ def parse_split(spec: str, flag: str = "--split") -> tuple[str, str]:
 def select_split(store, spec: str | None, flag: str = "--split") -> np.ndarray:
     """Sorted store indices (int64) of the subset ``spec`` (``"name:subset"``), or of every structure when None.
 
-    An unknown split or subset raises :class:`InputError` naming the store, the split and the known ones.
+    An unknown split or subset raises :class:`InputError` naming the store, ``flag``, the split and the known
+    ones.
     """
     if spec is None:
         return np.arange(len(store), dtype=np.int64)
@@ -36,7 +37,8 @@ def select_split(store, spec: str | None, flag: str = "--split") -> np.ndarray:
     except StoreError:
         known = store.meta.splits
         listed = ", ".join(f"{k}:{{{','.join(v)}}}" for k, v in sorted(known.items())) or "none"
-        raise InputError(store.path, f"no split named {name!r} (known splits: {listed})") from None
+        raise InputError(store.path, f"{flag} {spec}: no split named {name!r} (known splits: {listed})") from None
     if subset not in members:
-        raise InputError(store.path, f"split {name!r} has no subset {subset!r} (subsets: {', '.join(members)})")
+        raise InputError(store.path, f"{flag} {spec}: split {name!r} has no subset {subset!r} (subsets: "
+                                     f"{', '.join(members)})")
     return np.asarray(members[subset], dtype=np.int64)

@@ -20,6 +20,7 @@ import zarr
 
 from hambench.basis._layout import BasisLayout, layout_of
 from hambench.errors import HambenchError, InputError, StoreError
+from hambench.store._integrity import check_shards
 from hambench.store._meta import StoreMeta
 from hambench.store._range import StoreRange
 from hambench.store._schema import FIELDS, array_specs
@@ -31,7 +32,7 @@ try:  # zarr's documented way to batch requests into one hand-off to its I/O loo
 except ImportError:  # pragma: no cover - other zarr versions
     _zarr_sync = None
 
-__all__ = ["open_store", "as_store", "Store"]
+__all__ = ["open_store", "as_store", "require_truth", "Store"]
 
 #: the per-structure arrays :meth:`Store.read_range` reads (``sources`` on request)
 _STRUCTURE_ARRAYS = ("id", "cell", "pbc", "energy", "nelectron", "fermi_level", "parent", "rotation")
@@ -221,8 +222,10 @@ class Store:
 
 
 def open_store(path) -> Store:
-    """Open a store for reading, validating its attributes (:class:`~hambench.store._meta.StoreMeta`) and that
-    every array of the schema is there with the shape its counts give (:class:`StoreError` if not)."""
+    """Open a store for reading, validating its attributes (:class:`~hambench.store._meta.StoreMeta`), that
+    every array of the schema is there with the shape its counts give, and that every shard file is there and
+    whole (:func:`~hambench.store._integrity.check_shards`: sizes against the manifest the writer recorded).
+    One :class:`StoreError` line naming the store (and the array and structures) if not."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no such store")
@@ -239,6 +242,7 @@ def open_store(path) -> Store:
             raise StoreError(f"{path}: missing field {name}") from None
         if name in FIELDS and tuple(arr.shape) != spec.shape:
             raise StoreError(f"{path}: field {name} has shape {tuple(arr.shape)}, expected {spec.shape}")
+    check_shards(store)
     return store
 
 
@@ -252,3 +256,14 @@ def as_store(store) -> Store:
         raise
     except Exception as e:  # pragma: no cover - zarr's own failures
         raise InputError(store, f"cannot be opened as a hambench store ({type(e).__name__}: {e})") from None
+
+
+def require_truth(store: Store, use: str) -> Store:
+    """``store`` if it holds DFT labels (``meta.role == 'truth'``); a prediction store is refused with one
+    :class:`InputError` line naming it and ``use`` (e.g. ``"training data"``, ``"--truth"``)."""
+    if store.meta.role != "truth":
+        model = (store.meta.model or {}).get("name")
+        made = f" (predictions of model {model!r})" if model else ""
+        raise InputError(store.path, f"is a prediction store{made}, not {use}: give the store `hambench prepare` "
+                                     "made from DFT")
+    return store

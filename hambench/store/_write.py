@@ -4,7 +4,8 @@
 :class:`~hambench.store._meta.StoreMeta`) and then either streams structure batches in order (:meth:`StoreWriter.append`,
 what the prediction writers do) or leaves the shards to independent jobs (``prepare``'s shard jobs in
 :mod:`hambench.pipelines.parts`). Either way every shard is written once by :func:`write_array_shard`: numeric
-arrays as the bytes zarr would write (:mod:`hambench.store._shards`), string arrays through zarr.
+arrays as the bytes zarr would write (:mod:`hambench.store._shards`), string arrays through zarr. A finished
+store is sealed (:func:`hambench.store._checksum.seal_store`): its shard manifest and content checksum recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import zarr
 
 from hambench.basis._conventions import ORBITAL_CONVENTION
+from hambench.store._checksum import seal_store
+from hambench.store._integrity import SHARDS_KEY
 from hambench.store._meta import StoreMeta
 from hambench.store._range import StoreRange
 from hambench.store._schema import PTRS, STORE_VERSION, ArraySpec, array_specs
@@ -89,6 +92,8 @@ class StoreWriter:
 
     def __init__(self, path, counts: Mapping, attrs: Mapping, split_names=()):
         self.path = Path(path)
+        # the manifest and checksum describe files: those of the store being written are sealed by close()
+        attrs = {k: v for k, v in attrs.items() if k not in (SHARDS_KEY, "content_checksum")}
         full = {"hambench_store_version": STORE_VERSION, "units": dict(UNITS), "orbital_convention": ORBITAL_CONVENTION,
                 **attrs, "counts": {k: int(v) for k, v in counts.items()}}
         self.meta = StoreMeta.from_dict(full, where=self.path)
@@ -129,10 +134,15 @@ class StoreWriter:
                 raise KeyError(f"batch lacks {name}")
             sink.append(np.asarray(columns[name]))
 
-    def close(self) -> None:
+    def close(self, seal: bool = True) -> None:
+        """Write the last shards and (``seal``) seal the store (:func:`~hambench.store._checksum.seal_store`:
+        its shard manifest and content checksum). ``seal=False`` for a caller that adds arrays first and then
+        calls :func:`~hambench.store._checksum.seal_store` itself."""
         for sink in self.sinks.values():
             sink.close()
         for ptr, (_, rows) in PTRS.items():
             if self._offsets[ptr] != getattr(self.meta.counts, rows):
                 raise RuntimeError(f"{self.path}: wrote {self._offsets[ptr]} {rows}, expected "
                                    f"{getattr(self.meta.counts, rows)}")
+        if seal:
+            seal_store(self.path)

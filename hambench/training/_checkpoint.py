@@ -114,6 +114,8 @@ class Checkpoint:
 
 
 def _checkpoint_file(path: Path) -> Path:
+    if (path / "zarr.json").is_file():
+        raise InputError(path, "is a store, not a checkpoint: give a run folder (best.pt, last.pt) or a .pt file")
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():

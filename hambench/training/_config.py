@@ -63,11 +63,37 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_epochs < 0 or (self.max_steps is not None and self.max_steps < 0):
-            raise ValueError("max_epochs/max_steps must be >= 0")
+        if self.max_epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise ValueError(f"max_epochs and max_steps must be >= 1 (a run of no steps trains nothing), got "
+                             f"max_epochs {self.max_epochs}, max_steps {self.max_steps}")
         if not 0.0 < self.plateau_smoothing <= 1.0:
             raise ValueError(f"plateau_smoothing must be in (0, 1], got {self.plateau_smoothing}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_interval is not None and self.val_interval < 1:
             raise ValueError("val_interval must be >= 1")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """The other numbers a run cannot use (refused here, before a run folder exists, rather than by torch
+        deep inside the run)."""
+        at_least = {"num_workers": 0, "log_every": 1, "warmup_steps": 0, "decay_steps": 1, "plateau_patience": 0,
+                    "plateau_cooldown": 0, "revert_patience": 0, "early_stop_patience": 0}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        for name in ("weight_decay", "min_lr", "lr_end", "plateau_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.clip_grad_norm is not None and not (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0):
+            raise ValueError(f"clip_grad_norm must be positive (or null: no clipping), got {self.clip_grad_norm}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must each be in [0, 1), got {list(self.betas)}")
+        for name in ("plateau_factor", "revert_decay"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        if not (math.isfinite(self.revert_threshold) and self.revert_threshold > 1.0):
+            raise ValueError(f"revert_threshold must be a number > 1, got {self.revert_threshold}")
