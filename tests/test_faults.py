@@ -5,10 +5,10 @@ predictions, a board with a recorded submission, a trained run, a built site) an
 asserts exit code 1, exactly one line on stderr (``hambench: error: …`` holding the message), nothing on stdout,
 and the world byte for byte as it was before the command: nothing written, nothing existing changed.
 
-``CASES`` pass on this branch. ``PENDING_STORE_CASES`` are the cases that wait for issue 30's items 1 and 2
+``CASES`` and ``PENDING_STORE_CASES`` (the cases of issue 30 items 1 and 2
 (store integrity on read; the refusals of train, predict, score, equivariance, export and info), done in
-parallel in hambench/store, models/run.py and app/cli.py: they are not run here (nothing is marked xfail); the
-integrator enables them by adding the table to ``ENABLED`` once that work is merged.
+parallel in hambench/store, models/run.py and app/cli.py) run together. A usage error (a flag out of its range)
+exits 2, bad input 1.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Case(NamedTuple):
     apply: object  # f(world path)
     args: str  # the command line after `hambench`, {w} = the world folder
     message: str  # a fragment of the one error line
+    code: int = 1  # the exit code: 1 bad input, 2 a usage error (a flag out of its range; DESIGN.md §8)
 
     @property
     def command(self) -> str:
@@ -236,7 +237,8 @@ CASES = [
          "no such"),
     Case("score-preds-truth", "the truth store is given as predictions", F.nothing(), f"score {W}/truth.zarr",
          "not a prediction store"),
-    Case("score-workers-0", "--workers 0", F.nothing(), f"score {W}/preds.zarr --workers 0", "--workers must be >= 1"),
+    Case("score-workers-0", "--workers 0", F.nothing(), f"score {W}/preds.zarr --workers 0",
+         "'--workers': 0 is not in the range x>=1", 2),
     Case("info-missing", "the store does not exist", F.nothing(), f"info {W}/none.zarr", "no such store"),
     Case("prepare-unknown-source", "an unknown source", F.nothing(), f"prepare --source nope/x -o {W}/o.zarr",
          "unknown source 'nope/x'"),
@@ -306,7 +308,7 @@ PENDING_STORE_CASES = [
          f"export {W}/truth.zarr -o {W}/ex", "truth.zarr"),
 ]
 
-ENABLED = CASES  # + PENDING_STORE_CASES once issue 30 items 1-2 are merged
+ENABLED = CASES + PENDING_STORE_CASES  # the store cases: issue 30 items 1-2 (integrity on read, refusals)
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +335,7 @@ def test_malformed_input_is_refused_in_one_line_touching_nothing(case, world, tm
     monkeypatch.chdir(w)
     r = CliRunner().invoke(main, shlex.split(case.args.replace(W, str(w))))
     lines = r.stderr.splitlines()
-    assert r.exit_code == 1, (r.exit_code, r.output)
+    assert r.exit_code == case.code, (r.exit_code, r.output)
     assert len(lines) == 1 and lines[0].startswith("hambench: error: "), r.stderr
     assert "internal error" not in lines[0] and case.message in lines[0], lines[0]
     assert r.stdout == "", r.stdout
