@@ -35,6 +35,7 @@ from pathlib import Path
 from hambench import __version__
 from hambench.atomic import write_text
 from hambench.errors import InputError
+from hambench.store import file_sha256  # the one file digest (re-exported: readers use record.file_sha256)
 
 from .schema import check_schema
 
@@ -77,14 +78,6 @@ def bare_checksum(c) -> str:
     """A checksum without its ``sha256:`` prefix."""
     c = str(c)
     return c.split(":", 1)[1] if c.startswith("sha256:") else c
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def record_digest(record: dict) -> str:
