@@ -228,7 +228,7 @@ def _wrong_size(structs):
     ("missing_edges", "(missing edges)"),
     ("extra_edges", "(extra edges)"),
     ("sizes", "block sizes differ from the truth's"),
-    ("truth_changed", "changed since"),
+    ("truth_changed", "the store was edited or damaged since"),  # the truth's seal (issue 30)
     ("scf_on_crystal", "--scf (SCF acceleration) needs a molecule store; this is a crystal store"),
     ("bands_on_molecule", "--bands needs a crystal store; this is a molecule store"),
     ("store_version", "store version 2, this hambench reads version 1"),
@@ -236,7 +236,7 @@ def _wrong_size(structs):
     ("no_preds", "no such prediction store"),
     ("reference_missing", "no such scores file"),
     ("reference_not_json", "is not a JSON scores file"),
-    ("workers", "--workers must be >= 1"),
+    ("workers", "'--workers': 0 is not in the range x>=1"),  # a usage error: exit 2 (issue 30)
 ])
 def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
     truth = qm9 if case != "scf_on_crystal" else soc
@@ -281,7 +281,7 @@ def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
         named = None
     out = tmp_path / "scores.json"
     r = cli(*args, "-o", out)
-    assert r.exit_code == 1, r.output
+    assert r.exit_code == (2 if case == "workers" else 1), r.output
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("hambench: error: "), r.stderr
     assert msg in lines[0]
