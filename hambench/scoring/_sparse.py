@@ -52,12 +52,17 @@ def sparse_bloch(blocks, Z, src, dst, shift, layout, kfrac, *, overlap: bool = F
     return sp.csr_matrix((vals * phase[edge], (row, col)), shape=(N, N), dtype=np.complex128)
 
 
-def sparse_matrices(s, kfrac, H=None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def _require_overlap(s, where) -> None:
+    """Bands need S(k): refuse a structure without an overlap (a prediction made with ``--structures``)."""
+    if s.S is None or np.asarray(s.S).size == 0:
+        raise InputError(where, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
+                                "--structures carries none; predict with --data on a store that has S)")
+
+
+def sparse_matrices(s, kfrac, H=None, where=None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(H(k), S(k)) of a structure as sparse Hermitian matrices (H: its blocks, or ``H`` e.g. a prediction,
     made exactly Hermitian by ½(H + Hᴴ), as the dense scorer does)."""
-    if s.S is None or np.asarray(s.S).size == 0:
-        raise InputError(None, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
-                               "--structures carries none; predict with --data on a store that has S)")
+    _require_overlap(s, where)
     Hk = sparse_bloch(s.H if H is None else H, s.Z, s.src, s.dst, s.shift, s.layout, kfrac)
     Sk = sparse_bloch(s.S, s.Z, s.src, s.dst, s.shift, s.layout, kfrac, overlap=True)
     return ((Hk + Hk.getH()) * 0.5).tocsc(), ((Sk + Sk.getH()) * 0.5).tocsc()
@@ -88,7 +93,8 @@ def _near(Hk, Sk, sigma: float, n: int, solver: str = "auto") -> np.ndarray:
     return np.sort(lam.real)
 
 
-def bands_near(s, kpts, sigma: float, n: int, H=None, progress=None, solver: str = "auto") -> np.ndarray:
+def bands_near(s, kpts, sigma: float, n: int, H=None, progress=None, solver: str = "auto",
+               where=None) -> np.ndarray:
     """(nk, n) eigenvalues (eV) nearest ``sigma`` at each fractional k-point of ``kpts``, ascending per k.
 
     ``progress(k, nk, seconds)`` is called after each k-point; ``solver``: ``auto`` | ``dense`` | ``splu`` (how
@@ -100,7 +106,7 @@ def bands_near(s, kpts, sigma: float, n: int, H=None, progress=None, solver: str
     out = np.empty((len(kpts), n))
     t0 = time.perf_counter()
     for i, k in enumerate(kpts):
-        Hk, Sk = sparse_matrices(s, k, H)
+        Hk, Sk = sparse_matrices(s, k, H, where)
         out[i] = _near(Hk, Sk, float(sigma), int(n), solver)
         if progress is not None:
             progress(i + 1, len(kpts), time.perf_counter() - t0)
@@ -116,7 +122,7 @@ def fermi_for(s, fermi: float | None = None, H=None, where=None) -> tuple[float,
         return float(s.fermi_level), "the store's DFT Fermi level"
     N = int(orbital_offsets(s.Z, s.layout)[-1])
     if np.isfinite(s.nelectron) and N <= DENSE_FERMI_MAX:
-        Hk, Sk = sparse_matrices(s, np.zeros(3), H)
+        Hk, Sk = sparse_matrices(s, np.zeros(3), H, where)
         ev = generalized_eigh(Hk.toarray()[None], Sk.toarray()[None])[0]
         nocc = int(round(s.nelectron)) if s.spinful else int(round(s.nelectron / 2))
         if 0 < nocc < N:
@@ -135,7 +141,7 @@ def _structure_of(path, structure, where):
         k = _pick(p.ids, structure, path)
         pred, true = p.pair(k)
         return true, pred.H, f"predictions {path} (structure {p.ids[k]!r}, S from the truth store)"
-    k = _pick([st[i].id for i in range(len(st))] if structure is not None else [None] * len(st), structure, path)
+    k = _pick([str(x) for x in st.array("structures/id")[:]], structure, path)
     return st[k], None, f"store {path} (structure {st[k].id!r})"
 
 
@@ -144,8 +150,8 @@ def _pick(ids, structure, where) -> int:
         raise InputError(where, "holds no structure")
     if structure is None:
         return 0
-    if str(structure) in [str(i) for i in ids]:
-        return [str(i) for i in ids].index(str(structure))
+    if str(structure) in ids:
+        return ids.index(str(structure))
     if str(structure).isdigit() and int(structure) < len(ids):
         return int(structure)
     raise InputError("--structure", f"{structure!r} is neither an id nor an index of {where} ({len(ids)} structures)")
@@ -159,15 +165,11 @@ def sparse_band_structure(path, structure=None, kpath=None, npoints: int = 60, n
     from ._bands import k_path_for
 
     s, H, source = _structure_of(path, structure, path)
-    if s.S is None or np.asarray(s.S).size == 0:
-        raise InputError(path, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
-                               "--structures carries none)")
+    _require_overlap(s, path)  # before E_F, which a structure without S may also lack
     kp = k_path_for(s, kpath, npoints)
-    if len(kp.kpts) and kpath is not None and np.asarray(kp.kpts).shape[1] != 3:
-        raise InputError("--kpath", "k-points must be fractional triples")
     ef, how = fermi_for(s, fermi, H, path)
     t0 = time.perf_counter()
-    bands = bands_near(s, kp.kpts, ef, n, H=H, progress=progress)
+    bands = bands_near(s, kp.kpts, ef, n, H=H, progress=progress, where=path)
     return {"kpath": kp, "bands": bands, "fermi": ef, "fermi_from": how, "source": source,
             "orbitals": int(orbital_offsets(s.Z, s.layout)[-1]), "atoms": int(s.natoms),
             "seconds_per_k": (time.perf_counter() - t0) / max(len(kp.kpts), 1)}
