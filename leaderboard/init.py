@@ -109,8 +109,7 @@ def init_board(board, dataset: str, truth, split: str | None = None, scf: int | 
     template = board / "templates" / f"{dataset}.meta.yml"
     template.parent.mkdir(exist_ok=True)
     write_text(template, meta_template(board, dataset))
-    what = "added to" if path.is_file() and old is None and len(doc["datasets"]) > 1 else (
-        "already on" if old is not None else "created")
+    what = "already on" if old is not None else ("added to" if len(doc["datasets"]) > 1 else "created")
     return (f"board {board}: dataset {dataset} ({entry['kind']}, truth {truth}, checksum "
             f"{entry['truth_checksum'][:12]}…) {what} {path}; fill in {template} and submit with "
             f"`hambench leaderboard submit PREDS --meta {template} --board {board}`")
