@@ -8,15 +8,22 @@ Facts: /work/shared/research/tracegrad_harmose.md §3 (pipeline, inputs, Eqs. 1�
 - **Stage 1**: a trained ``deephe3`` checkpoint (``harmose``) or ``tracegrad-deephe3`` (``harmose-tracegrad``,
   the TraceGrad paper's Table 10), named by ``model.stage1`` (``hambench train harmose --stage1 CKPT``); the
   caller (:func:`hambench.models.run.build_model`) loads it and hands the module over, as models never read
-  files. It stays frozen: its parameters never get a gradient and it always runs in eval mode. It provides
-  Ĥ₁ and, per encoder group l, its equivariant node features V⁽ˡ⁾ and edge features E⁽ˡ⁾ (the outputs of
-  DeepH-E3's node and edge update blocks), which stage 2 reads as flat vectors.
+  files. Its weights are part of this model's state (``stage1.*``), and the HarmoSE checkpoint records what
+  stage 1 is (``stage1``: name, config, layout), so a checkpoint is self-contained
+  (:func:`hambench.models.run.load_model` never reads the stage-1 file again). It stays frozen: its parameters
+  never get a gradient and it always runs in eval mode. It provides Ĥ₁ and, per encoder group l, its
+  equivariant node features V⁽ˡ⁾ and edge features E⁽ˡ⁾ (the outputs of DeepH-E3's node update and of its
+  edge update *after* TraceGrad's f + v when stage 1 is ``tracegrad-deephe3``: the features its next block
+  reads), which stage 2 reads as flat vectors.
 - **Stage 2** has its own embeddings: element (nodes); element pair + Gaussian distances + spherical
   harmonics of the edge direction (edges; the self edge has zero length, and the SH of a zero vector is the
   l = 0 component only). The edges are the store's DFT edges, self edges included (the blocks to predict).
 - **Invariant node feature g_i (Eq. 2)**: over *adjacent* neighbour pairs (j_t, j_{t+1}) of atom i in edge
-  order — O(|N(i)|), not O(|N(i)|²) — an MLP of [emb_i, emb_j, emb_k, edge_ij, edge_ik, cos θ_jik repeated
-  ``angle_repeat`` times], averaged over the triplets of i.
+  order — O(|N(i)|), not O(|N(i)|²) — an MLP of [emb_i, emb_j, emb_k, pair_ij, pair_ik, Gauss(|r_ij|),
+  Gauss(|r_ik|), cos θ_jik repeated ``angle_repeat`` times], averaged over the triplets of i. Every input is
+  an invariant (element and element-pair embeddings, distances, the angle), so g_i is exactly rotation
+  invariant (float64: ~1e-15 relative, :meth:`HarmoSE.node_invariant`); the edge inputs of the transformer,
+  which do carry the spherical harmonics of the edge direction, are not used here.
 - **Fusion (Eq. 1)**, at the start of group l: x ← α·Lin(x) + β·Lin(V⁽ˡ⁾) + γ·g, e ← α·Lin(e) + β·Lin(E⁽ˡ⁾)
   (decision 14: α = β = γ = 1; edges without γ).
 - **Blocks** (``blocks_per_group`` per group, decision 15: width 128, 8 heads, 2): multi-head attention of
@@ -170,7 +177,8 @@ class HarmoSE(common.ExactConstants, nn.Module):
         self.gauss = common.GaussianBasis(0.0, cfg.gaussian_stop, cfg.num_gaussians)
         n_sh = (cfg.sh_lmax + 1) ** 2
         self.edge_in = nn.Linear(w + cfg.num_gaussians + n_sh, w)
-        self.triplet = _mlp(5 * w + cfg.angle_repeat, w, w)
+        # Eq. 2: 3 node + 2 pair embeddings, 2 distance expansions, the repeated angle — invariants only
+        self.triplet = _mlp(5 * w + 2 * cfg.num_gaussians + cfg.angle_repeat, w, w)
         self.fuse_x = nn.ModuleList(nn.Linear(w, w) for _ in range(n_groups))
         self.fuse_e = nn.ModuleList(nn.Linear(w, w) for _ in range(n_groups))
         if cfg.fuse_stage1:
@@ -201,6 +209,14 @@ class HarmoSE(common.ExactConstants, nn.Module):
             self.stage1.eval()  # frozen: always evaluation mode
         return self
 
+    def _edge_feature_modules(self):
+        """The modules whose outputs are stage 1's edge features per group: DeepH-E3's edge update blocks, or,
+        in a TraceGrad stage 1, its edge hooks (the features after f + v, which the next block reads)."""
+        net = self._stage1_net()
+        hooks = getattr(net, "edge_hooks", None)
+        mods = hooks if hooks is not None else net.edge_blocks
+        return list(mods)[: self.n_groups]
+
     def _run_stage1(self, batch):
         """(Ĥ₁, node features per group, edge features per group), all detached."""
         net = self._stage1_net()
@@ -208,7 +224,7 @@ class HarmoSE(common.ExactConstants, nn.Module):
         if self.cfg.fuse_stage1:
             for b in net.node_blocks[: self.n_groups]:
                 handles.append(b.register_forward_hook(lambda m, i, o: nodes.append(o)))
-            for b in net.edge_blocks[: self.n_groups]:
+            for b in self._edge_feature_modules():
                 handles.append(b.register_forward_hook(lambda m, i, o: edges.append(o)))
         needs_grad = bool(getattr(self.stage1, "inference_needs_grad", False))
         try:
@@ -232,37 +248,51 @@ class HarmoSE(common.ExactConstants, nn.Module):
         same = s[1:] == s[:-1]
         return order[:-1][same], order[1:][same]
 
-    def forward(self, batch) -> dict:
+    def _geometry(self, batch):
+        """(src, dst, edge vectors, lengths, species index per atom) of ``batch`` in the model's dtype."""
         if bool(batch.spinful) != self.spinful:
             raise InputError(None, "batch spin setting differs from the model's")
-        cfg = self.cfg
-        dtype = self.gauss.offsets.dtype
         src, dst = batch.edge_src.long(), batch.edge_dst.long()
-        A = int(batch.Z.shape[0])
-        vec = common.edge_vectors(batch).to(dtype)
-        length = vec.norm(dim=-1)
+        vec = common.edge_vectors(batch).to(self.gauss.offsets.dtype)
         sp = self._species_index[batch.Z.long()]
         if bool((sp < 0).any()):
             raise InputError(None, f"batch has elements unknown to the model (it knows Z={list(self.layout.elements)})")
+        return src, dst, vec, vec.norm(dim=-1), sp
+
+    def _g(self, xe, pair, dist, src, dst, vec, length):
+        """The invariant node feature g_i (Eq. 2) from invariants only: node embeddings ``xe`` (A, w), pair
+        embeddings ``pair`` and distance expansions ``dist`` per edge, and the angle of each triplet."""
+        A, w = xe.shape
+        g = torch.zeros(A, w, dtype=xe.dtype, device=xe.device)
+        t1, t2 = self._triplets(src, length)
+        if not t1.numel():
+            return g
+        cos = (vec[t1] * vec[t2]).sum(-1) / (length[t1] * length[t2]).clamp_min(1e-12)
+        feat = torch.cat([xe[src[t1]], xe[dst[t1]], xe[dst[t2]], pair[t1], pair[t2], dist[t1], dist[t2],
+                          cos.unsqueeze(1).expand(-1, self.cfg.angle_repeat)], 1)
+        i = src[t1]
+        cnt = torch.zeros(A, dtype=xe.dtype, device=xe.device).index_add_(0, i, torch.ones_like(cos))
+        return g.index_add_(0, i, self.triplet(feat)) / cnt.clamp_min(1.0).unsqueeze(1)
+
+    def node_invariant(self, batch) -> torch.Tensor:
+        """g_i (A, width) of ``batch``: invariant under rigid rotations of the structure (tests measure it)."""
+        src, dst, vec, length, sp = self._geometry(batch)
+        pair = self.pair_emb(sp[src] * self.n_species + sp[dst])
+        return self._g(self.node_emb(sp), pair, self.gauss(length), src, dst, vec, length)
+
+    def forward(self, batch) -> dict:
+        cfg = self.cfg
+        src, dst, vec, length, sp = self._geometry(batch)
         if self.stage1 is not None:
             H1, V, E1 = self._run_stage1(batch)
         else:
             H1, V, E1 = None, [], []
+        dtype = vec.dtype
         xe = self.node_emb(sp)
-        ein = self.edge_in(torch.cat([self.pair_emb(sp[src] * self.n_species + sp[dst]), self.gauss(length),
-                                      common.edge_sh(vec, cfg.sh_lmax)], 1))
-        # invariant geometric node feature g_i (Eq. 2)
-        t1, t2 = self._triplets(src, length)
-        g = torch.zeros(A, cfg.width, dtype=dtype, device=xe.device)
-        if t1.numel():
-            r1, r2 = vec[t1], vec[t2]
-            cos = (r1 * r2).sum(-1) / (length[t1] * length[t2]).clamp_min(1e-12)
-            feat = torch.cat([xe[src[t1]], xe[dst[t1]], xe[dst[t2]], ein[t1], ein[t2],
-                              cos.unsqueeze(1).expand(-1, cfg.angle_repeat)], 1)
-            i = src[t1]
-            cnt = torch.zeros(A, dtype=dtype, device=xe.device).index_add_(0, i, torch.ones_like(cos))
-            g = g.index_add_(0, i, self.triplet(feat)) / cnt.clamp_min(1.0).unsqueeze(1)
-        x, e = xe, ein
+        pair = self.pair_emb(sp[src] * self.n_species + sp[dst])
+        dist = self.gauss(length)
+        g = self._g(xe, pair, dist, src, dst, vec, length)
+        x, e = xe, self.edge_in(torch.cat([pair, dist, common.edge_sh(vec, cfg.sh_lmax)], 1))
         for l in range(self.n_groups):
             x = cfg.alpha * self.fuse_x[l](x) + cfg.gamma * g
             e = cfg.alpha * self.fuse_e[l](e)

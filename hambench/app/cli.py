@@ -374,7 +374,8 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
               help="Precision of the measurement (float64 measures the architecture, not rounding).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the result as JSON.")
 def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, output):
-    """Equivariance error of a trained model: max and mean |f(Rx) − D f(x) D^†| in meV over random rotations.
+    """Equivariance error of a trained model: max and mean |f(Rx) − D f(x) D^†| in meV over random rotations
+    (HarmoSE: also relative to the mean |ΔH| of its stage 2, the part that is not equivariant by construction).
 
     \b
     Example:
@@ -386,9 +387,14 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
     if output is not None:
         check_output(output, folder=False, what="the JSON file to write")
     r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
+    stage2 = ""
+    if r["dH_scale_meV"] is not None:  # a two-stage model: the error against the size of its stage-2 correction
+        rel = ("n/a: ΔH is zero" if r["relative_mean_dH"] is None else
+               f"mean {r['relative_mean_dH']:.2g}, max {r['relative_max_dH']:.2g}")
+        stage2 = f"; relative to mean |ΔH| of stage 2 {r['dH_scale_meV']:.3g} meV: {rel}"
     click.echo(f"{r['model']}: equivariance error max {r['max_meV']:.3g} meV, mean {r['mean_meV']:.3g} meV "
-               f"(relative {r['relative_max']:.2g} of mean |H| {r['scale_meV']:.3g} meV; {r['n_structures']} "
-               f"structures x {r['n_rotations']} rotations, {r['dtype']})")
+               f"(max relative {r['relative_max']:.2g} of mean |H| {r['scale_meV']:.3g} meV{stage2}; "
+               f"{r['n_structures']} structures x {r['n_rotations']} rotations, {r['dtype']})")
     if output is not None:
         write_json(output, r, indent=2)
 
