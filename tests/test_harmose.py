@@ -3,10 +3,15 @@
 Checks: at step 0 (zero-initialised head) HarmoSE equals its stage 1 exactly; stage-2 training never changes
 a stage-1 parameter (bit-identical) while it lowers the loss; its equivariance error is measured and printed
 against the stage-1 bound (exactly equivariant, float64 ≤ 1e-9 relative) — stage 2 is only approximately
-equivariant and the test says by how much; the ablation switches build; bad --stage1 inputs are one line.
+equivariant and the test says by how much; the invariant node feature g_i is invariant under rotations and a
+reflection to 1e-12 (float64) and equals a by-hand loop over the triplets; a checkpoint works (predict, score,
+equivariance) after its stage-1 folder is deleted; harmose-tracegrad fuses the edge features stage 1's next block
+reads (after TraceGrad's f + v); the ablation switches build; bad --stage1 inputs are one line.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,7 +165,8 @@ def test_equivariance_command(demo, stage1, tmp_path):
     d = json.loads(out.read_text())
     assert d["model"] == "deephe3" and d["n_structures"] == 2 and d["n_rotations"] == 2 and d["dtype"] == "float64"
     assert 0 <= d["max_meV"] <= TOL.network64 * d["scale_meV"] * 50 and d["mean_meV"] <= d["max_meV"]
-    assert "equivariance error max" in r.output
+    assert "equivariance error max" in r.output and "ΔH" not in r.output
+    assert d["dH_scale_meV"] is None and d["relative_mean_dH"] is None and d["relative_max_dH"] is None
     # the same measurement by hand on one structure and one rotation
     from hambench.models.equivariance import equivariance_error
     from hambench.models.run import load_model
@@ -177,3 +183,202 @@ def test_equivariance_command(demo, stage1, tmp_path):
     assert e["max_meV"] == pytest.approx(want, rel=TOL.roundoff_of_roundoff, abs=TOL.exact64)
     bad = CliRunner().invoke(main, ["equivariance", str(stage1), "--data", str(demo), "--rotations", "0"])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1  # a flag out of range: usage error
+
+
+# --- g_i: invariants only (Eq. 2) ------------------------------------------------------------------------------
+def test_g_is_invariant_under_rotations_and_reflection(demo, stage1):
+    """g_i reads element and pair embeddings, distances and the angle only: rigid rotations (and a reflection,
+    which flips the odd-l spherical harmonics the transformer's edge inputs carry) leave it unchanged to 1e-12."""
+    st = open_store(demo)
+    m = _build(stage1, st.layout)
+    ks = list(range(len(st)))
+    with torch.no_grad():
+        g0 = m.node_invariant(_batch(st, ks)).numpy()
+        rng = np.random.default_rng(11)
+        worst = 0.0
+        for Q in [random_rotation(rng) for _ in range(4)] + [np.diag([1.0, 1.0, -1.0]) @ random_rotation(rng)]:
+            worst = max(worst, np.abs(m.node_invariant(_batch(st, ks, Q)).numpy() - g0).max())
+    scale = np.abs(g0).max()
+    assert scale > 0.1  # g is not trivially zero
+    assert worst <= TOL.exact64 * scale, f"g_i changes by {worst / scale:.2e} relative under O(3)"
+
+
+def test_g_equals_a_loop_over_adjacent_neighbour_pairs(demo, stage1):
+    """The second implementation: for each atom, its edges of non-zero length in edge order, adjacent pairs (j, k),
+    the MLP of [x_i, x_j, x_k, pair_ij, pair_ik, G(|r_ij|), G(|r_ik|), cos θ_jik × repeat], averaged."""
+    st = open_store(demo)
+    m = _build(stage1, st.layout)
+    k = 6
+    s = st[k]
+    with torch.no_grad():
+        got = m.node_invariant(_batch(st, [k])).numpy()
+        sp = m._species_index[torch.as_tensor(s.Z).long()]
+        ns = m.n_species
+        for i in range(len(s.Z)):
+            nb = [e for e in range(len(s.src)) if s.src[e] == i and np.linalg.norm(s.pos[s.dst[e]] - s.pos[i]) > 1e-8]
+            rows = []
+            for a, b in zip(nb[:-1], nb[1:]):
+                j, kk = int(s.dst[a]), int(s.dst[b])
+                rj, rk = s.pos[j] - s.pos[i], s.pos[kk] - s.pos[i]
+                dj, dk = np.linalg.norm(rj), np.linalg.norm(rk)
+                cos = torch.full((m.cfg.angle_repeat,), float(rj @ rk / (dj * dk)), dtype=torch.float64)
+                G = lambda d: m.gauss(torch.tensor([d], dtype=torch.float64))[0]  # noqa: E731
+                rows.append(m.triplet(torch.cat([m.node_emb(sp[[i, j, kk]]).reshape(-1),
+                                                 m.pair_emb(sp[i] * ns + sp[[j, kk]]).reshape(-1), G(dj), G(dk), cos])))
+            want = torch.stack(rows).mean(0).numpy() if rows else np.zeros(m.cfg.width)
+            np.testing.assert_allclose(got[i], want, rtol=TOL.roundoff_long, atol=TOL.roundoff_long)
+
+
+# --- self-contained checkpoints ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hs_run(demo, stage1, tmp_path_factory):
+    """A HarmoSE trained for 3 steps on a *copy* of the stage-1 run, which is then deleted: (run, H before)."""
+    import shutil
+
+    from hambench.models.run import load_model, train_run
+
+    base = tmp_path_factory.mktemp("selfcontained")
+    s1 = base / "stage1"
+    shutil.copytree(stage1, s1)
+    run = base / "hs"
+    train_run("harmose", demo, run, preset="tiny", sets=[f"model.stage1={s1}", "train.dtype=float64"],
+              overrides={"train": {"max_steps": 3, "max_epochs": 100}}, device="cpu")
+    st = open_store(demo)
+    m, _, _ = load_model(run, dtype="float64")  # while the stage-1 folder exists
+    with torch.no_grad():
+        H = m(_batch(st, [0, 1]))["H"].numpy()
+    shutil.rmtree(s1)
+    return run, H
+
+
+def test_checkpoint_works_after_stage1_folder_is_deleted(demo, stage1, hs_run, tmp_path):
+    import json
+
+    from hambench.models import registry
+    from hambench.models.run import build_model, load_model
+    from hambench.training import load_checkpoint
+
+    run, H_before = hs_run
+    ck = load_checkpoint(run)
+    assert not Path(ck["model"]["config"]["stage1"]).exists()
+    rec = ck["stage1"]
+    assert rec["name"] == "deephe3" and rec["layout"] == load_checkpoint(stage1)["layout"]
+    # the model rebuilt from the checkpoint alone = the one rebuilt from the original stage-1 file + the state
+    m, _, _ = load_model(run, dtype="float64")
+    ref = build_model(registry.get("harmose"), _cfg_with_stage1(ck, stage1), open_store(demo).layout, "float64", 0)
+    ref.load_state_dict(ck["state"])
+    st = open_store(demo)
+    with torch.no_grad():
+        H = m(_batch(st, [0, 1]))["H"].numpy()
+        H_ref = ref.eval()(_batch(st, [0, 1]))["H"].numpy()
+    assert np.array_equal(H, H_ref) and np.array_equal(H, H_before)
+    assert np.abs(H - m.stage1(_batch(st, [0, 1]))["H"].detach().numpy()).max() > 0  # stage 2 has trained
+    preds = tmp_path / "p.zarr"
+    r = CliRunner().invoke(main, ["predict", str(run), "--data", str(demo), "-o", str(preds)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["-q", "score", str(preds), "-o", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["metrics"]["H_mae"] > 0
+    r = CliRunner().invoke(main, ["equivariance", str(run), "--data", str(demo), "-n", "1", "--rotations", "1"])
+    assert r.exit_code == 0, r.output
+
+
+def _cfg_with_stage1(ck, stage1):
+    from hambench.config import from_dict
+    from hambench.models.harmose import HarmoSEConfig
+
+    return from_dict(HarmoSEConfig, {**ck["model"]["config"], "stage1": str(stage1)}, "test")
+
+
+def test_old_checkpoint_without_stage1_record_is_refused(hs_run, demo, tmp_path):
+    run, _ = hs_run
+    d = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    del d["stage1"]
+    old = tmp_path / "old.pt"
+    torch.save(d, old)
+    out = tmp_path / "p.zarr"
+    r = CliRunner().invoke(main, ["predict", str(old), "--data", str(demo), "-o", str(out)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "older format" in r.output and "retrain" in r.output and not out.exists()
+
+
+def test_stage1_of_another_store_is_one_line(stage1, tmp_path_factory, tmp_path):
+    """A stage 1 trained on the demo molecules (H, C, N, O, F) for a HarmoSE on MoTe2: exit 1, nothing written."""
+    import _train_data
+
+    mote2 = _train_data.mote2_store(tmp_path_factory)
+    out = tmp_path / "hs"
+    r = CliRunner().invoke(main, ["train", "harmose", "--data", str(mote2), "--stage1", str(stage1), *TINY,
+                                  "--max-steps", "1", "-o", str(out)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "stage-1 model does not fit these data" in r.output and "unknown to the model" in r.output
+    assert not out.exists()
+
+
+# --- harmose-tracegrad: stage 1's features after f + v ----------------------------------------------------------
+def test_harmose_tracegrad_fuses_features_after_f_plus_v(demo):
+    """E⁽ˡ⁾ handed to stage 2 = the edge features the next DeepH-E3 block (or the output Linear) reads, which
+    differ from the edge update's own output by TraceGrad's v (made non-zero here)."""
+    from hambench.models import registry
+    from hambench.models.harmose import HarmoSEConfig
+    from hambench.models.run import build_model, resolve_config
+
+    st = open_store(demo)
+    lay = st.layout
+    tg = build_model(registry.get("tracegrad-deephe3"), resolve_config("tracegrad-deephe3", "tiny").model, lay,
+                     "float64", seed=0)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in tg.parameters():
+            if not bool(p.abs().max() > 0):  # zero-initialised (v = 0 at step 0): make v non-zero
+                p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    tg.eval()
+    cfg = HarmoSEConfig(width=16, heads=4, blocks_per_group=1, num_gaussians=8, sh_lmax=2, angle_repeat=4)
+    m = registry.get("harmose-tracegrad").build(cfg, lay, stage1=tg).double().eval()
+    net = tg.backbone
+    reads, pre = [], []
+    hooks = [b.register_forward_pre_hook(lambda mod, a: reads.append(a[1].detach())) for b in net.node_blocks[1:]]
+    hooks.append(net.lin_edge.register_forward_pre_hook(lambda mod, a: reads.append(a[0].detach())))
+    hooks += [b.register_forward_hook(lambda mod, a, o: pre.append(o.detach())) for b in net.edge_blocks]
+    try:
+        _, _, E = m._run_stage1(_batch(st, [2, 3]))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(E) == len(reads) == len(pre) == m.n_groups
+    for k in range(m.n_groups):
+        assert torch.equal(E[k], reads[k]), k
+        assert (E[k] - pre[k]).abs().max() > 1e-3 * pre[k].abs().max(), k  # v is really there
+
+
+def test_equivariance_relative_to_stage2_correction(demo, hs_run, tmp_path):
+    """HarmoSE: mean and max error, and both over the mean |ΔH| of stage 2 — ΔH and the residuals by hand."""
+    import json
+
+    from hambench.models.run import load_model
+
+    run, _ = hs_run
+    out = tmp_path / "eq.json"
+    r = CliRunner().invoke(main, ["equivariance", str(run), "--data", str(demo), "-n", "2", "--rotations", "2",
+                                  "--seed", "4", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    assert d["model"] == "harmose" and "relative to mean |ΔH| of stage 2" in r.output
+    m, _, lay = load_model(run, dtype="float64")
+    st = open_store(demo)
+    rng = np.random.default_rng(4)
+    res, dH = [], []
+    with torch.no_grad():
+        for k in (0, 1):
+            s = st[k]
+            out0 = m(_batch(st, [k]))
+            for _ in range(2):
+                R = random_rotation(rng)
+                HR = m(_batch(st, [k], R))["H"].numpy()
+                res.append(np.abs(HR - rotate_edge_blocks(out0["H"].numpy(), s.Z[s.src], s.Z[s.dst], st.species, R)))
+                dH.append(np.abs(out0["dH"].numpy()))
+    res, dH = np.concatenate(res), np.concatenate(dH)
+    assert dH.mean() > 0 and res.max() > 0
+    for key, want in (("mean_meV", res.mean() * 1e3), ("max_meV", res.max() * 1e3), ("dH_scale_meV", dH.mean() * 1e3),
+                      ("relative_mean_dH", res.mean() / dH.mean()), ("relative_max_dH", res.max() / dH.mean())):
+        assert d[key] == pytest.approx(want, rel=TOL.roundoff_of_roundoff), key
