@@ -35,6 +35,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
 
 from . import registry
 from ._frames import edges_for, frame_structures, read_structures
+from ._stage1 import load_stage1, stage1_of, stage1_record
 from .common import default_dtype
 
 __all__ = [
@@ -120,65 +121,13 @@ def _typed(spec, d: dict, where) -> tuple:
     return model_cfg, train_cfg
 
 
-def stage1_record(ck: dict) -> dict:
-    """What a two-stage checkpoint records about its stage 1 (``ck``: the stage-1 checkpoint dict): enough to
-    rebuild the module without the file (its weights travel in the two-stage model's state, ``stage1.*``)."""
-    return {"name": ck["model"]["name"], "config": ck["model"]["config"], "layout": ck["layout"],
-            "checkpoint": str(Path(ck["path"]).resolve()), "step": int(ck["engine"].get("step", 0)),
-            "store_checksum": (ck.get("store") or {}).get("checksum")}
-
-
-def _stage1_from_record(record: dict, where, layout, accepted: tuple[str, ...], dtype: str):
-    """The stage-1 module described by ``record`` (weights as initialised: the caller loads the state)."""
-    try:
-        spec = registry.get(record["name"])
-        cfg = from_dict(spec.config_cls, record["config"], where, prefix="stage1.config.")
-        lay = BasisLayout.from_dict(record["layout"])
-    except InputError as e:
-        raise InputError(where, f"the recorded stage-1 model cannot be built: {e.problem}") from None
-    except Exception as e:
-        raise InputError(where, f"the recorded stage-1 model is unreadable: {type(e).__name__}: {e}") from None
-    if spec.name not in accepted:
-        raise InputError(where, f"stage 1 is a {spec.name!r} model; this model needs {' or '.join(accepted)}")
-    lay.check_compatible(layout, where)
-    return build_model(spec, cfg, lay, dtype, seed=0).eval()
-
-
-def load_stage1(path, layout, accepted: tuple[str, ...], dtype: str, record: dict | None = None):
-    """``(module, record)``: the frozen stage-1 module of a two-stage model (HarmoSE) and its
-    :func:`stage1_record`.
-
-    With ``record`` (a two-stage checkpoint's own, on load or ``--resume``) the module is rebuilt from it and
-    ``path`` is not read: the two-stage state then supplies the weights. Otherwise it is read from the
-    checkpoint ``path``. Refuses (one :class:`InputError` line) a missing path or file, a checkpoint of a model
-    not in ``accepted`` and one whose basis does not fit ``layout`` (a stage 1 of another store's species or
-    shells). The module is in eval mode.
-    """
-    if record is not None:
-        return _stage1_from_record(record, "the checkpoint's stage-1 record", layout, accepted, dtype), record
-    if not path:
-        raise InputError("model.stage1", "HarmoSE needs a trained stage-1 checkpoint: pass --stage1 CKPT "
-                                         f"(a {' or '.join(accepted)} run folder or .pt file)")
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, "stage-1 checkpoint not found")
-    model, ck, lay = load_model(p, device="cpu", dtype=dtype)
-    name = ck["model"]["name"]
-    if name not in accepted:
-        raise InputError(p, f"stage-1 checkpoint is a {name!r} model; this HarmoSE needs {' or '.join(accepted)}")
-    try:
-        lay.check_compatible(layout, p)
-    except InputError as e:
-        raise InputError(p, f"stage-1 model does not fit these data: {e.problem}") from None
-    return model, stage1_record(ck)
-
-
 def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None,
-                stage1_record: dict | None = None):
+                stage1_rec: dict | None = None):
     """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
     initial weights depend on the seed only). A model with a stage 1 (``spec.stage1``) gets the module of
-    ``model_cfg.stage1`` as ``stage1=`` (models never read files), or, given ``stage1_record``, the module that
-    record describes, without reading a file; the record is kept as ``model.stage1_record`` for the checkpoint."""
+    ``model_cfg.stage1`` as ``stage1=`` (models never read files), or, given ``stage1_rec`` (a
+    :func:`stage1_record`), the module it describes without reading a file; the record is kept as
+    ``model.stage1_record`` for the checkpoint."""
     if seed is not None:
         seed_everything(seed)
     with default_dtype(torch_dtype(dtype)):
@@ -186,7 +135,7 @@ def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float
         if spec.stage1 and getattr(model_cfg, "needs_stage1", True):
             # loading builds the stage-1 model, which reseeds torch with 0 (load_model): HarmoSE's own initial
             # weights have always been drawn after that
-            extra["stage1"], record = load_stage1(model_cfg.stage1, layout, spec.stage1, dtype, stage1_record)
+            extra["stage1"], record = load_stage1(model_cfg.stage1, layout, spec.stage1, dtype, stage1_rec)
         model = spec.build(model_cfg, layout, **extra)
     if record is not None:
         model.stage1_record = record
@@ -368,7 +317,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     train_loader = _loader(store, tr, cfg, shuffle=True, augment=cfg.augment_rotations)
     val_loader = _loader(store, va, cfg, shuffle=False, augment=False) if va is not None else None
     meta = _run_meta(name, res, layout, store, data, checksum, (tr, va, desc), ck)
-    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed, _stage1_of(res.spec, ck, run_dir))
+    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed, stage1_of(res.spec, ck, run_dir))
     if getattr(model, "stage1_record", None) is not None:
         meta["stage1"] = model.stage1_record  # the checkpoint rebuilds stage 1 without its file
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
@@ -387,21 +336,6 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
 
 
 # --- checkpoints back to models -----------------------------------------------------------------------------
-def _stage1_of(spec, ck, where) -> dict | None:
-    """The stage-1 record of a two-stage checkpoint ``ck`` (a dict or :class:`Checkpoint`; None: a new run).
-    A checkpoint without one (written before checkpoints were self-contained) is refused with one line."""
-    if ck is None or not spec.stage1:
-        return None
-    d = ck.meta if isinstance(ck, Checkpoint) else ck
-    if "stage1" in d:
-        return d["stage1"]
-    cfg = (ck.model if isinstance(ck, Checkpoint) else ck["model"])["config"]
-    if cfg.get("cascade", True) or cfg.get("fuse_stage1", True):
-        raise InputError(where, f"a {spec.name} checkpoint of an older format (no stage-1 record; its g_i read edge "
-                                "directions): retrain stage 2 with this hambench")
-    return None
-
-
 def load_model(checkpoint, device="cpu", dtype: str | None = None):
     """(model in eval mode, checkpoint dict, layout) from a ``.pt`` file or a run folder (best.pt first).
 
@@ -418,7 +352,7 @@ def load_model(checkpoint, device="cpu", dtype: str | None = None):
     except Exception as e:
         raise InputError(where, f"checkpoint metadata unreadable: {type(e).__name__}: {e}") from None
     dt = dtype or ck["train_config"].get("dtype", "float32")
-    model = build_model(spec, model_cfg, layout, dt, seed=0, stage1_record=_stage1_of(spec, ck, where))
+    model = build_model(spec, model_cfg, layout, dt, seed=0, stage1_rec=stage1_of(spec, ck, where))
     try:
         model.load_state_dict(ck["state"])
     except Exception as e:
