@@ -37,8 +37,8 @@ Facts: /work/shared/research/tracegrad_harmose.md §3 (pipeline, inputs, Eqs. 1�
   ``fuse_stage1: false`` (B: no covariant-feature fusion), ``attention: false`` (C: fixed mean weights).
 
 Stage 2 is **not** equivariant: it learns rotations from random rigid rotations of every training structure
-(``train.augment_rotations: true`` in its config). ``hambench equivariance`` / the tests measure the error;
-it is never hidden.
+(``train.augment_rotations: true`` in its config). ``hambench equivariance`` / the tests measure the error,
+also relative to the mean |ΔH| of stage 2 (``out["dH"]``); it is never hidden.
 """
 
 from __future__ import annotations
