@@ -255,7 +255,7 @@ def test_checkpoint_works_after_stage1_folder_is_deleted(demo, stage1, hs_run, t
     import json
 
     from hambench.models import registry
-    from hambench.models.run import build_model, load_model
+    from hambench.models.run import build_model, load_model, train_run
     from hambench.training import load_checkpoint
 
     run, H_before = hs_run
@@ -281,6 +281,8 @@ def test_checkpoint_works_after_stage1_folder_is_deleted(demo, stage1, hs_run, t
     assert json.loads((tmp_path / "s.json").read_text())["metrics"]["H_mae"] > 0
     r = CliRunner().invoke(main, ["equivariance", str(run), "--data", str(demo), "-n", "1", "--rotations", "1"])
     assert r.exit_code == 0, r.output
+    s = train_run("harmose", demo, run, resume=True, overrides={"train": {"max_steps": 4}}, device="cpu")
+    assert s["steps"] == 4 and "stage1" in load_checkpoint(run / "last.pt")  # --resume needs no stage-1 file either
 
 
 def _cfg_with_stage1(ck, stage1):
