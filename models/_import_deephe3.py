@@ -40,7 +40,7 @@ from e3nn import o3
 
 from hambench.atomic import check_output, partial_path, replace_dir, write_json
 from hambench.basis import BasisLayout
-from hambench.config import from_dict, resolve, to_dict
+from hambench.config import from_dict, resolve
 from hambench.errors import InputError
 from hambench.store import open_store, require_truth, store_checksum
 from hambench.training import TrainConfig, Trainer, code_version
@@ -164,11 +164,9 @@ def _train_overrides(ini, where, dtype: str | None) -> dict:
 
 
 # --- the layout -------------------------------------------------------------------------------------------------
-def _layout(info: dict, store, where_info, data) -> BasisLayout:
-    """The run's layout: the checkpoint's elements and shells, which must be the store's."""
-    species = {z: ls for z, ls in zip(info["index_to_Z"], info["orbital_types"])}
-    if len(species) != len(info["index_to_Z"]):
-        raise InputError(where_info, "index_to_Z lists an element twice")
+def _check_layout(info: dict, store, where_info, data) -> None:
+    """The checkpoint's elements, shells and spin must be the store's."""
+    species = dict(zip(info["index_to_Z"], info["orbital_types"]))
     theirs = {int(z): [int(l) for l in ls] for z, ls in store.layout.species.items()}
     beyond = sorted(set(species) - set(theirs))
     if beyond:
@@ -349,7 +347,7 @@ def map_state_dict(model, state: dict, info: dict, layout, where) -> dict:
             continue
         names[k] = _KEY_MAP(k)
         if names[k] not in own:
-            raise InputError(where, f"unknown key {k!r} (not in hambench's DeepH-E3 for this config)")
+            raise InputError(where, f"unknown key {k!r} (not in the DeepH-E3 that src/train.ini describes)")
         params[k] = v
     covered = set(names.values())
     missing = [n for n in own if n not in covered]
@@ -384,19 +382,21 @@ def import_deephe3(path, run_dir, *, data, dtype: str | None = None) -> dict:
         raise InputError(None, "--data STORE is needed: the run is placed on a store (its elements, edges and "
                                "checksum), as hambench train does")
     src = read_deephe3_folder(path)
-    ini_where = src["files"]["ini"]
+    ini_where, info = src["files"]["ini"], src["info"]
     spec = registry.get("deephe3")
-    store = require_truth(open_store(data), "the store to place the imported run on")
-    _check_store_for(spec, store, data)
-    layout = _layout(src["info"], store, src["files"]["info"], data)
     model_cfg = _model_config(src["ini"], ini_where)
     train_over = _train_overrides(src["ini"], ini_where, dtype)
     d = resolve(spec.config_file, "paper")
-    d["model"] = to_dict(model_cfg)
-    d["train"] = {**d["train"], **train_over}
-    cfg = from_dict(TrainConfig, d["train"], ini_where, prefix="train.")
+    cfg = from_dict(TrainConfig, {**d["train"], **train_over}, ini_where, prefix="train.")
+    species = dict(zip(info["index_to_Z"], info["orbital_types"]))
+    if len(species) != len(info["index_to_Z"]):
+        raise InputError(src["files"]["info"], "index_to_Z lists an element twice")
+    layout = BasisLayout(species, info["spinful"])
+    store = require_truth(open_store(data), "the store to place the imported run on")
+    _check_store_for(spec, store, data)
+    _check_layout(info, store, src["files"]["info"], data)
     model = build_model(spec, model_cfg, layout, "float64", seed=0)
-    mapped = map_state_dict(model, src["state"], src["info"], layout, src["files"]["state"])
+    mapped = map_state_dict(model, src["state"], info, layout, src["files"]["state"])
     model.load_state_dict(mapped)
     return _write_run(model, spec, model_cfg, cfg, layout, store, data, run_dir, src)
 
