@@ -7,8 +7,9 @@ Network (deeph.md §1.2-1.5)
       0 → ``cutoff_radius`` (7.2 Å), multiplying each gated output channel;
     * angular: real SH l ≤ ``lmax`` (4) of the (y, z, x)-ordered edge vector (:func:`models.common.edge_sh`);
     * ``num_blocks`` (3) × [NodeUpdate, EdgeUpdate]. EquiConv = TP ``concat[x_i, x_j, e_ij] ⊗ Y(r_ij)`` with every
-      allowed 'uvw' path and factorised weights W[u,v,w] = W′[u,w]·W″[v,w] → Gate (SiLU/tanh scalars, sigmoid
-      gates) → radial channel weights. NodeUpdate: sc = FCTP(x_i, onehot(species_i)); lin_pre on the nodes;
+      allowed 'uvw' path and factorised weights W[u,v,w] = W′[u,w]·W″[v,w], one pair per (part of the concatenated
+      input, SH irrep, output irrep) → Gate (``get_gate_nonlin``: SiLU/tanh scalars, one block of sigmoid gates)
+      → radial channel weights. NodeUpdate: sc = FCTP(x_i, onehot(species_i)); lin_pre on the nodes;
       EquiConv; sum of messages onto i (the row atom of H_ij); lin_post; + sc; e3LayerNorm over each structure's
       nodes; residual (old through a Linear when the irreps change). EdgeUpdate: sc = FCTP(e_ij,
       onehot(species pair)); lin_pre on the edges; EquiConv with the new node features; lin_post; + sc;
@@ -17,7 +18,16 @@ Network (deeph.md §1.2-1.5)
       ``irreps_post_edge`` (default: the output irreps, sorted and merged);
     * ``lin_edge`` (Linear with biases) → the output irreps of :class:`models.common.BlockHead` (one channel
       per shell-pair label (l1, n1, l2, n2), shared by all element pairs; spinful: (l1⊗½)⊗(l2⊗½), re and im)
-      → flat H blocks in hambench order (complex when spinful).
+      → flat H blocks in hambench order (complex when spinful). The readout is the reference's plain
+      ``wigner_3j`` (the head's orthogonal √(2L+1)·w3j times ``_readout_scale``).
+
+Parameters as the reference builds them (``e3modules.SeparateWeightTensorProduct``, ``model.Net``): the same
+tensors, shapes and initial distributions (W′, W″ ``randn``; e3nn's own initialisation elsewhere), so a reference
+checkpoint maps one to one (:mod:`models._import_deephe3`). Paper config on MoTe2: 721,278 parameters, 659 W′/W″
+pairs — the reference constructor counts 721,343, the difference being its ``lin_node`` (node features → 1x0e,
+65 parameters), which the reference builds but never uses for H; hambench does not build it (it would get no
+gradient: DDP would need ``find_unused_parameters`` and the count would include dead weights). Computed as
+one e3nn product per conv over the merged input (232 paths, :class:`SeparateWeightTP`): the same function.
 
 Edges are the batch's DFT edges, self edges (i, i, 0) included: the on-site blocks come from the same head
 (their SH is Y_0 only). DeepH-E3 predicts H_ij(R) and H_ji(−R) independently; ``symmetrize = true`` averages
