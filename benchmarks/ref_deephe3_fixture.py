@@ -22,7 +22,9 @@ Given a local clone of Xiaoxun-Gong/DeepH-E3 (``--ref PATH``; nothing of it is c
    turns its output into blocks with the reference's ``e3TensorDecomp.get_H`` (OpenMX order) and then into
    hambench's orbital order with the reference's ``Rotate.openmx2wiki_H_full``; saves them per edge key
    (i, j, R) in ``ref_outputs.npz``;
-5. prints the reference's parameter count at the paper config on MoTe2 (``train_default.ini``'s network).
+5. the spinful readout alone: the reference's ``e3TensorDecomp.get_H`` (SOC) on random outputs for one element
+   with shells s, s, p, d → ``readout_soc.npz`` (complex blocks in hambench's order);
+6. prints the reference's parameter count at the paper config on MoTe2 (``train_default.ini``'s network).
 
 Run (from the repository root, a clone of the reference in /tmp/deephe3_ref_clone):
     .venv/bin/python benchmarks/ref_deephe3_fixture.py --ref /tmp/deephe3_ref_clone --out tests/data/deephe3_ref
@@ -185,6 +187,30 @@ def reference_blocks(ref_mods, net64, cfg, b, vec, index_to_Z, orbital_types) ->
     return np.concatenate(flat)
 
 
+def readout_soc(ref_mods, out: Path, seed: int, n_edges: int = 4) -> None:
+    """The reference's spinful readout alone (``e3TensorDecomp.get_H``, SOC) on random net outputs, for one
+    element with shells s, s, p, d (``target_blocks_type = all``): ``readout_soc.npz`` with the outputs ``x`` and
+    the complex (2n × 2n, spin-major) blocks ``H`` in hambench's orbital order."""
+    utils, e3 = ref_mods["utils"], ref_mods["e3modules"]
+    shells = [0, 0, 1, 2]
+    targets, irreps, _ = utils.orbital_analysis({"83": shells}, "a", True)
+    blocks, js, slices = utils.process_targets([shells], torch.tensor([83]), targets)
+    kernel = e3.e3TensorDecomp(irreps, js, default_dtype_torch=torch.float64, spinful=True)
+    x = torch.randn(n_edges, irreps.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    Hred = kernel.get_H(x)  # (E, 4 spin blocks uu ud du dd, Σ targets), OpenMX order
+    n = sum(2 * l + 1 for l in shells)
+    full = torch.zeros(n_edges, 2 * n, 2 * n, dtype=torch.complex128)
+    for t, blk in enumerate(blocks):
+        r0, r1, c0, c1 = (int(v) for v in blk["83 83"])
+        for k, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            full[:, a * n + r0:a * n + r1, b * n + c0:b * n + c1] = \
+                Hred[:, k, slices[t]:slices[t + 1]].reshape(n_edges, r1 - r0, c1 - c0)
+    P, _ = e3.Rotate(torch.float64).openmx2wiki_left_right(shells, shells)
+    P = torch.block_diag(P, P).to(torch.complex128)
+    H = P @ full @ P.T
+    np.savez(out / "readout_soc.npz", x=x.numpy(), H=H.reshape(n_edges, -1).numpy(), shells=np.array(shells))
+
+
 class _Data(dict):
     """What the reference's ``Net.forward`` reads of a torch_geometric batch (attribute and item access)."""
 
@@ -254,6 +280,7 @@ def main(argv=None) -> int:
     np.savez(args.out / "ref_outputs.npz", H=H, src=b.edge_src.numpy().astype(np.int32),
              dst=b.edge_dst.numpy().astype(np.int32), shift=b.shift.numpy().astype(np.int32),
              Z=b.Z.numpy().astype(np.int32))
+    readout_soc(ref_mods, args.out, args.seed + 2)
     n_small = sum(p.numel() for p in net.parameters())
     print(f"reference commit {commit_of(args.ref)}; small net: {n_small:,} parameters "
           f"({sum(p.numel() for p in net.lin_node.parameters())} in lin_node); {len(H):,} H values on "

@@ -337,7 +337,7 @@ def _readout_scale(head: common.BlockHead) -> torch.Tensor:
                     scale += [1 / np.sqrt((2 * L + 1) * (2 * Lp + 1))] * (2 * Lp + 1)
     scale = scale * (2 if head.spinful else 1)
     assert len(scale) == head.dim
-    return torch.tensor(scale, dtype=torch.float64).to(torch.get_default_dtype())
+    return torch.tensor(scale, dtype=torch.float64)  # float64: the model casts it (from its float64 master)
 
 
 # --- the model ------------------------------------------------------------------------------------------------

@@ -192,3 +192,31 @@ def test_refuses_an_unknown_format_and_a_missing_store(tmp_path):
     r = _cli("import-checkpoint", "deephe3", CKPT, "-o", tmp_path / "o")
     assert r.exit_code == 1 and "--data STORE is needed" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_spinful_readout_is_the_references():
+    """DeepH-E3's SOC readout (its e3TensorDecomp.get_H on random outputs, tests/data/deephe3_ref/readout_soc.npz)
+    = the head of hambench's DeepH-E3 with its readout scale 1/√(2L+1) (X⁰ parts), 1/√((2L+1)(2L′+1)) (spin
+    vector parts), channels in the reference's target order."""
+    from hambench.basis import BasisLayout
+    from hambench.models.common import BlockHead
+    from hambench.models._import_deephe3 import _ref_labels
+    from hambench.models.deephe3 import _readout_scale
+
+    ref = np.load(REF / "readout_soc.npz")
+    shells = [int(l) for l in ref["shells"]]
+    head = BlockHead(BasisLayout({83: shells}, True))
+
+    class _M:
+        pass
+
+    m = _M()
+    m.head = head
+    info = {"index_to_Z": [83], "orbital_types": [shells], "spinful": True}
+    assert _ref_labels(m, info, "x") == list(head.targets)  # same channel order: no permutation here
+    x = torch.tensor(ref["x"]) * _readout_scale(head)
+    E = x.shape[0]
+    Z = torch.full((E,), 83)
+    nn = ref["H"].shape[1]
+    H = head(x, Z, Z, torch.arange(E + 1) * nn).reshape(E, nn).numpy()
+    assert np.abs(H - ref["H"]).max() <= TOL.roundoff_long * np.abs(ref["H"]).max()
