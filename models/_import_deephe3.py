@@ -40,6 +40,7 @@ from e3nn import o3
 
 from hambench.atomic import check_output, partial_path, replace_dir, write_json
 from hambench.basis import BasisLayout
+from hambench.basis import _so3 as so3
 from hambench.config import from_dict, resolve
 from hambench.errors import InputError
 from hambench.store import open_store, require_truth, store_checksum
@@ -182,7 +183,6 @@ def _check_layout(info: dict, store, where_info, data) -> None:
     if bool(info["spinful"]) != bool(store.spinful):
         raise InputError(where_info, f"the checkpoint is {'spinful' if info['spinful'] else 'spinless'}, "
                                      f"the store is not")
-    return BasisLayout(species, bool(info["spinful"]))
 
 
 # --- the weights ------------------------------------------------------------------------------------------------
@@ -235,8 +235,6 @@ def _map_lin_edge(model, state: dict, labels_ref: list) -> None:
 
 def _entries_of(model, t):
     """The irreps entries (one per L) of target ``t`` in the head, in order."""
-    from hambench.basis import _so3 as so3
-
     l1, _, l2, _ = t
     Ls = so3.cg_basis(l1, l2)[1]
     yield from Ls

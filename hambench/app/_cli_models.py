@@ -13,7 +13,7 @@ from hambench.app.cli import CONTEXT, main
 
 __all__ = ["import_checkpoint", "FORMATS"]
 
-#: FORMAT → (what PATH is, the importer's module under hambench.models)
+#: FORMAT → what PATH is
 FORMATS = {
     "deephe3": "a DeepH-E3 training output folder (best_model.pkl, src/train.ini, src/dataset_info.json)",
     "airs-qhnet": "a QHNet state dict as divelab/AIRS's QH9 code saves it",
