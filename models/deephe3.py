@@ -7,8 +7,9 @@ Network (deeph.md §1.2-1.5)
       0 → ``cutoff_radius`` (7.2 Å), multiplying each gated output channel;
     * angular: real SH l ≤ ``lmax`` (4) of the (y, z, x)-ordered edge vector (:func:`models.common.edge_sh`);
     * ``num_blocks`` (3) × [NodeUpdate, EdgeUpdate]. EquiConv = TP ``concat[x_i, x_j, e_ij] ⊗ Y(r_ij)`` with every
-      allowed 'uvw' path and factorised weights W[u,v,w] = W′[u,w]·W″[v,w] → Gate (SiLU/tanh scalars, sigmoid
-      gates) → radial channel weights. NodeUpdate: sc = FCTP(x_i, onehot(species_i)); lin_pre on the nodes;
+      allowed 'uvw' path and factorised weights W[u,v,w] = W′[u,w]·W″[v,w], one pair per (part of the concatenated
+      input, SH irrep, output irrep) → Gate (``get_gate_nonlin``: SiLU/tanh scalars, one block of sigmoid gates)
+      → radial channel weights. NodeUpdate: sc = FCTP(x_i, onehot(species_i)); lin_pre on the nodes;
       EquiConv; sum of messages onto i (the row atom of H_ij); lin_post; + sc; e3LayerNorm over each structure's
       nodes; residual (old through a Linear when the irreps change). EdgeUpdate: sc = FCTP(e_ij,
       onehot(species pair)); lin_pre on the edges; EquiConv with the new node features; lin_post; + sc;
@@ -17,7 +18,16 @@ Network (deeph.md §1.2-1.5)
       ``irreps_post_edge`` (default: the output irreps, sorted and merged);
     * ``lin_edge`` (Linear with biases) → the output irreps of :class:`models.common.BlockHead` (one channel
       per shell-pair label (l1, n1, l2, n2), shared by all element pairs; spinful: (l1⊗½)⊗(l2⊗½), re and im)
-      → flat H blocks in hambench order (complex when spinful).
+      → flat H blocks in hambench order (complex when spinful). The readout is the reference's plain
+      ``wigner_3j`` (the head's orthogonal √(2L+1)·w3j times ``_readout_scale``).
+
+Parameters as the reference builds them (``e3modules.SeparateWeightTensorProduct``, ``model.Net``): the same
+tensors, shapes and initial distributions (W′, W″ ``randn``; e3nn's own initialisation elsewhere), so a reference
+checkpoint maps one to one (:mod:`models._import_deephe3`). Paper config on MoTe2: 721,278 parameters, 659 W′/W″
+pairs — the reference constructor counts 721,343, the difference being its ``lin_node`` (node features → 1x0e,
+65 parameters), which the reference builds but never uses for H; hambench does not build it (it would get no
+gradient: DDP would need ``find_unused_parameters`` and the count would include dead weights). Computed as
+one e3nn product per conv over the merged input (232 paths, :class:`SeparateWeightTP`): the same function.
 
 Edges are the batch's DFT edges, self edges (i, i, 0) included: the on-site blocks come from the same head
 (their SH is Y_0 only). DeepH-E3 predicts H_ij(R) and H_ji(−R) independently; ``symmetrize = true`` averages
@@ -33,10 +43,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 from e3nn import o3
 from e3nn.nn import Gate
 
+from hambench.basis import _so3 as so3
 from hambench.errors import InputError
 
 from . import common
@@ -84,14 +96,28 @@ class DeepHE3Config:
 
 
 # --- building blocks ------------------------------------------------------------------------------------------
-def _gate(irreps_out: o3.Irreps) -> Gate:
-    """e3nn Gate whose output is ``irreps_out``: scalars SiLU (0e) / tanh (0o), sigmoid 0e gates for l > 0."""
-    irreps_out = o3.Irreps(irreps_out)
-    scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
-    gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
-    gates = o3.Irreps([(m, "0e") for m, _ in gated])
+def _path_exists(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, ir) -> bool:
+    ir = o3.Irrep(ir)
+    return any(ir in ir1 * ir2 for _, ir1 in irreps_in1 for _, ir2 in irreps_in2)
+
+
+def _gate(irreps_in1, irreps_in2, irreps_out) -> Gate:
+    """e3nn Gate as DeepH-E3's ``get_gate_nonlin`` builds it: the entries of ``irreps_out`` the product
+    ``in1 ⊗ in2`` can reach; scalars SiLU (0e) / tanh (0o); one simplified block of gates (0e, sigmoid; 0o, tanh,
+    only when 0e is out of reach) for the l > 0 entries. ``gate.irreps_in`` is what the product must output."""
+    irreps_in1, irreps_in2, irreps_out = o3.Irreps(irreps_in1), o3.Irreps(irreps_in2), o3.Irreps(irreps_out)
+    reach = [(m, ir) for m, ir in irreps_out if _path_exists(irreps_in1, irreps_in2, ir)]
+    scalars = o3.Irreps([(m, ir) for m, ir in reach if ir.l == 0]).simplify()
+    gated = o3.Irreps([(m, ir) for m, ir in reach if ir.l > 0]).simplify()
+    gate_ir = None
+    if gated.dim > 0:
+        gate_ir = next((g for g in ("0e", "0o") if _path_exists(irreps_in1, irreps_in2, g)), None)
+        if gate_ir is None:
+            raise ValueError(f"{irreps_in1} ⊗ {irreps_in2} cannot produce the gates {irreps_out} needs")
+    gates = o3.Irreps([(m, gate_ir) for m, _ in gated]).simplify()
     act = {1: torch.nn.functional.silu, -1: torch.tanh}
-    return Gate(scalars, [act[ir.p] for _, ir in scalars], gates, [torch.sigmoid] * len(gates), gated)
+    act_gates = {1: torch.sigmoid, -1: torch.tanh}
+    return Gate(scalars, [act[ir.p] for _, ir in scalars], gates, [act_gates[ir.p] for _, ir in gates], gated)
 
 
 class ElementWise(torch.nn.Module):
@@ -109,11 +135,16 @@ class ElementWise(torch.nn.Module):
 
 
 class SeparateWeightTP(torch.nn.Module):
-    """``in1 ⊗ in2 → out`` with every allowed (i1, i2, i_out) path in mode 'uvw', shared weights factorised as
-    W[u, v, w] = W′[u, w] · W″[v, w] (DeepH-E3 ``SeparateWeightTensorProduct``, randn init).
+    """``in1 ⊗ in2 → out`` as DeepH-E3's ``SeparateWeightTensorProduct``: every allowed (part of in1, i2, i_out)
+    path in mode 'uvw' with its own factor pair W[u, v, w] = W′[u, w] · W″[v, w] (randn init), one pair per part of
+    the concatenated input (node + node + edge irreps: the paper config has 659 paths).
 
-    ``in1`` (a concatenation such as node + node + edge irreps) is first sorted and merged: the same function
-    class with 'element' path normalisation (fan-ins add up), 3x fewer paths, faster to build and to run."""
+    Computed by one e3nn ``TensorProduct`` over ``in1`` sorted and merged: the merged path (I1, i2, i_out) takes
+    the parts' W′ ⊗ W″ stacked along u. With e3nn's 'element' path normalisation (fan-in summed over the paths
+    into each output) this is the same function, term for term, at a third of the paths.
+
+    ``paths``: the reference's (i1, i2, i_out) in its parameter order (``w1[k]``, ``w2[k]`` ↔ its
+    ``weights1.k``, ``weights2.k``)."""
 
     def __init__(self, irreps_in1, irreps_in2, irreps_out):
         super().__init__()
@@ -121,34 +152,52 @@ class SeparateWeightTP(torch.nn.Module):
         starts = [0]
         for mul, ir in irreps_in1:
             starts.append(starts[-1] + mul * ir.dim)
-        order = sorted(range(len(irreps_in1)), key=lambda i: irreps_in1[i].ir)
-        perm = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in order]) if order else torch.zeros(0, dtype=torch.long)
+        order = sorted(range(len(irreps_in1)), key=lambda i: irreps_in1[i].ir)  # stable: parts keep their order
+        perm = (torch.cat([torch.arange(starts[i], starts[i + 1]) for i in order]) if order
+                else torch.zeros(0, dtype=torch.long))
         self.register_buffer("_perm", perm, persistent=False)
         self._identity = bool(torch.equal(perm, torch.arange(perm.numel())))
         merged = o3.Irreps([irreps_in1[i] for i in order]).simplify()
-        instr = []
-        for i1, (m1, ir1) in enumerate(merged):
-            for i2, (m2, ir2) in enumerate(irreps_in2):
-                for io, (mo, iro) in enumerate(irreps_out):
-                    if iro in ir1 * ir2:
-                        instr.append((i1, i2, io, "uvw", True))
-        self.tp = o3.TensorProduct(merged, irreps_in2, irreps_out, instr, internal_weights=False,
-                                   shared_weights=True)
+        parts_of: list[list[int]] = []  # merged entry -> the parts of in1 it holds, in their order
+        for i in order:
+            if parts_of and irreps_in1[parts_of[-1][0]].ir == irreps_in1[i].ir:
+                parts_of[-1].append(i)
+            else:
+                parts_of.append([i])
+        assert len(parts_of) == len(merged)
+        self.paths = [(i1, i2, io) for i1, (_, ir1) in enumerate(irreps_in1) for i2, (_, ir2) in enumerate(irreps_in2)
+                      for io, (_, iro) in enumerate(irreps_out) if iro in ir1 * ir2]
         self.w1 = torch.nn.ParameterList()
         self.w2 = torch.nn.ParameterList()
-        for i1, i2, io, _, _ in instr:
-            mo = irreps_out[io].mul
-            self.w1.append(torch.nn.Parameter(torch.randn(merged[i1].mul, mo)))
-            self.w2.append(torch.nn.Parameter(torch.randn(irreps_in2[i2].mul, mo)))
+        for i1, i2, io in self.paths:
+            self.w1.append(torch.nn.Parameter(torch.randn(irreps_in1[i1].mul, irreps_out[io].mul)))
+            self.w2.append(torch.nn.Parameter(torch.randn(irreps_in2[i2].mul, irreps_out[io].mul)))
+        index = {p: k for k, p in enumerate(self.paths)}
+        instr, self._stack = [], []
+        for I1, (_, ir1) in enumerate(merged):
+            for i2, (_, ir2) in enumerate(irreps_in2):
+                for io, (_, iro) in enumerate(irreps_out):
+                    if iro in ir1 * ir2:
+                        instr.append((I1, i2, io, "uvw", True))
+                        self._stack.append([index[(i1, i2, io)] for i1 in parts_of[I1]])
+        self.tp = o3.TensorProduct(merged, irreps_in2, irreps_out, instr, internal_weights=False,
+                                   shared_weights=True)
         self.irreps_in1, self.irreps_in2, self.irreps_out = irreps_in1, irreps_in2, irreps_out
+
+    def weight(self) -> torch.Tensor:
+        """The merged product's flat weight: per merged path, the parts' W′[u, w] W″[v, w] stacked along u."""
+        out = []
+        for ks in self._stack:
+            blocks = [self.w1[k][:, None, :] * self.w2[k][None, :, :] for k in ks]
+            out.append((blocks[0] if len(blocks) == 1 else torch.cat(blocks, 0)).reshape(-1))
+        return torch.cat(out)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if len(self.w1) == 0:
             return x1.new_zeros(x1.shape[0], self.irreps_out.dim)
         if not self._identity:
             x1 = x1[:, self._perm]
-        w = torch.cat([(a[:, None, :] * b[None, :, :]).reshape(-1) for a, b in zip(self.w1, self.w2)])
-        return self.tp(x1, x2, w)
+        return self.tp(x1, x2, self.weight())
 
 
 class EquiConv(torch.nn.Module):
@@ -156,7 +205,7 @@ class EquiConv(torch.nn.Module):
 
     def __init__(self, irreps_in1, irreps_sh, irreps_out, num_basis: int, hidden: int):
         super().__init__()
-        self.gate = _gate(irreps_out)
+        self.gate = _gate(irreps_in1, irreps_sh, irreps_out)
         self.tp = SeparateWeightTP(irreps_in1, irreps_sh, self.gate.irreps_in)
         self.irreps_out = self.gate.irreps_out
         self.ew = ElementWise(self.irreps_out)
@@ -272,6 +321,25 @@ def _refine_post_node(post_node: o3.Irreps, out: o3.Irreps) -> o3.Irreps:
     return (post_node + o3.Irreps(extra)).sort().irreps.simplify() if extra else post_node
 
 
+def _readout_scale(head: common.BlockHead) -> torch.Tensor:
+    """Per output component, DeepH-E3's readout over the head's: the reference builds a block as
+    Σ_L wigner_3j(l1, l2, L) y_L (spinful: the spin-vector parts through wigner_3j(L, 1, L′) as well), the head
+    with the orthogonal √(2L+1)·wigner_3j (:func:`hambench.basis.so3.cg_basis`); so 1/√(2L+1) per X⁰ part and
+    1/√((2L+1)(2L′+1)) per spin-vector part L′ of L, in the head's channel order (spinful: re, then im)."""
+    scale = []
+    for l1, _, l2, _ in head.targets:
+        Ls = so3.cg_basis(l1, l2)[1]
+        for L in Ls:
+            scale += [1 / np.sqrt(2 * L + 1)] * (2 * L + 1)
+        if head.spinful:
+            for L in Ls:
+                for Lp in so3.cg_basis(L, 1)[1]:
+                    scale += [1 / np.sqrt((2 * L + 1) * (2 * Lp + 1))] * (2 * Lp + 1)
+    scale = scale * (2 if head.spinful else 1)
+    assert len(scale) == head.dim
+    return torch.tensor(scale, dtype=torch.float64)  # float64: the model casts it (from its float64 master)
+
+
 # --- the model ------------------------------------------------------------------------------------------------
 class DeepHE3(common.ExactConstants, torch.nn.Module):
     """DeepH-E3 on a hambench basis layout; ``forward(batch) -> {"H": flat blocks aligned with batch.H_ptr}``."""
@@ -324,6 +392,7 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
             self.edge_blocks.append(eb)
             self.edge_feature_irreps.append(edge_ir)
         self.lin_edge = o3.Linear(edge_ir, irreps_out, biases=True)
+        self.register_buffer("_readout_scale", _readout_scale(self.head), persistent=False)
         self.edge_hooks: Optional[torch.nn.ModuleList] = None
 
     # --- TraceGrad hook protocol --------------------------------------------------------------------------
@@ -368,7 +437,7 @@ class DeepHE3(common.ExactConstants, torch.nn.Module):
             e = eb(x, e, sh, radial, src, dst, onehot_pair, batch.edge_batch, B)
             if self.edge_hooks is not None:
                 e = self.edge_hooks[k](e, dict(batch=batch, edge_index=(src, dst), k=k))
-        out = self.lin_edge(e)
+        out = self.lin_edge(e) * self._readout_scale
         H = self.head(out, batch.Z[src], batch.Z[dst], batch.H_ptr)
         if self.cfg.symmetrize:
             partner = common.partner_edges(src, dst, batch.shift)

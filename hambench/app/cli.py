@@ -515,6 +515,7 @@ def demo(ctx, output, budget):
 
 # the commands that analyse and share results live in their own module; importing it registers them on ``main``
 from hambench.app import _cli_results  # noqa: E402,F401
+from hambench.app import _cli_models  # noqa: E402,F401  (import-checkpoint)
 
 
 def _set_quiet(ctx, _param, value) -> None:
