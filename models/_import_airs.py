@@ -148,6 +148,20 @@ def _check_bernstein(path, sd: dict, cfg) -> None:
                                f"the configuration's max_radius {cfg.max_radius} Å (override max_radius)")
 
 
+def _precheck(path, sd: dict, cfg) -> None:
+    """Refusals that need no model: a key no rule knows, the Bernstein constants, the embedding's shape."""
+    for key, t in sd.items():
+        if _target(key) is None and not (_E3NN_CONSTANT.fullmatch(key) or t.numel() == 0):
+            raise InputError(path, f"key '{key}': not a parameter of AIRS' QH9 QHNet (unknown key)")
+    _check_bernstein(path, sd, cfg)
+    emb = sd.get("node_embedding.weight")
+    want = (max(cfg.num_species, max(QH9_SPECIES) + 1), cfg.hidden_size)
+    if emb is not None and tuple(emb.shape) != want:
+        raise InputError(path, f"key 'node_embedding.weight': shape {tuple(emb.shape)} in the file, {want} for the "
+                               f"configuration{_hint('node_embedding.weight', emb.shape)}; pass the checkpoint's "
+                               "hyper-parameters as overrides")
+
+
 def airs_state_to_hambench(sd: dict, model, path=None) -> dict:
     """hambench ``qhnet`` state (float64) from AIRS' state dict ``sd`` for ``model`` (a :class:`QHNet` of the
     intended configuration): renamed by :data:`_RULES`, unused modules dropped, the expansion heads' last layer
@@ -260,8 +274,9 @@ def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None
     res = _config(overrides)
     cfg = res.model
     sd = _read_state(path)
-    _check_bernstein(path, sd, cfg)
+    _precheck(path, sd, cfg)  # the cheap refusals first: building the model takes seconds at QH9's size
     layout = BasisLayout(QH9_SPECIES)
+    store_meta, cutoffs, rule = _store_facts(data, layout, cfg)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         prev = torch.get_default_dtype()
@@ -272,7 +287,6 @@ def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None
             torch.set_default_dtype(prev)
     state = airs_state_to_hambench(sd, model, path)
     model.load_state_dict(state)
-    store_meta, cutoffs, rule = _store_facts(data, layout, cfg)
     ck = _checkpoint(model, res, layout, state, store_meta, cutoffs, rule, path)
     _write_run(run_dir, ck, res, store_meta, path)
 
