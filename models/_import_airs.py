@@ -89,7 +89,7 @@ _RULES = [
 _RULES = [(re.compile(p), t) for p, t in _RULES]
 
 #: e3nn's constant buffers and AIRS' weight-less helper products (no information: ignored when present)
-_E3NN_CONSTANT = re.compile(r"(.*\.)?(output_mask|_compiled_main_\w+\._w3j_\w+|inner_product\.tp\.\w+|"
+_E3NN_CONSTANT = re.compile(r"(.*\.)?(output_mask|_compiled_main\w*\.\w+|inner_product\.tp\.\w+|"
                             r"norm\.tp\.\w+|mul\.\w+)$")
 #: the layers whose output is the Hamiltonian linearly: Hartree → eV folded in
 _UNIT_FOLD = re.compile(r"(fc_ii|fc_ij|fc_ii_bias|fc_ij_bias)\.2\.(weight|bias)$")
