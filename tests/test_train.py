@@ -69,6 +69,22 @@ def test_losses_match_hand_computed():
     assert t["num"].item() / t["den"] == pytest.approx((1 + 25) / 2 + (1 + 5) / 2)
 
 
+def test_loss_unit_hartree_scales_the_loss_not_the_reported_errors():
+    """loss_unit Ha: the loss of ΔH / 27.211386245988 (QH9's unit), the reported Σ|Δ|², Σ|Δ| still in eV."""
+    target = torch.tensor([1.0, 0, 0, 0, 0, 2, 2, 2, 2], dtype=torch.float64)
+    pred = torch.tensor([2.0, 0, 0, 0, 1, 2, 2, 2, 0], dtype=torch.float64)
+    b = _B(target, [0, 1, 5, 9], [0, 0, 1], 2)
+    h = 27.211386245988
+    ev = loss_terms(pred, b, TrainConfig(loss="mse+mae", reduction="structure"))
+    ha = loss_terms(pred, b, TrainConfig(loss="mse+mae", reduction="structure", loss_unit="Ha"))
+    # structure 0: Δ = (1, 0, 0, 0, 1) eV; structure 1: Δ = (0, 0, 0, -2) eV → in Hartree, then mse + mae each
+    hand = ((2 / h**2 / 5 + 2 / h / 5) + (4 / h**2 / 4 + 2 / h / 4)) / 2
+    assert ha["num"].item() / ha["den"] == pytest.approx(hand, rel=TOL.roundoff)
+    assert (ha["sq"], ha["abs"], ha["n"]) == (ev["sq"], ev["abs"], ev["n"]) == (6.0, 4.0, 9)
+    mse = loss_terms(pred, b, TrainConfig(loss="mse", loss_unit="Ha"))
+    assert mse["num"].item() / mse["den"] == pytest.approx(6 / 9 / h**2, rel=TOL.roundoff)
+
+
 def test_warmup_linear_schedule_hand_computed():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=5e-4)
@@ -148,7 +164,9 @@ def _losses(run):
 @pytest.mark.parametrize("model,store,steps,sets,ratio", [
     # three molecules (CH4, NH3, H2O; PySCF B3LYP/def2-SVP labels), one batch per step
     ("deephe3", "mol3", 40, ["train.lr=0.05"], 0.1),
-    ("qhnet", "mol3", 40, ["train.lr=0.02", "train.warmup_steps=2"], 0.15),
+    # qhnet's loss is QH9's, in Hartree: MSE + MAE with |ΔH| ≪ 1 Ha, so the MAE term leads and falls as the square
+    # root of an MSE (0.3 of MAE ≈ 0.09 of MSE)
+    ("qhnet", "mol3", 40, ["train.lr=0.05", "train.warmup_steps=2"], 0.3),
     # the real MoTe2 monolayer (OpenMX), one structure, validated on itself
     ("deephe3", "mote2", 40, ["train.lr=0.02"], 0.15),
 ])
@@ -241,6 +259,8 @@ def test_bad_configs_are_one_line(demo, mote2, tmp_path):
                                                   "--preset", "huge"))
     assert "train.lrr" in one_line_error(cli("train", "toy", "--data", demo, "-o", tmp_path / "r",
                                              "--set", "train.lrr=1"))
+    msg = one_line_error(cli("train", "qhnet", "--data", demo, "-o", tmp_path / "r", "--set", "train.loss_unit=Eh"))
+    assert "train.loss_unit" in msg and "'Ha'" in msg
     assert "no such store" in one_line_error(cli("train", "toy", "--data", tmp_path / "x.zarr", "-o",
                                                  tmp_path / "r"))
     assert "trains on molecule stores" in one_line_error(cli("train", "qhnet", "--data", mote2, "-o", tmp_path / "r"))

@@ -37,6 +37,7 @@ class TrainConfig:
     lr_end: float = 1e-7
     # loss
     loss: Literal["mse", "mse+mae"] = "mse"
+    loss_unit: Literal["eV", "Ha"] = "eV"  # energy unit of ΔH inside the loss (the store, logs and scores: eV)
     reduction: Literal["element", "structure"] = "element"  # mean over all elements, or per structure first
     monitor: Literal["loss", "mae"] = "loss"  # validation metric that picks best.pt and drives early stop
     # loop

@@ -3,23 +3,33 @@
 Losses (:class:`~hambench.training.TrainConfig` ``loss``): ``mse`` (DeepH-E3's masked MSE: mean of |ΔH|² over
 every matrix element of the batch, complex targets by |Δ|²) or ``mse+mae`` (QHNet's: per-structure mean of |Δ|²
 plus per-structure mean of |Δ|, averaged over structures); ``reduction`` chooses element- or
-structure-normalised means. A model with ``extra_loss(out, batch, loss_H) -> (total, {name: float})`` adds its
-own terms (TraceGrad).
+structure-normalised means. ``loss_unit`` is the energy unit ΔH is expressed in inside the loss: ``eV`` (the
+store's, DeepH-E3's recipe) or ``Ha`` (QH9 trains QHNet in Hartree: ΔH / 27.211386245988 eV). Only the loss and
+its gradients change; the sums ``sq``/``abs`` and every MSE/MAE reported stay in eV. A model with ``extra_loss(out, batch, loss_H) -> (total, {name: float})`` adds its
+own terms (TraceGrad); it receives ``loss_H`` in the loss unit, so whatever it scales by ``loss_H`` (TraceGrad's
+μ = L_H/L_T) follows the unit too.
 """
 
 from __future__ import annotations
 
 import torch
 
+from hambench.basis._conventions import HARTREE_EV
+
 from ._config import TrainConfig
 from ._ddp import Comm
 
-__all__ = ["torch_dtype", "loss_terms", "backward", "grad_norm", "evaluate", "batch_structures"]
+__all__ = ["torch_dtype", "loss_scale", "loss_terms", "backward", "grad_norm", "evaluate", "batch_structures"]
 
 
 def torch_dtype(name: str) -> torch.dtype:
     """``torch.float32`` or ``torch.float64`` for the config's ``dtype`` name."""
     return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def loss_scale(cfg: TrainConfig) -> float:
+    """The factor from eV (the store's unit) to the loss unit: 1 for ``eV``, 1/27.211386245988 for ``Ha``."""
+    return 1.0 / HARTREE_EV if cfg.loss_unit == "Ha" else 1.0
 
 
 def batch_structures(batch) -> int:
@@ -37,14 +47,16 @@ def _element_structure(batch, n_el: int) -> torch.Tensor:
 def loss_terms(pred, batch, cfg: TrainConfig) -> dict:
     """Loss numerator and its normaliser for ``pred`` vs ``batch.H`` (flat, aligned; complex by |Δ|², |Δ|).
 
-    Returns ``num`` (a differentiable 0-d tensor), ``den`` (float: elements for ``reduction='element'``,
-    structures for ``'structure'``), and the plain sums ``sq`` = Σ|Δ|², ``abs`` = Σ|Δ|, ``n`` = elements.
-    The loss is ``num / den``; under DDP the engine divides by the global ``den``.
+    Returns ``num`` (a differentiable 0-d tensor, Δ in ``cfg.loss_unit``), ``den`` (float: elements for
+    ``reduction='element'``, structures for ``'structure'``), and the plain sums in eV ``sq`` = Σ|Δ|²,
+    ``abs`` = Σ|Δ|, ``n`` = elements. The loss is ``num / den``; under DDP the engine divides by the global ``den``.
     """
     target = batch.H
     if pred.shape != target.shape:
         raise ValueError(f"model output H has shape {tuple(pred.shape)}, the target {tuple(target.shape)}")
-    d = pred - target
+    d_ev = pred - target
+    scale = loss_scale(cfg)
+    d = d_ev * scale if scale != 1.0 else d_ev  # (n,) in the loss unit
     sq = torch.view_as_real(d).pow(2).sum(-1) if d.is_complex() else d.pow(2)  # (n,)
     ab = d.abs() if cfg.loss == "mse+mae" else None
     n = int(sq.numel())
@@ -61,8 +73,13 @@ def loss_terms(pred, batch, cfg: TrainConfig) -> dict:
         num = (per / cnt.clamp_min(1)).sum()
         den = float(B)
     with torch.no_grad():
-        abs_sum = float((ab if ab is not None else d.abs()).sum())
-    return {"num": num, "den": den, "sq": float(sq.detach().sum()), "abs": abs_sum, "n": n}
+        if scale == 1.0:
+            sq_ev, abs_ev = sq.detach(), (ab if ab is not None else d.abs())
+        else:  # the reported sums in eV, from ΔH in eV (not the scaled values scaled back)
+            sq_ev = torch.view_as_real(d_ev).pow(2).sum(-1) if d_ev.is_complex() else d_ev.pow(2)
+            abs_ev = d_ev.abs()
+        sq_sum, abs_sum = float(sq_ev.sum()), float(abs_ev.sum())
+    return {"num": num, "den": den, "sq": sq_sum, "abs": abs_sum, "n": n}
 
 
 def _forward_loss(net, model, batch, cfg: TrainConfig, comm: Comm):
@@ -106,7 +123,8 @@ def grad_norm(model, clip: float | None) -> float:
 
 
 def evaluate(model, loader, cfg: TrainConfig, comm: Comm, device, dtype) -> dict:
-    """Loss, MSE and MAE (eV) of ``model`` over ``loader``, summed over ranks: {loss, mse, mae, n}."""
+    """Loss (in ``cfg.loss_unit``), MSE (eV²) and MAE (eV) of ``model`` over ``loader``, summed over ranks:
+    {loss, mse, mae, n}."""
     model.eval()
     num = den = sq = ab = n = 0.0
     with torch.set_grad_enabled(bool(getattr(model, "inference_needs_grad", False))):
