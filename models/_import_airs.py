@@ -214,7 +214,7 @@ def _airs_name(hkey: str) -> str:
     return hkey
 
 
-def _config(overrides: dict | None):
+def _config(overrides: dict | None, dtype: str | None = None):
     """QH9's QHNetConfig with ``overrides`` (keys of QHNetConfig); an unknown key or a value AIRS cannot have
     is refused."""
     overrides = dict(overrides or {})
@@ -227,7 +227,8 @@ def _config(overrides: dict | None):
                                                        "AIRS checkpoint needs True")
     res = resolve_config("qhnet", "paper", sets=(), overrides=None,
                          base={"model": {**to_dict(qhnet.QHNetConfig()), **overrides},
-                               "train": to_dict(resolve_config("qhnet", "paper").train)})
+                               "train": {**to_dict(resolve_config("qhnet", "paper").train),
+                                         **({"dtype": dtype} if dtype else {})}})
     return res
 
 
@@ -252,7 +253,7 @@ def _store_facts(data, layout: BasisLayout, cfg) -> tuple[dict, dict, str]:
     return meta, edge_cutoffs(store, idx), "complete" if np.all(ne == na * na) else "cutoff"
 
 
-def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None) -> None:
+def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None, dtype: str | None = None) -> None:
     """Write the hambench ``qhnet`` run folder ``run_dir`` from AIRS' QH9 checkpoint ``path``.
 
     Parameters
@@ -262,6 +263,7 @@ def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None
     overrides : fields of :class:`~hambench.models.qhnet.QHNetConfig` where the checkpoint is not QH9's size
     data : optional store the run will be used with (its species must be QH9's; ``train --resume`` fine-tunes on
         it); without it the run predicts any QH9-element molecule but cannot be resumed
+    dtype : ``float32`` | ``float64``: the run's precision (default QH9's float32); the weights stay float64
 
     Example
     -------
@@ -271,7 +273,7 @@ def import_airs_qhnet(path, run_dir, *, overrides: dict | None = None, data=None
     path, run_dir = Path(path), check_output(run_dir, folder=True, what="the run folder to write")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise InputError(run_dir, "exists and is not empty; choose a new run folder")
-    res = _config(overrides)
+    res = _config(overrides, dtype)
     cfg = res.model
     sd = _read_state(path)
     _precheck(path, sd, cfg)  # the cheap refusals first: building the model takes seconds at QH9's size

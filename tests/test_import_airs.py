@@ -114,6 +114,23 @@ def test_run_folder_predicts_scores_and_resumes(run, demo_store, tmp_path):
     assert not torch.equal(after["state"]["embedding.weight"].double(), before)  # it trained
 
 
+def test_cli_import_equals_the_function_and_sets_the_dtype(run, demo_store, tmp_path):
+    """``hambench import-checkpoint airs-qhnet`` with ``--set`` (the fixture's size) and ``--dtype float64``
+    writes the same weights as the function, with the run's precision set; a bad --set is one line, exit 1."""
+    out = tmp_path / "cli_run"
+    sets = [a for k, v in OVERRIDES.items() for a in ("--set", f"{k}={v}")]
+    r = cli("import-checkpoint", "airs-qhnet", CKPT, "-o", out, "--data", demo_store, "--dtype", "float64", *sets)
+    assert r.exit_code == 0, r.output
+    a = torch.load(out / "last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
+    assert a["state"].keys() == b["state"].keys()
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
+    assert json.loads((out / "config.json").read_text())["train"]["dtype"] == "float64"
+    r = cli("import-checkpoint", "airs-qhnet", CKPT, "-o", tmp_path / "bad", "--set", "hiden_size=8")
+    assert r.exit_code == 1 and "hiden_size" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 # --- refusals: one line naming the key, nothing written -----------------------------------------------------
 def _airs():
     return torch.load(CKPT, weights_only=True)

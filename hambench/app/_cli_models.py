@@ -51,7 +51,8 @@ def import_checkpoint(fmt, path, output, data, dtype, sets):
         r = import_deephe3(path, output, data=data, dtype=dtype)
         click.echo(f"imported DeepH-E3 {r['source']} ({r['parameters']:,} parameters, {r['dtype']}) → {output}")
         return
+    from hambench.config import parse_set
     from hambench.models._import_airs import import_airs_qhnet
 
-    import_airs_qhnet(path, output, overrides={"data": data, "dtype": dtype, "set": list(sets)})
+    import_airs_qhnet(path, output, overrides=parse_set(sets), data=data, dtype=dtype)
     click.echo(f"imported AIRS QHNet {path} → {output}")
