@@ -65,14 +65,32 @@ def _modes_ok(tp) -> bool:
 
 class _Unit:
     """One CG contraction: input irrep ``i1`` with either all of input 2 at once (``i2 is None``: the right
-    operator, input 2 of multiplicity 1) or input irrep ``i2``. Its columns are ordered by output irrep, then
-    by path, so the part of each output is one piece of a split."""
+    operator, every irrep of input 2 of multiplicity 1) or with input irrep ``i2``. It yields T of shape
+    (Z, Q, R): R = the channel pairs (u, v) (u alone for the right operator and the uu family), Q its columns
+    ordered (output irrep, component k, path p), so each output's part is a view (Z, d3, n_p·R)."""
 
-    def __init__(self, i1, i2, fam, v, paths_by_out, C):
-        self.i1, self.i2, self.fam, self.v = i1, i2, fam, v
-        self.outs = sorted(paths_by_out)  # output irreps this unit feeds
-        self.paths = {o: paths_by_out[o] for o in self.outs}  # o -> [(instruction, weight offset)]
-        self.C = C
+    def __init__(self, i1, i2, fam, u, v, by_out, C):
+        self.i1, self.i2, self.fam, self.u, self.v = i1, i2, fam, u, v
+        self.outs = sorted(by_out)
+        self.paths = {o: by_out[o] for o in self.outs}  # o -> [(instruction, weight offset)]
+        self.C = C  # right: (dim2, d1·Q); else (Q, d1·d2)
+        self.widx = {}  # o -> weight index table of this unit's rows
+
+
+def _unit_C(ir1, ir2, iro, i1, i2, by_out) -> torch.Tensor:
+    """Stacked α_p·3j columns (rows, d1, Q) with Q ordered (o, k, p); rows = all of input 2 or irrep i2."""
+    l1 = ir1[i1].ir.l
+    blocks = []
+    for o in sorted(by_out):
+        d3 = iro[o].ir.dim
+        Cs = []
+        for ins, _ in by_out[o]:
+            C = torch.zeros(ir2.dim if i2 is None else ir2[i2].ir.dim, 2 * l1 + 1, d3, dtype=torch.float64)
+            rows = ir2.slices()[ins.i_in2] if i2 is None else slice(None)
+            C[rows] = ins.path_weight * _w3j(l1, ir2[ins.i_in2].ir.l, iro[o].ir.l).permute(1, 0, 2)
+            Cs.append(C)
+        blocks.append(torch.stack(Cs, dim=-1).reshape(Cs[0].shape[0], 2 * l1 + 1, -1))  # (rows, d1, (k, p))
+    return torch.cat(blocks, dim=-1)
 
 
 class _Plan:
@@ -101,43 +119,35 @@ class _Plan:
             keyed.setdefault(key, {}).setdefault(ins.i_out, []).append((ins, woff))
         self.units = []
         for (i1, i2, fam), by_out in keyed.items():
-            l1 = ir1[i1].ir.l
-            cols = []
-            for o in sorted(by_out):
-                for ins, _ in by_out[o]:
-                    C = torch.zeros(ir2.dim if i2 is None else ir2[i2].ir.dim, 2 * l1 + 1, iro[o].ir.dim,
-                                    dtype=torch.float64)
-                    rows = ir2.slices()[ins.i_in2] if i2 is None else slice(None)
-                    C[rows] = ins.path_weight * _w3j(l1, ir2[ins.i_in2].ir.l, iro[o].ir.l).permute(1, 0, 2)
-                    cols.append(C)
-            C = torch.cat(cols, dim=-1)  # (d2 rows, d1, Q)
-            if i2 is not None:  # xx @ C with xx (.., d1, d2): rows (i, j)
-                C = C.permute(1, 0, 2).reshape(-1, C.shape[-1])
-            else:  # x2 @ R with R (d2, (i, q))
-                C = C.reshape(C.shape[0], -1)
+            C = _unit_C(ir1, ir2, iro, i1, i2, by_out)
+            if i2 is None:
+                C = C.reshape(C.shape[0], -1)  # x2 @ C -> (Z, d1·Q)
+            else:
+                C = C.permute(2, 1, 0).reshape(C.shape[-1], -1)  # (Q, d1·d2) against xx rows (i, j)
+            u = self.mul1[i1]
             v = 1 if (i2 is None or fam == "uu") else self.mul2[i2]
-            self.units.append(_Unit(i1, i2, fam, v, by_out, C.to(device=device, dtype=dtype)))
-        # per output: the weight index table (rows/cols ordered as the pieces are concatenated)
-        self.widx = {}
-        for o, mode in self.mode.items():
-            mo = self.out[o][0]
-            blocks = []
-            for un in self.units:
-                if o not in un.paths:
-                    continue
-                u = self.mul1[un.i1]
-                ps = un.paths[o]
-                if mode == "uvw":  # rows (u, v, p), columns w
-                    idx = torch.stack([torch.stack([
-                        torch.stack([off + (a * (self.mul2[ins.i_in2]) + (b if un.v > 1 else 0)) * mo + torch.arange(mo)
-                                     for ins, off in ps]) for b in range(un.v)]) for a in range(u)])
-                    blocks.append(idx.reshape(-1, mo))
-                else:  # uvu: W_p[u, v]; uuu: W_p[u] -> (u, (v, p))
-                    cols = torch.stack([torch.stack([
-                        torch.tensor([off + (a * self.mul2[ins.i_in2] + b if mode == "uvu" else a) for ins, off in ps])
-                        for b in range(un.v)]) for a in range(u)])
-                    blocks.append(cols.reshape(u, -1))
-            self.widx[o] = torch.cat(blocks, dim=0 if mode == "uvw" else 1).to(device)
+            un = _Unit(i1, i2, fam, u, v, by_out, C.to(device=device, dtype=dtype))
+            for o in un.outs:
+                un.widx[o] = self._widx(un, o).to(device)
+            self.units.append(un)
+        self.units_of = {o: [un for un in self.units if o in un.paths] for o in self.mode}
+
+    def _widx(self, un: _Unit, o: int) -> torch.Tensor:
+        """Flat weight positions of unit ``un``'s rows (p, u, v) for output ``o``: (rows, mo) for uvw, else
+        (p, u, v) for uvu and (p, u, 1) for uuu."""
+        mode, mo = self.mode[o], self.out[o][0]
+        out = []
+        for ins, off in un.paths[o]:
+            m2 = self.mul2[ins.i_in2]
+            a = torch.arange(un.u)[:, None]
+            b = torch.arange(un.v)[None, :] if un.v > 1 else torch.zeros(1, 1, dtype=torch.long)
+            if mode == "uvw":
+                out.append((off + (a * m2 + b)[..., None] * mo + torch.arange(mo)).reshape(-1, mo))
+            elif mode == "uvu":
+                out.append(off + a * m2 + b)
+            else:
+                out.append(off + a + 0 * b)
+        return torch.cat(out, dim=0) if mode == "uvw" else torch.stack(out)
 
 
 def _plan(tp, dtype, device) -> _Plan:
@@ -148,60 +158,59 @@ def _plan(tp, dtype, device) -> _Plan:
     return cache[key]
 
 
-def _pieces(p: _Plan, x1: torch.Tensor, x2: torch.Tensor) -> dict:
-    """Per output irrep, the list of CG pieces (Z, u, V, d3) of every unit feeding it, in unit order."""
+def _cg(p: _Plan, un: _Unit, xs1, x2, xs2) -> torch.Tensor:
+    """T of unit ``un``: (Z, Q, R)."""
+    Z = x2.shape[0]
+    u, d1 = un.u, p.d1[un.i1]
+    a = xs1[un.i1].reshape(Z, u, d1)
+    if un.i2 is None:  # the right operator of x2, then a batched product with the channels of x1
+        B = (x2 @ un.C).reshape(Z, d1, -1)
+        if d1 == 1:
+            return B.transpose(1, 2) * a.transpose(1, 2)
+        return torch.bmm(B.transpose(1, 2), a.transpose(1, 2))
+    v, d2 = p.mul2[un.i2], p.d2[un.i2]
+    b = xs2[un.i2].reshape(Z, v, d2)
+    if un.fam == "uu":
+        xx = (a[:, :, :, None] * b[:, :, None, :]).reshape(Z, u, d1 * d2)
+    else:
+        xx = (a[:, :, None, :, None] * b[:, None, :, None, :]).reshape(Z, u * v, d1 * d2)
+    return torch.matmul(un.C, xx.transpose(1, 2))
+
+
+def _forward(p: _Plan, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, shared: bool) -> torch.Tensor:
     Z = x1.shape[0]
     xs1 = x1.split(p.split1, dim=-1)
-    xs2 = x2.split(p.split2, dim=-1) if len(p.split2) > 1 else (x2,)
-    per_out: dict = {}
+    xs2 = x2.split(p.split2, dim=-1)
+    T = {}
     for un in p.units:
-        u, d1 = p.mul1[un.i1], p.d1[un.i1]
-        a = xs1[un.i1].reshape(Z, u, d1)
-        if un.i2 is None:  # right operator of x2, then a batched product with the channels of x1
-            B = (x2 @ un.C).reshape(Z, d1, -1)
-            full = torch.bmm(a, B)  # (Z, u, Q)
-        else:
-            v, d2 = p.mul2[un.i2], p.d2[un.i2]
-            b = xs2[un.i2].reshape(Z, v, d2)
-            if un.fam == "uu":
-                xx = a[:, :, :, None] * b[:, :, None, :]
-                full = (xx.reshape(Z * u, d1 * d2) @ un.C).reshape(Z, u, -1)
-            else:
-                xx = a[:, :, None, :, None] * b[:, None, :, None, :]
-                full = (xx.reshape(Z * u * v, d1 * d2) @ un.C).reshape(Z, u * v, -1)
+        full = _cg(p, un, xs1, x2, xs2)
         sizes = [len(un.paths[o]) * p.out[o][1] for o in un.outs]
-        parts = full.split(sizes, dim=-1) if len(sizes) > 1 else (full,)
+        parts = full.split(sizes, dim=1) if len(sizes) > 1 else (full,)
         for o, part in zip(un.outs, parts):
-            d3 = p.out[o][1]
-            # (Z, u, V * n_p, d3): rows (u, v), then paths
-            per_out.setdefault(o, []).append(part.reshape(Z, u, -1, d3))
-    return per_out
-
-
-def _weights(p: _Plan, per_out: dict, w: torch.Tensor, shared: bool, Z: int, like: torch.Tensor) -> torch.Tensor:
+            T[id(un), o] = part.reshape(Z, p.out[o][1], -1)  # (Z, d3, (p, R)), a view
     outs = []
     for o, (mo, do) in enumerate(p.out):
         if mo * do == 0:
             continue
-        pieces = per_out.get(o)
-        if not pieces:
-            outs.append(like.new_zeros(Z, mo * do))
+        units = p.units_of.get(o)
+        if not units:
+            outs.append(x1.new_zeros(Z, mo * do))
             continue
-        idx = p.widx[o]
-        W = w[idx] if shared else w[:, idx]
         if p.mode[o] == "uvw":
-            A = torch.cat([q.reshape(Z, -1, do) for q in pieces], dim=1) if len(pieces) > 1 else pieces[0].reshape(Z, -1, do)
-            r = torch.matmul(A.transpose(1, 2), W)  # (Z, k, w)
-            outs.append(r.transpose(1, 2).reshape(Z, mo * do))
-        else:
-            A = torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0]  # (Z, u, P, k)
-            if shared:
-                r = torch.einsum("zuak,ua->zuk", A, W)
-            else:
-                r = torch.matmul(W.reshape(Z * mo, 1, -1), A.reshape(Z * mo, -1, do))
-            outs.append(r.reshape(Z, mo * do))
+            A = torch.cat([T[id(un), o] for un in units], dim=2) if len(units) > 1 else T[id(units[0]), o]
+            idx = torch.cat([un.widx[o] for un in units]) if len(units) > 1 else units[0].widx[o]
+            r = torch.matmul(A, w[idx] if shared else w[:, idx])  # (Z, k, w)
+        else:  # uvu, uuu: out[z, k, u] = Σ_{p, v} W[(z,) p, u, v] T[z, k, p, u, v]
+            r = None
+            for un in units:
+                idx = un.widx[o]
+                W = (w[idx] if shared else w[:, idx]).unsqueeze(-4)
+                t = T[id(un), o].reshape(Z, do, -1, un.u, un.v) * W
+                t = t.sum(dim=(2, 4))
+                r = t if r is None else r + t
+        outs.append(r.transpose(1, 2).reshape(Z, mo * do))
     if not outs:
-        return like.new_zeros(Z, 0)
+        return x1.new_zeros(Z, 0)
     return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
@@ -224,7 +233,7 @@ class _FastMixin:
         if not self.shared_weights:
             w = w.expand(lead + w.shape[-1:]).reshape(Z, -1)
         p = _plan(self, x1.dtype, x1.device)
-        out = _weights(p, _pieces(p, x1, x2), w, self.shared_weights, Z, x1)
+        out = _forward(p, x1, x2, w, self.shared_weights)
         return out.reshape(lead + (p.dim_out,))
 
 
