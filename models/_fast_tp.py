@@ -131,6 +131,13 @@ class _Plan:
                 un.widx[o] = self._widx(un, o).to(device)
             self.units.append(un)
         self.units_of = {o: [un for un in self.units if o in un.paths] for o in self.mode}
+        # one gather of the weights for the whole product (one IndexBackward, not one zero-filled
+        # weight-sized gradient per piece), split into the pieces in the order _forward uses them
+        order = [(un, o) for o in sorted(self.units_of) for un in self.units_of[o]]
+        self.wkeys = [(id(un), o) for un, o in order]
+        self.wshapes = [tuple(un.widx[o].shape) for un, o in order]
+        self.wsizes = [un.widx[o].numel() for un, o in order]
+        self.wall = torch.cat([un.widx[o].reshape(-1) for un, o in order]).to(device) if order else None
 
     def _widx(self, un: _Unit, o: int) -> torch.Tensor:
         """Flat weight positions of unit ``un``'s rows (p, u, v) for output ``o``: (rows, mo) for uvw, else
@@ -188,6 +195,12 @@ def _forward(p: _Plan, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, shar
         parts = full.split(sizes, dim=1) if len(sizes) > 1 else (full,)
         for o, part in zip(un.outs, parts):
             T[id(un), o] = part.reshape(Z, p.out[o][1], -1)  # (Z, d3, (p, R)), a view
+    Wp = {}
+    if p.wall is not None:
+        wa = w[p.wall] if shared else w[:, p.wall]
+        parts = wa.split(p.wsizes, dim=-1) if len(p.wsizes) > 1 else (wa,)
+        for key, shape, part in zip(p.wkeys, p.wshapes, parts):
+            Wp[key] = part.reshape(shape if shared else (Z,) + shape)
     outs = []
     for o, (mo, do) in enumerate(p.out):
         if mo * do == 0:
@@ -198,13 +211,12 @@ def _forward(p: _Plan, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, shar
             continue
         if p.mode[o] == "uvw":
             A = torch.cat([T[id(un), o] for un in units], dim=2) if len(units) > 1 else T[id(units[0]), o]
-            idx = torch.cat([un.widx[o] for un in units]) if len(units) > 1 else units[0].widx[o]
-            r = torch.matmul(A, w[idx] if shared else w[:, idx])  # (Z, k, w)
+            W = torch.cat([Wp[id(un), o] for un in units], dim=-2) if len(units) > 1 else Wp[id(units[0]), o]
+            r = torch.matmul(A, W)  # (Z, k, w)
         else:  # uvu, uuu: out[z, k, u] = Σ_{p, v} W[(z,) p, u, v] T[z, k, p, u, v]
             r = None
             for un in units:
-                idx = un.widx[o]
-                W = (w[idx] if shared else w[:, idx]).unsqueeze(-4)
+                W = Wp[id(un), o].unsqueeze(-4)
                 t = T[id(un), o].reshape(Z, do, -1, un.u, un.v) * W
                 t = t.sum(dim=(2, 4))
                 r = t if r is None else r + t
