@@ -35,9 +35,26 @@ import math
 import torch
 from e3nn import o3
 
-__all__ = ["FastTensorProduct", "FastFullyConnectedTensorProduct", "set_kernel", "KERNELS", "supported"]
+__all__ = ["FastTensorProduct", "FastFullyConnectedTensorProduct", "set_kernel", "KERNELS", "DEFAULT_KERNEL",
+           "default_kernel", "use_kernel", "supported"]
 
 KERNELS = ("e3nn", "fast")
+#: the kernel models are built with when neither ``model.kernel`` nor ``--kernel`` names one
+DEFAULT_KERNEL = "fast"
+_default = [DEFAULT_KERNEL]
+
+
+def default_kernel() -> str:
+    """The kernel :func:`hambench.models.run.build_model` uses when the config names none."""
+    return _default[0]
+
+
+def use_kernel(kernel: str | None) -> None:
+    """Make ``kernel`` the process's default (``--kernel`` of predict and equivariance); None: no change."""
+    if kernel is not None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        _default[0] = kernel
 _MODES = ("uvw", "uvu", "uuu")
 
 
@@ -130,14 +147,14 @@ class _Plan:
             for o in un.outs:
                 un.widx[o] = self._widx(un, o).to(device)
             self.units.append(un)
-        self.units_of = {o: [un for un in self.units if o in un.paths] for o in self.mode}
+        self.units_of = {o: [n for n, un in enumerate(self.units) if o in un.paths] for o in self.mode}
         # one gather of the weights for the whole product (one IndexBackward, not one zero-filled
         # weight-sized gradient per piece), split into the pieces in the order _forward uses them
-        order = [(un, o) for o in sorted(self.units_of) for un in self.units_of[o]]
-        self.wkeys = [(id(un), o) for un, o in order]
-        self.wshapes = [tuple(un.widx[o].shape) for un, o in order]
-        self.wsizes = [un.widx[o].numel() for un, o in order]
-        self.wall = torch.cat([un.widx[o].reshape(-1) for un, o in order]).to(device) if order else None
+        order = [(n, self.units[n], o) for o in sorted(self.units_of) for n in self.units_of[o]]
+        self.wkeys = [(n, o) for n, _, o in order]
+        self.wshapes = [tuple(un.widx[o].shape) for _, un, o in order]
+        self.wsizes = [un.widx[o].numel() for _, un, o in order]
+        self.wall = torch.cat([un.widx[o].reshape(-1) for _, un, o in order]).to(device) if order else None
 
     def _widx(self, un: _Unit, o: int) -> torch.Tensor:
         """Flat weight positions of unit ``un``'s rows (p, u, v) for output ``o``: (rows, mo) for uvw, else
@@ -189,12 +206,12 @@ def _forward(p: _Plan, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, shar
     xs1 = x1.split(p.split1, dim=-1)
     xs2 = x2.split(p.split2, dim=-1)
     T = {}
-    for un in p.units:
+    for n, un in enumerate(p.units):
         full = _cg(p, un, xs1, x2, xs2)
         sizes = [len(un.paths[o]) * p.out[o][1] for o in un.outs]
         parts = full.split(sizes, dim=1) if len(sizes) > 1 else (full,)
         for o, part in zip(un.outs, parts):
-            T[id(un), o] = part.reshape(Z, p.out[o][1], -1)  # (Z, d3, (p, R)), a view
+            T[n, o] = part.reshape(Z, p.out[o][1], -1)  # (Z, d3, (p, R)), a view
     Wp = {}
     if p.wall is not None:
         wa = w[p.wall] if shared else w[:, p.wall]
@@ -210,14 +227,15 @@ def _forward(p: _Plan, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, shar
             outs.append(x1.new_zeros(Z, mo * do))
             continue
         if p.mode[o] == "uvw":
-            A = torch.cat([T[id(un), o] for un in units], dim=2) if len(units) > 1 else T[id(units[0]), o]
-            W = torch.cat([Wp[id(un), o] for un in units], dim=-2) if len(units) > 1 else Wp[id(units[0]), o]
+            A = torch.cat([T[n, o] for n in units], dim=2) if len(units) > 1 else T[units[0], o]
+            W = torch.cat([Wp[n, o] for n in units], dim=-2) if len(units) > 1 else Wp[units[0], o]
             r = torch.matmul(A, W)  # (Z, k, w)
         else:  # uvu, uuu: out[z, k, u] = Σ_{p, v} W[(z,) p, u, v] T[z, k, p, u, v]
             r = None
-            for un in units:
-                W = Wp[id(un), o].unsqueeze(-4)
-                t = T[id(un), o].reshape(Z, do, -1, un.u, un.v) * W
+            for n in units:
+                un = p.units[n]
+                W = Wp[n, o].unsqueeze(-4)
+                t = T[n, o].reshape(Z, do, -1, un.u, un.v) * W
                 t = t.sum(dim=(2, 4))
                 r = t if r is None else r + t
         outs.append(r.transpose(1, 2).reshape(Z, mo * do))

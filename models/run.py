@@ -34,6 +34,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
+from ._fast_tp import KERNELS, default_kernel, set_kernel
 from ._frames import edges_for, frame_structures, read_structures
 from .common import default_dtype
 
@@ -58,6 +59,7 @@ class Resolved:
     model: object  # the model's config dataclass
     train: TrainConfig
     preset: str | None
+    kernel: str | None = None  # model.kernel (e3nn | fast): how the model computes, not what; not checkpointed
 
     def as_dict(self) -> dict:
         return {"model": to_dict(self.model), "train": to_dict(self.train)}
@@ -75,8 +77,8 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
     spec = registry.get(name)
     layers = _layers(spec, name, preset, config_file, sets, overrides, base)
     try:
-        model_cfg, train_cfg = _typed(spec, layers[-1][1], layers[-1][0])
-        return Resolved(spec, model_cfg, train_cfg, preset)
+        model_cfg, train_cfg, kernel = _typed(spec, layers[-1][1], layers[-1][0])
+        return Resolved(spec, model_cfg, train_cfg, preset, kernel)
     except InputError as e:
         for where, partial in layers:  # the first layer after which the config no longer holds is to blame
             try:
@@ -114,9 +116,13 @@ def _typed(spec, d: dict, where) -> tuple:
     unknown = [k for k in d if k not in ("model", "train")]
     if unknown:
         raise InputError(where, f"unknown top-level key '{unknown[0]}' (known: model, train, presets)")
-    model_cfg = from_dict(spec.config_cls, d.get("model") or {}, where, prefix="model.")
+    model = dict(d.get("model") or {})
+    kernel = model.pop("kernel", None)  # every model's: the tensor-product kernel (models/_fast_tp.py)
+    if kernel is not None and kernel not in KERNELS:
+        raise InputError(where, f"model.kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    model_cfg = from_dict(spec.config_cls, model, where, prefix="model.")
     train_cfg = from_dict(TrainConfig, d.get("train") or {}, where, prefix="train.")
-    return model_cfg, train_cfg
+    return model_cfg, train_cfg, kernel
 
 
 def load_stage1(path, layout, accepted: tuple[str, ...], dtype: str):
@@ -142,10 +148,12 @@ def load_stage1(path, layout, accepted: tuple[str, ...], dtype: str):
     return model
 
 
-def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None):
+def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None,
+                kernel: str | None = None):
     """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
     initial weights depend on the seed only). A model with a stage 1 (``spec.stage1``) gets the module of
-    ``model_cfg.stage1`` as ``stage1=``: models never read files."""
+    ``model_cfg.stage1`` as ``stage1=``: models never read files. ``kernel`` (e3nn | fast; None: the process
+    default, :func:`models._fast_tp.default_kernel`) picks how its tensor products are computed."""
     if seed is not None:
         seed_everything(seed)
     with default_dtype(torch_dtype(dtype)):
@@ -155,6 +163,7 @@ def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float
             # weights have always been drawn after that
             extra["stage1"] = load_stage1(model_cfg.stage1, layout, spec.stage1, dtype)
         model = spec.build(model_cfg, layout, **extra)
+    set_kernel(model, kernel or default_kernel())
     return model.to(torch_dtype(dtype))
 
 
@@ -333,7 +342,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     train_loader = _loader(store, tr, cfg, shuffle=True, augment=cfg.augment_rotations)
     val_loader = _loader(store, va, cfg, shuffle=False, augment=False) if va is not None else None
     meta = _run_meta(name, res, layout, store, data, checksum, (tr, va, desc), ck)
-    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed)
+    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed, kernel=res.kernel)
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
