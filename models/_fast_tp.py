@@ -30,13 +30,14 @@ float32 and float64, any device. The results equal e3nn's up to the order of flo
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from e3nn import o3
 
 __all__ = ["FastTensorProduct", "FastFullyConnectedTensorProduct", "set_kernel", "KERNELS", "DEFAULT_KERNEL",
-           "default_kernel", "use_kernel", "supported"]
+           "default_kernel", "use_kernel", "building", "supported"]
 
 KERNELS = ("e3nn", "fast")
 #: the kernel models are built with when neither ``model.kernel`` nor ``--kernel`` names one
@@ -47,6 +48,25 @@ _default = [DEFAULT_KERNEL]
 def default_kernel() -> str:
     """The kernel :func:`hambench.models.run.build_model` uses when the config names none."""
     return _default[0]
+
+
+@contextlib.contextmanager
+def building(kernel: str):
+    """Context for building a model that will run ``kernel``: with ``fast``, e3nn skips its einsum-path
+    optimisation of the code it generates for each tensor product (opt_einsum_fx shape propagation, ~60 % of
+    a paper-size DeepH-E3's build time). That code then runs only if the kernel is switched back to e3nn, where
+    torch.einsum still picks its contraction order; the function and the parameters are the same."""
+    if kernel != "fast":
+        yield
+        return
+    import e3nn
+
+    old = e3nn.get_optimization_defaults()["optimize_einsums"]
+    e3nn.set_optimization_defaults(optimize_einsums=False)
+    try:
+        yield
+    finally:
+        e3nn.set_optimization_defaults(optimize_einsums=old)
 
 
 def use_kernel(kernel: str | None) -> None:

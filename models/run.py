@@ -34,7 +34,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
-from ._fast_tp import KERNELS, default_kernel, set_kernel
+from ._fast_tp import KERNELS, building, default_kernel, set_kernel
 from ._frames import edges_for, frame_structures, read_structures
 from .common import default_dtype
 
@@ -156,14 +156,15 @@ def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float
     default, :func:`models._fast_tp.default_kernel`) picks how its tensor products are computed."""
     if seed is not None:
         seed_everything(seed)
-    with default_dtype(torch_dtype(dtype)):
+    kernel = kernel or default_kernel()
+    with default_dtype(torch_dtype(dtype)), building(kernel):
         extra = {}
         if spec.stage1 and getattr(model_cfg, "needs_stage1", True):
             # loading builds the stage-1 model, which reseeds torch with 0 (load_model): HarmoSE's own initial
             # weights have always been drawn after that
             extra["stage1"] = load_stage1(model_cfg.stage1, layout, spec.stage1, dtype)
         model = spec.build(model_cfg, layout, **extra)
-    set_kernel(model, kernel or default_kernel())
+    set_kernel(model, kernel)
     return model.to(torch_dtype(dtype))
 
 

@@ -283,12 +283,19 @@ def test_config_key_and_default():
 def test_build_model_applies_the_kernel(data):
     from hambench.models.run import build_model
 
-    layout, _ = data["molecules"]
+    layout, structs = data["molecules"]
     res = resolve_config("qhnet", "tiny")
     m = build_model(res.spec, res.model, layout, "float64", seed=0)
     assert any(isinstance(x, fast.FastTensorProduct) for x in m.modules())
-    m = build_model(res.spec, res.model, layout, "float64", seed=0, kernel="e3nn")
-    assert not any(isinstance(x, fast._FastMixin) for x in m.modules())
+    ref = build_model(res.spec, res.model, layout, "float64", seed=0, kernel="e3nn")
+    assert not any(isinstance(x, fast._FastMixin) for x in ref.modules())
+    # built for fast (e3nn's code generated without its einsum-path search), switched back: the same function
+    fast.set_kernel(m, "e3nn")
+    batch = batch_from_structures(structs, layout, dtype=F64)
+    m.eval(), ref.eval()
+    with torch.no_grad():
+        assert _rel(ref(batch)["H"], m(batch)["H"]) <= TOL.exact64
+    m = ref
     try:
         fast.use_kernel("e3nn")
         m = build_model(res.spec, res.model, layout, "float64", seed=0)
