@@ -142,22 +142,27 @@ def test_switch_keeps_parameters_and_state_dict_keys():
 
 # --- every model ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def data(demo_store):
+def molecules(demo_store):
     from hambench.store._store import open_store
 
     st = open_store(demo_store)
-    out = {"molecules": (st.layout, [st[0], st[3]])}
-    try:
-        from hambench.pipelines.deeph_format import read_new_folder
-        from hambench.pipelines.openmx import scfout_to_structure
+    return st.layout, [st[0], st[3]]
 
-        s = read_new_folder(require_realdata("deeph_new_MoTe2"))
-        out["crystal"] = (BasisLayout(s.species, s.spinful), [s])
-        b = scfout_to_structure(require_realdata("openmx_bismuthene_soc_scfout", "openmx.scfout"))
-        out["spinful"] = (BasisLayout(b.species, True), [b])
-    except pytest.skip.Exception:
-        pass
-    return out
+
+@pytest.fixture(scope="module")
+def crystal():
+    from hambench.pipelines.deeph_format import read_new_folder
+
+    s = read_new_folder(require_realdata("deeph_new_MoTe2"))
+    return BasisLayout(s.species, s.spinful), [s]
+
+
+@pytest.fixture(scope="module")
+def spinful():
+    from hambench.pipelines.openmx import scfout_to_structure
+
+    b = scfout_to_structure(require_realdata("openmx_bismuthene_soc_scfout", "openmx.scfout"))
+    return BasisLayout(b.species, True), [b]
 
 
 def _build(name, preset, layout):
@@ -176,15 +181,13 @@ def _build(name, preset, layout):
     return m
 
 
-def _compare(name, preset, kind, data):
+def _compare(name, preset, kind, request):
     from hambench.models import registry
 
-    if kind not in data:
-        pytest.skip(f"real-data fixture for {kind} is absent")
     spec = registry.get(name)
-    layout, structs = data[kind]
     if kind == "spinful" and not spec.spinful or kind != "molecules" and "crystal" not in spec.kinds:
         pytest.skip(f"{name} does not take {kind} data")
+    layout, structs = request.getfixturevalue(kind)
     ref = _build(name, preset, layout)
     new = copy.deepcopy(ref)
     n = fast.set_kernel(new, "fast")
@@ -215,25 +218,25 @@ FAST_SET = [(n, "molecules") for n in MODELS] + [("deephe3", "crystal"), ("deeph
 
 
 @pytest.mark.parametrize("name,kind", FAST_SET)
-def test_model_fast_equals_e3nn_tiny(name, kind, data):
-    _compare(name, "tiny", kind, data)
+def test_model_fast_equals_e3nn_tiny(name, kind, request):
+    _compare(name, "tiny", kind, request)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,kind", [(n, k) for n in MODELS[2:] for k in ("crystal", "spinful")])
-def test_model_fast_equals_e3nn_tiny_crystals(name, kind, data):
-    _compare(name, "tiny", kind, data)
+def test_model_fast_equals_e3nn_tiny_crystals(name, kind, request):
+    _compare(name, "tiny", kind, request)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,kind", [(n, "molecules") for n in MODELS] + [("deephe3", "crystal"),
                                                                            ("deephe3", "spinful")])
-def test_model_fast_equals_e3nn_paper(name, kind, data):
-    _compare(name, "paper", kind, data)
+def test_model_fast_equals_e3nn_paper(name, kind, request):
+    _compare(name, "paper", kind, request)
 
 
-def test_checkpoint_state_is_kernel_free(data):
-    layout, structs = data["molecules"]
+def test_checkpoint_state_is_kernel_free(molecules):
+    layout, structs = molecules
     a = _build("qhnet", "tiny", layout)
     b = _build("qhnet", "tiny", layout)
     with torch.no_grad():
@@ -252,10 +255,8 @@ def test_checkpoint_state_is_kernel_free(data):
 # --- equivariance with both kernels -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kernel", fast.KERNELS)
 @pytest.mark.parametrize("name,kind", [("deephe3", "crystal"), ("deephe3", "spinful"), ("qhnet", "molecules")])
-def test_equivariant_with_both_kernels(name, kind, kernel, data):
-    if kind not in data:
-        pytest.skip(f"real-data fixture for {kind} is absent")
-    layout, structs = data[kind]
+def test_equivariant_with_both_kernels(name, kind, kernel, request):
+    layout, structs = request.getfixturevalue(kind)
     model = _build(name, "tiny", layout).eval()
     fast.set_kernel(model, kernel)
     b = batch_from_structures(structs, layout, dtype=F64)
@@ -280,10 +281,10 @@ def test_config_key_and_default():
     assert fast.default_kernel() == fast.DEFAULT_KERNEL == "fast"
 
 
-def test_build_model_applies_the_kernel(data):
+def test_build_model_applies_the_kernel(molecules):
     from hambench.models.run import build_model
 
-    layout, structs = data["molecules"]
+    layout, structs = molecules
     res = resolve_config("qhnet", "tiny")
     m = build_model(res.spec, res.model, layout, "float64", seed=0)
     assert any(isinstance(x, fast.FastTensorProduct) for x in m.modules())
