@@ -12,16 +12,21 @@ What e3nn computes, per instruction p = (i1, i2, o, mode) with path weight α_p 
     uvu: w = u and W_p[u, v]; uuu: u = v = w and W_p[u])
 
 e3nn evaluates it path by path (a dense outer product x1 ⊗ x2 per input pair, then an einsum with the dense
-3j symbol): hundreds of small operations per product, each dense over mostly-zero 3j entries. Here the paths
-are grouped (one contraction per input pair, one weight contraction per output irrep):
+3j symbol): hundreds of small operations per product. Here the paths are grouped into a few large ones:
 
-1. CG stage, per input pair (i1, i2) with every path of the pair stacked along a column axis q (the 3j
-   symbols scaled by α_p, ``(d1, d2, Q)``): T[z, u, v, q] = Σ_ij C[i, j, q] x1[z, u, i] x2[z, v, j].
-   When every irrep of input 2 has multiplicity 1 (spherical harmonics of the edge), x2 is first turned into
-   an operator per item, B[z, i, q] = Σ_j C[i, j, q] x2[z, j], for all pairs of one i1 at once, and
-   T = x1 · B is one batched matrix product: the cost no longer multiplies the channel count by d2.
-2. weight stage, per output irrep: the T slices of its paths are concatenated and contracted with the
-   concatenated weights in one matrix product (uvw) or one batched product (uvu, uuu).
+1. CG stage, per unit: input irrep i1 with input irrep i2, every path of the pair stacked along a column axis
+   q (the 3j symbols scaled by α_p): T[z, q, (u, v)] = Σ_ij C[q, i, j] x1[z, u, i] x2[z, v, j] as one matrix
+   product. When every irrep of input 2 has multiplicity 1 (the edge's spherical harmonics), the unit is i1
+   with all of input 2: x2 becomes an operator per item, B[z, i, q] = Σ_j C[i, j, q] x2[z, j] (one matrix
+   product), and T = Bᵀ · x1 one batched product — the channels no longer multiply d2. The columns are
+   ordered (output irrep, component k, path), so the part of each output is a view, not a copy.
+2. weight stage, per output irrep: the weights of all its paths are fetched with one gather for the whole
+   product (one gradient scatter in backward), the T parts of its units concatenated, and contracted in one
+   matrix product (uvw) or one multiply-and-sum (uvu, uuu).
+
+The dense 3j blocks are kept (a matrix product over them beats gathering the non-zeros in torch on CPU);
+exploiting their zeros needs a compiled kernel (not done). The gain comes from the grouping: far fewer, larger
+operations, in forward and in backward.
 
 Every step is a differentiable torch operation: backward, double backward (TraceGrad's autograd form),
 float32 and float64, any device. The results equal e3nn's up to the order of floating-point sums
