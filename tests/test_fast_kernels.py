@@ -82,8 +82,8 @@ def _case(name):
                               shared_weights=False)
         return tp, [torch.randn(Z, SAME.dim), torch.randn(Z, SAME.dim), torch.randn(Z, tp.weight_numel)]
     if name == "fctp-all":
-        tp = o3.FullyConnectedTensorProduct(ALL_L, ALL_L, ALL_L)
-        return tp, [torch.randn(Z, ALL_L.dim), torch.randn(Z, ALL_L.dim)]
+        tp = o3.FullyConnectedTensorProduct(SAME, SAME, ALL_L)
+        return tp, [torch.randn(Z, SAME.dim), torch.randn(Z, SAME.dim)]
     if name == "fctp-onehot":  # DeepH-E3's self connection: features ⊗ species one-hot
         tp = o3.FullyConnectedTensorProduct(ALL_L, "3x0e", ALL_L)
         return tp, [torch.randn(Z, ALL_L.dim), torch.randn(Z, 3)]
