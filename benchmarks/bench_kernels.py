@@ -89,6 +89,48 @@ def bench_case(name, preset, store_path, rounds, reps, threads, log):
     return out
 
 
+def per_product(name, preset, store_path, reps, log):
+    """Each distinct tensor product of the model on the first batch, alone: (label, e3nn (fwd, fwd+bwd), fast
+    (fwd, fwd+bwd)) in this thread's CPU seconds per call, with the inputs the model gave it."""
+    import bench_models as bm
+    from e3nn import o3
+
+    from hambench.models import _fast_tp as fast
+    from hambench.models.run import build_model, resolve_config
+    from hambench.store._store import open_store
+
+    res = resolve_config(name, preset)
+    st = open_store(store_path)
+    model = build_model(res.spec, res.model, st.layout, "float32", seed=0, kernel="e3nn")
+    b = bm.batches(st, st.layout, min(res.train.batch_size, len(st)), torch.float32)[0]
+    seen = {}
+
+    def grab(m, args, out):
+        key = (str(m.irreps_in1), str(m.irreps_in2), str(m.irreps_out), args[0].shape[0])
+        seen.setdefault(key, (m, [a.detach() for a in args]))
+
+    hooks = [m.register_forward_hook(grab) for m in model.modules()
+             if isinstance(m, o3.TensorProduct) and fast.supported(m)]
+    with torch.no_grad():
+        model(b)
+    for h in hooks:
+        h.remove()
+    rows = []
+    for (i1, i2, io, Z), (m, args) in seen.items():
+        t = {}
+        for k in fast.KERNELS:
+            fast.set_kernel(m, k)
+            a = [x.clone().requires_grad_(True) for x in args]
+            m(*a).pow(2).sum().backward()
+            with torch.no_grad():
+                f = _timed(lambda: m(*a), reps)[1]
+            t[k] = (f, _timed(lambda: m(*a).pow(2).sum().backward(), reps)[1])
+        mode = m.instructions[0].connection_mode
+        rows.append((f"{mode} {Z} items: {i1} x {i2} -> {io}", t["e3nn"], t["fast"]))
+        log(f"  {name} product {len(rows)}/{len(seen)}")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="paper,tiny")
@@ -97,6 +139,8 @@ def main():
     ap.add_argument("--reps", type=int, default=2, help="calls per round")
     ap.add_argument("--stores", type=Path, help="folder with demo.zarr and mote2.zarr (default: build them)")
     ap.add_argument("--cases", default=",".join(f"{m}:{s}" for m, s in CASES))
+    ap.add_argument("--per-product", action="store_true",
+                    help="instead: each distinct tensor product of the models alone (1 thread, CPU time)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -114,6 +158,19 @@ def main():
         folder = args.stores
     paths = {"molecules": folder / "demo.zarr", "MoTe2": folder / "mote2.zarr"}
     load = os.getloadavg()[0]
+    if args.per_product:
+        torch.set_num_threads(1)
+        print(f"per tensor product, 1 thread, CPU ms per call (forward / forward+backward); load average {load:.1f}")
+        for preset in args.presets.split(","):
+            for case in args.cases.split(","):
+                name, store = case.split(":")
+                if not paths[store].exists():
+                    continue
+                print(f"{name} {preset} on {store}:")
+                for label, (ef, eb), (ff, fb) in per_product(name, preset, paths[store], args.reps, log):
+                    print(f"  e3nn {ef * 1e3:7.1f} / {eb * 1e3:7.1f}  fast {ff * 1e3:7.1f} / {fb * 1e3:7.1f}  "
+                          f"ratio {ef / ff:4.1f} / {eb / fb:4.1f}  {label}", flush=True)
+        return
     print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__}, float32; load average {load:.1f} at start "
           "(a shared machine: other jobs were running; ratios are same-run, alternating rounds)")
     print(f"{'model':18s} {'preset':6s} {'store':9s} {'thr':>3s} {'batch':>5s} {'edges':>5s} | "
