@@ -34,6 +34,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
+from ._fast_tp import KERNELS, building, default_kernel, set_kernel
 from ._frames import edges_for, frame_structures, read_structures
 from ._stage1 import load_stage1, stage1_of, stage1_record
 from .common import default_dtype
@@ -60,6 +61,7 @@ class Resolved:
     model: object  # the model's config dataclass
     train: TrainConfig
     preset: str | None
+    kernel: str | None = None  # model.kernel (e3nn | fast): how the model computes, not what; not checkpointed
 
     def as_dict(self) -> dict:
         return {"model": to_dict(self.model), "train": to_dict(self.train)}
@@ -77,8 +79,8 @@ def resolve_config(name: str, preset: str | None = "paper", config_file=None, se
     spec = registry.get(name)
     layers = _layers(spec, name, preset, config_file, sets, overrides, base)
     try:
-        model_cfg, train_cfg = _typed(spec, layers[-1][1], layers[-1][0])
-        return Resolved(spec, model_cfg, train_cfg, preset)
+        model_cfg, train_cfg, kernel = _typed(spec, layers[-1][1], layers[-1][0])
+        return Resolved(spec, model_cfg, train_cfg, preset, kernel)
     except InputError as e:
         for where, partial in layers:  # the first layer after which the config no longer holds is to blame
             try:
@@ -116,21 +118,27 @@ def _typed(spec, d: dict, where) -> tuple:
     unknown = [k for k in d if k not in ("model", "train")]
     if unknown:
         raise InputError(where, f"unknown top-level key '{unknown[0]}' (known: model, train, presets)")
-    model_cfg = from_dict(spec.config_cls, d.get("model") or {}, where, prefix="model.")
+    model = dict(d.get("model") or {})
+    kernel = model.pop("kernel", None)  # every model's: the tensor-product kernel (models/_fast_tp.py)
+    if kernel is not None and kernel not in KERNELS:
+        raise InputError(where, f"model.kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    model_cfg = from_dict(spec.config_cls, model, where, prefix="model.")
     train_cfg = from_dict(TrainConfig, d.get("train") or {}, where, prefix="train.")
-    return model_cfg, train_cfg
+    return model_cfg, train_cfg, kernel
 
 
 def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float32", seed: int | None = None,
-                stage1_rec: dict | None = None):
+                stage1_rec: dict | None = None, kernel: str | None = None):
     """``spec.build(model_cfg, layout)`` with torch's default dtype set to ``dtype`` and torch seeded (so the
     initial weights depend on the seed only). A model with a stage 1 (``spec.stage1``) gets the module of
     ``model_cfg.stage1`` as ``stage1=`` (models never read files), or, given ``stage1_rec`` (a
     :func:`stage1_record`), the module it describes without reading a file; the record is kept as
-    ``model.stage1_record`` for the checkpoint."""
+    ``model.stage1_record`` for the checkpoint. ``kernel`` (e3nn | fast; None: the process default,
+    :func:`models._fast_tp.default_kernel`) picks how its tensor products are computed."""
     if seed is not None:
         seed_everything(seed)
-    with default_dtype(torch_dtype(dtype)):
+    kernel = kernel or default_kernel()
+    with default_dtype(torch_dtype(dtype)), building(kernel):
         extra, record = {}, None
         if spec.stage1 and getattr(model_cfg, "needs_stage1", True):
             # loading builds the stage-1 model, which reseeds torch with 0 (load_model): HarmoSE's own initial
@@ -139,6 +147,7 @@ def build_model(spec: registry.ModelSpec, model_cfg, layout, dtype: str = "float
         model = spec.build(model_cfg, layout, **extra)
     if record is not None:
         model.stage1_record = record
+    set_kernel(model, kernel)
     return model.to(torch_dtype(dtype))
 
 
@@ -317,7 +326,8 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
     train_loader = _loader(store, tr, cfg, shuffle=True, augment=cfg.augment_rotations)
     val_loader = _loader(store, va, cfg, shuffle=False, augment=False) if va is not None else None
     meta = _run_meta(name, res, layout, store, data, checksum, (tr, va, desc), ck)
-    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed, stage1_of(res.spec, ck, run_dir))
+    model = build_model(res.spec, res.model, layout, cfg.dtype, cfg.seed, stage1_of(res.spec, ck, run_dir),
+                        kernel=res.kernel)
     if getattr(model, "stage1_record", None) is not None:
         meta["stage1"] = model.stage1_record  # the checkpoint rebuilds stage 1 without its file
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))

@@ -303,6 +303,10 @@ def export(ctx, store, fmt, output, overwrite):
 
 
 # --- model zoo, scoring, leaderboard (later issues) ------------------------------------------------------
+_KERNEL = click.option("--kernel", type=click.Choice(["e3nn", "fast"]),
+                       help="Tensor-product kernel: fast (default) or e3nn (the reference); same results.")
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("model", metavar="MODEL")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Training store.")
@@ -322,9 +326,10 @@ def export(ctx, store, fmt, output, overwrite):
               help="HarmoSE: the trained stage-1 checkpoint (deephe3 / tracegrad-deephe3 run or .pt).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads of torch (default: torch's; 1 is fastest on a busy machine).")
+@_KERNEL
 @click.pass_context
 def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed,
-          stage1, threads):
+          stage1, threads, kernel):
     """Train a model of the zoo (deephe3, qhnet, …) on a store; checkpoints and logs go to the run folder.
 
     \b
@@ -346,6 +351,8 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
         if not model.startswith("harmose"):
             raise click.UsageError("--stage1 is for the HarmoSE models (harmose, harmose-tracegrad)")
         sets = (*sets, f"model.stage1={stage1.resolve()}")
+    if kernel is not None:
+        sets = (*sets, f"model.kernel={kernel}")
     over = {k: v for k, v in {"max_epochs": max_epochs, "max_steps": max_steps, "seed": seed, "dtype": dtype,
                               "split": split}.items() if v is not None}
     if max_steps is not None:
@@ -373,7 +380,8 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True,
               help="Precision of the measurement (float64 measures the architecture, not rounding).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the result as JSON.")
-def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, output):
+@_KERNEL
+def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, output, kernel):
     """Equivariance error of a trained model: max and mean |f(Rx) − D f(x) D^†| in meV over random rotations
     (HarmoSE: also relative to the mean |ΔH| of its stage 2, the part that is not equivariant by construction).
 
@@ -386,6 +394,7 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
 
     if output is not None:
         check_output(output, folder=False, what="the JSON file to write")
+    _use_kernel(kernel)
     r = checkpoint_equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype)
     stage2 = ""
     if r["dH_scale_meV"] is not None:  # a two-stage model: the error against the size of its stage-2 correction
@@ -411,7 +420,8 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
               help="Structures per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch (default: torch's).")
-def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads):
+@_KERNEL
+def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads, kernel):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
@@ -428,6 +438,7 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
     if (data is None) == (structures is None):
         raise click.UsageError("give exactly one of --data STORE or --structures FILE")
     _set_threads(threads)
+    _use_kernel(kernel)
     if structures is not None:
         if split:
             raise click.UsageError("--split goes with --data")
@@ -438,6 +449,12 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
                           overwrite=overwrite)
     click.echo(f"predicted {s['structures']} structures in {s['seconds']:.2f} s "
                f"({s['structures_per_s']:.1f} structures/s) → {output}")
+
+
+def _use_kernel(kernel):
+    if kernel is not None:
+        from hambench.models._fast_tp import use_kernel
+        use_kernel(kernel)
 
 
 def _set_threads(threads):
