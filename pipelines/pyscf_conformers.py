@@ -130,8 +130,8 @@ def read_xyz(path) -> tuple[tuple[str, ...], tuple[tuple[float, float, float], .
 class _Ticker:
     """Prints ``message, N s`` on stderr every ``every`` seconds while a long PySCF call runs."""
 
-    def __init__(self, message: str, every: float = 10.0):
-        self.message, self.every, self._stop = message, every, threading.Event()
+    def __init__(self, message: str, short: str, every: float = 10.0):
+        self.message, self.short, self.every, self._stop = message, short, every, threading.Event()
 
     def __enter__(self):
         self.t0 = time.perf_counter()
@@ -142,7 +142,7 @@ class _Ticker:
 
     def _run(self):
         while not self._stop.wait(self.every):
-            print(f"hambench: {self.message}: {time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True)
+            print(f"hambench: {self.short}: {time.perf_counter() - self.t0:.0f} s", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -364,9 +364,10 @@ class ConformerSource(Source):
         raw = _load_raw(path) if path.exists() else None
         if raw is None:
             where = f"{self.label} ({self.protocol['xc']}/{self.protocol['basis']})"
-            with _Ticker(f"pyscf/conformers: optimising the geometry of {where} (once; cached in {path.name})"):
+            with _Ticker(f"pyscf/conformers: optimising the geometry of {where} (once; cached in {path})",
+                         f"optimising {self.label}"):
                 xyz_eq, info = equilibrium(self.symbols, self.start, self.protocol, where)
-            with _Ticker(f"pyscf/conformers: Hessian of {where} at its optimised geometry"):
+            with _Ticker(f"pyscf/conformers: Hessian of {where} at its optimised geometry", f"Hessian of {self.label}"):
                 hess = _hessian(self.symbols, xyz_eq, self.protocol, self.threads, where)
             try:
                 m = normal_modes(hess, self.symbols, xyz_eq)
