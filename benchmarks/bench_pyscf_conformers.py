@@ -19,6 +19,7 @@ Usage: .venv/bin/python benchmarks/bench_pyscf_conformers.py [--molecules water,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import tempfile
@@ -46,6 +47,11 @@ def _timed_compute(src, items) -> tuple[float, list[int]]:
 
 def _md_step_seconds(symbols, xyz, steps: int) -> float:
     """Seconds per velocity-Verlet step of pyscf.md (PBE/def2-SVP, 500 K Maxwell-Boltzmann start)."""
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # pyscf.md prints every frame
+        return _md_run(symbols, xyz, steps)
+
+
+def _md_run(symbols, xyz, steps: int) -> float:
     from pyscf import md
 
     from hambench.basis._pyscf import build_mol, make_rks, protocol_of
