@@ -100,7 +100,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--molecules", default="water,ethanol")
     ap.add_argument("--conformers", type=int, default=3, help="conformers timed per molecule")
-    ap.add_argument("--modes-dir", type=Path, default=Path(".bench_conformers_modes"),
+    ap.add_argument("--modes-dir", type=Path, default=Path(tempfile.gettempdir()) / "hambench_bench_conformers_modes",
                     help="cache of the optimised geometries and Hessians (kept between runs)")
     ap.add_argument("--md-steps", type=int, default=5, help="pyscf.md steps timed per molecule (0: skip)")
     args = ap.parse_args()
