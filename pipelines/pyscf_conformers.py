@@ -162,31 +162,50 @@ def _energy_gradient(symbols, xyz_bohr, protocol, dm0, where):
     return float(e), np.asarray(mf.nuc_grad_method().kernel()), mf.make_rdm1()
 
 
+class _Stalled(Exception):
+    """The optimisation stopped improving (the energy is flat to 1e-10 Ha over :data:`STALL` gradients)."""
+
+
+#: gradients without an energy decrease of 1e-10 Ha after which the optimisation keeps its best point
+STALL = 8
+
+
 def equilibrium(symbols, xyz_ang, protocol: dict, where=None, max_steps: int = 200) -> tuple[np.ndarray, dict]:
     """The geometry (Å) optimised at ``protocol`` from ``xyz_ang`` and what the optimisation did (BFGS, starting
-    from a model Hessian of 0.5 Ha/Bohr² per coordinate, a typical bond-stretch constant)."""
+    from a model Hessian of 0.5 Ha/Bohr² per coordinate, a typical bond-stretch constant). It ends at max |g| ≤
+    :data:`GTOL`, or at its best point when the energy stalls (grid noise) with max |g| ≤ 10 GTOL; otherwise
+    InputError."""
     from scipy.optimize import minimize
 
-    state = {"dm": None, "steps": 0, "t0": time.perf_counter(), "said": time.perf_counter()}
+    state = {"dm": None, "steps": 0, "said": time.perf_counter(), "best": (np.inf, None, None), "best_step": 0}
 
     def fun(x):
         e, g, state["dm"] = _energy_gradient(symbols, x, protocol, state["dm"], where)
         state["steps"] += 1
+        if e < state["best"][0] - 1e-10:
+            state["best_step"] = state["steps"]
+        if e < state["best"][0]:
+            state["best"] = (e, x.copy(), g)
         if time.perf_counter() - state["said"] >= 10.0:
             print(f"hambench: optimising {where}: {state['steps']} gradients, E = {e:.8f} Ha, "
                   f"max |g| = {np.abs(g).max():.1e} Ha/Bohr", file=sys.stderr, flush=True)
             state["said"] = time.perf_counter()
+        if state["steps"] - state["best_step"] >= STALL:
+            raise _Stalled
         return e, g.ravel()
 
     x0 = np.asarray(xyz_ang, dtype=np.float64).ravel() / BOHR_ANGSTROM
-    res = minimize(fun, x0, jac=True, method="BFGS", options={"gtol": GTOL, "maxiter": max_steps, "norm": np.inf,
-                                                                 "hess_inv0": np.eye(x0.size) / 0.5})
-    e, g, _ = _energy_gradient(symbols, res.x, protocol, state["dm"], where)
+    try:
+        minimize(fun, x0, jac=True, method="BFGS", options={"gtol": GTOL, "maxiter": max_steps, "norm": np.inf,
+                                                             "hess_inv0": np.eye(x0.size) / 0.5})
+    except _Stalled:
+        pass
+    e, x, g = state["best"]
     if np.abs(g).max() > 10 * GTOL:
         raise InputError(where, f"the geometry optimisation did not converge (max |gradient| "
                                 f"{np.abs(g).max():.1e} Ha/Bohr after {state['steps']} gradients)")
     info = {"energy": e, "max_gradient": float(np.abs(g).max()), "gradients": state["steps"]}
-    return res.x.reshape(-1, 3) * BOHR_ANGSTROM, info
+    return x.reshape(-1, 3) * BOHR_ANGSTROM, info
 
 
 def _rigid_body_basis(masses_au: np.ndarray, xyz_bohr: np.ndarray) -> np.ndarray:
