@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hambench.basis._conventions import BOHR_ANGSTROM, symbol_to_z
+from hambench.basis._conventions import BOHR_ANGSTROM, symbol_to_z, z_to_symbol
 from hambench.basis._pyscf import build_mol, make_rks, protocol_key, protocol_of
 from hambench.errors import InputError
 from hambench.store._meta import StoreAttrs
@@ -118,8 +118,6 @@ def read_xyz(path) -> tuple[tuple[str, ...], tuple[tuple[float, float, float], .
             raise InputError(path, f"--xyz: line {k} is not 'Symbol x y z': {line.strip()!r}") from None
         if not np.all(np.isfinite(pos)):
             raise InputError(path, f"--xyz: line {k} has a non-finite coordinate")
-        from hambench.basis._conventions import z_to_symbol
-
         symbols.append(z_to_symbol(z))
         xyz.append(pos)
     d = np.linalg.norm(np.asarray(xyz)[:, None] - np.asarray(xyz)[None], axis=-1) + np.eye(n) * 1e9
@@ -222,7 +220,7 @@ def _rigid_body_basis(masses_au: np.ndarray, xyz_bohr: np.ndarray) -> np.ndarray
     return vt[s > 1e-6 * s.max()]
 
 
-def normal_modes(hessian: np.ndarray, symbols, xyz_ang) -> dict:
+def normal_modes(hessian: np.ndarray, symbols, xyz_ang, where=None) -> dict:
     """Harmonic modes of a Cartesian Hessian (3N × 3N, Ha/Bohr²) at ``xyz_ang``.
 
     Returns ``omega`` (atomic units, ascending), ``modes`` (3N × n_vib, orthonormal columns in mass-weighted
@@ -241,8 +239,8 @@ def normal_modes(hessian: np.ndarray, symbols, xyz_ang) -> dict:
     vib = vt[rigid.shape[0]:].T  # orthonormal complement of the rigid-body space
     lam, u = np.linalg.eigh(vib.T @ hm @ vib)
     if lam[0] <= 0:
-        raise InputError(None, f"not a minimum: a vibrational mode has ω² = {lam[0]:.3e} (a.u.); "
-                               f"{np.sqrt(-lam[0]) * HARTREE_CM1:.0f}i cm⁻¹")
+        raise InputError(where, f"the optimised geometry is not a minimum: a vibrational mode has ω² = "
+                                f"{lam[0]:.3e} a.u. ({np.sqrt(-lam[0]) * HARTREE_CM1:.0f}i cm⁻¹)")
     modes = vib @ u
     big = np.argmax(np.abs(modes), axis=0)
     modes *= np.sign(modes[big, np.arange(modes.shape[1])])[None, :]
@@ -395,10 +393,7 @@ class ConformerSource(Source):
             t1 = time.perf_counter()
             with _Ticker(f"pyscf/conformers: Hessian of {where} at its optimised geometry", f"Hessian of {self.label}"):
                 hess = _hessian(self.symbols, xyz_eq, self.protocol, self.threads, where)
-            try:
-                m = normal_modes(hess, self.symbols, xyz_eq)
-            except InputError as e:
-                raise InputError(where, f"the optimised geometry is {e.args[-1] if e.args else e}") from None
+            m = normal_modes(hess, self.symbols, xyz_eq, where)
             raw = {"xyz_eq": xyz_eq, "hessian": hess, "e_eq": np.float64(info["energy"]),
                    "max_gradient": np.float64(info["max_gradient"]), "gradients": np.int64(info["gradients"]),
                    "opt_wall_s": np.float64(t1 - t0), "hessian_wall_s": np.float64(time.perf_counter() - t1),

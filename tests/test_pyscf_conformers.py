@@ -82,6 +82,18 @@ def test_qh9_protocol_option(tmp_path, water):
     np.testing.assert_allclose(full_from_edges(s, "H", mol) / HARTREE_EV, fock, rtol=0, atol=TOL.pyscf_repeat)
 
 
+def test_frequencies_match_pyscf_harmonic_analysis(water):
+    """The source's normal-mode analysis against PySCF's own (pyscf.hessian.thermo), same Hessian and masses."""
+    from pyscf.hessian import thermo
+
+    mol = gto.M(atom=[(a, tuple(p)) for a, p in zip("OHH", water.modes["xyz_eq"])], basis="def2-svp", verbose=0)
+    hess = np.asarray(water.modes["hessian"]).reshape(3, 3, 3, 3).transpose(0, 2, 1, 3)
+    ref = thermo.harmonic_analysis(mol, hess, mass=np.asarray(water.modes["masses"]))
+    # PySCF's Hartree → cm⁻¹ and amu constants differ from CODATA 2018 by ~1e-9, relative
+    np.testing.assert_allclose(water.modes["frequencies_cm1"], ref["freq_wavenumber"], rtol=TOL.unit_constants)
+    assert 1500 < water.modes["frequencies_cm1"][0] < 1700 < 3500 < water.modes["frequencies_cm1"][1]  # bend, stretches
+
+
 def _mass_weighted(water, disp_ang):
     m = np.repeat(np.asarray(water.modes["masses"]) * pc.AMU_ME, 3)
     return disp_ang.reshape(len(disp_ang), -1) / BOHR_ANGSTROM * np.sqrt(m)[None, :]
