@@ -13,6 +13,9 @@ Sampling
     (``--distribution quantum``: σ_k² = ħ coth(ħω_k / 2k_B T) / 2ω_k, zero-point motion included). Conformer k
     uses ``default_rng([seed, k])``: it does not depend on ``--count`` or on how the run is split.
     Large-amplitude modes (torsions) are linearised: at high temperature their displacements stretch bonds.
+    Why not ab-initio MD (``pyscf.md``): one MD step costs about one labelled conformer and MD frames 0.5 fs
+    apart are strongly correlated, while normal-mode samples are independent after one cached Hessian
+    (benchmarks/results/bench_pyscf_conformers.txt).
 Labels
     Default: the MD17 Hamiltonian protocol of SchNOrb and QHNet's MD17 sets, PBE/def2-SVP (SchNOrb ran ORCA; here
     PySCF RKS ``xc='pbe'``, spherical def2-SVP, grid level 3, ``conv_tol`` 1e-9 — the same functional and basis,
@@ -410,8 +413,9 @@ class ConformerSource(Source):
         return self.raw_dir / (f"{self.label}_{k:06d}_{_geometry_key(self.symbols, xyz)}_"
                                f"{protocol_key(self.protocol)}.npz")
 
-    #: benchmarks/results/bench_pyscf_conformers.txt: PBE/def2-SVP, 1 PySCF thread, 2-core machine (loaded)
-    TIME_FIT = (0.00119, 2.07)
+    #: pyscf/qm9's fit t = a · n_ao^b scaled by 1.03, the PBE-conformer / qm9-path time ratio of
+    #: benchmarks/results/bench_pyscf_conformers.txt (same run, 1 PySCF thread)
+    TIME_FIT = (0.00122, 2.07)
 
     def expected_seconds(self, item) -> float:
         """Expected DFT time of one conformer (0 when cached), from the benchmark's fit t = a · n_ao^b."""
