@@ -51,6 +51,8 @@ __all__ = [
     "run_pyscf",
     "molecule_structure",
     "raw_file_name",
+    "cached_result",
+    "raw_to_structure",
 ]
 
 #: version of the raw .npz layout written by :func:`run_pyscf`
@@ -194,6 +196,26 @@ def _load_raw(path: Path) -> dict | None:
     except (OSError, ValueError, EOFError):
         return None
 
+
+
+def cached_result(path: Path, symbols, xyz_ang, protocol: dict, threads: int, where, extra: dict | None = None
+                  ) -> tuple[dict, bool]:
+    """The raw result of one geometry: the converged cache file ``path`` when it holds the same protocol (less
+    ``max_cycle``), symbols and geometry (to 1e-10 Å), else :func:`run_pyscf` written there atomically with the
+    ``extra`` arrays. Returns (raw, computed)."""
+    want = {k: v for k, v in protocol.items() if k != "max_cycle"}
+    if path.exists():
+        raw = _load_raw(path)
+        if raw is not None and bool(raw["converged"]):
+            got = json.loads(str(raw["protocol"]))
+            got.pop("max_cycle", None)
+            same_geom = raw["xyz_ang"].shape == np.shape(xyz_ang) and np.allclose(raw["xyz_ang"], xyz_ang, atol=1e-10)
+            if got == want and same_geom and list(raw["symbols"]) == list(symbols):
+                return raw, False
+    raw = run_pyscf(symbols, xyz_ang, protocol, threads=threads, where=where)
+    raw.update(extra or {})
+    _write_npz_atomic(path, raw)
+    return raw, True
 
 
 def molecule_structure(sid: str, Z, pos_ang, fock_ha, overlap, shells, energy_ha=float("nan"),
@@ -366,20 +388,9 @@ class QM9Source(Source):
         """The raw result of one molecule, from the cache or computed; returns (raw, path, computed)."""
         index, smiles, symbols, xyz = item
         path = self.raw_path(item)
-        want = {k: v for k, v in self.protocol.items() if k != "max_cycle"}
-        if path.exists():
-            raw = _load_raw(path)
-            if raw is not None and bool(raw["converged"]):
-                got = json.loads(str(raw["protocol"]))
-                got.pop("max_cycle", None)
-                same_geom = raw["xyz_ang"].shape == np.shape(xyz) and np.allclose(raw["xyz_ang"], xyz, atol=1e-10)
-                if got == want and same_geom and list(raw["symbols"]) == list(symbols):
-                    return raw, path, False
-        raw = run_pyscf(symbols, xyz, self.protocol, threads=self.threads, where=f"QM9 {index} ({smiles})")
-        raw["qm9_index"] = np.int64(index)
-        raw["smiles"] = np.array(smiles)
-        _write_npz_atomic(path, raw)
-        return raw, path, True
+        raw, computed = cached_result(path, symbols, xyz, self.protocol, self.threads, f"QM9 {index} ({smiles})",
+                                      {"qm9_index": np.int64(index), "smiles": np.array(smiles)})
+        return raw, path, computed
 
     def read(self, item) -> list:
         index, smiles, symbols, xyz = item

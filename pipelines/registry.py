@@ -26,6 +26,7 @@ SOURCES: dict[str, str] = {
     "deeph/bilayer_bi2se3": "deeph:named_dataset",
     "openmx/scfout": "openmx:ScfoutSource",
     "pyscf/qm9": "pyscf_qm9:QM9Source",
+    "pyscf/conformers": "pyscf_conformers:ConformerSource",
     "pyscf/outputs": "pyscf_qm9:PySCFOutputsSource",
     "pyscf/crystal": "pyscf_crystal:CrystalSource",
     "qh9/stable": "qh9:QH9Source",
