@@ -85,6 +85,8 @@ class TraceGradConfig:
     residual_scale: float = 0.2              # only for residual = norm_ratio
     bottleneck: Optional[int] = None         # channels per irrep before the TP (None = full TP on f)
     zero_init: bool = False
+    scale_aware: bool = False                # φ reads f/σ (σ = per-edge RMS of f, detached), v multiplied by σ
+    clip: Literal["joint", "separate", "none"] = "joint"  # TraceGrad parameters' gradient clipping
 
     def problem(self) -> str | None:
         """What is wrong with these settings (None: nothing)."""
@@ -95,6 +97,10 @@ class TraceGradConfig:
         for name in ("channels", "phi_layers", "decoder_hidden", "decoder_layers"):
             if int(getattr(self, name)) < 1:
                 return f"{name} must be >= 1, got {getattr(self, name)}"
+        if self.residual not in ("plain", "norm_ratio"):
+            return f"residual must be plain or norm_ratio, got {self.residual!r}"
+        if self.clip not in ("joint", "separate", "none"):
+            return f"clip must be joint, separate or none, got {self.clip!r}"
         for name in ("phi_hidden", "k_z", "bottleneck"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
@@ -260,6 +266,14 @@ class TraceGradBlock(nn.Module):
                 flat[n] = W[r:r + m1, c:c + m2].reshape(-1)
         return torch.cat(flat) if flat else self.tri[0].new_zeros(0)
 
+    def _inv_scale2(self, f):
+        """``1/σ²`` per edge (E, 1) when ``scale_aware`` (σ² = mean of f² over its components, detached: an
+        invariant carried apart from φ; floored at eps² of the dtype only so that a zero f gives 0, not NaN —
+        above the floor v(a·f) = a·v(f) exactly), else None."""
+        if not self.cfg.scale_aware:
+            return None
+        return torch.reciprocal(f.detach().pow(2).mean(1, keepdim=True).clamp_min(torch.finfo(f.dtype).eps ** 2))
+
     def _closed(self, x):
         """s = Σ_groups α·Gram_triu(x) @ W: the tensor product's degree-0 part, by hand."""
         E = x.shape[0]
@@ -293,12 +307,17 @@ class TraceGradBlock(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------------------
     def invariants(self, f):
-        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests); s is None at inference."""
+        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests); s is None at inference.
+
+        With ``scale_aware`` s is that of f/σ: z does not depend on f's per-edge scale."""
         x = self.down(f) if self.down is not None else f
+        inv2 = self._inv_scale2(f)
         if not torch.is_grad_enabled() and self.tri:  # inference: φ's first Linear fused into the TP weights
-            y1, _ = self._closed_fused(x)
+            y1, _ = self._closed_fused(x, inv2)
             return None, self.phi(y1, first_done=True)
         s, _ = self._closed(x)
+        if inv2 is not None:
+            s = s * inv2
         return s, self.phi(s)
 
     def _fused_weights(self):
@@ -314,37 +333,62 @@ class TraceGradBlock(nn.Module):
             self._fused_cache = cache
         return cache[1]
 
-    def _closed_fused(self, x):
-        """φ's first Linear output ``W1 s + b1`` and pull-back pieces, from the fused weights."""
+    def _closed_fused(self, x, inv2=None):
+        """φ's first Linear output ``W1 s + b1`` and pull-back pieces, from the fused weights (s of x/σ when
+        ``inv2`` = 1/σ² is given)."""
         E = x.shape[0]
-        y = self.phi.lin[0].bias.expand(E, -1)
+        y = None
         parts = []
         for k, mat in enumerate(self._fused_weights()):
             grp, cols, iu = self._group(k)
             F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
             G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
-            y = y + G @ mat
+            y = G @ mat if y is None else y + G @ mat
             parts.append((grp, cols, iu, F, mat, 1.0))
-        return y, parts
+        if y is None:
+            y = x.new_zeros(E, self.phi.lin[0].out_features)
+        if inv2 is not None:
+            y = y * inv2
+        return y + self.phi.lin[0].bias, parts
 
     def _v_closed(self, f):
+        """``(z, v)`` in closed form. With ``scale_aware``: s of x/σ, and v = σ·∂z/∂(f/σ), which is the
+        pull-back of g at x itself (the pull-back is linear in x: the 1/σ of x/σ and the σ cancel)."""
         x = self.down(f) if self.down is not None else f
+        inv2 = self._inv_scale2(f)
         if not torch.is_grad_enabled() and self.tri:  # inference: s enters φ only through its first Linear
-            y1, parts = self._closed_fused(x)
+            y1, parts = self._closed_fused(x, inv2)
             z, g = self.phi.forward_and_vjp(y1, first_done=True)
         else:
             s, parts = self._closed(x)
-            z, g = self.phi.forward_and_vjp(s)
+            z, g = self.phi.forward_and_vjp(s if inv2 is None else s * inv2)
         vx = self._pull_back(parts, g, x)
         if self.down is not None:
             vx = self._down_transpose(vx)
         return z, vx
 
     def _down_transpose(self, vx):
-        """Pull a gradient back through the bottleneck: o3.Linear without biases is ``x ↦ x @ M`` with
-        ``M = down(I)``, so ``v_f = v_x @ Mᵀ`` (no autograd: works under inference mode; differentiable)."""
-        eye = torch.eye(self.irreps.dim, dtype=vx.dtype, device=vx.device)
-        return vx @ self.down(eye).t()
+        """Pull a gradient back through the bottleneck ``x = down(f)`` (an o3.Linear without biases): per path
+        ``x_w = α Σ_u W_uw f_u`` (each of the 2l+1 components alike), so ``v_f,u = α Σ_w W_uw v_x,w``, read from
+        the Linear's own weight and instructions: no identity pushed through it, no cache to invalidate, works
+        under inference mode, differentiable (tested against ``down(I)ᵀ`` and autograd)."""
+        lin = self.down
+        E = vx.shape[0]
+        out = vx.new_zeros(E, self.irreps.dim)
+        s_in, s_out = lin.irreps_in.slices(), lin.irreps_out.slices()
+        off = 0
+        for ins in lin.instructions:
+            n_in, n_out = ins.path_shape
+            W = lin.weight[off:off + n_in * n_out].reshape(n_in, n_out)
+            off += n_in * n_out
+            d = lin.irreps_in[ins.i_in].ir.dim
+            vo = vx[:, s_out[ins.i_out]].reshape(E, n_out, d)
+            vi = torch.einsum("ewm,uw->eum", vo, W.to(vx.dtype))
+            if ins.path_weight != 1.0:
+                vi = ins.path_weight * vi
+            sl = s_in[ins.i_in]
+            out = out.index_add(1, torch.arange(sl.start, sl.stop, device=vx.device), vi.reshape(E, -1))
+        return out
 
     def _v_autograd(self, f):
         training = torch.is_grad_enabled() and self.training and f.requires_grad
@@ -356,8 +400,13 @@ class TraceGradBlock(nn.Module):
             if fr is None:
                 fr = f.detach().clone().requires_grad_(True)
             x = self.down(fr) if self.down is not None else fr
+            inv2 = self._inv_scale2(fr)
+            if inv2 is not None:  # z of x/σ (σ held fixed); v = σ·∂z/∂(f/σ) = σ²·∂z/∂f
+                x = x * inv2.sqrt()
             z = self.phi(self.tp(x, x, self.tp_weight()))
             (v,) = torch.autograd.grad(z.sum(), fr, create_graph=training)
+            if inv2 is not None:
+                v = v / inv2
         if not training:
             z = z.detach()
             v = v.detach()

@@ -18,8 +18,9 @@ l; DeepH-E3's targets, as the authors' ``trace_out_len``; ``trace_slots = "shell
 
 Loss: ``L = L_H + λ·μ·L_T``, ``μ = (L_H / L_T).detach()`` (so μ·L_T has L_H's size but carries its own
 gradient; without the detach the trace gradient would cancel), λ = 0.3, L_T = mean |T̂ − T| (MAE; ``mse`` is
-a switch). ``forward`` returns the backbone's dict plus ``"T_hat"`` (the decoder's output in the normalised
-space, aligned with ``batch.T_ptr``) and, only when ``trace_norm == "none"``, ``"T"`` (eV², the same).
+a switch). ``forward`` returns the backbone's dict plus, in training mode (or with ``traces=True``), ``"T_hat"``
+(the decoder's output in the normalised space, aligned with ``batch.T_ptr``) and, only when
+``trace_norm == "none"``, ``"T"`` (eV², the same); outside training the decoder is not run.
 
 Where the authors' snapshot (DavidYin94/NextHAM 3ef338bd: ``tg_src`` DeepH-E3 kernel and ``nets/tracegrad.py``)
 contradicts itself or the paper, and the field that holds our choice:
@@ -201,6 +202,20 @@ class TraceGrad(nn.Module):
         itself anyway, also under ``no_grad``/``inference_mode``)."""
         return self.cfg.grad_impl == "autograd" and self.cfg.mode in _GRAD_MODES
 
+    def param_groups_for_clipping(self) -> list[list[nn.Parameter]]:
+        """How the engine clips gradients (``train.clip_grad_norm``), by ``clip``: ``joint`` one group (one global
+        norm, as QH9 clips QHNet), ``separate`` the backbone's and TraceGrad's parameters (hooks and decoder)
+        each to the threshold on its own, ``none`` the backbone's only (TraceGrad's unclipped, as the authors'
+        DeepH-E3 kernel, which clips nothing)."""
+        tg = list(self.backbone.edge_hooks.parameters())
+        if self.decoder is not None:
+            tg += list(self.decoder.parameters())
+        ids = {id(p) for p in tg}
+        bb = [p for p in self.parameters() if id(p) not in ids]
+        if self.cfg.clip == "joint":
+            return [bb + tg]
+        return [bb, tg] if self.cfg.clip == "separate" else [bb]
+
     @property
     def blocks(self) -> list[TraceGradBlock]:
         return [h.block for h in self.backbone.edge_hooks]
@@ -227,12 +242,16 @@ class TraceGrad(nn.Module):
             raise RuntimeError("TraceGrad: hook edges differ from the batch edges in a periodic batch")
         return idx
 
-    def forward(self, batch):
+    def forward(self, batch, traces: bool | None = None):
+        """The backbone's outputs, plus ``T_hat`` when ``traces`` (default: only in training mode, the one place
+        T̂ is used, by the loss: the decoder is skipped when predicting or validating)."""
         self._sink.clear()
         out = self.backbone(batch)
         zs = list(self._sink)
         self._sink.clear()
-        if self.decoder is not None and zs:
+        if traces is None:
+            traces = self.training
+        if self.decoder is not None and zs and traces:
             z = torch.cat([zz for zz, _ in zs], dim=1)
             emap = self._edge_map(batch, zs[0][1])
             if emap is not None:

@@ -345,7 +345,8 @@ def test_backbone_every_variant(store, backbone):
     for mode in MODES:
         model = _wrap(bb, layout, _small(mode))
         with torch.no_grad():
-            out = model(batch)
+            out = model(batch, traces=True)
+            assert "T_hat" not in model(batch)  # eval mode: the trace decoder is skipped
         H, HR, T, TR = _halves(batch, out)
         scale = float(H.abs().max())
         err = assert_blocks_equivariant(H.numpy(), HR.numpy(), zs, zd, store.species, R, atol=TOL.network64 * scale)
@@ -413,3 +414,56 @@ def test_variant_config_is_the_backbone_config_plus_tracegrad(backbone, preset):
     b = resolve(registry.get(backbone).config_file, preset)
     assert isinstance(v["model"].pop("tracegrad"), dict)
     assert v == b
+
+
+def _v_of_scale(blk, f, scales=(0.1, 1.0, 10.0)):
+    """Per scale a: the feature fed back, v = block(a·f) − a·f (inference), and its median per-edge norm."""
+    out = {}
+    with torch.no_grad():
+        for a in scales:
+            v = blk(a * f)[0] - a * f
+            out[a] = (v, float(v.norm(dim=1).median()))
+    return out
+
+
+def test_v_scale_of_each_variant():
+    """|v| when f is scaled by 0.1 / 1 / 10 (issue 32): plain v = ∂z/∂f has no scale of its own (φ's LayerNorm
+    makes z nearly invariant to |f|, so |v| ∝ 1/|f| once W1·s outweighs φ's first bias); zero_init feeds back
+    exactly 0 at the start at every scale, and the plain behaviour once trained; norm_ratio (NextHAM) gives
+    |v| = 0.2·|f| per edge; scale_aware gives v(a·f) = a·v(f) exactly."""
+    from hambench.models._tracegrad_block import TraceGradBlock, TraceGradConfig
+
+    torch.manual_seed(0)
+    f = torch.randn(40, IRREPS.dim)
+    fn = f.norm(dim=1)
+    table = {}
+
+    def block(**kw):
+        torch.manual_seed(1)
+        return TraceGradBlock(IRREPS, TraceGradConfig(mode="grad", channels=32, phi_hidden=32, **kw), 16).eval()
+
+    plain = _v_of_scale(block(), f)
+    table["plain"] = plain
+    assert plain[1.0][1] / plain[10.0][1] > 5  # ~1/|f| (measured ratio printed below)
+    zi = block(zero_init=True)
+    r = _v_of_scale(zi, f)
+    assert all(float(v.abs().max()) == 0.0 for v, _ in r.values())
+    table["zero_init (step 0)"] = r
+    _perturb(zi, seed=3)  # off its init, as after training: the plain scale behaviour again
+    r = _v_of_scale(zi, f)
+    table["zero_init (trained)"] = r
+    assert r[1.0][1] / r[10.0][1] > 5
+    r = _v_of_scale(block(residual="norm_ratio"), f)
+    table["norm_ratio"] = r
+    for a, (v, _) in r.items():  # by hand from the plain block's v (same parameters): 0.2·‖f‖·‖v‖/(‖v‖ + 1e-5)
+        nv = plain[a][0].norm(dim=1)
+        want = 0.2 * a * fn * nv / (nv + 1e-5)
+        assert float(((v.norm(dim=1) - want) / want).abs().max()) <= TOL.by_hand, a
+    r = _v_of_scale(block(scale_aware=True), f)
+    table["scale_aware"] = r
+    v1 = r[1.0][0]
+    for a, (v, _) in r.items():
+        assert float((v - a * v1).abs().max()) <= TOL.network64 * a * float(v1.abs().max()), a
+    print("median |v| per edge at f scaled by 0.1 / 1 / 10 (median |f| = %.3g):" % float(fn.median()))
+    for name, r in table.items():
+        print(f"  {name:20s} " + " / ".join(f"{m:.4g}" for _, m in r.values()))
