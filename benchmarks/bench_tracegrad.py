@@ -29,7 +29,9 @@ Run:  .venv/bin/python benchmarks/bench_tracegrad.py [--size paper|tiny] [--mole
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
 import platform
 import statistics
 import tempfile
@@ -51,7 +53,7 @@ def _store(n: int):
     return open_store(out)
 
 
-def _models(backbone: str, size: str, layout):
+def _models(backbone: str, size: str, layout, widths=(), variants=True, deep_too=False, channels=None):
     from hambench.config import merge
     from hambench.models import registry
     from hambench.models.run import resolve_config
@@ -59,12 +61,11 @@ def _models(backbone: str, size: str, layout):
 
     res = resolve_config(f"tracegrad-{backbone}", "tiny" if size == "tiny" else "paper")
     cfg = res.model
-    tgc = cfg.tracegrad
+    tgc = cfg.tracegrad if channels is None else dataclasses.replace(cfg.tracegrad, channels=channels)
     spec = registry.get(backbone)
     from hambench.models.tracegrad import _backbone_config
 
     bcfg = _backbone_config(spec, cfg)
-    import dataclasses
 
     if backbone == "deephe3":
         deep = dataclasses.replace(bcfg, num_blocks=2 * bcfg.num_blocks)
@@ -78,14 +79,37 @@ def _models(backbone: str, size: str, layout):
         torch.manual_seed(seed)
         return spec.build(c, layout)
 
+    def tg(**kw):
+        return TraceGrad(make(bcfg), layout, dataclasses.replace(tgc, **{"grad_impl": "closed", **kw}))
+
     out["backbone"] = make(bcfg)
-    out["+TG closed"] = TraceGrad(make(bcfg), layout, dataclasses.replace(tgc, grad_impl="closed"))
-    out["+TG autograd"] = TraceGrad(make(bcfg), layout, dataclasses.replace(tgc, grad_impl="autograd"))
-    out["+TG C=128"] = TraceGrad(make(bcfg), layout, dataclasses.replace(tgc, channels=128, grad_impl="closed"))
-    out["backbone×2"] = make(deep)
-    # same TraceGrad parameters in both forms
-    out["+TG autograd"].load_state_dict(out["+TG closed"].state_dict())
+    out["+TG closed"] = tg()  # the configured TraceGrad (its channels C)
+    if variants:
+        out["+TG autograd"] = tg(grad_impl="autograd")
+        out["+TG scale_aware"] = tg(scale_aware=True)
+        out["+TG norm_ratio"] = tg(residual="norm_ratio")
+    for c in widths:
+        if c != tgc.channels:
+            out[f"+TG C={c}"] = tg(channels=c)
+    if variants:  # as shipped before issue 32: identity through the bottleneck per forward, decoder at inference
+        leg = tg()
+        for b in leg.blocks:
+            b._down_transpose = types.MethodType(_legacy_down_transpose, b)
+        leg.legacy = True
+        out["+TG as shipped"] = leg
+    if deep_too:
+        out["backbone×2"] = make(deep)
+    if "+TG autograd" in out:  # same TraceGrad parameters in both forms
+        out["+TG autograd"].load_state_dict(out["+TG closed"].state_dict())
     return out, tgc, res.train
+
+
+def _legacy_down_transpose(self, vx):
+    """The transpose as shipped before issue 32: a fresh identity pushed through the bottleneck Linear."""
+    if self.down is None:
+        return vx
+    eye = torch.eye(self.irreps.dim, dtype=vx.dtype, device=vx.device)
+    return vx @ self.down(eye).t()
 
 
 def _nparams(m) -> int:
@@ -108,6 +132,11 @@ def main():
                     help="cpu: process CPU time (robust to other jobs on a shared machine; with --threads 1 it is "
                          "the work done), wall: elapsed time")
     ap.add_argument("--backbones", default="deephe3,qhnet")
+    ap.add_argument("--widths", default="256,128,64", help="other channel counts C (= φ's width) to time")
+    ap.add_argument("--channels", type=int, default=None, help="C of '+TG closed' (default: the config's)")
+    ap.add_argument("--train-rounds", type=int, default=3, help="training-step rounds (0: inference only)")
+    ap.add_argument("--deep", action="store_true", help="also time the backbone at double depth")
+    ap.add_argument("--no-variants", action="store_true", help="only the backbone and the widths")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from hambench.training._data import collate
@@ -124,13 +153,16 @@ def main():
     print(f"# {n} QM9 demo molecules, {batch.num_atoms} atoms, {batch.num_edges} edges, float32, size {args.size}, "
           f"{args.rounds} rounds (median)")
     for bb in args.backbones.split(","):
-        models, tgc, tcfg = _models(bb, args.size, layout)
+        widths = [int(w) for w in args.widths.split(",") if w]
+        models, tgc, tcfg = _models(bb, args.size, layout, widths, not args.no_variants, args.deep, args.channels)
         tcfg = TrainConfig(**{**tcfg.__dict__})
         opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
 
         def infer(m):
             m.eval()
             with torch.no_grad():  # (models.common.BlockHead caches tensors: inference_mode ones break training)
+                if getattr(m, "legacy", False):
+                    return m(batch, traces=True)["H"]
                 return m(batch)["H"]
 
         def step(k):
@@ -149,10 +181,16 @@ def main():
         for k, m in models.items():
             for _ in range(2):
                 infer(m)
-                step(k)
-        models["+TG autograd"].load_state_dict(models["+TG closed"].state_dict())
-        Hc, Ha = infer(models["+TG closed"]), infer(models["+TG autograd"])
-        dev = float((Hc - Ha).abs().max() / Ha.abs().max())
+                if args.train_rounds:
+                    step(k)
+        dev = float("nan")
+        if "+TG autograd" in models:
+            models["+TG autograd"].load_state_dict(models["+TG closed"].state_dict())
+            models["+TG as shipped"].load_state_dict(models["+TG closed"].state_dict())
+            Hc, Ha = infer(models["+TG closed"]), infer(models["+TG autograd"])
+            dev = float((Hc - Ha).abs().max() / Ha.abs().max())
+            dev_leg = float((infer(models["+TG as shipped"]) - Hc).abs().max() / Hc.abs().max())
+            print(f"# {bb}: as shipped vs now, H: {dev_leg:.1e} relative (float32)")
         clock = time.process_time if args.clock == "cpu" else time.perf_counter
         times = {k: {"infer": [], "train": []} for k in models}
         # inference rounds first (fixed parameters, as when predicting: TraceGrad's fused inference weights are
@@ -160,20 +198,22 @@ def main():
         for _ in range(args.rounds):
             for k, m in models.items():
                 times[k]["infer"].append(_time(lambda: infer(m), clock))
-        for _ in range(args.rounds):
+        for _ in range(args.train_rounds):
             for k, m in models.items():
                 times[k]["train"].append(_time(lambda: step(k), clock))
-        med = {k: {w: statistics.median(v) for w, v in d.items()} for k, d in times.items()}
+        med = {k: {w: statistics.median(v) if v else float("nan") for w, v in d.items()} for k, d in times.items()}
         base = med["backbone"]
         blocks = len(models["+TG closed"].blocks)
         print(f"\n## {bb}: {blocks} hooked blocks, C = {tgc.channels}, K = {models['+TG closed'].K}, "
               f"bottleneck {tgc.bottleneck}; closed vs autograd H: {dev:.1e} relative (float32)")
-        print(f"{'model':14s} {'params':>10s} {'infer s':>9s} {'ratio':>7s} {'train s':>9s} {'ratio':>7s}")
+        print(f"{'model':16s} {'params':>10s} {'infer s':>9s} {'ratio':>7s} {'train s':>9s} {'ratio':>7s}")
         for k, m in models.items():
-            print(f"{k:14s} {_nparams(m):10d} {med[k]['infer']:9.4f} {med[k]['infer'] / base['infer']:7.3f} "
+            print(f"{k:16s} {_nparams(m):10d} {med[k]['infer']:9.4f} {med[k]['infer'] / base['infer']:7.3f} "
                   f"{med[k]['train']:9.4f} {med[k]['train'] / base['train']:7.3f}")
-        c, a = med["+TG closed"], med["+TG autograd"]
-        print(f"autograd / closed: inference {a['infer'] / c['infer']:.3f}, train step {a['train'] / c['train']:.3f}")
+        if "+TG autograd" in med:
+            c, a = med["+TG closed"], med["+TG autograd"]
+            print(f"autograd / closed: inference {a['infer'] / c['infer']:.3f}, "
+                  f"train step {a['train'] / c['train']:.3f}")
 
 
 if __name__ == "__main__":

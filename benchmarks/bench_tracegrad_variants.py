@@ -22,7 +22,7 @@ Resumable: each finished run leaves ``OUT/<variant>/s<seed>/result.json``; a sec
 report (``--report``, .md and .json) is rewritten after every run.
 
 Run:  nice -n 5 .venv/bin/python benchmarks/bench_tracegrad_variants.py --data /tmp/water.zarr --out /tmp/tgv \\
-          --seeds 3 --steps 500 --report benchmarks/results/bench_tracegrad_variants
+          --seeds 3 --steps 300 --batch 8 --report benchmarks/results/bench_tracegrad_variants
 """
 
 from __future__ import annotations
@@ -155,11 +155,11 @@ def main():
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--batch", type=int, default=32, help="batch size (QH9's 32)")
+    ap.add_argument("--batch", type=int, default=8, help="batch size (the tiny preset's 8)")
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--set", dest="sets", action="append", default=["model.sh_lmax=4"])
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="config overrides (repeatable)")
     ap.add_argument("--variants", default="qhnet,zero_init,norm_ratio,scale_aware")
     ap.add_argument("--report", type=Path, default=Path("benchmarks/results/bench_tracegrad_variants"))
     args = ap.parse_args()

@@ -255,7 +255,8 @@ def test_zero_init_equals_backbone(store, mode):
 def test_bad_input(store):
     from hambench.models.run import resolve_config
 
-    for bad, what in (("lam=-0.1", "lam"), ("mode=tracegrid", "mode"), ("channels=0", "channels")):
+    for bad, what in (("lam=-0.1", "lam"), ("mode=tracegrid", "mode"), ("channels=0", "channels"),
+                      ("clip=sometimes", "clip"), ("residual=ratio", "residual")):
         with pytest.raises(InputError, match=what):
             resolve_config("tracegrad-deephe3", "paper", sets=[f"model.tracegrad.{bad}"])
     cfg = tg.TraceGradConfig()
@@ -467,3 +468,34 @@ def test_v_scale_of_each_variant():
     print("median |v| per edge at f scaled by 0.1 / 1 / 10 (median |f| = %.3g):" % float(fn.median()))
     for name, r in table.items():
         print(f"  {name:20s} " + " / ".join(f"{m:.4g}" for _, m in r.values()))
+
+
+@pytest.mark.parametrize("clip", ["joint", "separate", "none"])
+def test_clip_groups_in_the_engine(store, clip):
+    """``tracegrad.clip``: the engine's grad_norm (hambench.training._step) clips the groups the model names —
+    joint: one global norm; separate: backbone and TraceGrad (hooks + decoder) each to the threshold; none: the
+    backbone only. Gradients set by hand (backbone 3, TraceGrad 4 per element); the norm returned is the global
+    one before clipping; the norms after are clip_grad_norm_'s factor clip/(norm + 1e-6) applied by hand."""
+    from hambench.training._step import grad_norm
+
+    model = tg.TraceGrad(ToyBackbone(), SimpleNamespace(species=store.species), _small(clip=clip))
+    tg_ids = {id(p) for p in model.backbone.edge_hooks.parameters()} | {id(p) for p in model.decoder.parameters()}
+    bb_p = [p for p in model.parameters() if id(p) not in tg_ids]
+    tg_p = [p for p in model.parameters() if id(p) in tg_ids]
+    for ps, val in ((bb_p, 3.0), (tg_p, 4.0)):
+        for p in ps:
+            p.grad = torch.full_like(p, val)
+    nb = 3.0 * sum(p.numel() for p in bb_p) ** 0.5
+    nt = 4.0 * sum(p.numel() for p in tg_p) ** 0.5
+    total = (nb * nb + nt * nt) ** 0.5
+    c = 1.0
+    got = grad_norm(model, c)
+    assert abs(got - total) <= TOL.roundoff * total
+
+    def norm(ps):
+        return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ps])))
+
+    want = {"joint": (nb * c / (total + 1e-6), nt * c / (total + 1e-6)),
+            "separate": (nb * c / (nb + 1e-6), nt * c / (nt + 1e-6)),
+            "none": (nb * c / (nb + 1e-6), nt)}[clip]
+    assert abs(norm(bb_p) - want[0]) <= TOL.roundoff * want[0] and abs(norm(tg_p) - want[1]) <= TOL.roundoff * want[1]
