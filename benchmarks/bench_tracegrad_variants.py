@@ -72,7 +72,7 @@ def one_run(name, seed, args, data: Path) -> dict:
     model, sets = VARIANTS[name]
     sets = list(args.sets) + sets
     over = {"seed": seed, "split": "bench", "max_steps": args.steps, "max_epochs": 1 << 30,
-            "val_interval": max(1, args.steps // 15), "log_every": 50, "warmup_steps": args.steps // 15,
+            "val_interval": max(1, args.steps // 6), "log_every": 50, "warmup_steps": args.steps // 15,
             "decay_steps": args.steps, "lr": args.lr, "batch_size": args.batch}
     cmds = [shlex.join(map(str, bsc.cli_train_cmd(model, data, rdir / "run", args.preset, sets, over)))]
     bsc.log(f"{name} s{seed}: train {args.steps} steps")

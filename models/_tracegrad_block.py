@@ -34,6 +34,21 @@ Two implementations of v, chosen by ``grad_impl``, proven equal to 1e-10 in floa
   symmetric Gram matrix's upper triangle only (``W_uv + W_vu`` folded), half the products of the full TP, and
   no double backward is needed in training (the hand derivative is an ordinary differentiable expression).
 
+v's scale (issue 32). φ's LayerNorm after its first Linear makes z (nearly) invariant to the size of f, so the
+plain v = ∂z/∂f scales as 1/|f|: small features get a large v and swamp f. Three switches of this one module
+(measured by ``tests/test_tracegrad.py::test_v_scale_of_each_variant``, f scaled by 0.1 / 1 / 10):
+
+* ``zero_init``: φ's last affine zeroed, v ≡ 0 at step 0 (the model starts as its backbone); once its
+  parameters move, the plain 1/|f| behaviour;
+* ``residual = "norm_ratio"`` (NextHAM ``nets/nextham.py``): ``f + 0.2·(‖f‖/(‖v‖+1e-5)).detach()·v`` per edge,
+  so ‖v‖ fed back = 0.2‖f‖ whatever φ learns (only v's direction is learnt);
+* ``scale_aware``: φ reads f/σ (σ = per-edge RMS of f, detached: an invariant carried apart) and the feature
+  fed back is ``v = σ·∂z/∂(f/σ)``, so v(a·f) = a·v(f) exactly; still an equivariant (σ is invariant) and, since
+  s is quadratic, v is the plain closed-form pull-back at f of the gradient w.r.t. s/σ² (no extra pass).
+
+``clip`` (``joint`` | ``separate`` | ``none``): how ``train.clip_grad_norm`` treats TraceGrad's parameters
+(:meth:`hambench.models.tracegrad.TraceGrad.param_groups_for_clipping`, read by the engine).
+
 Cost (``benchmarks/bench_tracegrad.py``, results in ``benchmarks/results/bench_tracegrad.txt``): per hooked
 block and edge the closed form does about 2·T·C + 2·C·H multiply-adds (T = Σ M(M+1)/2 over the irreps of f,
 2816 for DeepH-E3's ``64x0e+32x1o+16x2e+8x3o+8x4e``; H = φ's width); at inference φ's first Linear is fused
@@ -61,6 +76,9 @@ MODES = ("tracegrad", "trace", "grad", "gate", "tracegate")
 _TRACE_MODES = ("tracegrad", "trace", "tracegate")
 _GRAD_MODES = ("tracegrad", "grad")
 _GATE_MODES = ("gate", "tracegate")
+#: up to this width of φ's input the pull-back builds A + Aᵀ with one (E, H) @ (H, M²) product from weights
+#: gathered once; above it with (E, H) @ (H, T) and a gather of the E·M² products (measured crossover ~130 on CPU)
+_SYM_MM_MAX = 128
 
 
 @dataclass
@@ -246,9 +264,30 @@ class TraceGradBlock(nn.Module):
             w = torch.randn(iu.shape[1], C)
             w[iu[0] != iu[1]] *= math.sqrt(2.0)
             self.tri.append(nn.Parameter(w))
-            self.register_buffer(f"_cols{len(self._groups)}", cols, persistent=False)
-            self.register_buffer(f"_iu{len(self._groups)}", iu, persistent=False)
-            self._groups.append(dict(l=l, M=M, ins=ins, alpha=alpha))
+            k = len(self._groups)
+            self.register_buffer(f"_cols{k}", cols, persistent=False)
+            self.register_buffer(f"_iu{k}", iu, persistent=False)
+            self.register_buffer(f"_triflat{k}", iu[0] * M + iu[1], persistent=False)
+            # the pull-back's symmetric A + Aᵀ by one gather: entry (u, v) reads the folded row of (min, max),
+            # the diagonal rows doubled first (``_dfac``)
+            pos = torch.full((M, M), -1, dtype=torch.long)
+            pos[iu[0], iu[1]] = torch.arange(iu.shape[1])
+            pos = torch.maximum(pos, pos.t())
+            self.register_buffer(f"_sym{k}", pos.reshape(-1), persistent=False)
+            self.register_buffer(f"_dfac{k}", 1.0 + (iu[0] == iu[1]).to(torch.get_default_dtype()), persistent=False)
+            c0 = int(cols[0])
+            contiguous = bool(torch.equal(cols, torch.arange(c0, c0 + cols.numel())))
+            self._groups.append(dict(l=l, M=M, ins=ins, alpha=alpha,
+                                     sl=slice(c0, c0 + cols.numel()) if contiguous else None))
+        # the groups tile f in order (each (l, p) once, as after Irreps.simplify): slices and one cat, no scatter
+        at = 0
+        self._tiled = True
+        for g in self._groups:
+            if g["sl"] is None or g["sl"].start != at:
+                self._tiled = False
+                break
+            at = g["sl"].stop
+        self._tiled = self._tiled and at == irr.dim
 
     def _group(self, k):
         return self._groups[k], getattr(self, f"_cols{k}"), getattr(self, f"_iu{k}")
@@ -281,29 +320,43 @@ class TraceGradBlock(nn.Module):
         parts = []
         for k, tri in enumerate(self.tri):
             grp, cols, iu = self._group(k)
-            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
-            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
+            F = self._take(x, grp, cols)
+            G = torch.bmm(F, F.transpose(1, 2)).reshape(E, -1).index_select(1, getattr(self, f"_triflat{k}"))
             sk = grp["alpha"] * (G @ tri)
             s = sk if s is None else s + sk
-            parts.append((grp, cols, iu, F, tri, grp["alpha"]))
+            parts.append((k, F, tri, grp["alpha"]))
         if s is None:
             s = x.new_zeros(E, int(self.cfg.channels))
         return s, parts
 
     @staticmethod
-    def _pull_back(parts, g, x):
+    def _take(x, grp, cols):
+        """Group ``grp``'s components of x as (E, M, 2l+1): a view when they are contiguous."""
+        sl = grp["sl"]
+        return (x[:, sl] if sl is not None else x.index_select(1, cols)).reshape(x.shape[0], grp["M"], 2 * grp["l"] + 1)
+
+    def _pull_back(self, parts, g, x):
         """v = ∂(g·s)/∂x: per group v_u = Σ_v (A_uv + A_vu) x_v with A (upper triangle) = g @ (α·W)ᵀ."""
-        v = torch.zeros_like(x)
         E = x.shape[0]
-        for grp, cols, iu, F, mat, scale in parts:
+        pieces = []
+        v = None if self._tiled else torch.zeros_like(x)
+        for k, F, mat, scale in parts:
+            grp = self._groups[k]
             M = grp["M"]
-            At = g @ mat.t()                                 # (E, T)
-            if scale != 1.0:
-                At = scale * At
-            A = At.new_zeros(E, M * M).index_copy(1, iu[0] * M + iu[1], At).reshape(E, M, M)
-            vg = torch.einsum("euv,evm->eum", A + A.transpose(1, 2), F)
-            v = v.index_copy(1, cols, vg.reshape(E, -1))
-        return v
+            dfac = getattr(self, f"_dfac{k}").to(g.dtype)
+            dfac = dfac if scale == 1.0 else scale * dfac
+            sym = getattr(self, f"_sym{k}")
+            if mat.shape[1] <= _SYM_MM_MAX:  # narrow φ: gather the weights (once), not E·M² products
+                B = g @ (mat * dfac[:, None]).index_select(0, sym).t()
+            else:
+                B = (g @ mat.t() * dfac).index_select(1, sym)
+            B = B.reshape(E, M, M)  # A + Aᵀ
+            vg = torch.bmm(B, F).reshape(E, -1)
+            if v is None:
+                pieces.append(vg)
+            else:
+                v = v.index_copy(1, getattr(self, f"_cols{k}"), vg)
+        return torch.cat(pieces, dim=1) if v is None else v
 
     # -- forward -----------------------------------------------------------------------------------------
     def invariants(self, f):
@@ -341,10 +394,10 @@ class TraceGradBlock(nn.Module):
         parts = []
         for k, mat in enumerate(self._fused_weights()):
             grp, cols, iu = self._group(k)
-            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
-            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
+            F = self._take(x, grp, cols)
+            G = torch.bmm(F, F.transpose(1, 2)).reshape(E, -1).index_select(1, getattr(self, f"_triflat{k}"))
             y = G @ mat if y is None else y + G @ mat
-            parts.append((grp, cols, iu, F, mat, 1.0))
+            parts.append((k, F, mat, 1.0))
         if y is None:
             y = x.new_zeros(E, self.phi.lin[0].out_features)
         if inv2 is not None:
