@@ -19,7 +19,8 @@ seed the paired difference d = MAE(variant) − MAE(qhnet) (same seed); mean of 
 variant (listed, never dropped silently).
 
 Resumable: each finished run leaves ``OUT/<variant>/s<seed>/result.json``; a second invocation skips those. The
-report (``--report``, .md and .json) is rewritten after every run.
+report (``--report``, .md and .json) is rewritten after every run from all finished runs under ``--out``
+(``--only-seed K`` runs one seed, so seeds can run as separate processes).
 
 Run:  nice -n 5 .venv/bin/python benchmarks/bench_tracegrad_variants.py --data /tmp/water.zarr --out /tmp/tgv \\
           --seeds 3 --steps 300 --batch 8 --report benchmarks/results/bench_tracegrad_variants
@@ -161,6 +162,8 @@ def main():
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config overrides (repeatable)")
     ap.add_argument("--variants", default="qhnet,zero_init,norm_ratio,scale_aware")
+    ap.add_argument("--only-seed", type=int, default=None,
+                    help="run only this seed (one process per seed may share --out; the report reads them all)")
     ap.add_argument("--report", type=Path, default=Path("benchmarks/results/bench_tracegrad_variants"))
     args = ap.parse_args()
     import torch
@@ -184,12 +187,23 @@ def main():
               f"store: {args.data} ({'copied with split bench 60/20/20'}), preset {args.preset}, sets {args.sets}, "
               f"lr {args.lr}, batch {args.batch}, warm-up steps/15 then linear decay; loss in eV (the engine's unit on "
               "this branch: train.loss_unit was not merged yet), clip_grad_norm 5 (joint)"]
-    runs: dict = {}
     names = args.variants.split(",")
-    for seed in range(args.seeds):  # seed-major: every finished seed gives complete pairs
+    seeds = range(args.seeds) if args.only_seed is None else [args.only_seed]
+    for seed in seeds:  # seed-major: every finished seed gives complete pairs
         for name in names:
-            runs[(name, seed)] = one_run(name, seed, args, data)
-            report(args, runs, header)
+            one_run(name, seed, args, data)
+            report(args, _finished(args, names), header)
+
+
+def _finished(args, names) -> dict:
+    """Every finished run under ``--out`` (several processes, one per seed, may share it)."""
+    runs = {}
+    for name in names:
+        for seed in range(args.seeds):
+            f = args.out / name / f"s{seed}" / "result.json"
+            if f.is_file():
+                runs[(name, seed)] = json.loads(f.read_text())
+    return runs
 
 
 if __name__ == "__main__":
