@@ -4,12 +4,16 @@ Workload: the real QM9 demo molecules (PySCF B3LYP/def2-SVP, shipped with hamben
 one batch, all ordered atom pairs as edges). For each backbone (DeepH-E3, QHNet) at the chosen size, the run
 builds, with the same seed:
 
-    backbone        the plain model (edge_hooks = None)
-    +TG closed      TraceGrad (mode tracegrad), v in closed form (the default)
-    +TG autograd    TraceGrad, v = autograd.grad(Σz, f) (create_graph=True in training)
-    +TG C=128       TraceGrad closed form with C = 128 invariant channels instead of 1024 (the cost knob)
-    backbone×2      double depth (the paper's Table 7): DeepH-E3 num_blocks ×2; QHNet node layers ×2 and
-                    pair/self layers ×2
+    backbone         the plain model (edge_hooks = None)
+    +TG closed       TraceGrad as configured (mode tracegrad, the config's C and v-scale switches), closed form
+    +TG autograd     the same, v = autograd.grad(Σz, f) (create_graph=True in training)
+    +TG scale_aware  closed form, scale_aware = true (φ reads f/σ, v multiplied by σ)
+    +TG norm_ratio   closed form, residual = norm_ratio (NextHAM's ‖f‖/‖v‖ rescaling)
+    +TG C=c          closed form with C = c invariant channels (= φ's width; ``--widths``): the cost knob
+    +TG as shipped   the code before issue 32: a fresh identity through the bottleneck Linear per forward
+                     (``_down_transpose``) and the trace decoder run at inference
+    backbone×2       (``--deep``) double depth (the paper's Table 7): DeepH-E3 num_blocks ×2; QHNet node
+                     layers ×2 and pair/self layers ×2
 
 and times (inference rounds, then training rounds), interleaved round by round so that machine load hits every
 model alike (the reported time is the
@@ -23,7 +27,8 @@ for double depth.
 Sizes: ``paper`` = the backbones' paper configs with the TraceGrad defaults (C = 1024; QHNet with the
 ``bottleneck: 32`` of models/configs/tracegrad-qhnet.yaml); ``tiny`` = the configs' tiny presets.
 
-Run:  .venv/bin/python benchmarks/bench_tracegrad.py [--size paper|tiny] [--molecules 10] [--rounds 5] [--threads 1] [--clock cpu|wall]
+Run:  .venv/bin/python benchmarks/bench_tracegrad.py [--size paper|tiny] [--molecules 10] [--rounds 5] [--threads 1]
+      [--clock cpu|wall] [--widths 256,128,64] [--channels C] [--train-rounds 3] [--deep] [--no-variants]
 """
 
 from __future__ import annotations

@@ -44,6 +44,26 @@ contradicts itself or the paper, and the field that holds our choice:
 ``zero_init`` zeroes φ's last layer (its final LayerNorm's affine weight and bias when φ ends in one, else the
 last Linear) and the gate Linear's bias: then z ≡ 0, ∂z/∂f ≡ 0 and g ≡ 0 at step 0, so the wrapped model
 equals its backbone exactly, while the zeroed parameters still receive gradients.
+
+**v's scale: the default (issue 32).** The plain v = ∂z/∂f has no scale of its own (|v| ∝ 1/|f|, see
+:mod:`hambench.models._tracegrad_block`); three switches of the one module fix it: ``zero_init``,
+``residual = norm_ratio`` (NextHAM) and ``scale_aware``. The shipped configs (models/configs/tracegrad-*.yaml)
+turn on ``zero_init`` and leave the other two off; the dataclass defaults stay the authors' kernel (all off).
+Why: the measured comparison (``benchmarks/bench_tracegrad_variants.py``, 3 seeds, paired differences against
+qhnet on PySCF water conformers, ``benchmarks/results/bench_tracegrad_variants.md``) could only be run for 300
+steps on the shared CPU, where no run had got past its first descent: it does not separate the variants (see
+the report). By the rule for inconclusive evidence the default is the most conservative stable choice:
+``zero_init`` is the only one under which the model *is* its backbone at step 0 (exactly, tested), so it can
+only depart from the backbone as far as training takes it, and it is the one variant the earlier small-data
+runs of issue 32 found better than qhnet on 3 of 3 seeds (|v|/|f| stayed 0.02 where plain reached 7.7).
+``norm_ratio`` feeds back 0.2·|f| in a random direction from step 0; ``scale_aware`` removes the 1/|f| law but
+not φ's own size — both remain switches (they compose with ``zero_init``).
+
+``clip`` (``joint`` default = QH9's one global norm | ``separate`` | ``none`` = the authors' DeepH-E3 kernel,
+which clips nothing): see :meth:`TraceGrad.param_groups_for_clipping`.
+
+Outside training the trace decoder is not run (T̂ only enters the loss): predicting costs the backbone plus the
+hooked blocks (``benchmarks/results/bench_tracegrad.txt``).
 """
 
 from __future__ import annotations
