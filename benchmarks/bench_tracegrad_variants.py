@@ -144,6 +144,10 @@ def report(args, runs: dict, header: list[str]) -> None:
             m, ci = interval(d) if d and a != b else (None, None)
             row.append("–" if m is None else f"{m:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
         lines.append(f"| {a} | " + " | ".join(row) + " |")
+    lines += ["", "Validation MAE (eV) along each run (has it got past its first descent?):", ""]
+    for (name, seed), r in sorted(runs.items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), kv[0][1])):
+        curve = [c for c in r.get("val_curve", []) if "val_mae" in c]
+        lines.append(f"- {name} s{seed}: " + ", ".join(f"{c['step']}: {c['val_mae']:.3g}" for c in curve))
     lines += ["", "Wall time per run (s, loaded machine, one thread): " + ", ".join(
         f"{n}: {np.mean([r['wall_s'] for (k, _), r in runs.items() if k == n and 'wall_s' in r]):.0f}"
         for n in VARIANTS if any(k == n and "wall_s" in r for (k, _), r in runs.items()))]
@@ -162,6 +166,7 @@ def main():
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config overrides (repeatable)")
     ap.add_argument("--variants", default="qhnet,zero_init,norm_ratio,scale_aware")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite the report from the finished runs")
     ap.add_argument("--only-seed", type=int, default=None,
                     help="run only this seed (one process per seed may share --out; the report reads them all)")
     ap.add_argument("--report", type=Path, default=Path("benchmarks/results/bench_tracegrad_variants"))
@@ -182,23 +187,43 @@ def main():
         bsc.store_with_splits(args.data, data, {"bench": codes})
     header = ["# TraceGrad v-scale variants vs qhnet (issue 32 item 3)", "",
               "$ " + shlex.join(["nice", "-n", "5", ".venv/bin/python", "benchmarks/bench_tracegrad_variants.py",
-                                 *sys.argv[1:]]),
+                                 *_run_argv()]),
+              "(the runs were made by one such process per seed, `--only-seed K`, sharing --out; each run's own "
+              "`hambench train` command is in its result.json and in the .json report)",
               f"machine: {json.dumps(bsc.machine())} (shared and loaded: 2 cores, several jobs; times are noisy)",
               f"store: {args.data} ({'copied with split bench 60/20/20'}), preset {args.preset}, sets {args.sets}, "
               f"lr {args.lr}, batch {args.batch}, warm-up steps/15 then linear decay; loss in eV (the engine's unit on "
               "this branch: train.loss_unit was not merged yet), clip_grad_norm 5 (joint)"]
+    if args.report_only:
+        report(args, _finished(args), header)
+        return
     names = args.variants.split(",")
     seeds = range(args.seeds) if args.only_seed is None else [args.only_seed]
     for seed in seeds:  # seed-major: every finished seed gives complete pairs
         for name in names:
             one_run(name, seed, args, data)
-            report(args, _finished(args, names), header)
+            report(args, _finished(args), header)
 
 
-def _finished(args, names) -> dict:
+def _run_argv() -> list[str]:
+    """This process's arguments without the per-process ones (--only-seed K, --variants, --report-only)."""
+    out, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--only-seed", "--variants"):
+            skip = True
+            continue
+        if a != "--report-only":
+            out.append(a)
+    return out
+
+
+def _finished(args) -> dict:
     """Every finished run under ``--out`` (several processes, one per seed, may share it)."""
     runs = {}
-    for name in names:
+    for name in VARIANTS:
         for seed in range(args.seeds):
             f = args.out / name / f"s{seed}" / "result.json"
             if f.is_file():
