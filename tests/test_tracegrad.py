@@ -499,3 +499,18 @@ def test_clip_groups_in_the_engine(store, clip):
             "separate": (nb * c / (nb + 1e-6), nt * c / (nt + 1e-6)),
             "none": (nb * c / (nb + 1e-6), nt)}[clip]
     assert abs(norm(bb_p) - want[0]) <= TOL.roundoff * want[0] and abs(norm(tg_p) - want[1]) <= TOL.roundoff * want[1]
+
+
+def test_down_transpose_is_the_bottleneck_transpose():
+    """The bottleneck's transpose, read from the o3.Linear's weights (no identity through it per forward), equals
+    ``v @ down(I)ᵀ`` (the form shipped before issue 32), also under inference mode."""
+    from hambench.models._tracegrad_block import TraceGradBlock, TraceGradConfig
+
+    torch.manual_seed(0)
+    blk = TraceGradBlock(IRREPS, TraceGradConfig(channels=8, bottleneck=2), 4)
+    vx = torch.randn(5, blk.tp_irreps.dim)
+    with torch.no_grad():
+        ref = vx @ blk.down(torch.eye(IRREPS.dim)).t()
+    with torch.inference_mode():
+        got = blk._down_transpose(vx)
+    assert float((got - ref).abs().max()) <= TOL.reassociation * float(ref.abs().max())
