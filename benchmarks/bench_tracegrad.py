@@ -10,8 +10,9 @@ builds, with the same seed:
     +TG scale_aware  closed form, scale_aware = true (φ reads f/σ, v multiplied by σ)
     +TG norm_ratio   closed form, residual = norm_ratio (NextHAM's ‖f‖/‖v‖ rescaling)
     +TG C=c          closed form with C = c invariant channels (= φ's width; ``--widths``): the cost knob
-    +TG as shipped   the code before issue 32: a fresh identity through the bottleneck Linear per forward
-                     (``_down_transpose``) and the trace decoder run at inference
+    +TG as shipped   the two cost bugs of issue 32 put back: a fresh identity through the bottleneck Linear per
+                     forward (``_down_transpose``) and the trace decoder run at inference (the closed form's
+                     other speed-ups of that issue kept: the full pre-issue code is the older runs in the results)
     backbone×2       (``--deep``) double depth (the paper's Table 7): DeepH-E3 num_blocks ×2; QHNet node
                      layers ×2 and pair/self layers ×2
 
