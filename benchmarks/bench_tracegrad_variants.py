@@ -44,9 +44,9 @@ import bench_seed_claims as bsc  # noqa: E402  (store_with_splits, train_one, ma
 VARIANTS = {
     "qhnet": ("qhnet", []),
     "zero_init": ("tracegrad-qhnet", ["model.tracegrad.zero_init=true"]),
-    "norm_ratio": ("tracegrad-qhnet", ["model.tracegrad.residual=norm_ratio"]),
-    "scale_aware": ("tracegrad-qhnet", ["model.tracegrad.scale_aware=true"]),
-    "plain": ("tracegrad-qhnet", []),
+    "norm_ratio": ("tracegrad-qhnet", ["model.tracegrad.residual=norm_ratio", "model.tracegrad.zero_init=false"]),
+    "scale_aware": ("tracegrad-qhnet", ["model.tracegrad.scale_aware=true", "model.tracegrad.zero_init=false"]),
+    "plain": ("tracegrad-qhnet", ["model.tracegrad.zero_init=false"]),
 }
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
