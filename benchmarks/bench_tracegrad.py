@@ -86,7 +86,9 @@ def _models(backbone: str, size: str, layout, widths=(), variants=True, deep_too
         return spec.build(c, layout)
 
     def tg(**kw):
-        return TraceGrad(make(bcfg), layout, dataclasses.replace(tgc, **{"grad_impl": "closed", **kw}))
+        # zero_init off: the same work per forward, and v ≠ 0 so that the closed-vs-autograd check means something
+        return TraceGrad(make(bcfg), layout,
+                         dataclasses.replace(tgc, **{"grad_impl": "closed", "zero_init": False, **kw}))
 
     out["backbone"] = make(bcfg)
     out["+TG closed"] = tg()  # the configured TraceGrad (its channels C)
