@@ -53,9 +53,12 @@ Cost (``benchmarks/bench_tracegrad.py``, results in ``benchmarks/results/bench_t
 block and edge the closed form does about 2·T·C + 2·C·H multiply-adds (T = Σ M(M+1)/2 over the irreps of f,
 2816 for DeepH-E3's ``64x0e+32x1o+16x2e+8x3o+8x4e``; H = φ's width); at inference φ's first Linear is fused
 into the TP weights (α·W @ W1ᵀ, cached until a parameter changes), leaving ≈ 2·T·H. On a CPU this dense work is
-not hidden behind the backbone's many small tensor-product kernels as on the paper's GPU (+6.4–7.5 %): with
-C = 1024 it costs a third to a half of DeepH-E3's inference on CPU; ``channels`` is the knob (C = 128: about a
-quarter of that).
+not hidden behind the backbone's many small tensor-product kernels as on the paper's GPU (+6.4–7.5 %).
+Measured (issue 32, one CPU thread, paper configs, 10 QM9 molecules; a loaded machine, ±5–10 %): inference
++32 % over DeepH-E3 at C = 1024, +11 % at 128, +8 % at 64; over QHNet (bottleneck 32) +14 % at 1024, +2 % at
+256 — hence the configs' C = 128 / 256. At batch 1 a fixed ~10 % remains on DeepH-E3 whatever C (the per-group
+small ops); the per-edge work avoids gathers and scatters: group slices of f, ``index_select``, A + Aᵀ by one
+gather (or, for φ up to ``_SYM_MM_MAX`` wide, one product with the weights gathered once), v by one ``cat``.
 """
 
 from __future__ import annotations

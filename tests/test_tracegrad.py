@@ -1,5 +1,6 @@
 """TraceGrad (models/tracegrad.py): closed form = autograd, equivariance of every variant, invariant trace
-decoder, detached μ, zero-init = backbone, trace labels vs an independent NumPy reference, bad input.
+decoder, detached μ, zero-init = backbone, trace labels vs an independent NumPy reference, bad input; v's scale
+under each fix (zero_init, norm_ratio, scale_aware), the clip groups through the engine, the bottleneck transpose.
 
 Real molecules: the demo QM9 store (PySCF B3LYP/def2-SVP results shipped with hambench, no DFT run here).
 """
