@@ -130,6 +130,23 @@ def _time(fn, clock) -> float:
     return clock() - t
 
 
+def _print_table(bb, models, times, tgc, dev):
+    """Medians and ratios against the backbone of the same rounds."""
+    med = {k: {w: statistics.median(v) if v else float("nan") for w, v in d.items()} for k, d in times.items()}
+    base = med["backbone"]
+    blocks = len(models["+TG closed"].blocks)
+    print(f"\n## {bb}: {blocks} hooked blocks, C = {tgc.channels}, K = {models['+TG closed'].K}, "
+          f"bottleneck {tgc.bottleneck}; closed vs autograd H: {dev:.1e} relative (float32)")
+    print(f"{'model':16s} {'params':>10s} {'infer s':>9s} {'ratio':>7s} {'train s':>9s} {'ratio':>7s}")
+    for k, m in models.items():
+        print(f"{k:16s} {_nparams(m):10d} {med[k]['infer']:9.4f} {med[k]['infer'] / base['infer']:7.3f} "
+              f"{med[k]['train']:9.4f} {med[k]['train'] / base['train']:7.3f}")
+    if "+TG autograd" in med:
+        c, a = med["+TG closed"], med["+TG autograd"]
+        print(f"autograd / closed: inference {a['infer'] / c['infer']:.3f}, "
+              f"train step {a['train'] / c['train']:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=("paper", "tiny"), default="paper")
@@ -209,20 +226,7 @@ def main():
         for _ in range(args.train_rounds):
             for k, m in models.items():
                 times[k]["train"].append(_time(lambda: step(k), clock))
-        med = {k: {w: statistics.median(v) if v else float("nan") for w, v in d.items()} for k, d in times.items()}
-        base = med["backbone"]
-        blocks = len(models["+TG closed"].blocks)
-        print(f"\n## {bb}: {blocks} hooked blocks, C = {tgc.channels}, K = {models['+TG closed'].K}, "
-              f"bottleneck {tgc.bottleneck}; closed vs autograd H: {dev:.1e} relative (float32)")
-        print(f"{'model':16s} {'params':>10s} {'infer s':>9s} {'ratio':>7s} {'train s':>9s} {'ratio':>7s}")
-        for k, m in models.items():
-            print(f"{k:16s} {_nparams(m):10d} {med[k]['infer']:9.4f} {med[k]['infer'] / base['infer']:7.3f} "
-                  f"{med[k]['train']:9.4f} {med[k]['train'] / base['train']:7.3f}")
-        if "+TG autograd" in med:
-            c, a = med["+TG closed"], med["+TG autograd"]
-            print(f"autograd / closed: inference {a['infer'] / c['infer']:.3f}, "
-                  f"train step {a['train'] / c['train']:.3f}")
-
+        _print_table(bb, models, times, tgc, dev)
 
 if __name__ == "__main__":
     main()
