@@ -49,13 +49,17 @@ equals its backbone exactly, while the zeroed parameters still receive gradients
 :mod:`hambench.models._tracegrad_block`); three switches of the one module fix it: ``zero_init``,
 ``residual = norm_ratio`` (NextHAM) and ``scale_aware``. The shipped configs (models/configs/tracegrad-*.yaml)
 turn on ``zero_init`` and leave the other two off; the dataclass defaults stay the authors' kernel (all off).
-Why: the measured comparison (``benchmarks/bench_tracegrad_variants.py``, 3 seeds, paired differences against
-qhnet on PySCF water conformers, ``benchmarks/results/bench_tracegrad_variants.md``) could only be run for 300
-steps on the shared CPU, where no run had got past its first descent: it does not separate the variants (see
-the report). By the rule for inconclusive evidence the default is the most conservative stable choice:
-``zero_init`` is the only one under which the model *is* its backbone at step 0 (exactly, tested), so it can
-only depart from the backbone as far as training takes it, and it is the one variant the earlier small-data
-runs of issue 32 found better than qhnet on 3 of 3 seeds (|v|/|f| stayed 0.02 where plain reached 7.7).
+Why: the measured comparison (``benchmarks/bench_tracegrad_variants.py``, ``benchmarks/results/
+bench_tracegrad_variants.md``: tiny qhnet on 300 PySCF water conformers, 300 steps, 3 seeds, H MAE on the test
+split, paired against qhnet of the same seed) gives zero_init −576 meV (−29 %, better on 3/3 seeds, 95 % interval
+[−1864, +711]), norm_ratio +374 meV (+38 %, 1/3, [−3074, +3822]) and scale_aware +1138 meV (+70 %, 0/3,
+[−1053, +3329]); norm_ratio and scale_aware each had a validation spike (×4.7 and ×2.6 between two validations) that zero_init had on no
+seed. Every interval contains 0 and every run was still in its first descent at 300 steps (validation MAE
+1–4 eV, falling; the shared CPU allowed no longer runs), so the evidence is **inconclusive**: it only points the
+same way as the earlier small-data runs of issue 32 (zero_init the one variant better than qhnet on 3 of 3
+seeds, |v|/|f| staying 0.02 where plain reached 7.7). By the rule for inconclusive evidence the default is the
+most conservative stable choice, ``zero_init``: the only one under which the model *is* its backbone at step 0
+(exactly, tested), so it departs from the backbone only as far as training takes it.
 ``norm_ratio`` feeds back 0.2·|f| in a random direction from step 0; ``scale_aware`` removes the 1/|f| law but
 not φ's own size — both remain switches (they compose with ``zero_init``).
 
