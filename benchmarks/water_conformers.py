@@ -6,7 +6,7 @@ Geometries: O at the origin, two Oâ€“H bonds drawn uniformly from [0.85, 1.10] Ã
 with hambench's default QH9 protocol (RKS b3lyp5/def2-SVP, grid 3), one raw ``.npz`` per conformer under
 ``--raw`` (resumable: existing files are kept), then ``hambench prepare pyscf/outputs`` into ``--out``.
 
-Run:  nice -n 5 .venv/bin/python benchmarks/water_conformers.py --n 300 --raw /tmp/water_raw --out /tmp/water.zarr
+Run:  nice -n 5 .venv/bin/python benchmarks/water_conformers.py --n 300 --raw /tmp/tg/water_raw --out /tmp/tg/water.zarr
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def main():
             print(f"{i + 1}/{args.n} conformers, {last - t0:.0f} s", flush=True)
     print(f"{args.n} conformers in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.out.exists():
-        subprocess.run([sys.executable, "-m", "hambench", "prepare", "--source", "pyscf/outputs", "--input", str(args.raw),
-                        "-o", str(args.out)], check=True)
+        subprocess.run([sys.executable, "-m", "hambench", "prepare", "--source", "pyscf/outputs",
+                        "--input", str(args.raw), "-o", str(args.out)], check=True)
 
 
 if __name__ == "__main__":

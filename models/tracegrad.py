@@ -54,8 +54,9 @@ bench_tracegrad_variants.md``: tiny qhnet on 300 PySCF water conformers, 300 ste
 split, paired against qhnet of the same seed) gives zero_init −576 meV (−29 %, better on 3/3 seeds, 95 % interval
 [−1864, +711]), norm_ratio +374 meV (+38 %, 1/3, [−3074, +3822]) and scale_aware +1138 meV (+70 %, 0/3,
 [−1053, +3329]); norm_ratio and scale_aware each had a validation spike (×4.7 and ×2.6 between two
-validations), zero_init on no seed. Every interval contains 0 and every run was still in its first descent at 300 steps (validation MAE
-1–4 eV, falling; the shared CPU allowed no longer runs), so the evidence is **inconclusive**: it only points the
+validations), zero_init on no seed. Every interval contains 0 and every run was still in its first descent at
+300 steps (validation MAE 1–4 eV, falling; the shared CPU allowed no longer runs), so the evidence is
+**inconclusive**: it only points the
 same way as the earlier small-data runs of issue 32 (zero_init the one variant better than qhnet on 3 of 3
 seeds, |v|/|f| staying 0.02 where plain reached 7.7). By the rule for inconclusive evidence the default is the
 most conservative stable choice, ``zero_init``: the only one under which the model *is* its backbone at step 0
