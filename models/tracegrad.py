@@ -56,9 +56,8 @@ split, paired against qhnet of the same seed) gives zero_init −576 meV (−29 
 [−1053, +3329]); norm_ratio and scale_aware each had a validation spike (×4.7 and ×2.6 between two
 validations), zero_init on no seed. Every interval contains 0 and every run was still in its first descent at
 300 steps (validation MAE 1–4 eV, falling; the shared CPU allowed no longer runs), so the evidence is
-**inconclusive**: it only points the
-same way as the earlier small-data runs of issue 32 (zero_init the one variant better than qhnet on 3 of 3
-seeds, |v|/|f| staying 0.02 where plain reached 7.7). By the rule for inconclusive evidence the default is the
+**inconclusive**: it only points the same way as the earlier small-data runs of issue 32 (zero_init the one
+variant better than qhnet on 3 of 3 seeds, |v|/|f| staying 0.02 where plain reached 7.7). By the rule for inconclusive evidence the default is the
 most conservative stable choice, ``zero_init``: the only one under which the model *is* its backbone at step 0
 (exactly, tested), so it departs from the backbone only as far as training takes it.
 ``norm_ratio`` feeds back 0.2·|f| in a random direction from step 0; ``scale_aware`` removes the 1/|f| law but
