@@ -34,13 +34,31 @@ Two implementations of v, chosen by ``grad_impl``, proven equal to 1e-10 in floa
   symmetric Gram matrix's upper triangle only (``W_uv + W_vu`` folded), half the products of the full TP, and
   no double backward is needed in training (the hand derivative is an ordinary differentiable expression).
 
+v's scale (issue 32). φ's LayerNorm after its first Linear makes z (nearly) invariant to the size of f, so the
+plain v = ∂z/∂f scales as 1/|f|: small features get a large v and swamp f. Three switches of this one module
+(measured by ``tests/test_tracegrad.py::test_v_scale_of_each_variant``, f scaled by 0.1 / 1 / 10):
+
+* ``zero_init``: φ's last affine zeroed, v ≡ 0 at step 0 (the model starts as its backbone); once its
+  parameters move, the plain 1/|f| behaviour;
+* ``residual = "norm_ratio"`` (NextHAM ``nets/nextham.py``): ``f + 0.2·(‖f‖/(‖v‖+1e-5)).detach()·v`` per edge,
+  so ‖v‖ fed back = 0.2‖f‖ whatever φ learns (only v's direction is learnt);
+* ``scale_aware``: φ reads f/σ (σ = per-edge RMS of f, detached: an invariant carried apart) and the feature
+  fed back is ``v = σ·∂z/∂(f/σ)``, so v(a·f) = a·v(f) exactly; still an equivariant (σ is invariant) and, since
+  s is quadratic, v is the plain closed-form pull-back at f of the gradient w.r.t. s/σ² (no extra pass).
+
+``clip`` (``joint`` | ``separate`` | ``none``): how ``train.clip_grad_norm`` treats TraceGrad's parameters
+(:meth:`hambench.models.tracegrad.TraceGrad.param_groups_for_clipping`, read by the engine).
+
 Cost (``benchmarks/bench_tracegrad.py``, results in ``benchmarks/results/bench_tracegrad.txt``): per hooked
 block and edge the closed form does about 2·T·C + 2·C·H multiply-adds (T = Σ M(M+1)/2 over the irreps of f,
 2816 for DeepH-E3's ``64x0e+32x1o+16x2e+8x3o+8x4e``; H = φ's width); at inference φ's first Linear is fused
 into the TP weights (α·W @ W1ᵀ, cached until a parameter changes), leaving ≈ 2·T·H. On a CPU this dense work is
-not hidden behind the backbone's many small tensor-product kernels as on the paper's GPU (+6.4–7.5 %): with
-C = 1024 it costs a third to a half of DeepH-E3's inference on CPU; ``channels`` is the knob (C = 128: about a
-quarter of that).
+not hidden behind the backbone's many small tensor-product kernels as on the paper's GPU (+6.4–7.5 %).
+Measured (issue 32, one CPU thread, paper configs, 10 QM9 molecules; a loaded machine, ±5–10 %): inference
++32 % over DeepH-E3 at C = 1024, +11 % at 128, +8 % at 64; over QHNet (bottleneck 32) +14 % at 1024, +2 % at
+256 — hence the configs' C = 128 / 256. At batch 1 a fixed ~10 % remains on DeepH-E3 whatever C (the per-group
+small ops); the per-edge work avoids gathers and scatters: group slices of f, ``index_select``, A + Aᵀ by one
+gather (or, for φ up to ``_SYM_MM_MAX`` wide, one product with the weights gathered once), v by one ``cat``.
 """
 
 from __future__ import annotations
@@ -61,6 +79,9 @@ MODES = ("tracegrad", "trace", "grad", "gate", "tracegate")
 _TRACE_MODES = ("tracegrad", "trace", "tracegate")
 _GRAD_MODES = ("tracegrad", "grad")
 _GATE_MODES = ("gate", "tracegate")
+#: up to this width of φ's input the pull-back builds A + Aᵀ with one (E, H) @ (H, M²) product from weights
+#: gathered once; above it with (E, H) @ (H, T) and a gather of the E·M² products (measured crossover ~130 on CPU)
+_SYM_MM_MAX = 128
 
 
 @dataclass
@@ -85,6 +106,8 @@ class TraceGradConfig:
     residual_scale: float = 0.2              # only for residual = norm_ratio
     bottleneck: Optional[int] = None         # channels per irrep before the TP (None = full TP on f)
     zero_init: bool = False
+    scale_aware: bool = False                # φ reads f/σ (σ = per-edge RMS of f, detached), v multiplied by σ
+    clip: Literal["joint", "separate", "none"] = "joint"  # TraceGrad parameters' gradient clipping
 
     def problem(self) -> str | None:
         """What is wrong with these settings (None: nothing)."""
@@ -95,6 +118,10 @@ class TraceGradConfig:
         for name in ("channels", "phi_layers", "decoder_hidden", "decoder_layers"):
             if int(getattr(self, name)) < 1:
                 return f"{name} must be >= 1, got {getattr(self, name)}"
+        if self.residual not in ("plain", "norm_ratio"):
+            return f"residual must be plain or norm_ratio, got {self.residual!r}"
+        if self.clip not in ("joint", "separate", "none"):
+            return f"clip must be joint, separate or none, got {self.clip!r}"
         for name in ("phi_hidden", "k_z", "bottleneck"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
@@ -240,9 +267,30 @@ class TraceGradBlock(nn.Module):
             w = torch.randn(iu.shape[1], C)
             w[iu[0] != iu[1]] *= math.sqrt(2.0)
             self.tri.append(nn.Parameter(w))
-            self.register_buffer(f"_cols{len(self._groups)}", cols, persistent=False)
-            self.register_buffer(f"_iu{len(self._groups)}", iu, persistent=False)
-            self._groups.append(dict(l=l, M=M, ins=ins, alpha=alpha))
+            k = len(self._groups)
+            self.register_buffer(f"_cols{k}", cols, persistent=False)
+            self.register_buffer(f"_iu{k}", iu, persistent=False)
+            self.register_buffer(f"_triflat{k}", iu[0] * M + iu[1], persistent=False)
+            # the pull-back's symmetric A + Aᵀ by one gather: entry (u, v) reads the folded row of (min, max),
+            # the diagonal rows doubled first (``_dfac``)
+            pos = torch.full((M, M), -1, dtype=torch.long)
+            pos[iu[0], iu[1]] = torch.arange(iu.shape[1])
+            pos = torch.maximum(pos, pos.t())
+            self.register_buffer(f"_sym{k}", pos.reshape(-1), persistent=False)
+            self.register_buffer(f"_dfac{k}", 1.0 + (iu[0] == iu[1]).to(torch.get_default_dtype()), persistent=False)
+            c0 = int(cols[0])
+            contiguous = bool(torch.equal(cols, torch.arange(c0, c0 + cols.numel())))
+            self._groups.append(dict(l=l, M=M, ins=ins, alpha=alpha,
+                                     sl=slice(c0, c0 + cols.numel()) if contiguous else None))
+        # the groups tile f in order (each (l, p) once, as after Irreps.simplify): slices and one cat, no scatter
+        at = 0
+        self._tiled = True
+        for g in self._groups:
+            if g["sl"] is None or g["sl"].start != at:
+                self._tiled = False
+                break
+            at = g["sl"].stop
+        self._tiled = self._tiled and at == irr.dim
 
     def _group(self, k):
         return self._groups[k], getattr(self, f"_cols{k}"), getattr(self, f"_iu{k}")
@@ -260,6 +308,14 @@ class TraceGradBlock(nn.Module):
                 flat[n] = W[r:r + m1, c:c + m2].reshape(-1)
         return torch.cat(flat) if flat else self.tri[0].new_zeros(0)
 
+    def _inv_scale2(self, f):
+        """``1/σ²`` per edge (E, 1) when ``scale_aware`` (σ² = mean of f² over its components, detached: an
+        invariant carried apart from φ; floored at eps² of the dtype only so that a zero f gives 0, not NaN —
+        above the floor v(a·f) = a·v(f) exactly), else None."""
+        if not self.cfg.scale_aware:
+            return None
+        return torch.reciprocal(f.detach().pow(2).mean(1, keepdim=True).clamp_min(torch.finfo(f.dtype).eps ** 2))
+
     def _closed(self, x):
         """s = Σ_groups α·Gram_triu(x) @ W: the tensor product's degree-0 part, by hand."""
         E = x.shape[0]
@@ -267,38 +323,57 @@ class TraceGradBlock(nn.Module):
         parts = []
         for k, tri in enumerate(self.tri):
             grp, cols, iu = self._group(k)
-            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
-            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
+            F = self._take(x, grp, cols)
+            G = torch.bmm(F, F.transpose(1, 2)).reshape(E, -1).index_select(1, getattr(self, f"_triflat{k}"))
             sk = grp["alpha"] * (G @ tri)
             s = sk if s is None else s + sk
-            parts.append((grp, cols, iu, F, tri, grp["alpha"]))
+            parts.append((k, F, tri, grp["alpha"]))
         if s is None:
             s = x.new_zeros(E, int(self.cfg.channels))
         return s, parts
 
     @staticmethod
-    def _pull_back(parts, g, x):
+    def _take(x, grp, cols):
+        """Group ``grp``'s components of x as (E, M, 2l+1): a view when they are contiguous."""
+        sl = grp["sl"]
+        return (x[:, sl] if sl is not None else x.index_select(1, cols)).reshape(x.shape[0], grp["M"], 2 * grp["l"] + 1)
+
+    def _pull_back(self, parts, g, x):
         """v = ∂(g·s)/∂x: per group v_u = Σ_v (A_uv + A_vu) x_v with A (upper triangle) = g @ (α·W)ᵀ."""
-        v = torch.zeros_like(x)
         E = x.shape[0]
-        for grp, cols, iu, F, mat, scale in parts:
+        pieces = []
+        v = None if self._tiled else torch.zeros_like(x)
+        for k, F, mat, scale in parts:
+            grp = self._groups[k]
             M = grp["M"]
-            At = g @ mat.t()                                 # (E, T)
-            if scale != 1.0:
-                At = scale * At
-            A = At.new_zeros(E, M * M).index_copy(1, iu[0] * M + iu[1], At).reshape(E, M, M)
-            vg = torch.einsum("euv,evm->eum", A + A.transpose(1, 2), F)
-            v = v.index_copy(1, cols, vg.reshape(E, -1))
-        return v
+            dfac = getattr(self, f"_dfac{k}").to(g.dtype)
+            dfac = dfac if scale == 1.0 else scale * dfac
+            sym = getattr(self, f"_sym{k}")
+            if mat.shape[1] <= _SYM_MM_MAX:  # narrow φ: gather the weights (once), not E·M² products
+                B = g @ (mat * dfac[:, None]).index_select(0, sym).t()
+            else:
+                B = (g @ mat.t() * dfac).index_select(1, sym)
+            B = B.reshape(E, M, M)  # A + Aᵀ
+            vg = torch.bmm(B, F).reshape(E, -1)
+            if v is None:
+                pieces.append(vg)
+            else:
+                v = v.index_copy(1, getattr(self, f"_cols{k}"), vg)
+        return torch.cat(pieces, dim=1) if v is None else v
 
     # -- forward -----------------------------------------------------------------------------------------
     def invariants(self, f):
-        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests); s is None at inference."""
+        """``(s, z)`` of f (closed form for s; e3nn's TP gives the same, see the tests); s is None at inference.
+
+        With ``scale_aware`` s is that of f/σ: z does not depend on f's per-edge scale."""
         x = self.down(f) if self.down is not None else f
+        inv2 = self._inv_scale2(f)
         if not torch.is_grad_enabled() and self.tri:  # inference: φ's first Linear fused into the TP weights
-            y1, _ = self._closed_fused(x)
+            y1, _ = self._closed_fused(x, inv2)
             return None, self.phi(y1, first_done=True)
         s, _ = self._closed(x)
+        if inv2 is not None:
+            s = s * inv2
         return s, self.phi(s)
 
     def _fused_weights(self):
@@ -314,37 +389,62 @@ class TraceGradBlock(nn.Module):
             self._fused_cache = cache
         return cache[1]
 
-    def _closed_fused(self, x):
-        """φ's first Linear output ``W1 s + b1`` and pull-back pieces, from the fused weights."""
+    def _closed_fused(self, x, inv2=None):
+        """φ's first Linear output ``W1 s + b1`` and pull-back pieces, from the fused weights (s of x/σ when
+        ``inv2`` = 1/σ² is given)."""
         E = x.shape[0]
-        y = self.phi.lin[0].bias.expand(E, -1)
+        y = None
         parts = []
         for k, mat in enumerate(self._fused_weights()):
             grp, cols, iu = self._group(k)
-            F = x[:, cols].reshape(E, grp["M"], 2 * grp["l"] + 1)
-            G = torch.einsum("eum,evm->euv", F, F).reshape(E, -1)[:, iu[0] * grp["M"] + iu[1]]
-            y = y + G @ mat
-            parts.append((grp, cols, iu, F, mat, 1.0))
-        return y, parts
+            F = self._take(x, grp, cols)
+            G = torch.bmm(F, F.transpose(1, 2)).reshape(E, -1).index_select(1, getattr(self, f"_triflat{k}"))
+            y = G @ mat if y is None else y + G @ mat
+            parts.append((k, F, mat, 1.0))
+        if y is None:
+            y = x.new_zeros(E, self.phi.lin[0].out_features)
+        if inv2 is not None:
+            y = y * inv2
+        return y + self.phi.lin[0].bias, parts
 
     def _v_closed(self, f):
+        """``(z, v)`` in closed form. With ``scale_aware``: s of x/σ, and v = σ·∂z/∂(f/σ), which is the
+        pull-back of g at x itself (the pull-back is linear in x: the 1/σ of x/σ and the σ cancel)."""
         x = self.down(f) if self.down is not None else f
+        inv2 = self._inv_scale2(f)
         if not torch.is_grad_enabled() and self.tri:  # inference: s enters φ only through its first Linear
-            y1, parts = self._closed_fused(x)
+            y1, parts = self._closed_fused(x, inv2)
             z, g = self.phi.forward_and_vjp(y1, first_done=True)
         else:
             s, parts = self._closed(x)
-            z, g = self.phi.forward_and_vjp(s)
+            z, g = self.phi.forward_and_vjp(s if inv2 is None else s * inv2)
         vx = self._pull_back(parts, g, x)
         if self.down is not None:
             vx = self._down_transpose(vx)
         return z, vx
 
     def _down_transpose(self, vx):
-        """Pull a gradient back through the bottleneck: o3.Linear without biases is ``x ↦ x @ M`` with
-        ``M = down(I)``, so ``v_f = v_x @ Mᵀ`` (no autograd: works under inference mode; differentiable)."""
-        eye = torch.eye(self.irreps.dim, dtype=vx.dtype, device=vx.device)
-        return vx @ self.down(eye).t()
+        """Pull a gradient back through the bottleneck ``x = down(f)`` (an o3.Linear without biases): per path
+        ``x_w = α Σ_u W_uw f_u`` (each of the 2l+1 components alike), so ``v_f,u = α Σ_w W_uw v_x,w``, read from
+        the Linear's own weight and instructions: no identity pushed through it, no cache to invalidate, works
+        under inference mode, differentiable (tested against ``down(I)ᵀ`` and autograd)."""
+        lin = self.down
+        E = vx.shape[0]
+        out = vx.new_zeros(E, self.irreps.dim)
+        s_in, s_out = lin.irreps_in.slices(), lin.irreps_out.slices()
+        off = 0
+        for ins in lin.instructions:
+            n_in, n_out = ins.path_shape
+            W = lin.weight[off:off + n_in * n_out].reshape(n_in, n_out)
+            off += n_in * n_out
+            d = lin.irreps_in[ins.i_in].ir.dim
+            vo = vx[:, s_out[ins.i_out]].reshape(E, n_out, d)
+            vi = torch.einsum("ewm,uw->eum", vo, W.to(vx.dtype))
+            if ins.path_weight != 1.0:
+                vi = ins.path_weight * vi
+            sl = s_in[ins.i_in]
+            out = out.index_add(1, torch.arange(sl.start, sl.stop, device=vx.device), vi.reshape(E, -1))
+        return out
 
     def _v_autograd(self, f):
         training = torch.is_grad_enabled() and self.training and f.requires_grad
@@ -356,8 +456,13 @@ class TraceGradBlock(nn.Module):
             if fr is None:
                 fr = f.detach().clone().requires_grad_(True)
             x = self.down(fr) if self.down is not None else fr
+            inv2 = self._inv_scale2(fr)
+            if inv2 is not None:  # z of x/σ (σ held fixed); v = σ·∂z/∂(f/σ) = σ²·∂z/∂f
+                x = x * inv2.sqrt()
             z = self.phi(self.tp(x, x, self.tp_weight()))
             (v,) = torch.autograd.grad(z.sum(), fr, create_graph=training)
+            if inv2 is not None:
+                v = v / inv2
         if not training:
             z = z.detach()
             v = v.detach()

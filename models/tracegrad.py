@@ -18,8 +18,9 @@ l; DeepH-E3's targets, as the authors' ``trace_out_len``; ``trace_slots = "shell
 
 Loss: ``L = L_H + λ·μ·L_T``, ``μ = (L_H / L_T).detach()`` (so μ·L_T has L_H's size but carries its own
 gradient; without the detach the trace gradient would cancel), λ = 0.3, L_T = mean |T̂ − T| (MAE; ``mse`` is
-a switch). ``forward`` returns the backbone's dict plus ``"T_hat"`` (the decoder's output in the normalised
-space, aligned with ``batch.T_ptr``) and, only when ``trace_norm == "none"``, ``"T"`` (eV², the same).
+a switch). ``forward`` returns the backbone's dict plus, in training mode (or with ``traces=True``), ``"T_hat"``
+(the decoder's output in the normalised space, aligned with ``batch.T_ptr``) and, only when
+``trace_norm == "none"``, ``"T"`` (eV², the same); outside training the decoder is not run.
 
 Where the authors' snapshot (DavidYin94/NextHAM 3ef338bd: ``tg_src`` DeepH-E3 kernel and ``nets/tracegrad.py``)
 contradicts itself or the paper, and the field that holds our choice:
@@ -43,6 +44,30 @@ contradicts itself or the paper, and the field that holds our choice:
 ``zero_init`` zeroes φ's last layer (its final LayerNorm's affine weight and bias when φ ends in one, else the
 last Linear) and the gate Linear's bias: then z ≡ 0, ∂z/∂f ≡ 0 and g ≡ 0 at step 0, so the wrapped model
 equals its backbone exactly, while the zeroed parameters still receive gradients.
+
+**v's scale: the default (issue 32).** The plain v = ∂z/∂f has no scale of its own (|v| ∝ 1/|f|, see
+:mod:`hambench.models._tracegrad_block`); three switches of the one module fix it: ``zero_init``,
+``residual = norm_ratio`` (NextHAM) and ``scale_aware``. The shipped configs (models/configs/tracegrad-*.yaml)
+turn on ``zero_init`` and leave the other two off; the dataclass defaults stay the authors' kernel (all off).
+Why: the measured comparison (``benchmarks/bench_tracegrad_variants.py``, ``benchmarks/results/
+bench_tracegrad_variants.md``: tiny qhnet on 300 PySCF water conformers, 300 steps, 3 seeds, H MAE on the test
+split, paired against qhnet of the same seed) gives zero_init −576 meV (−29 %, better on 3/3 seeds, 95 % interval
+[−1864, +711]), norm_ratio +374 meV (+38 %, 1/3, [−3074, +3822]) and scale_aware +1138 meV (+70 %, 0/3,
+[−1053, +3329]); norm_ratio and scale_aware each had a validation spike (×4.7 and ×2.6 between two
+validations), zero_init on no seed. Every interval contains 0 and every run was still in its first descent at
+300 steps (validation MAE 1–4 eV, falling; the shared CPU allowed no longer runs), so the evidence is
+**inconclusive**: it only points the same way as the earlier small-data runs of issue 32 (zero_init the one
+variant better than qhnet on 3 of 3 seeds, |v|/|f| staying 0.02 where plain reached 7.7). By the rule for inconclusive evidence the default is the
+most conservative stable choice, ``zero_init``: the only one under which the model *is* its backbone at step 0
+(exactly, tested), so it departs from the backbone only as far as training takes it.
+``norm_ratio`` feeds back 0.2·|f| in a random direction from step 0; ``scale_aware`` removes the 1/|f| law but
+not φ's own size — both remain switches (they compose with ``zero_init``).
+
+``clip`` (``joint`` default = QH9's one global norm | ``separate`` | ``none`` = the authors' DeepH-E3 kernel,
+which clips nothing): see :meth:`TraceGrad.param_groups_for_clipping`.
+
+Outside training the trace decoder is not run (T̂ only enters the loss): predicting costs the backbone plus the
+hooked blocks (``benchmarks/results/bench_tracegrad.txt``).
 """
 
 from __future__ import annotations
@@ -201,6 +226,20 @@ class TraceGrad(nn.Module):
         itself anyway, also under ``no_grad``/``inference_mode``)."""
         return self.cfg.grad_impl == "autograd" and self.cfg.mode in _GRAD_MODES
 
+    def param_groups_for_clipping(self) -> list[list[nn.Parameter]]:
+        """How the engine clips gradients (``train.clip_grad_norm``), by ``clip``: ``joint`` one group (one global
+        norm, as QH9 clips QHNet), ``separate`` the backbone's and TraceGrad's parameters (hooks and decoder)
+        each to the threshold on its own, ``none`` the backbone's only (TraceGrad's unclipped, as the authors'
+        DeepH-E3 kernel, which clips nothing)."""
+        tg = list(self.backbone.edge_hooks.parameters())
+        if self.decoder is not None:
+            tg += list(self.decoder.parameters())
+        ids = {id(p) for p in tg}
+        bb = [p for p in self.parameters() if id(p) not in ids]
+        if self.cfg.clip == "joint":
+            return [bb + tg]
+        return [bb, tg] if self.cfg.clip == "separate" else [bb]
+
     @property
     def blocks(self) -> list[TraceGradBlock]:
         return [h.block for h in self.backbone.edge_hooks]
@@ -227,12 +266,16 @@ class TraceGrad(nn.Module):
             raise RuntimeError("TraceGrad: hook edges differ from the batch edges in a periodic batch")
         return idx
 
-    def forward(self, batch):
+    def forward(self, batch, traces: bool | None = None):
+        """The backbone's outputs, plus ``T_hat`` when ``traces`` (default: only in training mode, the one place
+        T̂ is used, by the loss: the decoder is skipped when predicting or validating)."""
         self._sink.clear()
         out = self.backbone(batch)
         zs = list(self._sink)
         self._sink.clear()
-        if self.decoder is not None and zs:
+        if traces is None:
+            traces = self.training
+        if self.decoder is not None and zs and traces:
             z = torch.cat([zz for zz, _ in zs], dim=1)
             emap = self._edge_map(batch, zs[0][1])
             if emap is not None:

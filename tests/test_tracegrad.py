@@ -1,5 +1,6 @@
 """TraceGrad (models/tracegrad.py): closed form = autograd, equivariance of every variant, invariant trace
-decoder, detached μ, zero-init = backbone, trace labels vs an independent NumPy reference, bad input.
+decoder, detached μ, zero-init = backbone, trace labels vs an independent NumPy reference, bad input; v's scale
+under each fix (zero_init, norm_ratio, scale_aware), the clip groups through the engine, the bottleneck transpose.
 
 Real molecules: the demo QM9 store (PySCF B3LYP/def2-SVP results shipped with hambench, no DFT run here).
 """
@@ -255,7 +256,8 @@ def test_zero_init_equals_backbone(store, mode):
 def test_bad_input(store):
     from hambench.models.run import resolve_config
 
-    for bad, what in (("lam=-0.1", "lam"), ("mode=tracegrid", "mode"), ("channels=0", "channels")):
+    for bad, what in (("lam=-0.1", "lam"), ("mode=tracegrid", "mode"), ("channels=0", "channels"),
+                      ("clip=sometimes", "clip"), ("residual=ratio", "residual")):
         with pytest.raises(InputError, match=what):
             resolve_config("tracegrad-deephe3", "paper", sets=[f"model.tracegrad.{bad}"])
     cfg = tg.TraceGradConfig()
@@ -345,7 +347,8 @@ def test_backbone_every_variant(store, backbone):
     for mode in MODES:
         model = _wrap(bb, layout, _small(mode))
         with torch.no_grad():
-            out = model(batch)
+            out = model(batch, traces=True)
+            assert "T_hat" not in model(batch)  # eval mode: the trace decoder is skipped
         H, HR, T, TR = _halves(batch, out)
         scale = float(H.abs().max())
         err = assert_blocks_equivariant(H.numpy(), HR.numpy(), zs, zd, store.species, R, atol=TOL.network64 * scale)
@@ -413,3 +416,102 @@ def test_variant_config_is_the_backbone_config_plus_tracegrad(backbone, preset):
     b = resolve(registry.get(backbone).config_file, preset)
     assert isinstance(v["model"].pop("tracegrad"), dict)
     assert v == b
+
+
+def _v_of_scale(blk, f, scales=(0.1, 1.0, 10.0)):
+    """Per scale a: the feature fed back, v = block(a·f) − a·f (inference), and its median per-edge norm."""
+    out = {}
+    with torch.no_grad():
+        for a in scales:
+            v = blk(a * f)[0] - a * f
+            out[a] = (v, float(v.norm(dim=1).median()))
+    return out
+
+
+def test_v_scale_of_each_variant():
+    """|v| when f is scaled by 0.1 / 1 / 10 (issue 32): plain v = ∂z/∂f has no scale of its own (φ's LayerNorm
+    makes z nearly invariant to |f|, so |v| ∝ 1/|f| once W1·s outweighs φ's first bias); zero_init feeds back
+    exactly 0 at the start at every scale, and the plain behaviour once trained; norm_ratio (NextHAM) gives
+    |v| = 0.2·|f| per edge; scale_aware gives v(a·f) = a·v(f) exactly."""
+    from hambench.models._tracegrad_block import TraceGradBlock, TraceGradConfig
+
+    torch.manual_seed(0)
+    f = torch.randn(40, IRREPS.dim)
+    fn = f.norm(dim=1)
+    table = {}
+
+    def block(**kw):
+        torch.manual_seed(1)
+        return TraceGradBlock(IRREPS, TraceGradConfig(mode="grad", channels=32, phi_hidden=32, **kw), 16).eval()
+
+    plain = _v_of_scale(block(), f)
+    table["plain"] = plain
+    assert plain[1.0][1] / plain[10.0][1] > 5  # ~1/|f| (measured ratio printed below)
+    zi = block(zero_init=True)
+    r = _v_of_scale(zi, f)
+    assert all(float(v.abs().max()) == 0.0 for v, _ in r.values())
+    table["zero_init (step 0)"] = r
+    _perturb(zi, seed=3)  # off its init, as after training: the plain scale behaviour again
+    r = _v_of_scale(zi, f)
+    table["zero_init (trained)"] = r
+    assert r[1.0][1] / r[10.0][1] > 5
+    r = _v_of_scale(block(residual="norm_ratio"), f)
+    table["norm_ratio"] = r
+    for a, (v, _) in r.items():  # by hand from the plain block's v (same parameters): 0.2·‖f‖·‖v‖/(‖v‖ + 1e-5)
+        nv = plain[a][0].norm(dim=1)
+        want = 0.2 * a * fn * nv / (nv + 1e-5)
+        assert float(((v.norm(dim=1) - want) / want).abs().max()) <= TOL.by_hand, a
+    r = _v_of_scale(block(scale_aware=True), f)
+    table["scale_aware"] = r
+    v1 = r[1.0][0]
+    for a, (v, _) in r.items():
+        assert float((v - a * v1).abs().max()) <= TOL.network64 * a * float(v1.abs().max()), a
+    print("median |v| per edge at f scaled by 0.1 / 1 / 10 (median |f| = %.3g):" % float(fn.median()))
+    for name, r in table.items():
+        print(f"  {name:20s} " + " / ".join(f"{m:.4g}" for _, m in r.values()))
+
+
+@pytest.mark.parametrize("clip", ["joint", "separate", "none"])
+def test_clip_groups_in_the_engine(store, clip):
+    """``tracegrad.clip``: the engine's grad_norm (hambench.training._step) clips the groups the model names —
+    joint: one global norm; separate: backbone and TraceGrad (hooks + decoder) each to the threshold; none: the
+    backbone only. Gradients set by hand (backbone 3, TraceGrad 4 per element); the norm returned is the global
+    one before clipping; the norms after are clip_grad_norm_'s factor clip/(norm + 1e-6) applied by hand."""
+    from hambench.training._step import grad_norm
+
+    model = tg.TraceGrad(ToyBackbone(), SimpleNamespace(species=store.species), _small(clip=clip))
+    tg_ids = {id(p) for p in model.backbone.edge_hooks.parameters()} | {id(p) for p in model.decoder.parameters()}
+    bb_p = [p for p in model.parameters() if id(p) not in tg_ids]
+    tg_p = [p for p in model.parameters() if id(p) in tg_ids]
+    for ps, val in ((bb_p, 3.0), (tg_p, 4.0)):
+        for p in ps:
+            p.grad = torch.full_like(p, val)
+    nb = 3.0 * sum(p.numel() for p in bb_p) ** 0.5
+    nt = 4.0 * sum(p.numel() for p in tg_p) ** 0.5
+    total = (nb * nb + nt * nt) ** 0.5
+    c = 1.0
+    got = grad_norm(model, c)
+    assert abs(got - total) <= TOL.roundoff * total
+
+    def norm(ps):
+        return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in ps])))
+
+    want = {"joint": (nb * c / (total + 1e-6), nt * c / (total + 1e-6)),
+            "separate": (nb * c / (nb + 1e-6), nt * c / (nt + 1e-6)),
+            "none": (nb * c / (nb + 1e-6), nt)}[clip]
+    assert abs(norm(bb_p) - want[0]) <= TOL.roundoff * want[0] and abs(norm(tg_p) - want[1]) <= TOL.roundoff * want[1]
+
+
+def test_down_transpose_is_the_bottleneck_transpose():
+    """The bottleneck's transpose, read from the o3.Linear's weights (no identity through it per forward), equals
+    ``v @ down(I)ᵀ`` (the form shipped before issue 32), also under inference mode."""
+    from hambench.models._tracegrad_block import TraceGradBlock, TraceGradConfig
+
+    torch.manual_seed(0)
+    blk = TraceGradBlock(IRREPS, TraceGradConfig(channels=8, bottleneck=2), 4)
+    vx = torch.randn(5, blk.tp_irreps.dim)
+    with torch.no_grad():
+        ref = vx @ blk.down(torch.eye(IRREPS.dim)).t()
+    with torch.inference_mode():
+        got = blk._down_transpose(vx)
+    assert float((got - ref).abs().max()) <= TOL.reassociation * float(ref.abs().max())

@@ -113,13 +113,21 @@ def backward(net, model, optimizer, batch, cfg: TrainConfig, comm: Comm, device,
 
 def grad_norm(model, clip: float | None) -> float:
     """The global 2-norm of the gradients of ``model`` (clipped to ``clip`` first when given; the norm returned
-    is the one before clipping, as ``clip_grad_norm_`` reports it)."""
+    is the one before clipping, as ``clip_grad_norm_`` reports it). A model with ``param_groups_for_clipping()``
+    (a list of parameter lists) has each list clipped apart and the parameters in none of them left unclipped."""
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
         return 0.0
-    if clip is not None:
+    groups = getattr(model, "param_groups_for_clipping", None)
+    if clip is not None and groups is None:
         return float(torch.nn.utils.clip_grad_norm_(params, clip))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+    total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+    if clip is not None:  # the model's hook: each group clipped to ``clip`` on its own, the rest not at all
+        for group in groups():
+            group = [p for p in group if p.grad is not None]
+            if group:
+                torch.nn.utils.clip_grad_norm_(group, clip)
+    return total
 
 
 def evaluate(model, loader, cfg: TrainConfig, comm: Comm, device, dtype) -> dict:
