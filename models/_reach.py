@@ -11,7 +11,8 @@ L whose irrep its last features hold: d⊗d (L ≤ 4) needs features of degree 4
   contains it (the selection rule, whatever the weights); its self-connection and skip carry the irreps the
   block's input already reached. The readout is linear (no new irreps);
 * ``tracegrad-*``: their backbone's (f + v keeps f's irreps);
-* ``harmose*``: every part (stage 2's head is a plain MLP writing the whole irreps layout: not equivariant).
+* ``harmose*``: every part (stage 2's head is a plain MLP writing the whole irreps layout: not equivariant);
+* any other module: its own ``reachable_irreps()`` if it has one, else it is not checked.
 
 :func:`unreachable_parts` lists the block types a built model cannot fill completely; ``hambench train`` refuses
 such a model unless ``--allow-partial`` (then the checkpoint, the predictions and the score name the parts).
@@ -71,16 +72,18 @@ def _deephe3_reach(net) -> set:
 
 def reachable_irreps(model) -> set[tuple[int, int]] | None:
     """``{(L, parity)}`` of the block parts ``model`` can write (both parities listed when it ignores them), or
-    None when it can write any part (a non-equivariant head)."""
+    None when it can write any part (a non-equivariant head) or is a model without a rule here (a module of the
+    caller's own, e.g. a test's toy: its ``reachable_irreps()`` is used when it has one, else it is not checked)."""
     net = getattr(model, "backbone", model)  # TraceGrad wraps its backbone
+    own = getattr(net, "reachable_irreps", None)
+    if callable(own):
+        return own()
     kind = type(net).__name__
     if kind == "QHNet":
         return {(L, p) for L in range(net.cfg.sh_lmax + 1) for p in (1, -1)}
     if kind == "DeepHE3":
         return _deephe3_reach(net)
-    if kind == "HarmoSE":
-        return None
-    raise TypeError(f"no representability rule for {kind}")
+    return None  # HarmoSE (an MLP head), or a model this module has no rule for
 
 
 def unreachable_parts(model, layout) -> list[str]:
