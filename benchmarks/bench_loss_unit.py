@@ -13,7 +13,8 @@ says in which unit the engine forms the loss. For qhnet and tracegrad-qhnet at e
 and the ratio Ha/eV of the step-1 norms. Everything else is each preset's recipe (the paper's: AdamW, warm-up
 1,000 steps, batch 32, clip 5; the demo's 10 molecules make a batch of the 7 training ones).
 
-Run:  .venv/bin/python benchmarks/bench_loss_unit.py [--presets tiny,paper] [--steps 200] [--out FILE]
+Run:  .venv/bin/python benchmarks/bench_loss_unit.py [--presets tiny,paper] [--steps 200] [--models qhnet,...]
+          [--out FILE]
 """
 
 from __future__ import annotations
@@ -79,18 +80,20 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="tiny,paper")
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", type=Path, default=None, help="also write the report here (markdown)")
     a = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_loss_unit_"))
     store = _store(root)
     rows = []
     for preset in a.presets.split(","):
-        for model in MODELS:
+        for model in a.models.split(","):
             for unit in UNITS:
                 print(f"{model} {preset} loss in {unit}: {a.steps} steps ...", flush=True)
                 rows.append(_run(store, root / f"{model}-{preset}-{unit}", model, preset, unit, a.steps))
                 print("  " + _table(rows)[-1], flush=True)
-    head = [f"# command: python benchmarks/bench_loss_unit.py --presets {a.presets} --steps {a.steps}",
+    head = [f"# command: python benchmarks/bench_loss_unit.py --presets {a.presets} --steps {a.steps} --models "
+            f"{a.models}",
             f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, shared with other "
             "jobs (loaded; the gradient norms and shares do not depend on load, the seconds do); one torch thread",
             f"# store: the demo's 10 QM9 molecules (7 train / 3 val), seed 0; baseline = the same run with the loss "
