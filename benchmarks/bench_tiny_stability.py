@@ -55,7 +55,7 @@ def verdict(lines: list[dict], spike: float = SPIKE) -> dict:
             "ok": not diverged and ratio <= spike, "val_mae_meV": 1e3 * val[-1] if val else None}
 
 
-def _run(store: Path, out: Path, model: str, seed: int) -> dict:
+def _run(store: Path, out: Path, model: str, seed: int, max_steps: int | None = None) -> dict:
     rdir = out / model / f"s{seed}"
     done = rdir / "result.json"
     if done.is_file():
@@ -66,6 +66,8 @@ def _run(store: Path, out: Path, model: str, seed: int) -> dict:
         shutil.rmtree(rdir)
     cmd = [sys.executable, "-m", "hambench", "train", model, "--data", str(store), "-o", str(rdir / "run"),
            "--preset", "tiny", "--seed", str(seed), "--threads", "1", "-q", "--set", "train.log_every=1"]
+    if max_steps is not None:
+        cmd += ["--max-steps", str(max_steps)]
     if model in STAGE1:
         cmd += ["--stage1", str(out / STAGE1[model] / f"s{seed}" / "run")]
     t0 = time.perf_counter()
@@ -86,20 +88,32 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/tiny_stability"))
     ap.add_argument("--report", type=Path, default=None, help="write the markdown report here too")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="stop each run here instead of the preset's budget (a loaded machine: past the warm-up and "
+                         "the lr peak is where the old presets spiked)")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="report the runs that finished (their result.json) and start none")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    store = _store(a.out)
+    store = None if a.finished_only else _store(a.out)
     rows = []
     for model in a.models.split(","):
         for seed in range(a.seeds):
+            if a.finished_only:
+                done = a.out / model / f"s{seed}" / "result.json"
+                if done.is_file():
+                    rows.append(json.loads(done.read_text()))
+                continue
             print(f"[{time.strftime('%H:%M:%S')}] {model} seed {seed} ...", flush=True)
-            rows.append(_run(store, a.out, model, seed))
+            rows.append(_run(store, a.out, model, seed, a.max_steps))
             r = rows[-1]
             print(f"  {'ok' if r['ok'] else 'FAILED'}: max loss / start {r['max_ratio']}", flush=True)
-    L = [f"# command: python benchmarks/bench_tiny_stability.py --models {a.models} --seeds {a.seeds}",
+    L = [f"# command: python benchmarks/bench_tiny_stability.py --models {a.models} --seeds {a.seeds}"
+         + (f" --max-steps {a.max_steps}" if a.max_steps else "") + (" --finished-only" if a.finished_only else ""),
          f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs "
          "(loaded: the wall times say nothing; the verdicts do not depend on load)",
-         f"# demo store (10 QM9 molecules, 7 train / 3 val), preset tiny, its own budget; fail = NaN/Inf or a step's "
+         f"# demo store (10 QM9 molecules, 7 train / 3 val), preset tiny, "
+         f"{'its own budget' if not a.max_steps else f'at most {a.max_steps} steps'}; fail = NaN/Inf or a step's "
          f"loss > {SPIKE:g}x the first epoch's mean loss", "",
          "| model | seed | steps | starting loss | max loss / start | last val MAE (meV) | verdict | wall s |",
          "|---|---|---|---|---|---|---|---|"]
