@@ -37,7 +37,8 @@ stops any run at ``1.5·B`` (recorded as ``guard`` in the result; the machine is
 HarmoSE's budget covers stage 2 only; its stage 1 is the backbone's run.
 
 Outputs: ``benchmarks/results/<name>.md`` and ``.json`` (tables shaped like TraceGrad Tables 1/2/5/10 and
-HarmoSE Table 2: mean ± std over seeds and the relative change vs the backbone; the exact commands; machine;
+HarmoSE Table 2: mean ± std over seeds, and each variant's paired per-seed relative differences vs its backbone with a
+95 % Student-t interval over seeds, diverged runs counted as failures (``seed_stats.py``); the exact commands; machine;
 budget) and ``<name>_<family>_<split>.png`` learning curves (validation MAE vs step, from metrics.jsonl).
 ``--smoke`` names the report ``bench_seed_claims_smoke`` and labels it a smoke run.
 
@@ -65,6 +66,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_stats import format_paired, paired_differences  # noqa: E402  (benchmarks/ is no package)
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 HAMBENCH = [str(Path(sys.executable).with_name("hambench"))]
@@ -87,6 +91,7 @@ MOL_METRICS = [("H_mae", "H"), ("H_mae_onsite", "diag"), ("H_mae_offsite", "non-
                ("psi", "ψ")]
 CRY_METRICS = [("H_mae", "all"), ("max", "max"), ("blk", "blk"), ("bands_mae", "bands"),
                ("equivariance_max_meV", "equiv. max")]
+HIGHER_IS_BETTER = {"psi"}  # the cosine ψ; every other metric is an error
 NO_RELATIVE = {"equivariance_max_meV"}  # ~1e-12 for exact models: a ratio of round-off says nothing
 GUARD = 1.5  # wall guard: a run stops at GUARD × budget
 FILL = 0.85  # the probe's step count fills this fraction of the budget
@@ -685,24 +690,49 @@ def family_table(runs, variants, metrics, backbone_of) -> tuple[list[str], dict]
         table[v]["_diverged"] = sum(1 for r in rs if r.get("diverged"))
         table[v]["_steps"] = sorted({r["train"]["steps"] for r in rs})
         table[v]["_wall"] = stats([r["train"]["wall_s"] for r in rs])
-    head = "| method | seeds | steps | train s | " + " | ".join(lab for _, lab in metrics) + " | Δ vs backbone (" + \
-           " / ".join(lab for _, lab in metrics) + ") |"
-    lines = [head, "|" + "---|" * (5 + len(metrics))]
+    head = "| method | seeds | steps | train s | " + " | ".join(lab for _, lab in metrics) + " |"
+    lines = [head, "|" + "---|" * (4 + len(metrics))]
     for v in variants:
         row = table[v]
-        bb = backbone_of.get(v)
-        rel = []
-        for m, _ in metrics:
-            a, b = row[m][0], table[bb][m][0] if bb else None
-            if bb is None or a is None or b is None or b == 0 or m in NO_RELATIVE:
-                rel.append("–")
-            else:
-                rel.append(f"{100 * (a - b) / abs(b):+.1f} %")
         nseeds = f"{row['_n'] - row['_diverged']} (+{row['_diverged']} diverged)" if row["_diverged"] else row["_n"]
         lines.append(f"| {v} | {nseeds} | {','.join(map(str, row['_steps'])) or '–'} | "
-                     f"{fmt(*row['_wall'])} | " + " | ".join(fmt(*row[m]) for m, _ in metrics) +
-                     (f" | {' / '.join(rel)} (vs {bb}) |" if bb else " | backbone |"))
+                     f"{fmt(*row['_wall'])} | " + " | ".join(fmt(*row[m]) for m, _ in metrics) + " |")
+    lines += [""] + paired_table(by, variants, metrics, backbone_of, table)
     return lines, table
+
+
+def _by_seed(runs, metric: str) -> dict:
+    """seed → the run's metric, None for a diverged run (a failure); runs without the metric are left out."""
+    out = {}
+    for r in runs:
+        if r.get("diverged"):
+            out[r["seed"]] = None
+        elif isinstance(r["metrics"].get(metric), (int, float)):
+            out[r["seed"]] = r["metrics"][metric]
+    return out
+
+
+def paired_table(by, variants, metrics, backbone_of, table) -> list[str]:
+    """Each variant against its backbone: the mean of the per-seed relative differences with its 95 % Student-t
+    interval over seeds (seed_stats.paired_differences), wins, and diverged runs counted as failures."""
+    lines = ["Paired per-seed relative differences vs the backbone (same seed): mean [95 % t-interval over seeds, "
+             "t(0.975, n−1)·sd/√n], seeds where the variant is better; a diverged run is a failure of its variant "
+             "(a loss in the count, never dropped). ψ: higher is better; the others lower.", "",
+             "| method | vs | " + " | ".join(lab for _, lab in metrics) + " |", "|" + "---|" * (2 + len(metrics))]
+    for v in variants:
+        bb = backbone_of.get(v)
+        if bb is None:
+            continue
+        cells = []
+        for m, _ in metrics:
+            if m in NO_RELATIVE:
+                cells.append("–")
+                continue
+            p = paired_differences(_by_seed(by.get(v, []), m), _by_seed(by.get(bb, []), m), m in HIGHER_IS_BETTER)
+            table[v].setdefault("_paired", {})[m] = {k: x for k, x in p.items() if k != "diffs"}
+            cells.append(format_paired(p))
+        lines.append(f"| {v} | {bb} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def learning_curves(runs, title: str, path: Path) -> Path | None:

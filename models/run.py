@@ -36,6 +36,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
 from . import registry
 from ._fast_tp import KERNELS, building, default_kernel, set_kernel
 from ._frames import edges_for, frame_structures, read_structures
+from ._reach import unreachable_parts
 from ._stage1 import load_stage1, stage1_of, stage1_record
 from .common import default_dtype
 
@@ -292,6 +293,16 @@ def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Che
     }
 
 
+def _check_reach(name: str, model, layout, allow_partial: bool) -> list[str]:
+    """The block types ``model`` cannot fill; refused (one line naming the first) unless ``allow_partial``."""
+    gaps = unreachable_parts(model, layout)
+    if gaps and not allow_partial:
+        more = f" (and {len(gaps) - 1} more block types)" if len(gaps) > 1 else ""
+        raise InputError(None, f"{name} cannot represent this store's blocks: {gaps[0]}{more}; raise the model's "
+                               "feature degrees (a preset that fits) or pass --allow-partial to train anyway")
+    return gaps
+
+
 def _loader(store, indices, cfg: TrainConfig, shuffle: bool, augment: bool):
     rank, world, _ = dist_info()
     return make_loader(store, None, batch_size=cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
@@ -301,13 +312,15 @@ def _loader(store, indices, cfg: TrainConfig, shuffle: bool, augment: bool):
 
 def train_run(name: str, data, run_dir, preset: str | None = None, config_file=None, sets=(),
               overrides: dict | None = None, resume: bool = False, device: str | None = "auto",
-              quiet: bool = True, log=None) -> dict:
+              quiet: bool = True, log=None, allow_partial: bool = False) -> dict:
     """``hambench train``: train model ``name`` on the store ``data`` into ``run_dir``. Returns the summary.
 
     Refuses (one :class:`InputError` line, nothing written): an unknown model/preset/key, a store the model
     cannot take (kind, spin, a prediction store), a damaged store (missing or truncated shards, NaN/Inf, content
     other than sealed: :func:`~hambench.store.store_checksum`), an ``-o`` that is a file, an existing run without
-    ``resume``, ``resume`` with another config or store.
+    ``resume``, ``resume`` with another config or store, a model whose irreps cannot fill some block type of
+    the store (:func:`models._reach.unreachable_parts`) unless ``allow_partial`` (the parts are then recorded in
+    the checkpoints' ``meta["unreachable"]``; predictions and scores carry them).
     """
     run_dir = check_output(run_dir, folder=True, what="a run folder")
     rank, world, local_rank = dist_info()
@@ -330,6 +343,7 @@ def train_run(name: str, data, run_dir, preset: str | None = None, config_file=N
                         kernel=res.kernel)
     if getattr(model, "stage1_record", None) is not None:
         meta["stage1"] = model.stage1_record  # the checkpoint rebuilds stage 1 without its file
+    meta["unreachable"] = _check_reach(name, model, layout, allow_partial or bool(ck and ck.meta.get("unreachable")))
     say = log or ((lambda s: print(s, file=sys.stderr, flush=True)) if rank == 0 else (lambda s: None))
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -427,7 +441,8 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
     has_T = all(v[1] is not None for v in results.values())
     order = sorted(results)
     meta = {"model": {"name": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
-                      "config": ck["model"]["config"], "step": ck["engine"]["step"]},
+                      "config": ck["model"]["config"], "step": ck["engine"]["step"],
+                      "unreachable": list(ck.get("unreachable") or [])},
             "split": split, "timing": {"seconds": dt, "structures_per_s": len(order) / max(dt, 1e-9),
                                        "device": str(dev)}}
     write_predictions(store, order, (results[k][0] for k in order), out, meta,
@@ -477,7 +492,8 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
         "truth": None,
         "structures_file": {"path": str(src_file.resolve()), "sha256": sha},
         "model": {"name": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
-                  "config": ck["model"]["config"], "step": ck["engine"]["step"]},
+                  "config": ck["model"]["config"], "step": ck["engine"]["step"],
+                      "unreachable": list(ck.get("unreachable") or [])},
         "split": None,
         "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
         "timing": {"seconds": dt, "structures_per_s": len(r) / max(dt, 1e-9), "device": str(dev)},

@@ -326,10 +326,13 @@ _KERNEL = click.option("--kernel", type=click.Choice(["e3nn", "fast"]),
               help="HarmoSE: the trained stage-1 checkpoint (deephe3 / tracegrad-deephe3 run or .pt).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads of torch (default: torch's; 1 is fastest on a busy machine).")
+@click.option("--allow-partial", is_flag=True,
+              help="Train a model whose irreps cannot fill some block type of the store (refused otherwise); "
+                   "its predictions and score name the unreachable parts.")
 @_KERNEL
 @click.pass_context
 def train(ctx, model, data, output, config, preset, sets, split, resume, device, dtype, max_epochs, max_steps, seed,
-          stage1, threads, kernel):
+          stage1, threads, allow_partial, kernel):
     """Train a model of the zoo (deephe3, qhnet, …) on a store; checkpoints and logs go to the run folder.
 
     \b
@@ -361,7 +364,7 @@ def train(ctx, model, data, output, config, preset, sets, split, resume, device,
         over["max_steps"] = None
     s = train_run(model, data, output, preset=preset, config_file=config, sets=sets,
                   overrides={"train": over} if over else None, resume=resume, device=device,
-                  quiet=ctx.obj["quiet"])
+                  quiet=ctx.obj["quiet"], allow_partial=allow_partial)
     best = f"{s['best']:.4g}" if s["best"] == s["best"] and s["best"] != float("inf") else "n/a"
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one summary line
         click.echo(f"trained {model}: {s['steps']} steps, {s['epochs']} epochs ({s['reason']}), best val "

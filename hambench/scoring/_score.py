@@ -263,6 +263,9 @@ def table(scores: dict):
 def summary_lines(scores: dict) -> list[str]:
     m = scores["metrics"]
     out = []
+    gaps = (scores.get("model") or {}).get("unreachable") or []
+    if gaps:
+        out.append(f"the model cannot represent every block (trained with --allow-partial): {'; '.join(gaps)}")
     if m.get("H_mae_max_id"):
         out.append(f"worst structure: {m['H_mae_max_id']} ({_fmt(m['H_mae_max'])} meV)")
     if m.get("H_mae_block_max_block"):
