@@ -16,7 +16,7 @@ SHELL   := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast browser deepx-dock bench seed-claims lock clean
+.PHONY: install demo test test-fast browser screenshots deepx-dock bench seed-claims lock clean
 
 install: $(STAMP)
 
@@ -64,6 +64,11 @@ browser:
 	    echo "note: /usr/bin/chromium is missing and this is not root: install Debian's chromium for the browser test"; \
 	  fi; \
 	fi
+
+# the README's screenshots (docs/leaderboard-*.png) of the repository's site at 1,280 px, in Debian's Chromium
+screenshots: install browser
+	$(PY) -c "from hambench.leaderboard.site import build_site; from hambench.leaderboard.testing import \
+	  site_screenshots; build_site(None, 'build/site'); print(*site_screenshots('build/site', 'docs'), sep='\n')"
 
 # The DeepH-dock interop tests (tests/test_deeph_format.py) run DeepH-dock's own `dock` command; deepx-dock needs
 # Python >= 3.12, so it lives in a throwaway 3.12 venv under build/ (built once, ~1 min; skipped without a 3.12).

@@ -35,7 +35,7 @@ import yaml
 
 from hambench.errors import InputError
 
-__all__ = ["from_dict", "to_dict", "load_yaml", "load_model_yaml", "merge", "parse_set", "resolve"]
+__all__ = ["from_dict", "to_dict", "BoundedLoader", "load_yaml", "load_model_yaml", "merge", "parse_set", "resolve"]
 
 
 def _type_name(tp) -> str:
@@ -146,13 +146,84 @@ def to_dict(obj) -> dict:
     return conv(obj)
 
 
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's ``SafeLoader`` with bounds, so that a small file cannot make a large or endless object.
+
+    An alias (``*name``) makes its anchor's node appear again without copying it, so ten lines of nested aliases
+    (the "billion laughs") expand to 10⁹ values for whatever walks the result (a schema check, ``json.dumps``,
+    a deep copy). This loader counts the nodes of the document *as expanded* and refuses more than
+    :attr:`max_nodes`, refuses nesting deeper than :attr:`max_depth` (composing is recursive) and recursive
+    aliases (a node inside itself); a subclass with ``allow_aliases = False`` refuses every alias. Each refusal is
+    a ``yaml.YAMLError`` with the line, as a syntax error is.
+    """
+
+    max_depth = 64
+    max_nodes = 100_000
+    allow_aliases = True
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent) and not self.allow_aliases:
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"found the alias *{event.anchor}: YAML aliases are "
+                                              "not accepted in this file", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > self.max_depth:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {self.max_depth} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _check_expanded_size(node, self.max_nodes)
+        return node
+
+
+def _check_expanded_size(root, limit: int) -> None:
+    """Refuse a composed document whose expansion (every alias replaced by a copy of its node) holds more than
+    ``limit`` nodes, or that contains itself. Iterative, memoised per node: linear in the nodes as written."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = 1
+            continue
+        kids = ([k for pair in node.value for k in pair] if isinstance(node, yaml.MappingNode) else list(node.value))
+        if children_done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            if size[key] > limit:
+                raise yaml.composer.ComposerError(None, None, f"expands to more than {limit:,} values (YAML aliases "
+                                                  "repeated inside each other)", node.start_mark)
+            continue
+        if key in open_:
+            raise yaml.composer.ComposerError(None, None, "a YAML alias refers to a node that contains it",
+                                              node.start_mark)
+        open_.add(key)
+        stack.append((node, True))
+        for k in kids:
+            if id(k) in open_:
+                raise yaml.composer.ComposerError(None, None, "a YAML alias refers to a node that contains it",
+                                                  k.start_mark)
+            if id(k) not in size:
+                stack.append((k, False))
+
+
 def load_yaml(path) -> dict:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping top level is one :class:`InputError`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=BoundedLoader)  # noqa: S506 — a SafeLoader subclass
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
@@ -186,7 +257,7 @@ def parse_set(items) -> dict:
         if not key or any(not p for p in key.split(".")):
             raise InputError("--set", f"'{item}' has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=BoundedLoader) if raw.strip() else ""  # noqa: S506
         except yaml.YAMLError:
             value = raw
         if isinstance(value, str):

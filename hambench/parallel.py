@@ -152,65 +152,78 @@ def run_tasks(fn: Callable, tasks: Sequence[tuple], *, workers: int = 1, schedul
     if workers < 1:
         raise InputError(None, f"--workers must be >= 1, got {workers}")
     sizes = [1] * len(tasks) if sizes is None else list(sizes)
-    total = done + sum(sizes)
     results: list = [None] * len(tasks)
-    if scheduler is None and workers > 1 and (len(tasks) > 1 or pool is not None):
-        own = pool is None
+    forked = scheduler is None and workers > 1 and (len(tasks) > 1 or pool is not None)
+    own = forked and pool is None
+    if forked:  # submitted before the progress bar starts its refresh thread: the pool forks its workers first
         pool = _local_pool(min(workers, len(tasks))) if own else pool
-        gc.freeze()  # objects made so far stay out of the collector: forked workers copy fewer pages on write
-        try:
-            # submitted before the progress bar starts its refresh thread: the pool forks its workers first
-            futures = {pool.submit(_call, fn, args): i for i, args in enumerate(tasks)}
-            gc.unfreeze()
-            with progress(quiet, unit) as bar:
-                task = bar.add_task(label, total=total, completed=done, note="") if bar else None
-                pending = set(futures)
-                while pending:
-                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in sorted(finished_now, key=futures.get):
-                        i = futures[fut]
-                        results[i] = _unwrap(fut.result())
-                        note = on_result(i, results[i]) if on_result else None
-                        if bar:
-                            bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
-        except BaseException:
-            gc.unfreeze()
+        futures = _submit(pool, fn, tasks)
+    try:
+        with progress(quiet, unit) as bar:
+            task = bar.add_task(label, total=done + sum(sizes), completed=done, note="") if bar else None
+
+            def finished(i, result):
+                results[i] = result
+                note = on_result(i, result) if on_result else None
+                if bar:
+                    bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
+
+            if forked:
+                _collect(futures, finished)
+            elif scheduler is not None:
+                _run_dask(fn, tasks, scheduler, finished)
+            else:
+                for i, args in enumerate(tasks):
+                    finished(i, fn(*args))
+    except BaseException:
+        if forked:
             _stop_pool(pool)
-            raise
-        if own:
-            pool.shutdown(wait=True)
-        return results
-    with progress(quiet, unit) as bar:
-        task = bar.add_task(label, total=total, completed=done, note="") if bar else None
-
-        def finished(i, result):
-            results[i] = result
-            note = on_result(i, result) if on_result else None
-            if bar:
-                bar.update(task, advance=sizes[i], **({"note": note} if note is not None else {}))
-
-        if scheduler is None:
-            for i, args in enumerate(tasks):
-                finished(i, fn(*args))
-            return results
-        from dask.distributed import Client, as_completed
-
-        try:
-            client = Client(scheduler)
-        except (OSError, TimeoutError, ValueError, TypeError) as e:  # unreachable or malformed address
-            msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-            raise InputError(f"--scheduler {scheduler}", f"cannot reach a dask scheduler there ({msg})") from None
-        try:
-            tag = uuid.uuid4().hex[:8]
-            futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}",
-                                     pure=False): i for i, args in enumerate(tasks)}
-            for fut in as_completed(futures):
-                try:
-                    finished(futures[fut], _unwrap(fut.result()))
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-        finally:
-            client.close()
+        raise
+    if own:
+        pool.shutdown(wait=True)
     return results
+
+
+def _submit(pool, fn: Callable, tasks: Sequence[tuple]) -> dict:
+    """Every task on the local pool: {future: task index}."""
+    gc.freeze()  # objects made so far stay out of the collector: forked workers copy fewer pages on write
+    try:
+        return {pool.submit(_call, fn, args): i for i, args in enumerate(tasks)}
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    finally:
+        gc.unfreeze()
+
+
+def _collect(futures: dict, finished) -> None:
+    """``finished(i, result)`` for each future as it completes (several at once: in task order)."""
+    pending = set(futures)
+    while pending:
+        finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in sorted(finished_now, key=futures.get):
+            finished(futures[fut], _unwrap(fut.result()))
+
+
+def _run_dask(fn: Callable, tasks: Sequence[tuple], scheduler: str, finished) -> None:
+    """The tasks on a running dask.distributed scheduler (the optional dependency is imported here, its one use)."""
+    from dask.distributed import Client, as_completed
+
+    try:
+        client = Client(scheduler)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:  # unreachable or malformed address
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise InputError(f"--scheduler {scheduler}", f"cannot reach a dask scheduler there ({msg})") from None
+    try:
+        tag = uuid.uuid4().hex[:8]
+        futures = {client.submit(_call, fn, args, key=f"hambench-range-{i}-{tag}", pure=False): i
+                   for i, args in enumerate(tasks)}
+        for fut in as_completed(futures):
+            try:
+                finished(futures[fut], _unwrap(fut.result()))
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        client.close()

@@ -1,6 +1,7 @@
 """hambench.leaderboard: submissions validated by a schema, scores recomputed by hambench, a static site.
 
 ``board`` (the folder layout), ``schema`` (meta.yml / datasets.yml), ``submit`` (validate, recompute, record),
+``record`` (record.json: what seals a submission), ``verify`` (scores derived again from the predictions),
 ``site`` (the static site), ``listing`` (the terminal table), ``columns`` (labels and better directions).
 """
 

@@ -8,10 +8,12 @@
         meta.yml                         # the submitter's metadata (meta.schema.json)
         scores.json                      # computed by hambench from the predictions at submit time
         plots/*.png                      # per-block heat maps and parity plots (hambench.scoring._plots), if any
+        record.json                      # the digests of these files, the truth's and predictions' checksums
 
 The repository's own board is this package's folder (``leaderboard/``). Every folder name is checked against
 :data:`~hambench.leaderboard.schema.NAME_PATTERN` and every path component below the board must be a real
-folder, not a symbolic link, so nothing read or written can lie outside the board.
+folder, not a symbolic link, so nothing read or written can lie outside the board. Every submission read is
+checked against its record (:func:`~hambench.leaderboard.record.check_record`): a board edited by hand is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from hambench.errors import InputError
 
+from .record import bare_checksum, check_record, check_scores_chain
 from .schema import NAME_PATTERN, load_yaml_strict, validate_datasets, validate_meta
 
 
@@ -73,7 +76,7 @@ class Dataset:
 
 @dataclass
 class Submission:
-    """One recorded submission: its folder, parsed ``meta.yml``, ``scores.json`` and plot files."""
+    """One recorded submission: its folder, parsed ``meta.yml``, ``scores.json``, plot files and checked record."""
 
     model: str
     dataset: str
@@ -81,14 +84,11 @@ class Submission:
     meta: dict
     scores: dict
     plots: list[Path]
+    record: dict = field(default_factory=dict)
 
     @property
     def display_name(self) -> str:
         return self.meta.get("display_name") or self.model
-
-
-def _bare_checksum(c: str) -> str:
-    return c.split(":", 1)[1] if c.startswith("sha256:") else c
 
 
 class Board:
@@ -135,7 +135,7 @@ class Board:
         return self.datasets[name]
 
     def truth_matches(self, dataset: Dataset, checksum: str) -> bool:
-        return _bare_checksum(dataset.truth_checksum) == _bare_checksum(str(checksum))
+        return bare_checksum(dataset.truth_checksum) == bare_checksum(checksum)
 
     def read_submission(self, model: str, dataset: str) -> Submission:
         d = self.submission_dir(model, dataset)
@@ -144,13 +144,12 @@ class Board:
         if meta["model"] != model or meta["dataset"] != dataset:
             raise InputError(meta_path, f"says model {meta['model']!r}, dataset {meta['dataset']!r} but lies in "
                                         f"submissions/{model}/{dataset}")
-        self.dataset(dataset, meta_path)
+        ds = self.dataset(dataset, meta_path)
+        record = check_record(d, model, dataset, ds.truth_checksum, ds.score)
         scores = read_scores(scores_path, missing="missing: record submissions with `hambench leaderboard submit`")
-        plots_dir = d / "plots"
-        plots = []
-        if plots_dir.is_dir() and not plots_dir.is_symlink():
-            plots = sorted(p for p in plots_dir.iterdir() if p.suffix == ".png" and p.is_file() and not p.is_symlink())
-        return Submission(model, dataset, d, meta, scores, plots)
+        check_scores_chain(scores, record, scores_path)
+        plots = sorted(d / rel for rel in record["files"] if rel.startswith("plots/"))
+        return Submission(model, dataset, d, meta, scores, plots, record)
 
     def submissions(self) -> list[Submission]:
         """Every recorded submission, validated, sorted by (dataset, model)."""

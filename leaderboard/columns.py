@@ -1,48 +1,95 @@
-"""Which numbers a leaderboard table shows, how they are labelled, and which direction is better.
+"""Which numbers a leaderboard table shows, how they are labelled and grouped, and which get a best mark.
 
-The table shows every numeric metric key present in any submission's ``scores.json`` (keys of the metric
-catalogue, :data:`hambench.scoring.CATALOGUE`, first in its display order, then the rest alphabetically; µEh twins
-of meV columns and facts about the run only in table.json/CSV), the worst structure and worst block
-(``H_mae_max`` / ``H_mae_block_max``, or derived from ``per_structure`` / ``per_block``), then parameters and
-times from ``meta.yml``. String metrics ``<key>_id`` / ``<key>_block`` become the tooltip of ``<key>``.
+The table has every numeric metric key present in any submission's ``scores.json``, grouped by the metric
+catalogue's topic (:data:`hambench.scoring.TOPICS`: H, orbitals, per-structure, per-block, SCF, bands,
+equivariance; within a topic in catalogue order; keys the catalogue does not know last, alphabetically), the
+worst structure and worst block (``H_mae_max`` / ``H_mae_block_max``, or derived from ``per_structure`` /
+``per_block``), then the model's parameters and times from ``meta.yml`` and a links column (paper, code).
+String metrics ``<key>_id`` / ``<key>_block`` become the tooltip of ``<key>``. µEh twins of meV columns and facts
+about the run (counts, spreads, baselines) are only in table.json/CSV and on the model pages.
 
-Labels, tooltips and directions are the catalogue's (:func:`~hambench.scoring.better_of`,
-:func:`~hambench.scoring.label_of`): lower is better, except ψ, SCF error-level ratios and any key naming a speed-up,
-similarity or accuracy (higher). Facts about the data or the run (counts, standard deviations, baseline cycles and
-times, the optimal ratio, the gauge shift) are sortable but never marked best.
+The *headline* columns (the catalogue's headline metrics, the dataset's primary metric, parameters and links)
+are the table people see first; the rest are one click away. Labels, units, tooltips and directions are the
+catalogue's (:func:`~hambench.scoring.label_of`, :func:`~hambench.scoring.better_of`). Only accuracy metrics are
+*ranked* (best value marked): never parameter counts, facts or wall times. Wall times are *load-dependent*
+(:func:`~hambench.scoring.is_load_dependent`) and carry a note.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from hambench.scoring._catalogue import CATALOGUE, TWIN_SUFFIX, better_of, label_of
+from hambench.scoring._catalogue import (CATALOGUE, TOPICS, TWIN_SUFFIX, better_of, is_load_dependent, is_ranked,
+                                         label_of)
 
-__all__ = ["Column", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys"]
+__all__ = ["Column", "GROUPS", "better_of", "label_of", "table_columns", "row_values", "rank_rows", "best_keys",
+           "safe_url"]
+
+#: column groups in table order: the catalogue's topics, then the metrics it does not know, then the model's facts
+GROUPS = (*TOPICS, "other", "model")
+_GROUP_TITLES = {"H": "Hamiltonian", "orbitals": "orbitals", "per-structure": "worst structure",
+                 "per-block": "worst block", "SCF": "SCF acceleration", "bands": "bands",
+                 "equivariance": "equivariance", "other": "other", "model": "model"}
 
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a dataset's table (``source``: metrics | worst | meta | model | links)."""
+
     key: str
     label: str
     unit: str
-    better: str                 # "lower" | "higher" | "" (not ranked)
+    better: str                 # "lower" | "higher" | "" (no direction): the first sort direction
     description: str = ""
-    source: str = "metrics"     # metrics | worst (derived from per_structure/per_block) | meta | model
-    hidden: bool = False        # only in table.json / table.csv (µEh twins of meV columns)
+    source: str = "metrics"     # metrics | worst (derived from per_structure/per_block) | meta | model | links
+    hidden: bool = False        # only in table.json / table.csv (µEh twins of meV columns, facts)
+    ranked: bool = False        # its best value is marked (accuracy metrics only)
+    load_dependent: bool = False  # a wall time: depends on the hardware and its load
+    headline: bool = False      # in the table people see first
+    group: str = "other"        # one of GROUPS
+
+    @property
+    def group_title(self) -> str:
+        return _GROUP_TITLES.get(self.group, self.group)
+
+    @property
+    def integer(self) -> bool:
+        return self.key == "parameters"
 
     def to_dict(self) -> dict:
         return {"key": self.key, "label": self.label, "unit": self.unit, "better": self.better,
-                "description": self.description}
+                "description": self.description, "ranked": self.ranked, "load_dependent": self.load_dependent,
+                "headline": self.headline, "group": self.group}
 
 
 #: string metrics that annotate a numeric one: ``H_mae_max_id`` names the structure of ``H_mae_max``
 _NOTE_SUFFIXES = ("_id", "_block")
+_CATALOGUE_POSITION = {k: i for i, k in enumerate(CATALOGUE)}
 
 
-def table_columns(submissions) -> list[Column]:
-    """Columns of one dataset's table, from the union of the submissions' numeric metric keys."""
+def _order_key(key: str):
+    m = CATALOGUE.get(key)
+    if m is None:
+        return (GROUPS.index("other"), 0, key)
+    return (GROUPS.index(m.topic), _CATALOGUE_POSITION[key], key)
+
+
+def _metric_column(k: str, keys: set, units: dict, better: dict, primary: str) -> Column:
+    direction = better_of(k, better)
+    m = CATALOGUE.get(k)
+    # the HTML table leaves out µEh twins and facts about the run (counts, std, baseline cycles/times);
+    # table.json / table.csv and the model pages keep them
+    hidden = (k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys) or (direction == "" and k != primary)
+    return Column(k, label_of(k), m.unit if m is not None else _unit(k, units), direction,
+                  m.description if m is not None else "", hidden=hidden, ranked=is_ranked(k, better),
+                  load_dependent=is_load_dependent(k), headline=(m is not None and m.headline) or k == primary,
+                  group=m.topic if m is not None else "other")
+
+
+def table_columns(submissions, primary: str = "H_mae") -> list[Column]:
+    """Columns of one dataset's table, from the union of the submissions' numeric metric keys (``primary``: the
+    dataset's ranking metric, always a headline column)."""
     keys, units, better = set(), {}, {}
     has_struct = has_block = False
     for s in submissions:
@@ -52,28 +99,29 @@ def table_columns(submissions) -> list[Column]:
         has_struct |= bool(s.scores.get("per_structure"))
         has_block |= bool(s.scores.get("per_block"))
     keys = {k for k in keys if any(_is_number(s.scores.get("metrics", {}).get(k)) for s in submissions)}
-    order = [k for k in CATALOGUE if k in keys] + sorted(keys - set(CATALOGUE))
-    cols = [Column("model", "Model", "", "", "model name (links to its page)", "model")]
-    for k in order:
-        direction = better_of(k, better)
-        # the HTML table leaves out µEh twins and facts about the run (counts, std, baseline cycles/times);
-        # table.json / table.csv and the model pages keep them
-        hidden = (k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in keys) or direction == ""
-        description = CATALOGUE[k].description if k in CATALOGUE else ""
-        cols.append(Column(k, label_of(k), _unit(k, units), direction, description, hidden=hidden))
-    h_unit = _unit("H_mae", units)
+    cols = [_metric_column(k, keys, units, better, primary) for k in sorted(keys, key=_order_key)]
+    h_unit = CATALOGUE["H_mae"].unit
     for key, derived, present in (("H_mae_max", "worst_structure_H_mae", has_struct),
                                   ("H_mae_block_max", "worst_block_mae", has_block)):
         if present and key not in keys:  # older scores: the worst from the per-structure / per-block tables
             m = CATALOGUE[key]
-            cols.append(Column(derived, m.label, h_unit, m.better, m.description, "worst"))
-    cols += [
-        Column("parameters", "parameters", "", "lower", "number of trained parameters", "meta"),
+            cols.append(Column(derived, m.label, h_unit, m.better, m.description, "worst", ranked=True,
+                               group=m.topic))
+    cols.sort(key=lambda c: GROUPS.index(c.group))  # stable: catalogue order inside a group
+    if not any(c.headline and not c.hidden for c in cols) and cols:  # a board of unknown keys: show the first
+        cols[0] = replace(cols[0], headline=True, hidden=False)
+    return [
+        Column("model", "Model", "", "", "model name (links to its page)", "model", headline=True, group="model"),
+        *cols,
+        Column("parameters", "parameters", "", "", "number of trained parameters (not ranked)", "meta",
+               headline=True, group="model"),
         Column("inference_time_per_structure_s", "inference time", "s/structure", "lower",
-               "inference time per structure (hardware on the model page)", "meta"),
-        Column("training_time_s", "training time", "s", "lower", "training wall time", "meta"),
+               "inference time per structure as measured by the submitter (hardware on the model page)", "meta",
+               load_dependent=True, group="model"),
+        Column("training_time_s", "training time", "s", "lower", "training wall time as measured by the submitter",
+               "meta", load_dependent=True, group="model"),
+        Column("links", "links", "", "", "the model's paper and code", "links", headline=True, group="model"),
     ]
-    return cols
 
 
 def _unit(key: str, units: dict) -> str:
@@ -89,8 +137,14 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def safe_url(u) -> str | None:
+    """Only http(s) links reach a page (the schema already requires it; this guards hand-edited boards)."""
+    return u if isinstance(u, str) and u.startswith(("http://", "https://")) else None
+
+
 def row_values(sub, columns: list[Column]) -> tuple[dict, dict]:
-    """(values, notes) of one submission: numbers per column key, and tooltip notes (e.g. the worst id)."""
+    """(values, notes) of one submission: numbers per column key, and tooltip notes (e.g. the worst id); the
+    links column's value is a list of (name, url)."""
     vals: dict = {"model": sub.model}
     notes: dict = {}
     metrics = sub.scores.get("metrics", {})
@@ -119,6 +173,7 @@ def row_values(sub, columns: list[Column]) -> tuple[dict, dict]:
     vals["inference_time_per_structure_s"] = (float(inf["time_per_structure_s"])
                                               if inf.get("time_per_structure_s") is not None else None)
     vals["training_time_s"] = float(tr["time_s"]) if tr.get("time_s") is not None else None
+    vals["links"] = [(k, safe_url(m.get(k))) for k in ("paper", "code") if safe_url(m.get(k))]
     return vals, notes
 
 
@@ -135,10 +190,10 @@ def rank_rows(rows: list[dict], primary: str, columns: list[Column]) -> list[dic
 
 
 def best_keys(rows: list[dict], columns: list[Column]) -> dict[str, float]:
-    """The best value of every ranked column whose values differ (ties share the mark)."""
+    """The best value of every ranked column (accuracy metrics) whose values differ (ties share the mark)."""
     best = {}
     for c in columns:
-        if not c.better:
+        if not c.ranked or not c.better:
             continue
         vals = [r[c.key] for r in rows if r.get(c.key) is not None]
         if len(set(vals)) > 1:

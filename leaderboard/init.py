@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
 from hambench.atomic import write_text
 from hambench.errors import InputError
 from hambench.store import open_store, require_truth, select_split, store_checksum
 
 from .board import check_name
-from .schema import load_yaml_strict, validate_datasets
+from .schema import dump_yaml, load_yaml_strict, validate_datasets
 
 __all__ = ["init_board", "meta_template"]
 
@@ -107,7 +105,7 @@ def init_board(board, dataset: str, truth, split: str | None = None, scf: int | 
     validate_datasets(doc, path)
     (board / "submissions").mkdir(parents=True, exist_ok=True)
     if old is None:
-        write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110))
+        write_text(path, dump_yaml(doc, width=110))
     template = board / "templates" / f"{dataset}.meta.yml"
     template.parent.mkdir(exist_ok=True)
     write_text(template, meta_template(board, dataset))

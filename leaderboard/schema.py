@@ -2,7 +2,9 @@
 
 Both are JSON Schemas (draft 2020-12) with ``additionalProperties: false`` at every level, checked with
 ``jsonschema``; the meta schema lives in ``meta.schema.json`` next to this module. YAML is read with a loader
-that refuses duplicate keys and keeps dates as strings, and every number must be finite. A failure is one
+that refuses duplicate keys, aliases (``*name``: a few lines of nested aliases would expand to 10⁹ values),
+nesting deeper than 64 levels and files over :data:`MAX_YAML_BYTES`, and keeps dates as strings; every number
+must be finite. A failure is one
 :class:`~hambench.errors.InputError` naming the file, the field and the problem.
 """
 
@@ -16,12 +18,16 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from hambench.config import BoundedLoader
 from hambench.errors import InputError
 
 __all__ = ["META_SCHEMA_PATH", "meta_schema", "DATASETS_SCHEMA", "validate_meta", "validate_datasets",
-           "load_yaml_strict", "NAME_PATTERN"]
+           "load_yaml_strict", "dump_yaml", "check_schema", "NAME_PATTERN", "MAX_YAML_BYTES"]
 
 META_SCHEMA_PATH = Path(__file__).with_name("meta.schema.json")
+
+#: the largest meta.yml / datasets.yml read (a meta.yml is ~1 kB; a board of 100 datasets ~50 kB)
+MAX_YAML_BYTES = 1 << 20
 
 #: a board folder name (model or dataset key): no '/', no leading '.', no '..'
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
@@ -68,13 +74,18 @@ DATASETS_SCHEMA: dict = {
 }
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys and reads dates/timestamps as plain strings."""
+class _StrictLoader(BoundedLoader):
+    """The bounded SafeLoader without aliases, refusing duplicate mapping keys, reading dates as plain strings."""
+
+    allow_aliases = False
 
 
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value, not a list or "
+                                                    "mapping", key_node.start_mark)
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -90,6 +101,9 @@ def load_yaml_strict(path) -> dict:
     """Read a YAML mapping (duplicate keys refused, dates kept as strings) or raise :class:`InputError`."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise InputError(path, f"{path.stat().st_size:,} bytes, more than the {MAX_YAML_BYTES:,} a board file "
+                                   "may have")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
@@ -105,6 +119,18 @@ def load_yaml_strict(path) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, f"expected a YAML mapping at the top level, found {type(data).__name__}")
     return data
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """SafeDumper that writes an object met twice as two copies: board files are read without aliases."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump_yaml(obj, **kw) -> str:
+    """``obj`` as YAML a board reader accepts (no anchors or aliases; keys in their order; unicode kept)."""
+    return yaml.dump(obj, Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, **kw)
 
 
 @lru_cache(maxsize=1)
@@ -129,7 +155,8 @@ def _non_finite(obj, where="") -> str | None:
     return None
 
 
-def _check(data: dict, schema: dict, where) -> None:
+def check_schema(data: dict, schema: dict, where) -> None:
+    """Check ``data`` against the JSON Schema ``schema`` (and finite numbers): one :class:`InputError` line."""
     bad = _non_finite(data)
     if bad:
         raise InputError(where, f"{bad}: not a finite number")
@@ -166,7 +193,7 @@ def validate_meta(data: dict, where="meta.yml") -> dict:
     left = _placeholders(data)
     if left:
         raise InputError(where, f"{left[0]}: fill in the template's placeholder {_at(data, left[0])!r}")
-    _check(data, meta_schema(), where)
+    check_schema(data, meta_schema(), where)
     return data
 
 
@@ -187,5 +214,5 @@ def _at(data, path: str):
 
 def validate_datasets(data: dict, where="datasets.yml") -> dict:
     """Check a parsed board ``datasets.yml``; return it unchanged or raise :class:`InputError`."""
-    _check(data, DATASETS_SCHEMA, where)
+    check_schema(data, DATASETS_SCHEMA, where)
     return data

@@ -13,8 +13,9 @@ Order of checks (nothing is written until all pass; each failure is one :class:`
    error when the predictions hold rotated copies (:mod:`~hambench.leaderboard.equivariance`); numbers the
    submitter states (``metrics`` in ``meta.yml`` or a ``scores.json`` passed as ``claimed``) must equal them.
 
-The record (``meta.yml`` as given, the recomputed ``scores.json``, the plots) is written to a hidden
-``.<dataset>.partial-*`` folder and renamed into place.
+The submission (``meta.yml`` as given, the recomputed ``scores.json``, the plots, and ``record.json`` sealing
+them with the truth's and predictions' checksums: :mod:`~hambench.leaderboard.record`) is written to a hidden
+``.<dataset>.partial-*`` folder and swapped into place in one step (:func:`hambench.atomic.replace_dir`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from hambench.store import open_predictions, select_split, store_checksum
 
 from .board import Board, Submission, open_board, read_scores
 from .equivariance import prediction_equivariance
+from .record import check_scores_chain, make_record, write_record
 from .schema import load_yaml_strict, validate_meta
 
 __all__ = ["submit", "recompute_scores", "check_claimed", "CLAIM_RTOL", "CLAIM_ATOL"]
@@ -196,10 +198,14 @@ def submit(preds_path, meta_path, board=None, truth=None, claimed=None, replace:
             check_claimed(meta["metrics"], scores["metrics"], meta_path)
         if claimed_metrics is not None:
             check_claimed(claimed_metrics, scores["metrics"], claimed)
+        public = _public(scores, preds)
         _keep_plots(preds, scores, plots_dir, plots)
         shutil.copyfile(meta_path, staging / "meta.yml")
-        (staging / "scores.json").write_text(json.dumps(_public(scores, preds), indent=1, allow_nan=False) + "\n",
-                                             encoding="utf-8")
+        (staging / "scores.json").write_text(json.dumps(public, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        record = make_record(staging, meta["model"], meta["dataset"], preds.truth_checksum, Path(preds.path).name,
+                             preds.checksum, ds.score)
+        check_scores_chain(public, record, preds_path)  # what every reader checks, before anything is published
+        write_record(staging, record)
         replace_dir(staging, dest)  # the board skips the ``NAME.old-<id>`` copy it moves aside
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -73,6 +73,8 @@ def test_replace_dir_swaps(tmp_path):
 
 
 def test_replace_dir_restores_old_when_second_rename_fails(tmp_path, monkeypatch):
+    """The fallback where the system cannot swap two paths in one step (no renameat2's RENAME_EXCHANGE)."""
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: False)
     dest = _folder(tmp_path / "out", "old")
     staging = _folder(tmp_path / "s", "new")
     real = os.replace
@@ -90,3 +92,21 @@ def test_replace_dir_restores_old_when_second_rename_fails(tmp_path, monkeypatch
     assert (dest / "f.txt").read_text() == "old"
     assert (staging / "f.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s"]
+
+
+def test_replace_dir_is_one_swap(tmp_path, monkeypatch):
+    """Where renameat2 swaps (Linux), replacing a folder is one exchange: no instant without ``dest``, which a
+    kill between two renames would leave; a file is replaced by a folder the same way."""
+    if not atomic.exchange(_folder(tmp_path / "a", "a"), _folder(tmp_path / "b", "b")):
+        pytest.skip("this system cannot swap two paths in one step (the two-rename fallback is tested above)")
+    assert (tmp_path / "a" / "f.txt").read_text() == "b" and (tmp_path / "b" / "f.txt").read_text() == "a"
+    dest = _folder(tmp_path / "out", "old")
+    calls = []
+    real = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (calls.append((a, b)), real(a, b))[1])
+    atomic.replace_dir(_folder(tmp_path / "s", "new"), dest)
+    assert (dest / "f.txt").read_text() == "new" and calls == []
+    (tmp_path / "file").write_text("x")
+    atomic.replace_dir(_folder(tmp_path / "s2", "dir"), tmp_path / "file")
+    assert (tmp_path / "file" / "f.txt").read_text() == "dir"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "file", "out"]

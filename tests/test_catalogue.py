@@ -89,3 +89,22 @@ def test_one_eigensolver_two_hermitian_readings(hermitian):
     Hh = 0.5 * (H + np.conj(np.swapaxes(H, -1, -2))) if hermitian == "mean" else H
     want = np.array([scipy.linalg.eigh(h, s, eigvals_only=True, lower=True) for h, s in zip(Hh, S)])
     np.testing.assert_allclose(got, want, rtol=0, atol=tol(np.float64))
+
+
+def test_every_metric_reads_as_a_person_would_and_only_accuracy_is_ranked():
+    """Labels are words (no raw keys), every entry says what it is; stars go to accuracy metrics only, never to
+    facts or wall times, and wall times are the load-dependent ones (issue 29)."""
+    for key, m in CATALOGUE.items():
+        assert "_" not in m.label and m.description, key
+        assert m.ranked == (m.role == "accuracy"), key
+        assert m.load_dependent == (m.role == "timing") == (m.unit == "s"), key
+        assert scoring.is_ranked(key) == m.ranked and scoring.is_load_dependent(key) == m.load_dependent
+    assert not scoring.is_ranked("scf_t3_s") and scoring.is_load_dependent("training_time_s")
+    assert scoring.is_ranked("foo_mae") and not scoring.is_ranked("foo_time_s")
+    assert [k for k, m in CATALOGUE.items() if m.headline] == ["H_mae", "eps_mae", "psi", "scf_achieved_ratio_minao",
+                                                                "bands_mae", "equivariance_error"]
+    m = CATALOGUE["psi_subspace"]
+    assert (m.unit, m.better, m.topic, m.label) == ("1", "higher", "orbitals", "ψ subspace")
+    for key in ("eps_mae", "psi"):  # what QH9's code leaves implicit
+        assert "symmetris" in CATALOGUE[key].definition
+    assert "eigensolver" in CATALOGUE["psi"].definition and "degenerate" in m.definition

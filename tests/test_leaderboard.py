@@ -25,7 +25,8 @@ from hambench.leaderboard.board import open_board
 from hambench.leaderboard.schema import load_yaml_strict, meta_schema, validate_meta
 from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
-from hambench.leaderboard.testing import (EXAMPLE_META, example_meta, noisy_predictions, numpy_mae_scorer, write_board, write_meta)
+from hambench.leaderboard.testing import (EXAMPLE_META, example_meta, hand_submission, noisy_predictions, numpy_mae_scorer,
+                                          write_board, write_meta)
 from hambench.app.testing import demo_truth
 from hambench.store import store_checksum
 from hambench.testing import TOL
@@ -152,9 +153,19 @@ def test_unquoted_date_stays_a_string(tmp_path):
 def test_submit_records_recomputed_scores(tmp_path, board, preds, truth):
     sub, line = do_submit(preds["alpha"], meta_file(tmp_path), board)  # plots: see the `two` board
     d = board / "submissions" / "alpha" / "qm9-mini"
-    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "scores.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["meta.yml", "record.json", "scores.json"]
     assert (d / "meta.yml").read_bytes() == (tmp_path / "alpha-qm9-mini.yml").read_bytes()
     scores = json.loads((d / "scores.json").read_text())
+    # the record: hashlib's SHA-256 of the two files, the stores' own content checksums, the board's options
+    import hashlib
+
+    record = json.loads((d / "record.json").read_text())
+    assert record["files"] == {n: hashlib.sha256((d / n).read_bytes()).hexdigest() for n in ("meta.yml", "scores.json")}
+    assert record["truth_checksum"] == store_checksum(truth) == scores["truth"]["checksum"]
+    assert record["predictions"] == {"name": "alpha.zarr", "checksum": store_checksum(preds["alpha"])}
+    assert record["score_options"] == {} and (record["model"], record["dataset"]) == ("alpha", "qm9-mini")
+    body = json.dumps({k: v for k, v in record.items() if k != "digest"}, sort_keys=True, separators=(",", ":"))
+    assert record["digest"] == hashlib.sha256(body.encode()).hexdigest()
     # independent reference: |noise| over every H element of the 10 molecules (molecules store every atom pair,
     # so the stored blocks are the full matrix), pooled and per structure, in meV
     from hambench.store._predictions import open_predictions
@@ -377,7 +388,10 @@ def test_board_refuses_hand_made_entries(tmp_path, two):
     two = shutil.copytree(two, tmp_path / "board")  # the shared board stays intact
     d = two / "submissions" / "alpha" / "qm9-mini"
     (d / "scores.json").unlink()
-    with pytest.raises(InputError, match="scores.json: missing: record submissions with `hambench leaderboard"):
+    with pytest.raises(InputError, match="scores.json: recorded at submit but missing"):
+        open_board(two).submissions()
+    (d / "record.json").unlink()
+    with pytest.raises(InputError, match="record.json: missing: `hambench leaderboard submit` records every"):
         open_board(two).submissions()
     wrong = two / "submissions" / "gamma" / "qm9-mini"
     wrong.mkdir(parents=True)
@@ -404,12 +418,10 @@ def test_columns_directions_twins_and_notes(tmp_path):
     b = write_board(tmp_path / "b", {"qm9-mini": {"kind": "molecule", "truth_checksum": "0" * 64}})
     rows = {"good": (1.0, 0.99, 0.8, 3), "bad": (4.0, 0.90, 0.5, 3)}
     for model, (h, psi, lvl, n) in rows.items():
-        d = b / "submissions" / model / "qm9-mini"
-        write_meta(d / "meta.yml", example_meta(model, "qm9-mini"))
-        (d / "scores.json").write_text(json.dumps({"metrics": {
+        hand_submission(b, model, "qm9-mini", example_meta(model, "qm9-mini"), {"metrics": {
             "H_mae": h, "H_mae_uEh": h * 36.75, "psi": psi, "H_mae_max": 2 * h, "H_mae_max_id": f"mol-{model}",
             "scf_error_level_ratio_minao": lvl, "scf_n_molecules": n, "eps_mae": None},
-            "units": {"H_mae": "meV", "H_mae_uEh": "µEh", "psi": "1", "H_mae_max": "meV"}}))
+            "units": {"H_mae": "meV", "H_mae_uEh": "µEh", "psi": "1", "H_mae_max": "meV"}})
     out = tmp_path / "site"
     build_site(b, out)
     table = json.loads((out / "qm9-mini" / "table.json").read_text())
@@ -472,11 +484,9 @@ def test_site_with_minimal_meta_and_sparse_scores(tmp_path):
     required = {k: full[k] for k in meta_schema()["required"]}
     required["training"] = {k: full["training"][k] for k in ("store_checksum", "seeds", "hardware", "time_s")}
     required["inference"] = {k: full["inference"][k] for k in ("time_per_structure_s", "hardware")}
-    d = b / "submissions" / "lean" / "qm9-mini"
-    write_meta(d / "meta.yml", required)
-    (d / "scores.json").write_text(json.dumps({
+    hand_submission(b, "lean", "qm9-mini", required, {
         "metrics": {"H_mae": 1.5, "psi": None, "H_mae_max_id": "x"}, "subsets": {"s:test": {"n_structures": 1}},
-        "per_structure": [{"H_mae": 2.0}], "per_block": [{"mae": 3.0}]}))
+        "per_structure": [{"H_mae": 1.5}], "per_block": [{"mae": 3.0}]})
     out = tmp_path / "site"
     build_site(b, out)
     page = (out / "qm9-mini" / "lean" / "index.html").read_text()

@@ -138,3 +138,44 @@ def test_make_plots_writes_valid_png_and_svg(mote2):
     # a scores dict without blocks, bands or SCF gives just the plots made from the predictions and sizes
     files = make_plots({"per_structure": [{"id": truth[0].id, "H_mae": 1.0}]}, truth, preds, d / "plots2")
     assert sorted({f.stem for f in files}) == ["error_vs_size", "orbital_mae", "parity"] and len(files) == 6
+
+
+def test_heatmap_colour_scale_is_logarithmic_when_values_span_decades():
+    """One block 10⁴ times worse than the rest: a log scale (every block its own colour); 0.5–7 meV: linear."""
+    from matplotlib.colors import LogNorm
+
+    wide = [dict(r) for r in PER_BLOCK]
+    wide[0]["mae"] = 3.0e4  # 30 eV: shown in eV
+    fig, ax = plt.subplots()
+    im = plot_block_heatmap({"per_block": wide, "units": {"H_mae": "meV"}}, ax)
+    assert isinstance(im.norm, LogNorm)
+    assert im.norm.vmin == pytest.approx(0.5e-3, rel=TOL.few_ulp)  # 0.5 meV … 30 eV
+    assert im.norm.vmax == pytest.approx(30.0, rel=TOL.few_ulp)
+    colours = {tuple(np.round(im.cmap(im.norm(v)), 3)) for v in np.ma.compressed(im.get_array())}
+    assert len(colours) == len(wide)  # every block distinguishable
+    assert "eV, log scale" in fig.axes[-1].get_ylabel()  # the colour bar: eV from 1000 meV on
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    im = plot_block_heatmap({"per_block": PER_BLOCK, "units": {"H_mae": "meV"}}, ax)
+    assert not isinstance(im.norm, LogNorm) and fig.axes[-1].get_ylabel() == "MAE (meV)"
+    plt.close(fig)
+
+
+def test_scf_chart_has_a_line_at_one_and_clips_no_bar(tmp_path):
+    """A model slower than the baseline (ratio 1.6 ± 0.2) keeps its whole bar; the dashed line marks 1."""
+    from hambench.scoring._plots import _plot_scf
+
+    fig, ax = plt.subplots()
+    assert _plot_scf({"scf_achieved_ratio_minao": 1.6, "scf_achieved_ratio_minao_std": 0.2,
+                      "scf_error_level_ratio_minao": 0.1, "scf_n_molecules": 2}, ax)
+    assert ax.get_ylim()[1] >= 1.6 + 0.2
+    ones = [ln for ln in ax.get_lines() if np.allclose(ln.get_ydata(), 1.0, rtol=0, atol=TOL.exact64)]
+    assert len(ones) == 1 and ones[0].get_linestyle() == "--"
+    plt.close(fig)
+
+
+def test_titles_say_ev_from_1000_mev():
+    from hambench.scoring import energy_scale, energy_text
+
+    assert energy_text(1763.2) == "1.76 eV" and energy_text(999.4) == "999 meV" and energy_text(12.345) == "12.3 meV"
+    assert energy_scale([5.0, 999.0]) == (1.0, "meV") and energy_scale([5.0, 1000.0]) == (1e-3, "eV")

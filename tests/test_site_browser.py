@@ -133,3 +133,4 @@ def test_json_and_csv_links_load(browser_page, server):
     got = page.evaluate("fetch('qm9-mini/table.json').then(r => r.json()).then(d => d.rows.length)")
     assert got == len(MODELS)
     assert outside == [] and errors == []
+

@@ -37,19 +37,20 @@ from pathlib import Path
 
 import click
 import torch
-import yaml
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from hambench.atomic import write_json, write_text
 from hambench.errors import InputError
 from hambench.leaderboard.board import open_board
-from hambench.leaderboard.site import build_site, format_value
+from hambench.leaderboard.schema import dump_yaml
+from hambench.leaderboard.site import build_site
 from hambench.leaderboard.submit import submit
 from hambench.models.run import predict_store, train_run
 from hambench.pipelines import prepare
+from hambench.scoring._catalogue import CATALOGUE, label_of
+from hambench.scoring._console import TextColumn, fit_tables, make_console
+from hambench.scoring._format import format_column
 from hambench.store import open_predictions, open_store, store_checksum
 
 __all__ = ["run_demo", "DEMO_OPTIONS", "BUDGETS", "Budget", "DEMO_MODELS", "TRAIN_IDS", "TEST_IDS"]
@@ -253,7 +254,7 @@ def _board(board_dir: Path, test_store: Path, budget: Budget) -> None:
         "store": os.path.relpath(test_store.resolve(), board_dir.resolve()), "primary": "H_mae",
         "score": {"scf": budget.scf},
     }}}
-    text = yaml.safe_dump(datasets, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(datasets)
     path = board_dir / "datasets.yml"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         write_text(path, text)
@@ -266,34 +267,36 @@ def _submit(board_dir: Path, model: str, preds: Path, meta: dict, plots: bool) -
     dest = board.submission_dir(model, DATASET)
     checksum = open_predictions(preds).checksum
     if (dest / "scores.json").is_file():
-        old = json.loads((dest / "scores.json").read_text())
+        try:  # reused only if its record still checks out (an older demo's submission has none: resubmitted)
+            old = board.read_submission(model, DATASET).scores
+        except InputError:
+            old = {}
         if (old.get("predictions") or {}).get("checksum") == checksum:
             return old, True
     meta_path = preds.with_name(f"{model}.meta.yml")
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    meta_path.write_text(dump_yaml(meta), encoding="utf-8")
     sub, line = submit(preds, meta_path, board=board, replace=dest.exists(), plots=plots)
     _say(line)
     return sub.scores, False
 
 
-def _summary_table(scores: dict[str, dict], metas: dict[str, dict]):
-
-
-    cols = [("H_mae", "H MAE", "meV"), ("eps_mae", "ε MAE", "meV"), ("psi", "ψ", ""),
-            ("H_mae_max", "worst structure", "meV"), ("scf_achieved_ratio_minao", "SCF cycles / minao", ""),
-            ("equivariance_error", "equivariance", "meV")]
-    t = Table(title="hambench demo — test set QM9 8–10 (3 molecules × 3 orientations)", title_justify="left")
-    t.add_column("model")
-    for _, label, unit in cols:
-        t.add_column(escape(label + (f" [{unit}]" if unit else "")), justify="right")
-    t.add_column("parameters", justify="right")
-    t.add_column(escape("train [s]"), justify="right")
+def _summary_tables(scores: dict[str, dict], metas: dict[str, dict]) -> list:
+    """The demo's one summary (the catalogue's labels, one number format per column, at most 100 columns; the
+    training times were printed as each run ended)."""
+    keys = ["H_mae", "eps_mae", "psi", "H_mae_max", "scf_achieved_ratio_minao", "equivariance_error"]
     order = sorted(scores, key=lambda m: scores[m]["metrics"].get("H_mae") or float("inf"))
-    for m in order:
-        met = scores[m]["metrics"]
-        cells = [format_value(met.get(key) if isinstance(met.get(key), (int, float)) else None) for key, _, _ in cols]
-        t.add_row(m, *cells, f"{metas[m]['parameters']:,}", f"{metas[m]['training']['time_s']:.0f}")
-    return t
+
+    def number(v):
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    cols = []
+    for key in keys:
+        vals = [number(scores[m]["metrics"].get(key)) for m in order]
+        unit = CATALOGUE[key].unit
+        cols.append(TextColumn(label_of(key) + (f" [{unit}]" if unit != "1" else ""), format_column(vals)))
+    cols.append(TextColumn("parameters", format_column([metas[m]["parameters"] for m in order], integer=True)))
+    return fit_tables("hambench demo — test set QM9 8–10 (3 molecules × 3 orientations)",
+                      [TextColumn("model", [escape(m) for m in order], justify="left", plain=order)], cols)
 
 
 def run_demo(output: Path, quiet: bool = False, budget: str = "full") -> dict:
@@ -352,9 +355,10 @@ def _run(out: Path, b: Budget, quiet: bool, t_start: float, step: list[str]) -> 
     site = out / "site"
     step[0] = "building the site"
     _say(f"[5/5] build the leaderboard site → {site}")
-    _say("      " + build_site(board_dir, site))
-    console = Console(width=None if Console().is_terminal else 150)
-    console.print(_summary_table(scores, metas))
+    _say("      " + build_site(board_dir, site, overwrite=True))  # the demo's own folder, whatever an older run left
+    console = make_console()
+    for table in _summary_tables(scores, metas):
+        console.print(table)
     _say("where everything is:")
     for label, path in [("train store", train_store), ("test store", test_store),
                         *[(f"run {m}", runs[m]) for m in runs], *[(f"predictions {m}", preds[m]) for m in preds],

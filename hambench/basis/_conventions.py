@@ -179,35 +179,35 @@ def _spin_expand(perm: np.ndarray, sign: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.concatenate([perm, perm + n]), np.concatenate([sign, sign])
 
 
+def _block_permutation(block: np.ndarray, code: str, shells_i, shells_j, spinful: bool):
+    """Row and column permutations of an (n_i, n_j) block between ``code``'s order and hambench's, and the signs
+    (n_i, n_j) float32 (±1, exact in float32: float32/complex64 blocks keep their dtype)."""
+    pi, si = atom_permutation(code, shells_i)
+    pj, sj = atom_permutation(code, shells_j)
+    if spinful:
+        pi, si = _spin_expand(pi, si)
+        pj, sj = _spin_expand(pj, sj)
+    if block.shape[-2:] != (len(pi), len(pj)):
+        raise ValueError(f"block shape {block.shape} does not match shells {list(shells_i)} x {list(shells_j)}")
+    return pi, pj, (si[:, None] * sj[None, :]).astype(np.float32)
+
+
 def to_hambench(block: np.ndarray, code: str, shells_i, shells_j, spinful: bool = False) -> np.ndarray:
     """Convert one block (n_i, n_j) — or spinful (2n_i, 2n_j), spin-outer — from ``code`` order to hambench.
 
     ``new[a, b] = s_a s_b old[p_a, p_b]``.
     """
-    pi, si = atom_permutation(code, shells_i)
-    pj, sj = atom_permutation(code, shells_j)
-    if spinful:
-        pi, si = _spin_expand(pi, si)
-        pj, sj = _spin_expand(pj, sj)
     block = np.asarray(block)
-    if block.shape[-2:] != (len(pi), len(pj)):
-        raise ValueError(f"block shape {block.shape} does not match shells {list(shells_i)} x {list(shells_j)}")
-    # signs are ±1, exact in float32: keeps float32/complex64 blocks in their dtype
-    return block[..., pi[:, None], pj[None, :]] * (si[:, None] * sj[None, :]).astype(np.float32)
+    pi, pj, signs = _block_permutation(block, code, shells_i, shells_j, spinful)
+    return block[..., pi[:, None], pj[None, :]] * signs
 
 
 def from_hambench(block: np.ndarray, code: str, shells_i, shells_j, spinful: bool = False) -> np.ndarray:
     """Inverse of :func:`to_hambench`: hambench order → ``code``'s native order."""
-    pi, si = atom_permutation(code, shells_i)
-    pj, sj = atom_permutation(code, shells_j)
-    if spinful:
-        pi, si = _spin_expand(pi, si)
-        pj, sj = _spin_expand(pj, sj)
     block = np.asarray(block)
-    if block.shape[-2:] != (len(pi), len(pj)):
-        raise ValueError(f"block shape {block.shape} does not match shells {list(shells_i)} x {list(shells_j)}")
+    pi, pj, signs = _block_permutation(block, code, shells_i, shells_j, spinful)
     out = np.empty_like(block)
-    out[..., pi[:, None], pj[None, :]] = block * (si[:, None] * sj[None, :]).astype(np.float32)
+    out[..., pi[:, None], pj[None, :]] = block * signs
     return out
 
 

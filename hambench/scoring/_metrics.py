@@ -32,7 +32,7 @@ UNITS = {k: m.unit for k, m in CATALOGUE.items()}
 #: molecules: per-structure record → reported metric (meV and its µEh twin), mean over the molecules
 _MOLECULE_MEANS = (("H_mae", "H_mae"), ("H_mae_onsite", "H_mae_onsite"), ("H_mae_offsite", "H_mae_offsite"),
                    ("eps_mae", "eps_mae"), ("homo_err", "homo_mae"), ("lumo_err", "lumo_mae"), ("gap_err", "gap_mae"))
-_ORBITAL_KEYS = ("eps_mae", "homo_err", "lumo_err", "gap_err", "psi")
+_ORBITAL_KEYS = ("eps_mae", "homo_err", "lumo_err", "gap_err", "psi", "psi_subspace")
 
 
 @dataclass
@@ -192,6 +192,7 @@ def _scalar_metrics(recs: list[dict], kind: str, spinful: bool) -> dict:
             m[name] = v * EV_TO_MEV
             m[name + TWIN_SUFFIX] = v * EV_TO_UEH
         m["psi"] = float(np.nanmean(col("psi")))
+        m["psi_subspace"] = float(np.nanmean(col("psi_subspace")))
         mx, who = worst(col("H_mae"), ids)
         m["H_mae_max"] = mx * EV_TO_MEV
         m["H_mae_max_id"] = who
@@ -271,7 +272,7 @@ def aggregate(partials: Sequence[dict], layout: BasisLayout, kind: str, referenc
         for key in ("H_mae_reim", "H_mae_onsite", "H_mae_offsite", "eps_mae", "homo_err", "lumo_err", "gap_err"):
             if key in r:
                 row[key] = r[key] * EV_TO_MEV
-        for key in ("psi", "n_occ", "n_ao", "T_mae"):
+        for key in ("psi", "psi_subspace", "n_occ", "n_ao", "T_mae"):
             if key in r:
                 row[key] = r[key]
         if r["groups"]:

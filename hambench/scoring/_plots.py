@@ -11,7 +11,12 @@
 * ``error_vs_size``: per-structure H MAE against the number of atoms.
 * ``bands``: true (black) and predicted (red, dashed) bands of the structure with the largest band error,
   E − E_F, with the window of the band metric shaded — when the scores hold a band section.
-* ``scf``: achieved and error-level ratios per baseline with their std — when the scores hold an SCF section.
+* ``scf``: achieved and error-level ratios per baseline with their std, a reference line at 1 (the baseline's own
+  cycles) and room for every bar — when the scores hold an SCF section.
+
+Colour scales are logarithmic where the values span :data:`LOG_DECADES` decades or more (one bad block must not
+paint every other one the same colour), linear otherwise; energies are shown in eV from 1000 meV on (titles,
+colour bars and axes: ``1.76 eV``, never ``1.76e+03 meV``).
 
 Every file is written atomically (``NAME.partial`` then rename). :func:`make_plots` returns the paths written.
 """
@@ -28,11 +33,14 @@ from hambench.basis._conventions import z_to_symbol
 from ._bands import KPath, band_structure, read_k_path
 from ._catalogue import EV_TO_MEV, SCF_GUESSES
 from ._errors import shell_names
+from ._format import energy_scale, energy_text
 
 __all__ = ["make_plots", "block_heatmap_data", "plot_block_heatmap", "orbital_heatmap_data", "parity_data",
-           "MAX_PARITY_POINTS"]
+           "color_norm", "MAX_PARITY_POINTS", "LOG_DECADES"]
 
 MAX_PARITY_POINTS = 200_000
+#: a colour scale (or error axis) is logarithmic when the positive values span at least this many decades
+LOG_DECADES = 2.0
 _LETTERS = "spdfghi"
 
 
@@ -85,32 +93,55 @@ def block_heatmap_data(scores: dict, key: str = "mae") -> tuple[list[str], list[
     return pairs, cols, M
 
 
+def color_norm(values):
+    """The colour normalisation of a heat map of ``values`` (NaN ignored): ``LogNorm`` when the positive values
+    span :data:`LOG_DECADES` decades or more, else a linear ``Normalize`` (one value: from 0 to 5 % above it)."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    pos = finite[finite > 0]
+    if pos.size and finite.min() >= 0 and np.log10(pos.max() / pos.min()) >= LOG_DECADES:
+        return LogNorm(vmin=float(pos.min()), vmax=float(pos.max()), clip=True)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi - lo <= 1e-6 * max(abs(hi), 1e-300):  # (nearly) one value: no colour noise, no offset ticks
+        lo, hi = min(0.0, lo), (hi if hi > 0 else 1.0) * 1.05
+    return Normalize(vmin=lo, vmax=hi)
+
+
+def _text_colour(value: float, norm) -> str:
+    """White on the dark half of viridis, black on the light half (the middle taken on the norm's scale)."""
+    return "white" if norm(value) < 0.5 else "black"
+
+
 def plot_block_heatmap(scores: dict, ax, key: str = "mae"):
-    """Draw the per-block heat map on ``ax``; returns the ``AxesImage`` (its array is the data, NaN masked)."""
+    """Draw the per-block heat map on ``ax``; returns the ``AxesImage`` (its array is the data in the colour bar's
+    unit — meV, or eV from 1000 meV on — NaN masked)."""
     pairs, cols, M = block_heatmap_data(scores, key)
     unit = (scores.get("units") or {}).get("per_block", (scores.get("units") or {}).get("H_mae", "meV"))
     import matplotlib
 
+    if unit == "meV":
+        factor, unit = energy_scale(M[np.isfinite(M)].tolist())
+        M = M * factor
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#eeeeee")
-    finite = M[np.isfinite(M)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if hi - lo <= 1e-6 * max(abs(hi), 1e-300):  # (nearly) one value: no colour noise, no offset ticks
-        lo, hi = min(0.0, lo), (hi if hi > 0 else 1.0) * 1.05
-    im = ax.imshow(np.ma.masked_invalid(M), aspect="auto", cmap=cmap, interpolation="nearest", vmin=lo, vmax=hi)
+    norm = color_norm(M)
+    im = ax.imshow(np.ma.masked_invalid(M), aspect="auto", cmap=cmap, interpolation="nearest", norm=norm)
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
     ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
     ax.set_xlabel("shell pair (shell of i - shell of j)")
     ax.set_ylabel("element pair (i-j)")
-    cbar = ax.figure.colorbar(im, ax=ax, label=f"MAE ({unit})")
-    cbar.formatter.set_useOffset(False)
-    cbar.update_ticks()
+    log = type(norm).__name__ == "LogNorm"
+    cbar = ax.figure.colorbar(im, ax=ax, label=f"MAE ({unit}{', log scale' if log else ''})")
+    if not log:
+        cbar.formatter.set_useOffset(False)
+        cbar.update_ticks()
     if M.size <= 400:
-        mid = 0.5 * (lo + hi)
         for i in range(M.shape[0]):
             for j in range(M.shape[1]):
                 if np.isfinite(M[i, j]):
                     ax.text(j, i, f"{M[i, j]:.3g}", ha="center", va="center", fontsize=6,
-                            color="white" if M[i, j] < mid else "black")
+                            color=_text_colour(M[i, j], norm))
     return im
 
 
@@ -156,12 +187,16 @@ def _plot_orbital_heatmaps(data: dict, species: dict, spinful: bool, plt):
     keys = list(data)
     ncol = int(np.ceil(np.sqrt(len(keys))))
     nrow = int(np.ceil(len(keys) / ncol))
-    vmax = max(float(np.max(v["mae"])) for v in data.values()) or 1.0
+    every = np.concatenate([np.ravel(v["mae"]) for v in data.values()])
+    factor, unit = energy_scale(every.tolist())
+    norm = color_norm(every * factor)  # one scale for every pair, logarithmic when the errors span decades
+    if type(norm).__name__ != "LogNorm":
+        norm.vmin = 0.0
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol + 1.0, 3.0 * nrow), squeeze=False)
     im = None
     for ax, key in zip(axes.flat, keys):
         zi, zj = key
-        im = ax.imshow(data[key]["mae"], cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        im = ax.imshow(data[key]["mae"] * factor, cmap="viridis", norm=norm, interpolation="nearest")
         ei, ci, ni = _shell_ticks(species[zi], spinful)
         ej, cj, nj = _shell_ticks(species[zj], spinful)
         for e in ei[1:-1]:
@@ -173,7 +208,8 @@ def _plot_orbital_heatmaps(data: dict, species: dict, spinful: bool, plt):
         ax.set_title(f"{z_to_symbol(zi)}-{z_to_symbol(zj)}", fontsize=9)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="MAE (meV)")
+    log = type(norm).__name__ == "LogNorm"
+    fig.colorbar(im, ax=axes.ravel().tolist(), label=f"MAE ({unit}{', log scale' if log else ''})")
     fig.suptitle("MAE per orbital pair (rows: orbitals of i, columns: of j)", fontsize=10, y=1.02)
     return fig
 
@@ -222,7 +258,7 @@ def _plot_parity(preds, ax, max_points: int):
     ax.set_xlabel("true H element (eV)")
     ax.set_ylabel("predicted H element (eV)")
     mae = float(np.mean(np.abs(p - t))) * EV_TO_MEV if t.size else float("nan")
-    ax.set_title(f"{t.size:,} elements, MAE {mae:.3g} meV")
+    ax.set_title(f"{t.size:,} elements, MAE {energy_text(mae)}")
     if len(series) > 1:
         ax.legend(markerscale=8)
     return t.size
@@ -240,9 +276,16 @@ def _plot_error_vs_size(scores: dict, truth_store, ax) -> bool:
         nat = truth_store.group["structures/natoms"][:]
         n = np.array([nat[ids[r["id"]]] for r in rows], float)
     y = np.array([r["H_mae"] for r in rows], float)
+    unit = (scores.get("units") or {}).get("H_mae", "meV")
+    if unit == "meV":
+        factor, unit = energy_scale(y.tolist())
+        y = y * factor
     ax.scatter(n, y, s=10, alpha=0.7)
+    pos = y[np.isfinite(y) & (y > 0)]
+    if pos.size and np.log10(pos.max() / pos.min()) >= LOG_DECADES:
+        ax.set_yscale("log")
     ax.set_xlabel("atoms per structure")
-    ax.set_ylabel(f"H MAE ({(scores.get('units') or {}).get('H_mae', 'meV')})")
+    ax.set_ylabel(f"H MAE ({unit})")
     ax.set_title(f"{len(rows)} structures")
     return True
 
@@ -305,26 +348,30 @@ def _plot_bands(section: dict, preds, ax) -> bool:
     ax.set_ylim(-w - 1.5, w + 1.5)
     ax.set_ylabel("E - E_F (eV)")
     mae = per[worst].get("mae_meV")
-    ax.set_title(f"{true.id}: band MAE {mae:.3g} meV in ±{w:g} eV" if mae is not None else true.id)
+    ax.set_title(f"{true.id}: band MAE {energy_text(mae)} in ±{w:g} eV" if mae is not None else true.id)
     ax.legend(loc="upper right", fontsize=8)
     return True
 
 
 # --- SCF -------------------------------------------------------------------------------------------------
 def _plot_scf(metrics: dict, ax) -> bool:
+    """Bars of the SCF ratios per baseline, a line at 1 (as many cycles as the baseline) and room for every bar."""
     gs = [g for g in SCF_GUESSES if metrics.get(f"scf_achieved_ratio_{g}") is not None]
     if not gs:
         return False
     x = np.arange(len(gs))
+    top = 1.0
     for off, name, color in ((-0.2, "achieved_ratio", "tab:blue"), (0.2, "error_level_ratio", "tab:orange")):
-        ax.bar(x + off, [metrics[f"scf_{name}_{g}"] for g in gs], 0.4,
-               yerr=[metrics.get(f"scf_{name}_{g}_std") or 0 for g in gs], color=color, capsize=3,
-               label=name.replace("_", " "))
+        vals = [metrics.get(f"scf_{name}_{g}") or 0.0 for g in gs]
+        errs = [metrics.get(f"scf_{name}_{g}_std") or 0.0 for g in gs]
+        ax.bar(x + off, vals, 0.4, yerr=errs, color=color, capsize=3, label=name.replace("_", " "))
+        top = max([top] + [v + e for v, e in zip(vals, errs)])
+    ax.axhline(1.0, color="k", lw=0.9, ls="--", label="1 = the baseline's cycles")
     ax.set_xticks(x, [f"guess {g}" for g in gs])
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.15 * top)  # never clips a bar (a model slower than the baseline has a ratio above 1)
     ax.set_ylabel("ratio")
     ax.set_title(f"SCF acceleration, {metrics.get('scf_n_molecules')} molecules")
-    ax.legend()
+    ax.legend(fontsize=8)
     return True
 
 

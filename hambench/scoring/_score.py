@@ -6,7 +6,7 @@ Flow::
     structure ranges ──run_tasks──▶      metrics.range_partial per range (local processes / Dask scheduler)
     partials, in range order ──▶         metrics.aggregate → metrics, subsets, per_block, per_structure
     --scf N / --bands / --plots ──▶      hambench.scoring._scf / hambench.scoring._bands / hambench.scoring._plots
-    scores.json (atomic), a rich table
+    scores.json (atomic), a terminal table of at most 100 columns
 
 Ranges are cut from the data alone (at most :data:`RANGE_STRUCTURES` structures or about
 :data:`RANGE_ELEMENTS` matrix elements each), never from the number of workers, and their partials are combined
@@ -32,19 +32,19 @@ import math
 from pathlib import Path
 
 import numpy as np
-from rich.table import Table
-
 from hambench import __version__
 from hambench.atomic import check_output, write_text
 from hambench.errors import InputError
 from hambench.parallel import run_tasks
 from hambench.store import Predictions, gather, open_predictions, open_store
 from . import _bands, _plots, _scf
-from ._catalogue import TWIN_SUFFIX, console_keys, definitions_of, units_of
+from ._catalogue import CATALOGUE, TWIN_SUFFIX, console_keys, definitions_of, units_of
+from ._console import CONSOLE_WIDTH, TextColumn, fit_tables
+from ._format import column_format
 from ._metrics import RangeArrays, aggregate, range_partial
 
 __all__ = ["SCORES_VERSION", "score", "plan_ranges", "score_range", "load_scores", "write_scores", "json_safe",
-           "table", "summary_lines"]
+           "table", "tables", "summary_lines"]
 
 SCORES_VERSION = 1
 #: a range (one task) holds at most this many structures …
@@ -213,41 +213,51 @@ def _merge_section(scores: dict, section: dict) -> None:
         scores["units"].setdefault(k, v)
 
 
-# --- the rich table --------------------------------------------------------------------------------------
-
-
+# --- the terminal table ---------------------------------------------------------------------------------
 def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float) and not math.isfinite(v):
-        return "—"
-    a = abs(float(v))
-    return f"{v:.4g}" if a >= 1e-3 or a == 0 else f"{v:.3e}"
+    """One number on its own (the summary lines)."""
+    return column_format([v])(v) if not isinstance(v, str) else v
+
+
+def _shown_keys(scores: dict, all_metrics: bool) -> list[str]:
+    m = scores["metrics"]
+    if not all_metrics:
+        return [k for k in console_keys(scores["kind"]) if m.get(k) is not None]
+    numbers = [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = [k for k in CATALOGUE if k in numbers] + sorted(k for k in numbers if k not in CATALOGUE)
+    return [k for k in keys if not (k.endswith(TWIN_SUFFIX) and k[: -len(TWIN_SUFFIX)] in m)]
+
+
+def tables(scores: dict, all_metrics: bool = False, width: int = CONSOLE_WIDTH) -> list:
+    """``hambench score``'s table as ``rich`` tables of at most ``width`` columns: one row per metric the catalogue
+    shows for this kind of store (``all_metrics``: every number of scores.json), columns for all structures and
+    each subset (wrapped into several tables when they do not fit); one number format per metric; a molecule
+    metric's µEh twin shares its cell."""
+    m = scores["metrics"]
+    subs = scores.get("subsets", {})
+    units = scores["units"]
+    keys = _shown_keys(scores, all_metrics)
+    groups = [("all", scores["n_structures"], m)] + [(k, v["n_structures"], v["metrics"]) for k, v in subs.items()]
+    cells: list[list[str]] = [[] for _ in groups]
+    unit_cells = []
+    for k in keys:
+        twin = k + TWIN_SUFFIX
+        f = column_format([g[2].get(k) for g in groups])
+        ft = column_format([g[2].get(twin) for g in groups]) if twin in m else None
+        unit_cells.append(f"{units.get(k, '')} | {units.get(twin, '')}" if ft else units.get(k, ""))
+        for col, g in zip(cells, groups):
+            col.append(f"{f(g[2].get(k))} | {ft(g[2].get(twin))}" if ft else f(g[2].get(k)))
+    key_cols = [TextColumn("metric", keys, justify="left"), TextColumn("unit", unit_cells, justify="left")]
+    value_cols = [TextColumn(f"{name} ({n})", col) for (name, n, _), col in zip(groups, cells)]
+    title = f"hambench score — {scores['kind']} ({scores['n_structures']} structures)"
+    n_more = len(_shown_keys(scores, True)) - len(keys)
+    caption = None if all_metrics or n_more <= 0 else f"{n_more} more metrics: --all (every one in scores.json)"
+    return fit_tables(title, key_cols, value_cols, width, caption=caption)
 
 
 def table(scores: dict):
-    """A rich Table: one row per metric the catalogue shows for this kind of store (in its display order),
-    columns for all structures and each subset; a molecule metric's µEh twin shares its row."""
-    m = scores["metrics"]
-    subs = scores.get("subsets", {})
-    t = Table(title=f"hambench score — {scores['kind']} ({scores['n_structures']} structures)", title_justify="left")
-    t.add_column("metric")
-    t.add_column("unit")
-    t.add_column(f"all ({scores['n_structures']})", justify="right")
-    for k, v in subs.items():
-        t.add_column(f"{k} ({v['n_structures']})", justify="right")
-    units = scores["units"]
-    for k in (k for k in console_keys(scores["kind"]) if m.get(k) is not None):
-        twin = k + TWIN_SUFFIX
-        if twin in m:
-            row = [k, f"{units.get(k, '')} | {units.get(twin, '')}", f"{_fmt(m[k])} | {_fmt(m[twin])}"]
-            row += [f"{_fmt(s['metrics'].get(k))} | {_fmt(s['metrics'].get(twin))}" for s in subs.values()]
-        else:
-            row = [k, units.get(k, ""), _fmt(m[k])] + [_fmt(s["metrics"].get(k)) for s in subs.values()]
-        t.add_row(*row)
-    return t
+    """The first of :func:`tables` (all of it when the subsets fit in :data:`CONSOLE_WIDTH` columns)."""
+    return tables(scores)[0]
 
 
 def summary_lines(scores: dict) -> list[str]:

@@ -162,7 +162,10 @@ class Trainer:
             save_checkpoint(self.run_dir / f"{name}.pt", data)
 
     def _save_after_validation(self) -> None:
-        self._save(("last", "best") if self._improved else ("last",))
+        # best.pt before last.pt: last.pt is the run's commit point. A kill between the two writes then leaves the
+        # old last.pt, from which a resume repeats this validation and writes best.pt again; the other order
+        # would leave a last.pt that counts an improvement best.pt never received.
+        self._save(("best", "last") if self._improved else ("last",))
 
     def _restore(self, ck: Checkpoint, best: Checkpoint | None) -> None:
         self.model.load_state_dict(ck.state)
