@@ -162,6 +162,8 @@ def sparse_band_structure(path, structure=None, kpath=None, npoints: int = 60, n
     if s.S is None or np.asarray(s.S).size == 0:
         raise InputError(path, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
                                "--structures carries none)")
+    if not np.asarray(s.pbc, bool).any():
+        raise InputError(path, f"structure {s.id!r} is a molecule (no periodic direction): bands need a crystal")
     kp = k_path_for(s, kpath, npoints)
     if len(kp.kpts) and kpath is not None and np.asarray(kp.kpts).shape[1] != 3:
         raise InputError("--kpath", "k-points must be fractional triples")
