@@ -44,7 +44,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            where = e.ctx.command_path.replace(e.ctx.find_root().info_name or "", "hambench", 1) if e.ctx else "hambench"
+            where = " ".join(["hambench", *(e.ctx.command_path.split()[1:] if e.ctx else [])])
             click.echo(f"hambench: error: {e.format_message()} (see '{where} -h')", err=True)
             sys.exit(e.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
