@@ -158,19 +158,20 @@ def write_catalogue_board(path, models=("alpha", "beta", "gamma"), kind: str = "
             if key + TWIN_SUFFIX in CATALOGUE and kind == "molecule":
                 metrics[key + TWIN_SUFFIX] = metrics[key] * 36.749
         metrics["H_mae_max_id"] = f"mol-{k}"
-        d = board / "submissions" / model / "full"
         meta = example_meta(model, "full", parameters=int(10 ** rng.uniform(4, 7)))
         meta["display_name"] = f"{model} with a long display name (tiny, 40 s budget)"
         meta["training"]["time_s"] = float(10 ** rng.uniform(1, 4))
         meta["inference"]["time_per_structure_s"] = float(10 ** rng.uniform(-2, 0))
-        write_meta(d / "meta.yml", meta)
         units = {key: CATALOGUE[key].unit for key in metrics if key in CATALOGUE}
         per_structure = [{"id": f"mol-{i}", "natoms": 3 + i, "H_mae": float(10 ** rng.uniform(0, 3))}
                          for i in range(4)]
+        # the headline is the mean (and the worst structure the max) of its own per-structure numbers, as the
+        # board's records check
+        metrics["H_mae"] = float(np.mean([r["H_mae"] for r in per_structure]))
+        metrics["H_mae_max"] = float(max(r["H_mae"] for r in per_structure))
         per_block = [{"pair": "C-H", "block": "s1-s1", "mae": float(10 ** rng.uniform(0, 3))}]
-        (d / "scores.json").write_text(json.dumps({"kind": kind, "metrics": metrics, "units": units,
-                                                   "per_structure": per_structure, "per_block": per_block}),
-                                       encoding="utf-8")
+        hand_submission(board, model, "full", meta, {"kind": kind, "metrics": metrics, "units": units,
+                                                     "per_structure": per_structure, "per_block": per_block})
     return board
 
 
