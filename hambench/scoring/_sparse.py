@@ -166,6 +166,8 @@ def sparse_band_structure(path, structure=None, kpath=None, npoints: int = 60, n
 
     s, H, source = _structure_of(path, structure, path)
     _require_overlap(s, path)  # before E_F, which a structure without S may also lack
+    if not np.asarray(s.pbc, bool).any():
+        raise InputError(path, f"structure {s.id!r} is a molecule (no periodic direction): bands need a crystal")
     kp = k_path_for(s, kpath, npoints)
     ef, how = fermi_for(s, fermi, H, path)
     t0 = time.perf_counter()
