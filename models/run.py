@@ -25,7 +25,7 @@ import torch
 
 from hambench import __version__
 from hambench.atomic import check_output, partial_path, replace_dir, write_json
-from hambench.basis import BasisLayout
+from hambench.basis import BasisLayout, dft_gaussian_basis, gaussian_overlap_blocks
 from hambench.config import from_dict, load_yaml, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
 from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, require_truth,
@@ -295,6 +295,7 @@ def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Che
                   "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
         "edge_cutoffs": ck.meta["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr),
         "edge_rule": _edge_rule(store, tr, ck),
+        "dft": dict(store.meta.dft or {}),  # the basis: predict --structures computes S from it when Gaussian
         "command": " ".join(sys.argv),
     }
 
@@ -472,6 +473,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
         raise InputError(src_file, f"frame {bad[0]}: the model predicts NaN/Inf blocks for it (nothing written)")
     r.H = np.concatenate([preds[k] for k in range(len(r))])
     r.H_ptr = layout.block_ptr(*r.edge_Z())
+    overlap = _add_overlap(r, layout, ck)
     _write_plain_predictions(r, layout, out, {
         "kind": ck["store"]["kind"],
         "hambench_predictions_version": 1,
@@ -480,6 +482,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
         "model": {"name": ck["model"]["name"], "checkpoint": str(Path(ck["path"]).resolve()),
                   "config": ck["model"]["config"], "step": ck["engine"]["step"]},
         "split": None,
+        "overlap": overlap,
         "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
         "timing": {"seconds": dt, "structures_per_s": len(r) / max(dt, 1e-9), "device": str(dev)},
     })
@@ -487,10 +490,47 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
             "structures_per_s": len(r) / max(dt, 1e-9), "edges": int(r.src.size)}
 
 
+def _overlap_basis(ck) -> str | None:
+    """The PySCF basis of the checkpoint's training data when its orbitals are Gaussians, else None. Checkpoints
+    made before the ``dft`` record name it through their training store's attrs, when that store still exists."""
+    dft = ck.get("dft")
+    if dft is None:
+        path = Path(str(ck["store"].get("path", "")))
+        try:
+            dft = open_store(path).meta.dft if path.is_dir() else None
+        except (InputError, OSError):
+            dft = None
+    return dft_gaussian_basis(dft)
+
+
+def _add_overlap(r: StoreRange, layout, ck) -> dict:
+    """Give the predicted structures ``r`` their exact overlap S (per edge, from the Gaussian basis of the training
+    data: :func:`hambench.basis.gaussian_overlap_blocks`); numerical orbitals get none. Returns the store's
+    ``overlap`` attribute (how S was made, or why there is none)."""
+    basis = _overlap_basis(ck)
+    if basis is None:
+        code = (ck.get("dft") or {}).get("code", "an unrecorded code")
+        return {"source": None, "why": f"the model was trained on {code} data: numerical atomic orbitals have no "
+                                       "closed-form overlap here (use HPRO, or a model trained on S)"}
+    t0 = time.perf_counter()
+    zs, zd = r.edge_Z()
+    S = []
+    for k in range(len(r)):
+        a0, a1 = int(r.atom_ptr[k]), int(r.atom_ptr[k + 1])
+        e0, e1 = int(r.edge_ptr[k]), int(r.edge_ptr[k + 1])
+        S.append(gaussian_overlap_blocks(r.Z[a0:a1], r.pos[a0:a1], r.cell[k], r.src[e0:e1], r.dst[e0:e1],
+                                         r.shift[e0:e1], layout, basis))
+    r.S = np.concatenate(S) if S else np.zeros(0)
+    r.S_ptr = layout.block_ptr(zs, zd, spinful=False)
+    return {"source": "exact two-centre overlaps of the Gaussian basis (PySCF libcint), per edge", "basis": basis,
+            "seconds": time.perf_counter() - t0}
+
+
 def _write_plain_predictions(r: StoreRange, layout, out: Path, attrs: dict) -> None:
     """Write the structures ``r`` with their predicted H (no S, no T) as a store with ``attrs`` (atomically; the
     callers refuse an existing ``out`` unless ``overwrite``)."""
-    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size), "S": 0,
+    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size),
+              "S": 0 if r.S is None else int(r.S.size),
               "T": 0}
     present = sorted({int(z) for z in r.Z})
     full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},

@@ -55,8 +55,9 @@ def sparse_bloch(blocks, Z, src, dst, shift, layout, kfrac, *, overlap: bool = F
 def _require_overlap(s, where) -> None:
     """Bands need S(k): refuse a structure without an overlap (a prediction made with ``--structures``)."""
     if s.S is None or np.asarray(s.S).size == 0:
-        raise InputError(where, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
-                                "--structures carries none; predict with --data on a store that has S)")
+        raise InputError(where, f"structure {s.id!r} has no overlap S: bands need S(k) (predict --structures gives S "
+                                "only for models trained on Gaussian-basis (PySCF) data; numerical orbitals of "
+                                "OpenMX/ABACUS/SIESTA have none here)")
 
 
 def sparse_matrices(s, kfrac, H=None, where=None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
