@@ -34,6 +34,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
+from ._chunked import DEFAULT_EDGE_CHUNK, chunked_forward, supports_chunking
 from ._frames import edges_for, frame_structures, read_structures
 from .common import default_dtype
 
@@ -440,7 +441,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
 
 # --- predict --structures ----------------------------------------------------------------------------------
 def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
-                       overwrite: bool = False) -> dict:
+                       overwrite: bool = False, edge_chunk: int = DEFAULT_EDGE_CHUNK, say=None) -> dict:
     """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
 
     Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
@@ -449,6 +450,11 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     (NaN/Inf coordinates, atoms closer than 0.1 Å, an atom with no neighbour within the cut-offs) are refused
     before anything is written (:func:`models._frames.check_geometry`). The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
     and attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
+
+    Large structures: a DeepH-E3 is evaluated one structure at a time with its per-edge work in slices of
+    ``edge_chunk`` edges (:mod:`hambench.models._chunked`: memory = its node/edge features twice + one slice);
+    ``say(line)`` gets progress at least every 10 s and the throughput. S comes from the training data's
+    Gaussian basis when it has one (:func:`_add_overlap`).
     """
 
     out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
@@ -463,10 +469,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     sha = file_sha256(src_file)
     r = StoreRange.from_structures(frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
     t0 = time.perf_counter()
-    preds = {}
-    for a in range(0, len(r), batch_size):
-        b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
-        preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
+    preds = _predict_frames(model, r, layout, dev, dtype, batch_size, edge_chunk, say)
     dt = time.perf_counter() - t0
     bad = [k for k in range(len(r)) if not np.all(np.isfinite(preds[k]))]
     if bad:
@@ -488,6 +491,34 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     })
     return {"path": str(out), "structures": len(r), "seconds": dt,
             "structures_per_s": len(r) / max(dt, 1e-9), "edges": int(r.src.size)}
+
+
+def _predict_frames(model, r: StoreRange, layout, dev, dtype, batch_size: int, edge_chunk: int, say) -> dict:
+    """{structure index: flat predicted H} of the frames ``r``: chunked one by one when the model allows it."""
+    if not supports_chunking(model):
+        preds = {}
+        for a in range(0, len(r), batch_size):
+            b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
+            preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
+        return preds
+
+    def progress(what, done, total, seconds):
+        if say is not None:
+            say(f"  {what}: {100 * done / total:.0f} % of the edge work, {done / max(seconds, 1e-9):,.0f} "
+                f"edge updates/s, {seconds:.0f} s")
+
+    preds = {}
+    for k in range(len(r)):
+        b = collate(r.take(np.array([k])), layout, dtype=torch_dtype(dtype)).to(dev, torch_dtype(dtype))
+        t0 = time.perf_counter()
+        H = chunked_forward(model, b, edge_chunk, progress)
+        preds[k] = H.cpu().numpy().astype(np.complex128 if H.is_complex() else np.float64)
+        del H, b
+        if say is not None:
+            dt, na, ne = time.perf_counter() - t0, int(r.natoms[k]), int(r.nedges[k])
+            say(f"  structure {k}: {na:,} atoms, {ne:,} edges in {dt:.1f} s ({na / dt:,.0f} atoms/s, "
+                f"{ne / dt:,.0f} edges/s)")
+    return preds
 
 
 def _overlap_basis(ck) -> str | None:

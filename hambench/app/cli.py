@@ -285,7 +285,10 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
               help="Structures per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch (default: torch's).")
-def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads):
+@click.option("--edge-chunk", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="With --structures: edges per slice of a DeepH-E3's per-edge work (bounds memory).")
+@click.pass_context
+def predict(ctx, checkpoint, data, structures, split, output, device, batch_size, overwrite, threads, edge_chunk):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
@@ -306,7 +309,8 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
         if split:
             raise click.UsageError("--split goes with --data")
         s = predict_structures(checkpoint, structures, output, device=device, batch_size=batch_size,
-                               overwrite=overwrite)
+                               overwrite=overwrite, edge_chunk=edge_chunk,
+                               say=None if ctx.obj["quiet"] else (lambda line: click.echo(line, err=True)))
     else:
         s = predict_store(checkpoint, data, output, split=split, device=device, batch_size=batch_size,
                           overwrite=overwrite)
