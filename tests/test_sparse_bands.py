@@ -110,6 +110,9 @@ def test_cli_bands_and_refusals(mote2, tmp_path):
     assert not (tmp_path / "x.json").exists()
     assert "--structure" in one_line_error(cli("bands", mote2, "--structure", "nosuch"))
     assert "cannot read the k-path file" in one_line_error(cli("bands", mote2, "--kpath", tmp_path / "missing"))
+    bulk = tmp_path / "K_PATH"  # a 3-D path (Γ–A along k3) on the MoTe2 layer, periodic in-plane only
+    bulk.write_text("10 0 0 0 0 0 0.5 G A\n")
+    assert "a k-path for another cell" in one_line_error(cli("bands", mote2, "--kpath", bulk))
     assert "missing.zarr" in one_line_error(cli("bands", tmp_path / "missing.zarr"))
 
 
