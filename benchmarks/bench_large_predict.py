@@ -64,6 +64,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--edge-chunk", type=int, default=16384)
     ap.add_argument("--no-baseline", action="store_true", help="skip the whole-structure forward")
+    ap.add_argument("--keep", help="write the prediction stores into this folder (kept) instead of a temporary one")
     ap.add_argument("-o", "--output")
     a = ap.parse_args(argv)
     exe = [str(Path(sys.executable).with_name("hambench"))]  # the console script of this Python's environment
@@ -74,8 +75,8 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for f in a.structures:
-            out = Path(tmp) / (Path(f).stem + ".zarr")
-            wall, rss, text = _child([*exe, "predict", a.checkpoint, "--structures", f, "-o", out,
+            out = Path(a.keep or tmp) / (Path(f).stem + ".zarr")
+            wall, rss, text = _child([*exe, "predict", a.checkpoint, "--structures", f, "-o", out, "--overwrite",
                                       "--threads", str(a.threads), "--edge-chunk", str(a.edge_chunk)])
             info = [ln for ln in text.splitlines() if "structure 0:" in ln]
             atoms = info[-1].split(":")[1].split("atoms")[0].strip() if info else "?"
