@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hambench.store import open_store
+
 _WHOLE = """
 import sys, time, numpy as np, torch
 from pathlib import Path
@@ -45,16 +47,15 @@ print("forward_s", time.perf_counter() - t0, "edges", int(b.edge_src.numel()))
 """
 
 
-def _child(cmd) -> tuple[float, float, str]:
-    """(wall s, peak RSS GB, stdout+stderr) of one child process."""
+def _child(cmd) -> tuple[float, float, float, str]:
+    """(wall s, CPU s of the child, peak RSS GB, stdout+stderr) of one child process."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
+    if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{out[-2000:]}")
-    return time.perf_counter() - t0, ru.ru_maxrss / 1024 ** 2, out
+    return time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024 ** 2, out
 
 
 def main(argv=None) -> None:
@@ -71,30 +72,39 @@ def main(argv=None) -> None:
     lines = [f"$ {Path(sys.executable).name} benchmarks/bench_large_predict.py " + " ".join(sys.argv[1:] if argv is None else argv),
              f"machine: {os.cpu_count()} cores, shared with other jobs (loaded): times are noisy, ratios are "
              "measured in the same run", ""]
-    head = f"{'structure':28s} {'atoms':>7s} {'edges':>10s} {'predict s':>10s} {'peak GB':>8s} {'forward s':>10s}"
-    rows = []
+    head = (f"{'structure':18s} {'atoms':>6s} {'edges':>10s} {'wall s':>8s} {'CPU s':>8s} {'peak GB':>8s} "
+            f"{'forward s':>10s} {'S s':>6s}")
+    lines += [f"hambench predict --structures (edge slices of {a.edge_chunk}), threads {a.threads}: whole command "
+              "(read, edges, chunked forward, exact S, write); forward s and S s are wall times the store records",
+              head]
+
+    def flush():
+        if a.output:
+            Path(a.output).write_text("\n".join(lines) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
-        for f in a.structures:
+        chunked_fwd = None
+        for k, f in enumerate(a.structures):
             out = Path(a.keep or tmp) / (Path(f).stem + ".zarr")
-            wall, rss, text = _child([*exe, "predict", a.checkpoint, "--structures", f, "-o", out, "--overwrite",
-                                      "--threads", str(a.threads), "--edge-chunk", str(a.edge_chunk)])
-            info = [ln for ln in text.splitlines() if "structure 0:" in ln]
-            atoms = info[-1].split(":")[1].split("atoms")[0].strip() if info else "?"
-            edges = info[-1].split("atoms,")[1].split("edges")[0].strip() if info else "?"
-            fwd = info[-1].split(" in ")[1].split(" s ")[0] if info else "?"
-            rows.append((Path(f).name, atoms, edges, wall, rss, fwd))
-            print(f"{rows[-1][0]:28s} {atoms:>7s} {edges:>10s} {wall:10.1f} {rss:8.2f} {fwd:>10s}", flush=True)
-        lines += [f"hambench predict --structures (edge slices of {a.edge_chunk}), threads {a.threads}: whole "
-                  "command (read, edges, chunked forward, exact S, write)", head]
-        lines += [f"{r[0]:28s} {r[1]:>7s} {r[2]:>10s} {r[3]:10.1f} {r[4]:8.2f} {r[5]:>10s}" for r in rows]
-        if not a.no_baseline:
-            f = a.structures[0]
-            wall, rss, text = _child([sys.executable, "-c", _WHOLE, a.checkpoint, f, str(a.threads)])
-            fwd = float(text.split("forward_s")[1].split()[0])
-            lines += ["", f"baseline on {Path(f).name}: the model's whole forward (no slices), child process",
-                      f"  forward {fwd:.1f} s, peak {rss:.2f} GB (child wall {wall:.1f} s incl. import and edges)",
-                      f"  chunked/whole forward time {float(rows[0][5]) / fwd:.2f}x; whole/chunked peak memory "
-                      f"{rss / rows[0][4]:.2f}x (the chunked peak includes S and the store write)"]
+            wall, cpu, rss, text = _child([*exe, "predict", a.checkpoint, "--structures", f, "-o", out,
+                                           "--overwrite", "--threads", str(a.threads), "--edge-chunk",
+                                           str(a.edge_chunk)])
+            st = open_store(out)
+            at = st.attrs
+            fwd = float(at["timing"]["seconds"])
+            chunked_fwd = fwd if chunked_fwd is None else chunked_fwd
+            lines.append(f"{Path(f).name:18s} {st.meta.counts.atoms:6d} {st.meta.counts.edges:10,d} {wall:8.1f} "
+                         f"{cpu:8.1f} {rss:8.2f} {fwd:10.1f} {float(at['overlap'].get('seconds', 0)):6.1f}")
+            print(lines[-1], flush=True)
+            flush()
+            if k == 0 and not a.no_baseline:  # the baseline right after the smallest size, in the same run
+                wall, cpu, rss, text = _child([sys.executable, "-c", _WHOLE, a.checkpoint, f, str(a.threads)])
+                whole = float(text.split("forward_s")[1].split()[0])
+                lines.append(f"{'  baseline: whole':18s} {'':6s} {'':10s} {wall:8.1f} {cpu:8.1f} {rss:8.2f} "
+                             f"{whole:10.1f}   (the model's plain forward, no slices, no S, no write; "
+                             f"chunked/whole forward time {chunked_fwd / whole:.2f}x)")
+                print(lines[-1], flush=True)
+                flush()
     text = "\n".join(lines) + "\n"
     print(text)
     if a.output:
