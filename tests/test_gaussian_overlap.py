@@ -102,6 +102,15 @@ def test_predict_structures_carries_the_exact_overlap_of_a_pyscf_store(demo_run,
     assert sorted(key) == sorted(zip(p.src.tolist(), p.dst.tolist()))
     for e, (a, b) in enumerate(zip(p.src.tolist(), p.dst.tolist())):
         assert np.abs(p.block(e, "S") - s.block(key[(a, b)], "S")).max() < TOL.roundoff_long
+    # and export writes a DeepH folder whose overlap.h5 holds these blocks (not empty entries)
+    import h5py
+
+    r = cli("export", preds, "--format", "deeph", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    (folder,) = [d for d in (tmp_path / "out").iterdir() if d.is_dir()]
+    with h5py.File(folder / "overlap.h5") as f:
+        entries = np.asarray(f["entries"])
+    assert entries.size == p.S.size and np.abs(np.sort(entries) - np.sort(p.S)).max() < TOL.roundoff_long
 
 
 def test_export_of_a_store_without_overlap_is_refused(demo_run, tmp_path):
