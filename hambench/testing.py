@@ -92,6 +92,8 @@ class Tolerances:
                                   "eigensolves, in meV (bands) or µEh")
     first_order: float = _t(2e-3, "band-energy shifts of a 2 µeV perturbation: exact against first-order "
                                   "perturbation theory (second-order terms), relative")
+    stochastic_trace: float = _t(0.05, "a trace estimated with a few random ±1 vectors (KPM DOS normalisation): "
+                                       "error ~1/√(R·N): a few % for R = 4 vectors on a few hundred orbitals")
 
     # --- values written as text by DFT codes and converters ---------------------------------------------------
     text_10_digits: float = _t(1e-9, "values written with 10 decimals or significant digits (DeepH-dock K_PATH "

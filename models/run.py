@@ -25,7 +25,7 @@ import torch
 
 from hambench import __version__
 from hambench.atomic import check_output, partial_path, replace_dir, write_json
-from hambench.basis import BasisLayout
+from hambench.basis import BasisLayout, dft_gaussian_basis, gaussian_overlap_blocks
 from hambench.config import from_dict, load_yaml, merge, parse_set, resolve, to_dict
 from hambench.errors import InputError
 from hambench.store import (StoreRange, StoreWriter, Structure, edge_cutoffs, file_sha256, open_store, require_truth,
@@ -34,6 +34,7 @@ from hambench.training import (RESUME_MAY_CHANGE, Checkpoint, TrainConfig, Train
                                load_checkpoint, make_loader, seed_everything, torch_dtype)
 
 from . import registry
+from ._chunked import DEFAULT_EDGE_CHUNK, chunked_forward, supports_chunking
 from ._fast_tp import KERNELS, building, default_kernel, set_kernel
 from ._frames import edges_for, frame_structures, read_structures
 from ._reach import unreachable_parts
@@ -289,6 +290,7 @@ def _run_meta(name, res: Resolved, layout, store, data, checksum, split, ck: Che
                   "n_train": int(len(tr)), "n_val": int(0 if va is None else len(va)), "split": desc},
         "edge_cutoffs": ck.meta["edge_cutoffs"] if ck is not None else edge_cutoffs(store, tr),
         "edge_rule": _edge_rule(store, tr, ck),
+        "dft": dict(store.meta.dft or {}),  # the basis: predict --structures computes S from it when Gaussian
         "command": " ".join(sys.argv),
     }
 
@@ -453,7 +455,7 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
 
 # --- predict --structures ----------------------------------------------------------------------------------
 def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
-                       overwrite: bool = False) -> dict:
+                       overwrite: bool = False, edge_chunk: int = DEFAULT_EDGE_CHUNK, say=None) -> dict:
     """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
 
     Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
@@ -462,6 +464,11 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     (NaN/Inf coordinates, atoms closer than 0.1 Å, an atom with no neighbour within the cut-offs) are refused
     before anything is written (:func:`models._frames.check_geometry`). The output is a store (schema of :mod:`hambench.store._schema`) with the predicted ``blocks/H``, no overlap,
     and attrs ``hambench_predictions_version``, ``truth: null``, ``model``, ``structures_file``.
+
+    Large structures: a DeepH-E3 is evaluated one structure at a time with its per-edge work in slices of
+    ``edge_chunk`` edges (:mod:`hambench.models._chunked`: memory = its node/edge features twice + one slice);
+    ``say(line)`` gets progress at least every 10 s and the throughput. S comes from the training data's
+    Gaussian basis when it has one (:func:`_add_overlap`).
     """
 
     out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
@@ -476,16 +483,14 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     sha = file_sha256(src_file)
     r = StoreRange.from_structures(frame_structures(frames, layout, ck, src_file, sha), layout, overlap=False)
     t0 = time.perf_counter()
-    preds = {}
-    for a in range(0, len(r), batch_size):
-        b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
-        preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
+    preds = _predict_frames(model, r, layout, dev, dtype, batch_size, edge_chunk, say)
     dt = time.perf_counter() - t0
     bad = [k for k in range(len(r)) if not np.all(np.isfinite(preds[k]))]
     if bad:
         raise InputError(src_file, f"frame {bad[0]}: the model predicts NaN/Inf blocks for it (nothing written)")
     r.H = np.concatenate([preds[k] for k in range(len(r))])
     r.H_ptr = layout.block_ptr(*r.edge_Z())
+    overlap = _add_overlap(r, layout, ck)
     _write_plain_predictions(r, layout, out, {
         "kind": ck["store"]["kind"],
         "hambench_predictions_version": 1,
@@ -495,6 +500,7 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
                   "config": ck["model"]["config"], "step": ck["engine"]["step"],
                       "unreachable": list(ck.get("unreachable") or [])},
         "split": None,
+        "overlap": overlap,
         "created_by": {"hambench": __version__, "command": " ".join(sys.argv)},
         "timing": {"seconds": dt, "structures_per_s": len(r) / max(dt, 1e-9), "device": str(dev)},
     })
@@ -502,10 +508,75 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
             "structures_per_s": len(r) / max(dt, 1e-9), "edges": int(r.src.size)}
 
 
+def _predict_frames(model, r: StoreRange, layout, dev, dtype, batch_size: int, edge_chunk: int, say) -> dict:
+    """{structure index: flat predicted H} of the frames ``r``: chunked one by one when the model allows it."""
+    if not supports_chunking(model):
+        preds = {}
+        for a in range(0, len(r), batch_size):
+            b = collate(r.take(np.arange(a, min(len(r), a + batch_size))), layout, dtype=torch_dtype(dtype))
+            preds.update((k, H) for k, H, _, _ in _predict_batches(model, [b], dev, dtype))
+        return preds
+
+    def progress(what, done, total, seconds):
+        if say is not None:
+            say(f"  {what}: {100 * done / total:.0f} % of the edge work, {done / max(seconds, 1e-9):,.0f} "
+                f"edge updates/s, {seconds:.0f} s")
+
+    preds = {}
+    for k in range(len(r)):
+        b = collate(r.take(np.array([k])), layout, dtype=torch_dtype(dtype)).to(dev, torch_dtype(dtype))
+        t0 = time.perf_counter()
+        H = chunked_forward(model, b, edge_chunk, progress)
+        preds[k] = H.cpu().numpy().astype(np.complex128 if H.is_complex() else np.float64)
+        del H, b
+        if say is not None:
+            dt, na, ne = time.perf_counter() - t0, int(r.natoms[k]), int(r.nedges[k])
+            say(f"  structure {k}: {na:,} atoms, {ne:,} edges in {dt:.1f} s ({na / dt:,.0f} atoms/s, "
+                f"{ne / dt:,.0f} edges/s)")
+    return preds
+
+
+def _overlap_basis(ck) -> str | None:
+    """The PySCF basis of the checkpoint's training data when its orbitals are Gaussians, else None. Checkpoints
+    made before the ``dft`` record name it through their training store's attrs, when that store still exists."""
+    dft = ck.get("dft")
+    if dft is None:
+        path = Path(str(ck["store"].get("path", "")))
+        try:
+            dft = open_store(path).meta.dft if path.is_dir() else None
+        except (InputError, OSError):
+            dft = None
+    return dft_gaussian_basis(dft)
+
+
+def _add_overlap(r: StoreRange, layout, ck) -> dict:
+    """Give the predicted structures ``r`` their exact overlap S (per edge, from the Gaussian basis of the training
+    data: :func:`hambench.basis.gaussian_overlap_blocks`); numerical orbitals get none. Returns the store's
+    ``overlap`` attribute (how S was made, or why there is none)."""
+    basis = _overlap_basis(ck)
+    if basis is None:
+        code = (ck.get("dft") or {}).get("code", "an unrecorded code")
+        return {"source": None, "why": f"the model was trained on {code} data: numerical atomic orbitals have no "
+                                       "closed-form overlap here (use HPRO, or a model trained on S)"}
+    t0 = time.perf_counter()
+    zs, zd = r.edge_Z()
+    S = []
+    for k in range(len(r)):
+        a0, a1 = int(r.atom_ptr[k]), int(r.atom_ptr[k + 1])
+        e0, e1 = int(r.edge_ptr[k]), int(r.edge_ptr[k + 1])
+        S.append(gaussian_overlap_blocks(r.Z[a0:a1], r.pos[a0:a1], r.cell[k], r.src[e0:e1], r.dst[e0:e1],
+                                         r.shift[e0:e1], layout, basis))
+    r.S = np.concatenate(S) if S else np.zeros(0)
+    r.S_ptr = layout.block_ptr(zs, zd, spinful=False)
+    return {"source": "exact two-centre overlaps of the Gaussian basis (PySCF libcint), per edge", "basis": basis,
+            "seconds": time.perf_counter() - t0}
+
+
 def _write_plain_predictions(r: StoreRange, layout, out: Path, attrs: dict) -> None:
     """Write the structures ``r`` with their predicted H (no S, no T) as a store with ``attrs`` (atomically; the
     callers refuse an existing ``out`` unless ``overwrite``)."""
-    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size), "S": 0,
+    counts = {"structures": len(r), "atoms": int(r.Z.size), "edges": int(r.src.size), "H": int(r.H.size),
+              "S": 0 if r.S is None else int(r.S.size),
               "T": 0}
     present = sorted({int(z) for z in r.Z})
     full = {"spinful": layout.spinful, "species": {str(z): layout.species[z] for z in present}, "splits": {},

@@ -84,6 +84,11 @@ def export_store(store_path, fmt: str, output, quiet: bool = False, overwrite: b
         raise InputError(output, "is not an earlier hambench export (no export.json): --overwrite replaces only "
                                  "those; choose another -o")
     st = open_store(store_path)
+    if len(st) and int(st.meta.counts.S) == 0:
+        why = (st.attrs.get("overlap") or {}).get("why")
+        raise InputError(store_path, "has no overlap S (a prediction made with --structures"
+                                     + (f"; {why}" if why else "") + "): a DeepH folder needs overlap.h5 with "
+                                     "real entries, so nothing is exported")
     output.parent.mkdir(parents=True, exist_ok=True)
     write = getattr(deeph_format, FORMATS[fmt])
     n = len(st)

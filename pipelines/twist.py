@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hambench.atomic import atomic_path
+from hambench.atomic import atomic_path, check_output
 from hambench.errors import InputError
 
 __all__ = ["twist_angle", "hexagonal_basis", "twisted_bilayer", "read_layer", "write_twist"]
@@ -41,9 +41,16 @@ def twist_angle(m: int, n: int) -> float:
     return math.degrees(math.acos(min(1.0, cos)))
 
 
+#: largest number of primitive cells per layer (m² + mn + n²) built: 10⁵ cells are ~10⁶ atoms for a 3-atom layer
+MAX_CELLS = 100_000
+
+
 def _check_pair(m: int, n: int) -> None:
     if m < 1 or n < 1:
         raise InputError("--m/--n", f"the twist pair must be positive integers, got ({m}, {n})")
+    if m * m + m * n + n * n > MAX_CELLS:
+        raise InputError("--m/--n", f"({m}, {n}) needs {m * m + m * n + n * n:,} cells per layer; at most "
+                                    f"{MAX_CELLS:,} are built (twist angle {twist_angle(m, n):.3g}°)")
     if m == n:
         raise InputError("--m/--n", f"({m}, {n}) is no twist (angle 0); take two different integers, e.g. ({m}, {m + 1})")
     if math.gcd(m, n) != 1:
@@ -56,6 +63,8 @@ def hexagonal_basis(cell: np.ndarray, where) -> tuple[np.ndarray, np.ndarray]:
     """The 60° basis (b1, b2) of a 2-D hexagonal cell whose vectors 1 and 2 lie in the xy plane and 3 along z;
     :class:`InputError` otherwise (naming what is wrong)."""
     cell = np.asarray(cell, dtype=np.float64)
+    if cell.shape != (3, 3) or not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-9:
+        raise InputError(where, "has no 3-D cell (a layer file needs its lattice vectors: POSCAR, CIF, extxyz)")
     a1, a2, c = cell
     if abs(a1[2]) > _TOL * np.linalg.norm(a1) or abs(a2[2]) > _TOL * np.linalg.norm(a2) or \
             np.linalg.norm(c[:2]) > _TOL * np.linalg.norm(c):
@@ -148,11 +157,17 @@ def write_twist(layer_file, m: int, n: int, out, distance: float = DEFAULT_DISTA
     atomically); the summary line."""
     import ase
     import ase.io
-    from ase.io.formats import filetype
+    from ase.io.formats import filetype, ioformats
 
-    out = Path(out)
+    out = check_output(out, folder=False, what="the structure file to write")
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
+    try:
+        fmt = filetype(out, read=False)
+    except Exception:  # noqa: BLE001 - no format from the name: VASP, as POSCAR files are named
+        fmt = "vasp"
+    if fmt not in ioformats or not ioformats[fmt].can_write:
+        raise InputError(out, f"-o: ASE cannot write the format {fmt!r} its name asks for (.vasp, .cif, .xyz work)")
     atoms = read_layer(layer_file)
     frac = atoms.get_scaled_positions(wrap=True)[:, :2]
     cell, pos, sp, layer, angle = twisted_bilayer(np.asarray(atoms.cell), frac, atoms.positions[:, 2], m, n,
@@ -161,10 +176,6 @@ def write_twist(layer_file, m: int, n: int, out, distance: float = DEFAULT_DISTA
     bilayer.set_tags(layer)
     order = np.lexsort((layer, bilayer.numbers))  # grouped by element (a POSCAR's species blocks)
     bilayer = bilayer[order]
-    try:
-        fmt = filetype(out, read=False)
-    except Exception:  # noqa: BLE001 - no format from the name: VASP, as POSCAR files are named
-        fmt = "vasp"
     with atomic_path(out) as tmp:
         ase.io.write(tmp, bilayer, format=fmt)
     a = float(np.linalg.norm(cell[0]))

@@ -182,7 +182,8 @@ def test_equivariance_command(demo, stage1, tmp_path):
     want = np.abs(HR - rotate_edge_blocks(H0, s.Z[s.src], s.Z[s.dst], st.species, R)).max() * 1e3
     assert e["max_meV"] == pytest.approx(want, rel=TOL.roundoff_of_roundoff, abs=TOL.exact64)
     bad = CliRunner().invoke(main, ["equivariance", str(stage1), "--data", str(demo), "--rotations", "0"])
-    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1  # a flag out of range: usage error
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1  # a flag out of range: usage, exit 2
+    assert "--rotations" in bad.output
 
 
 # --- g_i: invariants only (Eq. 2) ------------------------------------------------------------------------------

@@ -305,7 +305,7 @@ def test_reader_refuses_damaged_store(mol_store, tmp_path, damage, msg):
 def test_reader_refuses_another_truth(mol_store, soc_store, tmp_path):
     st = open_store(mol_store)
     p = write_predictions(st, [0], perturbed(st, [0]), tmp_path / "p.zarr")
-    with pytest.raises(InputError, match="--truth is not the store .* was predicted from"):  # named as such (issue 30)
-        open_predictions(p, truth=soc_store)
+    with pytest.raises(InputError, match="--truth is not the store .*p.zarr was predicted from"):
+        open_predictions(p, truth=soc_store)  # another store given: named as such, not as a changed truth
     with pytest.raises(InputError, match="kind is 'molecule', the truth store's is 'crystal'"):
         open_predictions(p, truth=soc_store, check_checksum=False)

@@ -268,3 +268,22 @@ def test_checkpoint_that_is_not_one(demo_store, tmp_path):
     refused(["equivariance", demo_store, "--data", demo_store], tmp_path, demo_store, "not a checkpoint")
     refused(["predict", tmp_path, "--data", demo_store, "-o", tmp_path / "p.zarr"], tmp_path, tmp_path,
             "without best.pt or last.pt")
+
+
+# --- bands ---------------------------------------------------------------------------------------------------
+BANDS = [  # (id, extra arguments, exit code, what the line names)
+    ("molecule-store", None, 1, "is a molecule"),
+    ("o-folder", ["-o", "afolder"], 1, "-o: is a folder"),
+    ("plot-folder", ["--plot", "afolder"], 1, "--plot: is a folder"),
+    ("plot-format", ["--plot", "bands.xyz"], 2, "--plot"),
+    ("fermi-nan", ["--fermi", "nan"], 2, "--fermi"),
+    ("structure-unknown", ["--structure", "nope"], 1, "--structure"),
+]
+
+
+@pytest.mark.parametrize("case, extra, code, named", BANDS, ids=[b[0] for b in BANDS])
+def test_bands_refusals(crystals, demo_store, tmp_path, case, extra, code, named):
+    _folder(tmp_path)
+    args = ["bands", demo_store] if extra is None else ["bands", crystals, *[
+        tmp_path / x if x in ("afolder", "bands.xyz") else x for x in extra]]
+    refused(args, tmp_path, named, code=code)

@@ -13,7 +13,7 @@ import zarr
 from hambench.scoring import _score as scoring
 from hambench.scoring._metrics import Evaluator
 from hambench.pipelines import prepare
-from hambench.store import StoreRange, StoreWriter, open_store, write_predictions
+from hambench.store import StoreRange, StoreWriter, open_store, seal_store, write_predictions
 from hambench.testing import TOL, require_realdata
 from hambench.app.testing import cli
 
@@ -228,7 +228,7 @@ def _wrong_size(structs):
     ("missing_edges", "(missing edges)"),
     ("extra_edges", "(extra edges)"),
     ("sizes", "block sizes differ from the truth's"),
-    ("truth_changed", "the store was edited or damaged since"),  # the truth's seal (issue 30)
+    ("truth_changed", "changed since"),
     ("scf_on_crystal", "--scf (SCF acceleration) needs a molecule store; this is a crystal store"),
     ("bands_on_molecule", "--bands needs a crystal store; this is a molecule store"),
     ("store_version", "store version 2, this hambench reads version 1"),
@@ -236,11 +236,12 @@ def _wrong_size(structs):
     ("no_preds", "no such prediction store"),
     ("reference_missing", "no such scores file"),
     ("reference_not_json", "is not a JSON scores file"),
-    ("workers", "'--workers': 0 is not in the range x>=1"),  # a usage error: exit 2 (issue 30)
+    ("workers", "Invalid value for '--workers'"),
+    ("truth_edited", "is not what was written"),
 ])
 def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
     truth = qm9 if case != "scf_on_crystal" else soc
-    if case == "truth_changed":  # the only case that edits the truth: on a copy
+    if case in ("truth_changed", "truth_edited"):  # the only cases that edit the truth: on a copy
         truth = tmp_path / "truth.zarr"
         shutil.copytree(qm9, truth)
     st = open_store(truth)
@@ -253,9 +254,11 @@ def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
     elif case in ("missing_edges", "extra_edges", "sizes"):
         edit = {"missing_edges": _drop_edge, "extra_edges": _extra_edge, "sizes": _wrong_size}[case]
         args[1] = named = _handmade(truth, preds, tmp_path / "bad.zarr", edit)
-    elif case == "truth_changed":
+    elif case in ("truth_changed", "truth_edited"):
         g = zarr.open_group(str(truth), mode="r+")
         g["blocks/H"][0] = g["blocks/H"][0] + 1e-6
+        if case == "truth_changed":
+            seal_store(truth)  # as if prepared again with other labels (an unsealed edit is damage: truth_edited)
         named = truth
     elif case == "scf_on_crystal":
         args += ["--scf", "2"]
@@ -281,7 +284,7 @@ def test_bad_input_one_line_exit_1_no_scores(qm9, soc, tmp_path, case, msg):
         named = None
     out = tmp_path / "scores.json"
     r = cli(*args, "-o", out)
-    assert r.exit_code == (2 if case == "workers" else 1), r.output
+    assert r.exit_code == (2 if case == "workers" else 1), r.output  # a flag out of its range: usage, exit 2
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("hambench: error: "), r.stderr
     assert msg in lines[0]

@@ -110,6 +110,9 @@ def test_cli_bands_and_refusals(mote2, tmp_path):
     assert not (tmp_path / "x.json").exists()
     assert "--structure" in one_line_error(cli("bands", mote2, "--structure", "nosuch"))
     assert "cannot read the k-path file" in one_line_error(cli("bands", mote2, "--kpath", tmp_path / "missing"))
+    bulk = tmp_path / "K_PATH"  # a 3-D path (Γ–A along k3) on the MoTe2 layer, periodic in-plane only
+    bulk.write_text("10 0 0 0 0 0 0.5 G A\n")
+    assert "a k-path for another cell" in one_line_error(cli("bands", mote2, "--kpath", bulk))
     assert "missing.zarr" in one_line_error(cli("bands", tmp_path / "missing.zarr"))
 
 
@@ -126,3 +129,27 @@ def test_structures_predictions_without_overlap_are_refused(mote2, tmp_path):
     assert r.exit_code == 0, r.output
     line = one_line_error(cli("bands", preds, "--around-fermi", 4))
     assert "no overlap S" in line
+
+
+def test_kernel_polynomial_dos_equals_the_dense_spectrum(mote2):
+    """KPM on sparse S⁻¹H (LU solves): its Chebyshev moments with the exact trace are those of the dense
+    generalised eigenvalues, and the stochastic DOS integrates to one state per orbital."""
+    from hambench.scoring._kpm import jackson, kpm_dos, kpm_moments, spectral_bounds
+    from hambench.scoring._bands import generalized_eigh
+    from hambench.scoring._sparse import sparse_matrices
+
+    s = supercell(open_store(mote2)[0], 2, 2)
+    k = np.array([0.1, 0.2, 0.0])
+    Hk, Sk = sparse_matrices(s, k)
+    ev = generalized_eigh(Hk.toarray()[None], Sk.toarray()[None])[0]
+    b, a = spectral_bounds(Hk, Sk)
+    assert ev.min() > b - a and ev.max() < b + a
+    n = 64
+    mu = kpm_moments(Hk, Sk, n, (b, a), vectors="exact")
+    x = (ev - b) / a
+    ref = np.polynomial.chebyshev.chebvander(x, n - 1).mean(axis=0)   # (1/N) Σ_i T_n(x_i)
+    assert np.abs(mu - ref).max() < TOL.reassociation * len(ev)
+    grid = np.linspace(b - a, b + a, 4001)[1:-1]
+    rho = kpm_dos(kpm_moments(Hk, Sk, n, (b, a), n_random=4), (b, a), grid)
+    assert abs(np.trapezoid(rho, grid) - 1) < TOL.stochastic_trace
+    assert jackson(n)[0] == pytest.approx(1.0, abs=TOL.few_ulp)

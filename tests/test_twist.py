@@ -127,11 +127,18 @@ def test_refusals(tmp_path):
         ((tmp_path / "missing.vasp", "--m", 1, "--n", 2), "no such file"),
         ((g, "--m", 1, "--n", 2, "--distance", -1), "--distance"),
         ((g, "--m", 1, "--n", 2, "--vacuum", 0), "--vacuum"),
+        ((g, "--m", 1000, "--n", 1001), "3,003,001 cells per layer"),
+        ((tmp_path / "mol.xyz", "--m", 1, "--n", 2), "has no 3-D cell"),
     ]
+    (tmp_path / "mol.xyz").write_text("2\nmolecule\nH 0 0 0\nH 0.74 0 0\n")
     for args, message in cases:
         out = tmp_path / "out.vasp"
         line = one_line_error(cli("structures", "twist", *args, "-o", out))
         assert message in line, (args, line)
+        assert not out.exists()
+    for out, message in ((tmp_path / "mol.xyz" / "out.vasp", "is a file, not a folder"),
+                         (tmp_path / "out.nosuchformat", "ASE cannot write the format")):
+        assert message in one_line_error(cli("structures", "twist", g, "--m", 1, "--n", 2, "-o", out))
         assert not out.exists()
     (tmp_path / "exists.vasp").write_text("x")
     assert "exists already" in one_line_error(cli("structures", "twist", g, "--m", 1, "--n", 2, "-o",

@@ -5,6 +5,7 @@ Like ``cli``, each command imports the library module it calls inside its body.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -110,6 +111,10 @@ def leaderboard_build(board, output, overwrite, predictions, strict):
     click.echo(build_site(board, output, overwrite=overwrite, predictions=predictions, strict=strict))
 
 
+#: the plot formats ``bands --plot`` writes (matplotlib's, chosen by the suffix)
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 @main.command(context_settings=CONTEXT)
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--structure", help="Structure id or index (default: the first).")
@@ -130,8 +135,17 @@ def bands(ctx, store, structure, kpath, npoints, n, fermi, output, plot):
     Example:
       hambench bands mote2.zarr --around-fermi 10 --plot bands.png
     """
-    from hambench.atomic import write_json
+    from hambench.atomic import check_output, write_json
     from hambench.scoring import plot_sparse_bands, sparse_band_structure
+
+    if fermi is not None and not math.isfinite(fermi):
+        raise click.UsageError(f"--fermi must be a finite energy (eV), got {fermi}")
+    if output is not None:
+        check_output(output, folder=False, what="the JSON file to write")
+    if plot is not None:
+        check_output(plot, folder=False, flag="--plot", what="the plot file to write")
+        if plot.suffix.lower() not in _PLOT_SUFFIXES:
+            raise click.UsageError(f"--plot {plot}: the suffix names the format: {', '.join(_PLOT_SUFFIXES)}")
 
     def progress(k, nk, seconds):
         if not ctx.obj["quiet"] and (k == nk or k % max(1, nk // 10) == 0):

@@ -18,6 +18,9 @@ from pathlib import Path
 import click
 
 from hambench import __version__
+from hambench.app._prepare_options import DRIVER_FIELDS as _DRIVER_FIELDS
+from hambench.app._prepare_options import PrepareCommand as _PrepareCommand
+from hambench.app._prepare_options import source_option_help, source_option_table  # noqa: F401 (tests, docs)
 from hambench.errors import HambenchError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -40,7 +43,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            where = e.ctx.command_path.replace(e.ctx.find_root().info_name or "", "hambench", 1) if e.ctx else "hambench"
+            where = " ".join(["hambench", *(e.ctx.command_path.split()[1:] if e.ctx else [])])
             click.echo(f"hambench: error: {e.format_message()} (see '{where} -h')", err=True)
             sys.exit(e.exit_code)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
@@ -77,129 +80,6 @@ def main(ctx, debug, quiet):
 
 
 # --- prepare ---------------------------------------------------------------------------------------------
-#: driver fields of every source's Options: they are prepare's own flags, not generated ones
-_DRIVER_FIELDS = ("seed", "cutoff")
-
-#: CLI help and constraints for source option fields whose ``Options`` metadata leaves them out, merged key by key
-#: under the field's own metadata (which wins): ``"SOURCE:field"`` keys are per source, ``"field"`` keys for any.
-#: Today every field carries its help; pyscf/qm9's counts lack the ``min`` that makes ``--limit 0`` a usage error.
-_FALLBACK_HELP: dict[str, dict] = {
-    "pyscf/qm9:limit": {"min": 1},
-    "pyscf/qm9:max_atoms": {"min": 1},
-    "pyscf/qm9:max_heavy": {"min": 0},
-    "pyscf/qm9:max_cycle": {"min": 1},
-    "pyscf/qm9:threads": {"min": 1},
-    "pyscf/qm9:grid_level": {"min": 0},
-}
-
-#: source option field → its flag, where the flag is not ``--field-name`` (metadata ``flag`` also sets it)
-_FLAG_NAMES = {"version": "--dataset-version"}
-
-
-def source_option_help(source: str, field) -> dict:
-    """CLI help of one ``Options`` field of ``source``: ``{"help", "choices", "min", "flag"}`` (those it has).
-
-    Each key from the field's ``metadata`` where it gives one, else from :data:`_FALLBACK_HELP` (``{}`` if neither):
-    a source's own metadata wins, the table fills what it leaves out (e.g. a ``min`` the CLI range-checks).
-    """
-    fallback = _FALLBACK_HELP.get(f"{source}:{field.name}") or _FALLBACK_HELP.get(field.name) or {}
-    return {**fallback, **{k: v for k, v in (field.metadata or {}).items() if v is not None and v != ""}}
-
-
-def _field_type(source: str, field) -> str:
-    ann = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-    types = [t.strip() for t in ann.split("|") if t.strip() != "None"]
-    if len(types) != 1 or types[0] not in ("bool", "int", "float", "str", "Path"):
-        raise TypeError(f"source {source}: option {field.name} has type {ann!r}; the CLI knows int, float, str, "
-                        "Path and bool (each optionally | None)")
-    return types[0]
-
-
-def _tag(names: list[str]) -> str:
-    """``[a/x, b/*]``: the sources of one help text, a family written ``family/*`` when all its sources share it."""
-    from hambench.pipelines.registry import SOURCES
-
-    out, done = [], set()
-    for n in names:
-        fam = n.split("/")[0]
-        members = [m for m in SOURCES if m.split("/")[0] == fam]
-        if len(members) > 1 and all(m in names for m in members):
-            if fam not in done:
-                out.append(f"{fam}/*")
-                done.add(fam)
-        else:
-            out.append(n)
-    return "[" + ", ".join(out) + "]"
-
-
-def source_option_table() -> dict[str, dict]:
-    """Every source option of the registry (the union over SOURCES, less seed/cutoff), keyed by field name:
-    ``{"flag", "type", "help": {help text: [sources]}, "choices", "min", "sources"}``. Sources that do not import
-    in this build are left out."""
-    from hambench.pipelines.registry import SOURCES, option_fields
-
-    table: dict[str, dict] = {}
-    for source in SOURCES:
-        try:
-            fields = option_fields(source)
-        except HambenchError:
-            continue
-        for f in fields:
-            if f.name in _DRIVER_FIELDS:
-                continue
-            info = source_option_help(source, f)
-            typ = _field_type(source, f)
-            row = table.setdefault(f.name, {"flag": info.get("flag") or _FLAG_NAMES.get(f.name)
-                                             or "--" + f.name.replace("_", "-"),
-                                             "type": typ, "help": {}, "choices": [], "min": [], "sources": []})
-            if row["type"] != typ:
-                raise TypeError(f"option {f.name} is {row['type']} in {row['sources'][0]} but {typ} in {source}")
-            row["help"].setdefault(info.get("help") or "(no help yet)", []).append(source)
-            row["choices"].append(tuple(info["choices"]) if info.get("choices") else None)
-            row["min"].append(info.get("min"))
-            row["sources"].append(source)
-    return dict(sorted(table.items(), key=lambda kv: kv[1]["flag"]))
-
-
-def _source_params() -> list[click.Option]:
-    """The prepare flags generated from the sources' Options dataclasses (see :func:`source_option_table`)."""
-    types = {"int": int, "float": float, "str": str, "Path": click.Path(path_type=Path)}
-    params = []
-    for name, row in source_option_table().items():
-        help_text = "; ".join(f"{_tag(srcs)} {text.rstrip('.')}" for text, srcs in row["help"].items()) + "."
-        kw: dict = {"help": help_text}
-        choices = set(row["choices"])
-        mins = row["min"]
-        if row["type"] == "bool":
-            kw["is_flag"] = True
-        elif len(choices) == 1 and None not in choices:
-            kw["type"] = click.Choice(next(iter(choices)), case_sensitive=False)
-        elif row["type"] in ("int", "float") and None not in mins:
-            rng = click.IntRange if row["type"] == "int" else click.FloatRange
-            kw["type"] = rng(min=min(mins))
-        else:
-            kw["type"] = types[row["type"]]
-        params.append(click.Option([row["flag"], name], **kw))
-    return params
-
-
-class _PrepareCommand(click.Command):
-    """``prepare`` with its source flags generated from the registry on first use (other commands never import
-    the source modules)."""
-
-    _built = False
-
-    def get_params(self, ctx):
-        if not self._built:
-            own = {o for p in self.params for o in p.opts} | {p.name for p in self.params}
-            for p in _source_params():
-                if own & ({*p.opts, p.name}):
-                    raise TypeError(f"source option {p.name} ({p.opts[0]}) clashes with a flag of prepare itself")
-                self.params.append(p)
-            self._built = True
-        return super().get_params(ctx)
-
-
 @main.command(cls=_PrepareCommand, context_settings=CONTEXT)
 @click.option("--source", "-s", required=True, metavar="FAMILY/NAME",
               help="Data source, e.g. deeph/folder, deeph/bilayer_graphene, openmx/scfout, pyscf/qm9, "
@@ -423,8 +303,12 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
               help="Structures per forward pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch (default: torch's).")
+@click.option("--edge-chunk", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="With --structures: edges per slice of a DeepH-E3's per-edge work (bounds memory).")
 @_KERNEL
-def predict(checkpoint, data, structures, split, output, device, batch_size, overwrite, threads, kernel):
+@click.pass_context
+def predict(ctx, checkpoint, data, structures, split, output, device, batch_size, overwrite, threads, edge_chunk,
+            kernel):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
@@ -446,7 +330,8 @@ def predict(checkpoint, data, structures, split, output, device, batch_size, ove
         if split:
             raise click.UsageError("--split goes with --data")
         s = predict_structures(checkpoint, structures, output, device=device, batch_size=batch_size,
-                               overwrite=overwrite)
+                               overwrite=overwrite, edge_chunk=edge_chunk,
+                               say=None if ctx.obj["quiet"] else (lambda line: click.echo(line, err=True)))
     else:
         s = predict_store(checkpoint, data, output, split=split, device=device, batch_size=batch_size,
                           overwrite=overwrite)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import time
 
+from pathlib import Path
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
@@ -55,8 +57,9 @@ def sparse_bloch(blocks, Z, src, dst, shift, layout, kfrac, *, overlap: bool = F
 def _require_overlap(s, where) -> None:
     """Bands need S(k): refuse a structure without an overlap (a prediction made with ``--structures``)."""
     if s.S is None or np.asarray(s.S).size == 0:
-        raise InputError(where, f"structure {s.id!r} has no overlap S: bands need S(k) (a prediction made with "
-                                "--structures carries none; predict with --data on a store that has S)")
+        raise InputError(where, f"structure {s.id!r} has no overlap S: bands need S(k) (predict --structures gives S "
+                                "only for models trained on Gaussian-basis (PySCF) data; numerical orbitals of "
+                                "OpenMX/ABACUS/SIESTA have none here)")
 
 
 def sparse_matrices(s, kfrac, H=None, where=None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -157,6 +160,20 @@ def _pick(ids, structure, where) -> int:
     raise InputError("--structure", f"{structure!r} is neither an id nor an index of {where} ({len(ids)} structures)")
 
 
+def _check_k_path(s, kp, kpath) -> None:
+    """A k-path made for another cell (a bulk path on a layer: k along a lattice vector the structure is not
+    periodic along, where every R is 0) is refused: its bands would repeat, and its labels would be wrong."""
+    from ._bands import _periodic_dirs
+
+    k = np.asarray(kp.kpts, float).reshape(-1, 3)
+    off = ~_periodic_dirs(s) & (np.abs(k).max(axis=0, initial=0.0) > 0)
+    if kpath is not None and off.any():
+        d = int(np.flatnonzero(off)[0])
+        raise InputError(kpath if isinstance(kpath, (str, Path)) else "--kpath",
+                         f"k-points with k{d + 1} ≠ 0, but structure {s.id!r} is not periodic along lattice vector "
+                         f"{d + 1}: a k-path for another cell")
+
+
 def sparse_band_structure(path, structure=None, kpath=None, npoints: int = 60, n: int = 20,
                           fermi: float | None = None, progress=None) -> dict:
     """``hambench bands``: the ``n`` bands nearest E_F along a k-path of one structure of a store or prediction
@@ -166,7 +183,10 @@ def sparse_band_structure(path, structure=None, kpath=None, npoints: int = 60, n
 
     s, H, source = _structure_of(path, structure, path)
     _require_overlap(s, path)  # before E_F, which a structure without S may also lack
+    if not np.asarray(s.pbc, bool).any():
+        raise InputError(path, f"structure {s.id!r} is a molecule (no periodic direction): bands need a crystal")
     kp = k_path_for(s, kpath, npoints)
+    _check_k_path(s, kp, kpath)
     ef, how = fermi_for(s, fermi, H, path)
     t0 = time.perf_counter()
     bands = bands_near(s, kp.kpts, ef, n, H=H, progress=progress, where=path)
