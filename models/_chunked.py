@@ -170,7 +170,7 @@ def chunked_forward(model, batch, edge_chunk: int = DEFAULT_EDGE_CHUNK, progress
     zs, zd = batch.Z[sl.src], batch.Z[sl.dst]
     H = None
     for a, b in sl.ranges:
-        Hc = model.head(model.lin_edge(e[a:b]), zs[a:b], zd[a:b], ptr[a:b + 1] - ptr[a])
+        Hc = model.head(model.lin_edge(e[a:b]) * model._readout_scale, zs[a:b], zd[a:b], ptr[a:b + 1] - ptr[a])
         if H is None:
             H = torch.empty(int(ptr[-1]), dtype=Hc.dtype, device=Hc.device)
         H[int(ptr[a]):int(ptr[b])] = Hc
