@@ -412,22 +412,22 @@ def _predict_batches(model, batches, device, dtype):
 
 
 def predict_store(checkpoint, data, out, split: str | None = None, device="auto", batch_size: int = 8,
-                  overwrite: bool = False, quiet: bool = True) -> dict:
+                  overwrite: bool = False, quiet: bool = True, dtype: str | None = None) -> dict:
     """``hambench predict CHECKPOINT --data STORE [--split NAME:SUBSET] -o preds.zarr``.
 
     Refuses a store whose species, shells or spin the checkpoint does not know (one line, nothing written).
-    Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
+    ``dtype`` (float32 | float64; None: the checkpoint's training dtype) is the precision of the forward. Returns {path, structures, seconds, structures_per_s, atoms_per_s}.
     """
     out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
-    model, ck, layout = load_model(checkpoint, "cpu")
+    model, ck, layout = load_model(checkpoint, "cpu", dtype)
     store = require_truth(open_store(data), "input for predict --data")
     _check_store_for(registry.get(ck["model"]["name"]), store, data)
     layout.check_compatible(store.layout, data)
     dev = _device(device)
     model.to(dev)
-    dtype = ck["train_config"].get("dtype", "float32")
+    dtype = dtype or ck["train_config"].get("dtype", "float32")
     idx = select_split(store, split)
     if idx.size == 0:
         raise InputError(data, f"split {split} selects no structures")
@@ -455,7 +455,8 @@ def predict_store(checkpoint, data, out, split: str | None = None, device="auto"
 
 # --- predict --structures ----------------------------------------------------------------------------------
 def predict_structures(checkpoint, structures_file, out, device="auto", batch_size: int = 8,
-                       overwrite: bool = False, edge_chunk: int = DEFAULT_EDGE_CHUNK, say=None) -> dict:
+                       overwrite: bool = False, edge_chunk: int = DEFAULT_EDGE_CHUNK, say=None,
+                       dtype: str | None = None) -> dict:
     """``hambench predict CHECKPOINT --structures FILE -o preds.zarr``: blocks for structures without DFT.
 
     Edges: every atom pair when the training store held every pair of each molecule (PySCF stores:
@@ -474,10 +475,10 @@ def predict_structures(checkpoint, structures_file, out, device="auto", batch_si
     out = check_output(out, folder=True, what="the prediction store to write (NAME.zarr)")
     if out.exists() and not overwrite:
         raise InputError(out, "exists already; choose another path or pass --overwrite")
-    model, ck, layout = load_model(checkpoint, "cpu")
+    model, ck, layout = load_model(checkpoint, "cpu", dtype)
     dev = _device(device)
     model.to(dev)
-    dtype = ck["train_config"].get("dtype", "float32")
+    dtype = dtype or ck["train_config"].get("dtype", "float32")
     frames = read_structures(structures_file)
     src_file = Path(structures_file)
     sha = file_sha256(src_file)

@@ -80,6 +80,29 @@ def test_imported_qhnet_reproduces_airs_in_float64(run, demo_store):
         assert np.abs(F - R).max() <= TOL.reassociation * np.abs(R).max(), k
 
 
+def test_predict_dtype_flag_reaches_the_reference_from_a_float32_run(run, demo_store, tmp_path):
+    """The imported run trains in float32 (QH9's recipe); ``predict --dtype float64`` evaluates it in float64 and
+    so reproduces AIRS' float64 outputs to 1e-10 relative, while the default (the run's float32) does not."""
+    store = open_store(demo_store)
+    ids = list(store.array("structures/id")[:])
+    k = FIX["molecules_qm9"][1]
+    i = ids.index(f"dsgdb9nsd_{k:06d}")
+    got = {}
+    for flag in ((), ("--dtype", "float64")):
+        out = tmp_path / f"p{len(flag)}.zarr"
+        r = cli("predict", run, "--data", demo_store, "-o", out, *flag)
+        assert r.exit_code == 0, r.output
+        got[flag[-1] if flag else "default"] = open_store(out)[i].H
+    model, _, _ = load_model(run, dtype="float64")
+    batch = next(iter(make_loader(store, None, batch_size=1, shuffle=False, dtype=torch.float64, blocks=(),
+                                  indices=np.array([i]))))
+    with torch.no_grad():
+        want = model(batch)["H"].numpy()  # = AIRS' float64 outputs (test above), flat in the store's edge order
+    scale = np.abs(want).max()
+    assert np.abs(got["float64"] - want).max() <= TOL.reassociation * scale
+    assert np.abs(got["default"] - want).max() > TOL.reassociation * scale  # float32: the flag is what did it
+
+
 def test_units_are_folded_in_float64(run):
     ck = torch.load(run / "best.pt", weights_only=True)
     airs = torch.load(CKPT, weights_only=True)["state_dict"]

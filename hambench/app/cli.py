@@ -305,10 +305,12 @@ def equivariance(checkpoint, data, split, n_structures, rotations, seed, dtype, 
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch (default: torch's).")
 @click.option("--edge-chunk", type=click.IntRange(min=1), default=16384, show_default=True,
               help="With --structures: edges per slice of a DeepH-E3's per-edge work (bounds memory).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]),
+              help="Precision of the forward pass (default: the checkpoint's training dtype).")
 @_KERNEL
 @click.pass_context
 def predict(ctx, checkpoint, data, structures, split, output, device, batch_size, overwrite, threads, edge_chunk,
-            kernel):
+            dtype, kernel):
     """Predict Hamiltonian blocks with a trained checkpoint (a .pt file or a run folder: best.pt).
 
     \b
@@ -330,11 +332,11 @@ def predict(ctx, checkpoint, data, structures, split, output, device, batch_size
         if split:
             raise click.UsageError("--split goes with --data")
         s = predict_structures(checkpoint, structures, output, device=device, batch_size=batch_size,
-                               overwrite=overwrite, edge_chunk=edge_chunk,
+                               overwrite=overwrite, edge_chunk=edge_chunk, dtype=dtype,
                                say=None if ctx.obj["quiet"] else (lambda line: click.echo(line, err=True)))
     else:
         s = predict_store(checkpoint, data, output, split=split, device=device, batch_size=batch_size,
-                          overwrite=overwrite)
+                          overwrite=overwrite, dtype=dtype)
     click.echo(f"predicted {s['structures']} structures in {s['seconds']:.2f} s "
                f"({s['structures_per_s']:.1f} structures/s) → {output}")
 
