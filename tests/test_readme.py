@@ -116,6 +116,8 @@ def test_readme_examples_run_in_order(tmp_path):
     work = tmp_path / "repo"
     (work / "hambench" / "data").mkdir(parents=True)
     shutil.copytree(ROOT / "hambench" / "data" / "demo_qm9", work / "hambench" / "data" / "demo_qm9")
+    for ref in ("deephe3_ref", "airs_ref"):  # the reference codes' small checkpoints (import-checkpoint)
+        shutil.copytree(ROOT / "tests" / "data" / ref, work / "tests" / "data" / ref)
     os.symlink(realdata_path().parent, tmp_path / "shared")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("HAMBENCH_REALDATA", None)
