@@ -104,6 +104,13 @@ def _crystal(tmp: Path):
     return None, {"system": "graphene", "count": 2, "basis": "gth-szv", "kmesh": "2x2x1", "raw_dir": tmp / "raw"}
 
 
+def _conformers(tmp: Path):
+    """H2 at LDA/STO-3G from an --xyz file: the geometry work and a conformer's SCF take milliseconds."""
+    xyz = tmp / "h2.xyz"
+    xyz.write_text("2\nH2\nH 0 0 0\nH 0 0 0.74\n")
+    return None, {"xyz": xyz, "count": 2, "xc": "lda", "basis": "sto-3g", "raw_dir": tmp / "raw"}
+
+
 @dataclass(frozen=True)
 class Case:
     source: str
@@ -122,6 +129,7 @@ CASES: dict[str, Case] = {
     "pyscf/qm9": Case("pyscf/qm9", _qm9, needs_input=False),
     "pyscf/outputs": Case("pyscf/outputs", _pyscf_outputs),
     "pyscf/crystal": Case("pyscf/crystal", _crystal, reads=False, needs_input=False),
+    "pyscf/conformers": Case("pyscf/conformers", _conformers, needs_input=False),
     "qh9/stable": Case("qh9/stable", _qh9_stable),
     "qh9/dynamic": Case("qh9/dynamic", _qh9_dynamic),
     "synthetic/random": Case("synthetic/random", lambda tmp: (None, {"count": 3, "natoms": 4}), needs_input=False),
